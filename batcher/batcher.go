@@ -1,0 +1,145 @@
+package batcher
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Batcher gathers values of type T from many goroutines into batches of up to
+// the batch size and passes each batch, in order, to its output function.
+//
+// Every value whose Add returned nil is passed to the output exactly once,
+// and the values of one goroutine reach the output in the order it added
+// them. A Batcher is safe for concurrent use. The creator must call Close,
+// which delivers what is left and stops the output goroutine.
+type Batcher[T any] struct {
+	e    engine[itemBuf[T], *itemBuf[T]]
+	size uint64
+}
+
+// itemBuf is one batch buffer of a Batcher. Its tail counts claimed slots.
+type itemBuf[T any] struct {
+	lane
+	items []T
+	out   func([]T) error
+}
+
+func (b *itemBuf[T]) ln() *lane            { return &b.lane }
+func (b *itemBuf[T]) open(v uint64) bool   { return v < uint64(len(b.items)) }
+func (b *itemBuf[T]) entries(v uint64) int { return int(min(v, uint64(len(b.items)))) }
+func (b *itemBuf[T]) sealMark() uint64     { return 1 << 62 }
+func (b *itemBuf[T]) emit(v uint64) error {
+	n := b.entries(v)
+	b.waitCommitted(n)
+	err := b.out(b.items[:n])
+	clear(b.items[:n]) // let the garbage collector have what the items point to
+	return err
+}
+
+// New returns a Batcher that passes batches to output, one call at a time,
+// from a goroutine of its own. The slice passed to output is reused once
+// output returns: output must not keep it. An error from output is returned
+// by the next Flush or Close and passed to the error handler; it does not
+// stop the batcher.
+func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], error) {
+	if output == nil {
+		return nil, fmt.Errorf("%w: nil output function", ErrInvalidOption)
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.bytesSet {
+		return nil, fmt.Errorf("%w: WithBatchBytes applies to Bytes only", ErrInvalidOption)
+	}
+	size := DefaultBatchSize
+	if c.batchSizeSet {
+		size = c.batchSize
+	}
+	b := &Batcher[T]{size: uint64(size)}
+	bufs := make([]*itemBuf[T], c.buffers)
+	for i := range bufs {
+		bufs[i] = &itemBuf[T]{items: make([]T, size), out: output}
+		bufs[i].marks = make([]atomic.Uint32, size)
+	}
+	closed := &itemBuf[T]{out: output}
+	b.e.init(&c, bufs, closed, nil)
+	return b, nil
+}
+
+// Add adds v to the current batch. With the Block policy it waits while
+// every buffer is full; with DropNewest it returns ErrDropped instead. After
+// Close it returns ErrClosed.
+func (b *Batcher[T]) Add(v T) error { return b.add(v, b.e.drop) }
+
+// TryAdd is Add that never waits for the output: when every buffer is full
+// it returns ErrDropped, whatever the overflow policy.
+func (b *Batcher[T]) TryAdd(v T) error { return b.add(v, true) }
+
+func (b *Batcher[T]) add(v T, drop bool) error {
+	for {
+		c := b.e.cur.Load()
+		if !c.sealed.Load() {
+			i := c.tail.Add(1) - 1
+			if i < b.size {
+				c.items[i] = v
+				c.marks[i].Store(c.gen)
+				if i == 0 {
+					b.e.started(&c.lane)
+				}
+				if i == b.size-1 {
+					b.e.rotate(c, b.size)
+				}
+				return nil
+			}
+		}
+		if err := b.e.waitRotation(c, drop, 1); err != nil {
+			return err
+		}
+	}
+}
+
+// AddMany adds the values of vs in order, as if by one Add each, but claims
+// space for as many as fit with one atomic operation. On ErrDropped or
+// ErrClosed the values before the failing one were added.
+func (b *Batcher[T]) AddMany(vs []T) error {
+	for len(vs) > 0 {
+		c := b.e.cur.Load()
+		if !c.sealed.Load() {
+			k := uint64(len(vs))
+			old := c.tail.Add(k) - k
+			if old < b.size {
+				m := min(k, b.size-old)
+				copy(c.items[old:old+m], vs[:m])
+				for i := old; i < old+m; i++ {
+					c.marks[i].Store(c.gen)
+				}
+				if old == 0 {
+					b.e.started(&c.lane)
+				}
+				if old+k >= b.size {
+					b.e.rotate(c, b.size)
+				}
+				vs = vs[m:]
+				continue
+			}
+		}
+		if err := b.e.waitRotation(c, b.e.drop, len(vs)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush seals the current batch and returns once every value added before
+// the call has been through the output function. It returns the output
+// errors not reported yet, or ErrClosed after Close.
+func (b *Batcher[T]) Flush() error { return b.e.flush() }
+
+// Close delivers every value added, stops the output goroutine and returns
+// the output errors not reported yet. Later calls return the same result.
+// Add and Flush return ErrClosed afterwards.
+func (b *Batcher[T]) Close() error { return b.e.close() }
+
+// Stats returns the batcher's counters.
+func (b *Batcher[T]) Stats() Stats { return b.e.stats() }

@@ -1,0 +1,541 @@
+package batcher
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// collector records every batch an output function receives.
+type collector[T any] struct {
+	mu      sync.Mutex
+	batches [][]T
+}
+
+func (c *collector[T]) out(b []T) error {
+	c.mu.Lock()
+	c.batches = append(c.batches, append([]T(nil), b...))
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *collector[T]) all() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r []T
+	for _, b := range c.batches {
+		r = append(r, b...)
+	}
+	return r
+}
+
+func (c *collector[T]) nbatches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.batches)
+}
+
+func TestNewOptions(t *testing.T) {
+	out := func([]int) error { return nil }
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"nil option", []Option{nil}, true},
+		{"batch size 1", []Option{WithBatchSize(1)}, true},
+		{"batch size 0", []Option{WithBatchSize(0)}, false},
+		{"batch size negative", []Option{WithBatchSize(-5)}, false},
+		{"batch size huge", []Option{WithBatchSize(1 << 30)}, false},
+		{"buffers 2", []Option{WithBuffers(2)}, true},
+		{"buffers 1", []Option{WithBuffers(1)}, false},
+		{"buffers 5000", []Option{WithBuffers(5000)}, false},
+		{"window 0", []Option{WithWindow(0)}, true},
+		{"window negative", []Option{WithWindow(-time.Second)}, false},
+		{"overflow drop", []Option{WithOverflow(DropNewest)}, true},
+		{"overflow unknown", []Option{WithOverflow(Overflow(7))}, false},
+		{"batch bytes on Batcher", []Option{WithBatchBytes(1024)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := New(out, tc.opts...)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				if err := b.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidOption) {
+				t.Fatalf("New = %v, want ErrInvalidOption", err)
+			}
+			if b != nil {
+				t.Fatal("New returned a batcher with an error")
+			}
+		})
+	}
+	if _, err := New[int](nil); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("New(nil) = %v, want ErrInvalidOption", err)
+	}
+	if _, err := NewBytes(nil); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("NewBytes(nil) = %v, want ErrInvalidOption", err)
+	}
+	if _, err := NewBytes(func([]byte, int) error { return nil }, WithBatchBytes(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("NewBytes(WithBatchBytes(0)) = %v, want ErrInvalidOption", err)
+	}
+}
+
+// checkDelivery asserts that got holds every id of producers x perProducer
+// exactly once, and each producer's ids in increasing order. An id is
+// producer<<32 | seq.
+func checkDelivery(t *testing.T, got []uint64, producers, perProducer int) {
+	t.Helper()
+	if len(got) != producers*perProducer {
+		t.Fatalf("delivered %d items, want %d", len(got), producers*perProducer)
+	}
+	next := make([]uint64, producers)
+	for _, id := range got {
+		p, s := id>>32, id&(1<<32-1)
+		if int(p) >= producers {
+			t.Fatalf("unknown producer in id %x", id)
+		}
+		if s != next[p] {
+			t.Fatalf("producer %d: got seq %d, want %d (lost, duplicated or reordered)", p, s, next[p])
+		}
+		next[p]++
+	}
+}
+
+func TestExactlyOnceInOrder(t *testing.T) {
+	for _, tc := range []struct {
+		producers, per, size, buffers int
+		many                          bool
+	}{
+		{1, 10000, 64, 2, false},
+		{8, 5000, 100, 3, false},
+		{64, 1000, 7, 2, false},
+		{64, 1000, 4096, 3, false},
+		{200, 200, 1, 2, false},
+		{16, 3000, 50, 4, true},
+	} {
+		t.Run(fmt.Sprintf("p%d_n%d_size%d_buf%d_many%v", tc.producers, tc.per, tc.size, tc.buffers, tc.many), func(t *testing.T) {
+			var col collector[uint64]
+			var maxBatch atomic.Int64
+			b, err := New(func(batch []uint64) error {
+				if int64(len(batch)) > maxBatch.Load() {
+					maxBatch.Store(int64(len(batch)))
+				}
+				if len(batch) == 0 {
+					t.Error("empty batch")
+				}
+				return col.out(batch)
+			}, WithBatchSize(tc.size), WithBuffers(tc.buffers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for p := range tc.producers {
+				wg.Go(func() {
+					if tc.many {
+						chunk := make([]uint64, 0, 37)
+						for s := range tc.per {
+							chunk = append(chunk, uint64(p)<<32|uint64(s))
+							if len(chunk) == cap(chunk) || s == tc.per-1 {
+								if err := b.AddMany(chunk); err != nil {
+									t.Error(err)
+									return
+								}
+								chunk = chunk[:0]
+							}
+						}
+						return
+					}
+					for s := range tc.per {
+						if err := b.Add(uint64(p)<<32 | uint64(s)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkDelivery(t, col.all(), tc.producers, tc.per)
+			if maxBatch.Load() > int64(tc.size) {
+				t.Fatalf("batch of %d items, size is %d", maxBatch.Load(), tc.size)
+			}
+			st := b.Stats()
+			want := uint64(tc.producers * tc.per)
+			if st.Added != want || st.Delivered != want || st.Dropped != 0 || st.Batches != uint64(col.nbatches()) {
+				t.Fatalf("stats %+v, want %d added and delivered in %d batches", st, want, col.nbatches())
+			}
+		})
+	}
+}
+
+func TestFlushDeliversEverythingAddedBefore(t *testing.T) {
+	var delivered atomic.Int64
+	b, err := New(func(batch []int) error {
+		delivered.Add(int64(len(batch)))
+		return nil
+	}, WithBatchSize(1000), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range 2500 {
+				if err := b.Add(i); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%500 == 0 {
+					// Everything this goroutine added is out once Flush returns.
+					if err := b.Flush(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for range 3 {
+		if err := b.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := delivered.Load(); got != 20000 {
+			t.Fatalf("after Flush, %d delivered, want 20000", got)
+		}
+	}
+	if err := b.Add(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(); err != nil || delivered.Load() != 20001 {
+		t.Fatalf("Flush = %v with %d delivered, want 20001", err, delivered.Load())
+	}
+}
+
+func TestOutputErrorsAreReported(t *testing.T) {
+	boom := errors.New("disk on fire")
+	var handled []error
+	var mu sync.Mutex
+	fail := atomic.Bool{}
+	fail.Store(true)
+	b, err := New(func(batch []int) error {
+		if fail.Load() {
+			return fmt.Errorf("write %d items: %w", len(batch), boom)
+		}
+		return nil
+	}, WithBatchSize(10), WithErrorHandler(func(err error) {
+		mu.Lock()
+		handled = append(handled, err)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 { // two full batches and a partial one
+		if err := b.Add(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = b.Flush()
+	if !errors.Is(err, boom) {
+		t.Fatalf("Flush = %v, want %v", err, boom)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatalf("second Flush = %v, want nil: errors are reported once", err)
+	}
+	mu.Lock()
+	if len(handled) != 3 {
+		t.Fatalf("error handler saw %d errors, want 3", len(handled))
+	}
+	mu.Unlock()
+	if st := b.Stats(); st.OutputErrors != 3 || st.Delivered != 25 {
+		t.Fatalf("stats %+v, want 3 output errors, 25 delivered", st)
+	}
+
+	// Many failures are summarised, not kept without bound.
+	for i := range 200 {
+		_ = b.Add(i)
+	}
+	if err := b.Flush(); err == nil || !errors.Is(err, boom) {
+		t.Fatalf("Flush = %v", err)
+	}
+
+	_ = b.Add(1)
+	if err := b.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close = %v, want the unreported output error", err)
+	}
+	if err := b.Close(); !errors.Is(err, boom) {
+		t.Fatalf("second Close = %v, want the same result", err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	var col collector[int]
+	b, err := New(col.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		_ = b.Add(i)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(col.all()); got != 10 {
+		t.Fatalf("Close delivered %d items, want 10", got)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if err := b.Add(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after Close = %v, want ErrClosed", err)
+	}
+	if err := b.TryAdd(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("TryAdd after Close = %v, want ErrClosed", err)
+	}
+	if err := b.AddMany([]int{1, 2}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("AddMany after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Flush(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Flush after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseRacingAdds checks that an Add that returned nil is delivered even
+// when Close runs at the same time, and that the rest get ErrClosed.
+func TestCloseRacingAdds(t *testing.T) {
+	for round := range 20 {
+		var col collector[uint64]
+		b, err := New(col.out, WithBatchSize(16), WithBuffers(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var accepted atomic.Int64
+		var wg sync.WaitGroup
+		for p := range 8 {
+			wg.Go(func() {
+				for s := 0; ; s++ {
+					err := b.Add(uint64(p)<<32 | uint64(s))
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					accepted.Add(1)
+				}
+			})
+		}
+		for accepted.Load() < int64(100*(round+1)) {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		got := col.all()
+		if int64(len(got)) != accepted.Load() {
+			t.Fatalf("round %d: delivered %d, accepted %d", round, len(got), accepted.Load())
+		}
+	}
+}
+
+func TestWindowFlushesPartialBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var col collector[int]
+		b, err := New(col.out, WithBatchSize(100), WithWindow(10*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An idle batcher sends nothing: the window timer never fires empty batches.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := col.nbatches(); n != 0 {
+			t.Fatalf("%d batches while idle, want 0", n)
+		}
+
+		_ = b.Add(1)
+		time.Sleep(5 * time.Millisecond)
+		_ = b.Add(2)
+		time.Sleep(4 * time.Millisecond)
+		synctest.Wait()
+		if n := col.nbatches(); n != 0 {
+			t.Fatalf("batch left after 9ms of a 10ms window")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := col.all(); len(got) != 2 || col.nbatches() != 1 {
+			t.Fatalf("after the window: %d batches, items %v; want 1 batch [1 2]", col.nbatches(), got)
+		}
+
+		// The window is measured from the batch's first item.
+		time.Sleep(time.Hour)
+		_ = b.Add(3)
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		if col.nbatches() != 2 {
+			t.Fatalf("second batch did not leave on time")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if col.nbatches() != 2 {
+			t.Fatalf("empty batches after the window")
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestWindowZeroWaitsForFullOrFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var col collector[int]
+		b, _ := New(col.out, WithBatchSize(4), WithWindow(0))
+		for i := range 6 {
+			_ = b.Add(i)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if col.nbatches() != 1 {
+			t.Fatalf("%d batches, want only the full one", col.nbatches())
+		}
+		if err := b.Flush(); err != nil || len(col.all()) != 6 {
+			t.Fatalf("Flush = %v, %d items", err, len(col.all()))
+		}
+		_ = b.Close()
+	})
+}
+
+// TestBlockWaitsForOutput shows back-pressure: with every buffer full and the
+// output stuck, Add waits, and goes on once the output moves.
+func TestBlockWaitsForOutput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var col collector[int]
+		b, _ := New(func(batch []int) error {
+			<-gate
+			return col.out(batch)
+		}, WithBatchSize(10), WithBuffers(3), WithWindow(0))
+		for i := range 30 { // fills all three buffers
+			if err := b.Add(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var done atomic.Bool
+		go func() {
+			_ = b.Add(30)
+			done.Store(true)
+		}()
+		synctest.Wait()
+		if done.Load() {
+			t.Fatal("Add returned while every buffer was full")
+		}
+		close(gate)
+		synctest.Wait()
+		if !done.Load() {
+			t.Fatal("Add still blocked after the output moved")
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(col.all()); got != 31 {
+			t.Fatalf("delivered %d, want 31", got)
+		}
+	})
+}
+
+// TestDropNewestBoundsMemory: with the output stuck, producers never wait,
+// the number of items held is at most buffers x batch size, and everything
+// accepted is delivered once the output moves.
+func TestDropNewestBoundsMemory(t *testing.T) {
+	const size, buffers = 100, 3
+	gate := make(chan struct{})
+	var col collector[uint64]
+	b, err := New(func(batch []uint64) error {
+		<-gate
+		return col.out(batch)
+	}, WithBatchSize(size), WithBuffers(buffers), WithOverflow(DropNewest), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted, dropped atomic.Int64
+	var wg sync.WaitGroup
+	for p := range 16 {
+		wg.Go(func() {
+			for s := range 10000 {
+				switch err := b.Add(uint64(p)<<32 | uint64(s)); {
+				case err == nil:
+					accepted.Add(1)
+				case errors.Is(err, ErrDropped):
+					dropped.Add(1)
+				default:
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait() // returns although the output never moved: nobody waited
+	if got := accepted.Load(); got > size*buffers {
+		t.Fatalf("accepted %d items with the output stuck; bound is %d", got, size*buffers)
+	}
+	if st := b.Stats(); st.Dropped != uint64(dropped.Load()) || st.Dropped == 0 {
+		t.Fatalf("Stats.Dropped = %d, producers saw %d", st.Dropped, dropped.Load())
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(col.all()); int64(got) != accepted.Load() {
+		t.Fatalf("delivered %d, accepted %d", got, accepted.Load())
+	}
+}
+
+func TestTryAddNeverWaits(t *testing.T) {
+	gate := make(chan struct{})
+	b, _ := New(func([]int) error { <-gate; return nil }, WithBatchSize(5), WithBuffers(2), WithWindow(0))
+	n := 0
+	for i := range 100 {
+		if err := b.TryAdd(i); err == nil {
+			n++
+		} else if !errors.Is(err, ErrDropped) {
+			t.Fatal(err)
+		}
+	}
+	if n != 10 {
+		t.Fatalf("TryAdd accepted %d with the output stuck, want 10 (2 buffers x 5)", n)
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAddDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	b, _ := New(func([]int) error { return nil }, WithBatchSize(1024))
+	defer b.Close()
+	if n := testing.AllocsPerRun(100000, func() { _ = b.Add(1) }); n != 0 {
+		t.Fatalf("Add: %v allocs per item, want 0", n)
+	}
+	many := make([]int, 100)
+	if n := testing.AllocsPerRun(10000, func() { _ = b.AddMany(many) }); n != 0 {
+		t.Fatalf("AddMany: %v allocs per call, want 0", n)
+	}
+}

@@ -1,0 +1,188 @@
+package batcher
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Bytes gathers byte entries (log lines, records) from many goroutines into
+// large contiguous buffers, so that a batch leaves as one []byte holding its
+// entries back to back, with their count: ready for one write() or one frame.
+//
+// Write copies the entry: the caller may reuse its slice as soon as Write
+// returns. An entry is never split across batches. An entry larger than the
+// batch buffer is passed to the output as a batch of its own; the writer then
+// waits until the output has seen it (so that its slice is not kept), and
+// memory stays bounded by buffers x batch bytes.
+//
+// Every entry whose Write returned without error is passed to the output
+// exactly once, in per-goroutine order. Bytes is safe for concurrent use; the
+// creator must call Close.
+type Bytes struct {
+	e          engine[byteBuf, *byteBuf]
+	capBytes   uint64
+	maxEntries uint64
+	out        func([]byte, int) error
+}
+
+// A Bytes tail packs the entry count above the byte offset, so that one
+// atomic add claims both an entry index and a byte range.
+const (
+	countShift = 40
+	bytesMask  = 1<<countShift - 1
+	bytesSeal  = 1 << 38 // added to the byte offset to seal; above any batch size
+)
+
+// byteBuf is one batch buffer of a Bytes batcher.
+type byteBuf struct {
+	lane
+	data       []byte
+	maxEntries uint64
+	out        func([]byte, int) error
+}
+
+func (b *byteBuf) ln() *lane { return &b.lane }
+func (b *byteBuf) open(v uint64) bool {
+	return v&bytesMask < uint64(len(b.data)) && v>>countShift < b.maxEntries
+}
+func (b *byteBuf) entries(v uint64) int { return int(v >> countShift) }
+func (b *byteBuf) sealMark() uint64     { return bytesSeal }
+func (b *byteBuf) emit(v uint64) error {
+	n := b.entries(v)
+	b.waitCommitted(n)
+	return b.out(b.data[:v&bytesMask], n)
+}
+
+// NewBytes returns a Bytes batcher that passes each batch and its entry count
+// to output, one call at a time, from a goroutine of its own. The batch slice
+// is reused once output returns: output must not keep it. Errors from output
+// are returned by the next Flush or Close and passed to the error handler.
+//
+// WithBatchBytes sets the buffer size (default 1 MiB) and WithBatchSize the
+// most entries in one batch (default one per 32 bytes of buffer).
+func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*Bytes, error) {
+	if output == nil {
+		return nil, fmt.Errorf("%w: nil output function", ErrInvalidOption)
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	capBytes := DefaultBatchBytes
+	if c.bytesSet {
+		capBytes = c.batchBytes
+	}
+	maxEntries := max(capBytes/32, 1)
+	if c.batchSizeSet {
+		maxEntries = c.batchSize
+	}
+	b := &Bytes{capBytes: uint64(capBytes), maxEntries: uint64(maxEntries), out: output}
+	bufs := make([]*byteBuf, c.buffers)
+	for i := range bufs {
+		bufs[i] = &byteBuf{data: make([]byte, capBytes), maxEntries: uint64(maxEntries), out: output}
+		bufs[i].marks = make([]atomic.Uint32, maxEntries)
+	}
+	closed := &byteBuf{maxEntries: 1, out: output}
+	b.e.init(&c, bufs, closed, func(p []byte) error { return output(p, 1) })
+	return b, nil
+}
+
+// Write adds p as one entry. It implements io.Writer: it returns len(p) and
+// nil when the entry was accepted; ErrDropped (DropNewest policy, all buffers
+// full) or ErrClosed otherwise. An empty p is accepted and writes nothing.
+func (b *Bytes) Write(p []byte) (int, error) {
+	if err := b.add(p, b.e.drop); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// TryWrite adds p as one entry without waiting for the output: when every
+// buffer is full it returns ErrDropped, whatever the overflow policy.
+func (b *Bytes) TryWrite(p []byte) error { return b.add(p, true) }
+
+func (b *Bytes) add(p []byte, drop bool) error {
+	n := uint64(len(p))
+	if n == 0 {
+		if b.e.cur.Load() == b.e.closedL {
+			return ErrClosed
+		}
+		return nil
+	}
+	if n > b.capBytes {
+		return b.addBig(p, drop)
+	}
+	delta := n | 1<<countShift
+	for {
+		c := b.e.cur.Load()
+		if !c.sealed.Load() {
+			old := c.tail.Add(delta) - delta
+			off, idx := old&bytesMask, old>>countShift
+			if off+n <= b.capBytes && idx < b.maxEntries {
+				copy(c.data[off:off+n], p)
+				c.marks[idx].Store(c.gen)
+				if idx == 0 {
+					b.e.started(&c.lane)
+				}
+				if off+n == b.capBytes || idx+1 == b.maxEntries {
+					b.e.rotate(c, old+delta) // filled it exactly
+				}
+				return nil
+			}
+			if off < b.capBytes && idx < b.maxEntries {
+				b.e.rotate(c, old) // crossed the end: seal without this entry
+			}
+		}
+		if err := b.e.waitRotation(c, drop, 1); err != nil {
+			return err
+		}
+	}
+}
+
+// addBig passes an entry larger than a batch buffer to the output as its own
+// batch, after every batch sealed before it, and waits until it is out.
+func (b *Bytes) addBig(p []byte, drop bool) error {
+	e := &b.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for {
+		if e.closed {
+			return ErrClosed
+		}
+		if drop && e.needInstall.Load() {
+			e.dropped.Add(1)
+			return ErrDropped
+		}
+		if e.sealLocked(e.cur.Load()) {
+			break
+		}
+		e.waitLocked() // a producer is queuing the current batch
+	}
+	e.sealedSeq++
+	seq := e.sealedSeq
+	e.queue = append(e.queue, job[*byteBuf]{big: p, seq: seq, entries: 1})
+	e.queuedItems++
+	e.kick()
+	for e.doneSeq < seq {
+		e.waitLocked()
+	}
+	return nil
+}
+
+// Flush seals the current batch and returns once every entry written before
+// the call has been through the output function. It returns the output
+// errors not reported yet, or ErrClosed after Close.
+func (b *Bytes) Flush() error { return b.e.flush() }
+
+// Close delivers every entry written, stops the output goroutine and returns
+// the output errors not reported yet. Later calls return the same result.
+func (b *Bytes) Close() error { return b.e.close() }
+
+// Stats returns the batcher's counters; counts are entries.
+func (b *Bytes) Stats() Stats { return b.e.stats() }
+
+// Limits returns the batch buffer size in bytes and the most entries one
+// batch holds.
+func (b *Bytes) Limits() (batchBytes, maxEntries int) {
+	return int(b.capBytes), int(b.maxEntries)
+}

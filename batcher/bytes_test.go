@@ -1,0 +1,263 @@
+package batcher
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// lineCollector checks each Bytes batch as it arrives: whole lines only, the
+// entry count right, the size bound kept; then keeps the lines.
+type lineCollector struct {
+	t        *testing.T
+	capBytes int
+	mu       sync.Mutex
+	lines    []string
+	batches  int
+}
+
+func (c *lineCollector) out(batch []byte, entries int) error {
+	if len(batch) == 0 || entries == 0 {
+		c.t.Errorf("empty batch (%d bytes, %d entries)", len(batch), entries)
+	}
+	if batch[len(batch)-1] != '\n' {
+		c.t.Errorf("batch does not end on an entry boundary: %q", tail(batch))
+	}
+	lines := strings.Split(strings.TrimSuffix(string(batch), "\n"), "\n")
+	if len(lines) != entries {
+		c.t.Errorf("batch says %d entries, holds %d lines", entries, len(lines))
+	}
+	if len(batch) > c.capBytes && entries != 1 {
+		c.t.Errorf("batch of %d bytes with %d entries exceeds %d bytes", len(batch), entries, c.capBytes)
+	}
+	c.mu.Lock()
+	c.lines = append(c.lines, lines...)
+	c.batches++
+	c.mu.Unlock()
+	return nil
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 20 {
+		return b[len(b)-20:]
+	}
+	return b
+}
+
+// entry formats a line "producer seq padding\n" into buf, reusing it the
+// way zap and zerolog reuse their buffers.
+func entry(buf []byte, p, s, pad int) []byte {
+	buf = strconv.AppendInt(buf[:0], int64(p), 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, int64(s), 10)
+	buf = append(buf, ' ')
+	for range pad {
+		buf = append(buf, 'x')
+	}
+	return append(buf, '\n')
+}
+
+// checkLines asserts every producer's lines arrived exactly once, in order.
+func checkLines(t *testing.T, lines []string, producers, per int) {
+	t.Helper()
+	if len(lines) != producers*per {
+		t.Fatalf("got %d lines, want %d", len(lines), producers*per)
+	}
+	next := make([]int, producers)
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			t.Fatalf("torn line %q", l)
+		}
+		p, _ := strconv.Atoi(f[0])
+		s, _ := strconv.Atoi(f[1])
+		if p < 0 || p >= producers || s != next[p] {
+			t.Fatalf("line %q: want producer seq %d (lost, duplicated or reordered)", l, next[p])
+		}
+		if len(f) == 3 && strings.Trim(f[2], "x") != "" {
+			t.Fatalf("corrupt line %q", l)
+		}
+		next[p]++
+	}
+}
+
+func TestBytesExactlyOnceWholeEntries(t *testing.T) {
+	for _, tc := range []struct {
+		producers, per, capBytes, maxEntries, buffers int
+		bigEvery                                      int // every n-th entry is larger than a batch
+	}{
+		{1, 20000, 4096, 0, 3, 0},
+		{8, 5000, 1000, 0, 2, 0},
+		{64, 1000, 64 << 10, 0, 3, 0},
+		{32, 1000, 300, 5, 2, 0},
+		{16, 2000, 2048, 0, 3, 97},
+		{100, 200, 50, 0, 2, 0}, // most entries close to the batch size
+	} {
+		t.Run(fmt.Sprintf("p%d_cap%d_max%d_big%d", tc.producers, tc.capBytes, tc.maxEntries, tc.bigEvery), func(t *testing.T) {
+			col := &lineCollector{t: t, capBytes: tc.capBytes}
+			opts := []Option{WithBatchBytes(tc.capBytes), WithBuffers(tc.buffers)}
+			if tc.maxEntries > 0 {
+				opts = append(opts, WithBatchSize(tc.maxEntries))
+			}
+			b, err := NewBytes(col.out, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for p := range tc.producers {
+				wg.Go(func() {
+					buf := make([]byte, 0, 2*tc.capBytes+64)
+					for s := range tc.per {
+						pad := (p*7 + s*13) % 40
+						if tc.bigEvery > 0 && s%tc.bigEvery == 0 {
+							pad = tc.capBytes + s%50
+						}
+						if tc.capBytes < 100 {
+							pad %= 30
+						}
+						buf = entry(buf, p, s, pad)
+						n, err := b.Write(buf)
+						if err != nil || n != len(buf) {
+							t.Errorf("Write = %d, %v", n, err)
+							return
+						}
+						// The caller reuses its buffer at once.
+						for i := range buf {
+							buf[i] = '#'
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkLines(t, col.lines, tc.producers, tc.per)
+			st := b.Stats()
+			if want := uint64(tc.producers * tc.per); st.Added != want || st.Delivered != want || st.Batches != uint64(col.batches) {
+				t.Fatalf("stats %+v, want %d entries in %d batches", st, want, col.batches)
+			}
+		})
+	}
+}
+
+func TestBytesBigEntryKeepsOrder(t *testing.T) {
+	var got [][]byte
+	b, _ := NewBytes(func(batch []byte, n int) error {
+		got = append(got, bytes.Clone(batch))
+		return nil
+	}, WithBatchBytes(16), WithBatchSize(16), WithWindow(0))
+	for _, s := range []string{"a\n", "b\n", strings.Repeat("B", 40) + "\n", "c\n"} {
+		if _, err := b.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a\nb\n", strings.Repeat("B", 40) + "\n", "c\n"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d batches %q, want %q", len(got), got, want)
+	}
+	for i := range want {
+		if string(got[i]) != want[i] {
+			t.Fatalf("batch %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestBytesExactFillAndEntryLimit(t *testing.T) {
+	var sizes []int
+	var counts []int
+	b, _ := NewBytes(func(batch []byte, n int) error {
+		sizes = append(sizes, len(batch))
+		counts = append(counts, n)
+		return nil
+	}, WithBatchBytes(8), WithBatchSize(3), WithWindow(0))
+	for _, s := range []string{"1234", "5678", "a", "b", "c", "d"} {
+		_, _ = b.Write([]byte(s))
+	}
+	_ = b.Close()
+	// "1234"+"5678" fill 8 bytes exactly; "a","b","c" hit the entry limit.
+	if fmt.Sprint(sizes, counts) != "[8 3 1] [2 3 1]" {
+		t.Fatalf("sizes %v counts %v", sizes, counts)
+	}
+}
+
+func TestBytesClosedAndDropped(t *testing.T) {
+	gate := make(chan struct{})
+	b, _ := NewBytes(func([]byte, int) error { <-gate; return nil },
+		WithBatchBytes(10), WithBatchSize(10), WithBuffers(2), WithOverflow(DropNewest), WithWindow(0))
+	accepted := 0
+	for range 50 {
+		if _, err := b.Write([]byte("12345")); err == nil {
+			accepted++
+		} else if !errors.Is(err, ErrDropped) {
+			t.Fatal(err)
+		}
+	}
+	if accepted != 4 {
+		t.Fatalf("accepted %d entries with the output stuck, want 4 (2 buffers x 2)", accepted)
+	}
+	if err := b.TryWrite([]byte("x")); !errors.Is(err, ErrDropped) {
+		t.Fatalf("TryWrite = %v, want ErrDropped", err)
+	}
+	if _, err := b.Write(bytes.Repeat([]byte("x"), 100)); !errors.Is(err, ErrDropped) {
+		t.Fatalf("big Write with all buffers full = %v, want ErrDropped", err)
+	}
+	if st := b.Stats(); st.Dropped != 48 {
+		t.Fatalf("Dropped = %d, want 48", st.Dropped)
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][]byte{[]byte("x"), nil, bytes.Repeat([]byte("x"), 100)} {
+		if _, err := b.Write(p); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Write(%d bytes) after Close = %v, want ErrClosed", len(p), err)
+		}
+	}
+}
+
+func TestBytesFlushAndBigEntryErrors(t *testing.T) {
+	boom := errors.New("boom")
+	var fail atomic.Bool
+	var n atomic.Int64
+	b, _ := NewBytes(func(batch []byte, entries int) error {
+		n.Add(int64(entries))
+		if fail.Load() {
+			return boom
+		}
+		return nil
+	}, WithBatchBytes(64))
+	defer b.Close()
+	_, _ = b.Write([]byte("a\n"))
+	if err := b.Flush(); err != nil || n.Load() != 1 {
+		t.Fatalf("Flush = %v, %d entries out", err, n.Load())
+	}
+	fail.Store(true)
+	if _, err := b.Write(bytes.Repeat([]byte("y"), 200)); err != nil {
+		t.Fatalf("big Write = %v: output errors are reported by Flush", err)
+	}
+	if err := b.Flush(); !errors.Is(err, boom) {
+		t.Fatalf("Flush = %v, want %v", err, boom)
+	}
+}
+
+func TestBytesWriteDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	b, _ := NewBytes(func([]byte, int) error { return nil }, WithBatchBytes(64<<10))
+	defer b.Close()
+	line := bytes.Repeat([]byte("x"), 199)
+	line = append(line, '\n')
+	if n := testing.AllocsPerRun(100000, func() { _, _ = b.Write(line) }); n != 0 {
+		t.Fatalf("Write: %v allocs per entry, want 0", n)
+	}
+}

@@ -1,0 +1,30 @@
+// Package batcher gathers items from many goroutines into large batches and
+// hands each batch, in order, to a single output function.
+//
+// A batch leaves when it is full, when its time window (measured from its
+// first item) has passed, or on an explicit Flush. Batches are built in a
+// small ring of preallocated buffers (three by default: triple buffering), so
+// producers keep filling the next buffer while the output function is busy
+// with the previous one.
+//
+// # How producers claim space
+//
+// The hot path takes no lock. A producer claims a slot (or a byte range) in
+// the current buffer with one atomic add on the buffer's tail, copies its item
+// in, and publishes it with one atomic store into a per-slot commit mark, in
+// the manner of Aeron's log buffers. The producer whose claim fills the
+// buffer (or crosses its end) seals it and installs the next free buffer; the
+// output goroutine waits for the last commit marks before it reads a batch.
+// A mutex is taken only once per batch, never per item.
+//
+// # Back-pressure and memory
+//
+// Memory is bounded by the number of buffers times the batch size, fixed at
+// New. When every buffer is full and the output is slow, the overflow policy
+// decides: [Block] (the default) makes producers wait; [DropNewest] makes them
+// return [ErrDropped] at once and counts the item as dropped.
+//
+// Two batchers share the same machinery: [Batcher] for values of any type, and
+// [Bytes], which copies byte entries (log lines) into contiguous buffers so
+// that a batch leaves as one []byte, ready for one write() or one frame.
+package batcher

@@ -1,0 +1,474 @@
+package batcher
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// lane is the state every batch buffer shares: the claim counter, the commit
+// marks, and the bookkeeping the engine does under its mutex.
+//
+// A buffer's tail only grows while the buffer is current. The one claim that
+// takes the tail from "open" to "not open" is the buffer's sealer of record:
+// it queues the buffer for output and installs the next one. An external
+// seal (timer, Flush, Close) does the same with a compare-and-swap that adds
+// sealMark, so that exactly one party ever seals a given generation.
+type lane struct {
+	_    [64]byte // keep tail off the cache line of whatever precedes it
+	tail atomic.Uint64
+	_    [56]byte // and off the lines that follow
+
+	sealed atomic.Bool  // set when the buffer is sealed; stops producers early
+	start  atomic.Int64 // engine time of the first claim; 0 while empty
+
+	// marks[i] == gen once entry i of the current generation is written.
+	marks []atomic.Uint32
+	// gen is the buffer's generation, bumped on every reuse. It is written
+	// under the engine mutex before tail is reset, so producers that claim
+	// from the reset tail observe the new value.
+	gen uint32
+
+	// Owned by the engine mutex.
+	queued uint32 // gen at which the buffer was queued for output
+}
+
+// waitCommitted waits until the first n entries of the current generation
+// have been published by their producers. A producer can only be between its
+// claim and its publish for the time of a copy, so this spins, yielding the
+// processor so that a preempted producer can finish.
+func (l *lane) waitCommitted(n int) {
+	g := l.gen
+	for i := 0; i < n; i++ {
+		for spin := 0; l.marks[i].Load() != g; spin++ {
+			if spin > 16 {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
+func (l *lane) reset() {
+	l.gen++
+	if l.gen == 0 { // 0 is what fresh marks hold: never use it
+		l.gen = 1
+	}
+	l.start.Store(0)
+	l.sealed.Store(false)
+	l.tail.Store(0) // last: producers that claim from here see all of the above
+}
+
+// buffer is what the engine needs from a concrete batch buffer.
+type buffer interface {
+	ln() *lane
+	// open reports whether a buffer whose tail is v still takes claims.
+	open(v uint64) bool
+	// entries is the number of entries in a batch sealed at tail v.
+	entries(v uint64) int
+	// emit waits for the batch sealed at v to be fully written and passes
+	// it to the output function.
+	emit(v uint64) error
+	// sealMark is added to an open tail to seal it.
+	sealMark() uint64
+}
+
+// job is one batch in the output queue: a sealed buffer, or an entry too big
+// for any buffer (Bytes only), which its writer keeps alive until it is out.
+type job[P any] struct {
+	buf     P
+	final   uint64
+	big     []byte
+	seq     uint64
+	entries int
+}
+
+// engine is the machinery Batcher and Bytes share: the ring of buffers, the
+// output goroutine, the window timer, Flush and Close. E is the buffer type.
+type engine[E any, P interface {
+	*E
+	buffer
+}] struct {
+	cur atomic.Pointer[E]
+	_   [56]byte
+
+	needInstall atomic.Bool // cur is sealed and queued, and no buffer was free
+	dropped     atomic.Uint64
+	delivered   atomic.Uint64
+	batches     atomic.Uint64
+	outErrors   atomic.Uint64
+
+	window  int64
+	drop    bool
+	onError func(error)
+	epoch   time.Time
+	emitBig func([]byte) error
+	closedL P // permanently sealed stand-in installed by Close
+
+	mu          sync.Mutex
+	cond        sync.Cond
+	waiters     int
+	closed      bool
+	free        []P
+	queue       []job[P]
+	queuedItems int
+	sealedSeq   uint64 // sequence of the last batch queued
+	doneSeq     uint64 // sequence of the last batch through the output
+	errs        []error
+	moreErrs    int
+
+	wake      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const maxPendingErrs = 8
+
+func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) error) {
+	e.window = int64(c.window)
+	e.drop = c.overflow == DropNewest
+	e.onError = c.onError
+	e.epoch = time.Now()
+	e.emitBig = emitBig
+	e.cond.L = &e.mu
+	e.wake = make(chan struct{}, 1)
+	e.done = make(chan struct{})
+
+	e.closedL = closed
+	cl := closed.ln()
+	cl.sealed.Store(true)
+	cl.tail.Store(closed.sealMark())
+
+	for _, b := range bufs {
+		b.ln().sealed.Store(true) // free buffers take no claims until installed
+	}
+	bufs[0].ln().reset()
+	e.cur.Store((*E)(bufs[0]))
+	e.free = append(make([]P, 0, len(bufs)), bufs[1:]...)
+	e.queue = make([]job[P], 0, len(bufs)+1)
+	go e.run()
+}
+
+// now is the engine's clock: monotonic nanoseconds, never 0.
+func (e *engine[E, P]) now() int64 { return int64(time.Since(e.epoch)) + 1 }
+
+func (e *engine[E, P]) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// started is called by the producer that claimed the first entry of a batch.
+func (e *engine[E, P]) started(l *lane) {
+	if e.window > 0 {
+		l.start.Store(e.now())
+		e.kick()
+	}
+}
+
+func (e *engine[E, P]) waitLocked() {
+	e.waiters++
+	e.cond.Wait()
+	e.waiters--
+}
+
+func (e *engine[E, P]) broadcastLocked() {
+	if e.waiters > 0 {
+		e.cond.Broadcast()
+	}
+}
+
+// installLocked makes a free buffer current, or the closed stand-in after
+// Close. With no free buffer it records that the output goroutine must
+// install the next buffer it frees.
+func (e *engine[E, P]) installLocked() {
+	switch {
+	case e.closed:
+		e.cur.Store((*E)(e.closedL))
+		e.needInstall.Store(false)
+	case len(e.free) > 0:
+		b := e.free[len(e.free)-1]
+		e.free = e.free[:len(e.free)-1]
+		b.ln().reset()
+		e.cur.Store((*E)(b))
+		e.needInstall.Store(false)
+	default:
+		e.needInstall.Store(true)
+	}
+	e.broadcastLocked()
+}
+
+func (e *engine[E, P]) enqueueLocked(b P, final uint64) {
+	l := b.ln()
+	l.sealed.Store(true)
+	l.queued = l.gen
+	e.sealedSeq++
+	n := b.entries(final)
+	e.queue = append(e.queue, job[P]{buf: b, final: final, seq: e.sealedSeq, entries: n})
+	e.queuedItems += n
+	e.kick()
+}
+
+// rotate is called by the producer whose claim sealed b (its sealer of
+// record): it queues b for output and installs the next buffer.
+func (e *engine[E, P]) rotate(b P, final uint64) {
+	e.mu.Lock()
+	e.enqueueLocked(b, final)
+	e.installLocked()
+	e.mu.Unlock()
+}
+
+// sealLocked seals the current buffer c from outside (timer, Flush) if it
+// holds entries and is still open. It reports false when a producer has
+// sealed c and not queued it yet: the caller must wait for that producer.
+func (e *engine[E, P]) sealLocked(c P) bool {
+	l := c.ln()
+	for {
+		if l.queued == l.gen && (*E)(c) == e.cur.Load() && l.sealed.Load() {
+			return true // already queued, waiting for a free buffer
+		}
+		v := l.tail.Load()
+		if !c.open(v) {
+			return c == e.closedL
+		}
+		if c.entries(v) == 0 {
+			return true
+		}
+		if l.tail.CompareAndSwap(v, v+c.sealMark()) {
+			e.enqueueLocked(c, v)
+			e.installLocked()
+			return true
+		}
+	}
+}
+
+// waitRotation is the slow path of a producer whose claim on buffer c failed:
+// it waits until c is no longer current or takes claims again (the same
+// buffer may have been recycled and installed anew), or reports ErrClosed,
+// or (when dropping) ErrDropped if no buffer is free.
+func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
+	for spin := 0; ; spin++ {
+		if e.rotated(c) {
+			return nil
+		}
+		if c == e.closedL {
+			return ErrClosed
+		}
+		if drop && e.needInstall.Load() {
+			e.dropped.Add(uint64(n))
+			return ErrDropped
+		}
+		if spin < 8 {
+			runtime.Gosched()
+			continue
+		}
+		e.mu.Lock()
+		for !e.rotated(c) && c != e.closedL && !(drop && e.needInstall.Load()) {
+			e.waitLocked()
+		}
+		e.mu.Unlock()
+	}
+}
+
+// rotated reports whether a producer that failed to claim in c should try
+// again: c is no longer current, or it was recycled and is open again.
+func (e *engine[E, P]) rotated(c P) bool {
+	return P(e.cur.Load()) != c || (!c.ln().sealed.Load() && c.open(c.ln().tail.Load()))
+}
+
+// run is the output goroutine: it sends queued batches to the output in
+// order and seals the current batch when its window has passed.
+func (e *engine[E, P]) run() {
+	defer close(e.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		e.mu.Lock()
+		if len(e.queue) > 0 {
+			j := e.queue[0]
+			copy(e.queue, e.queue[1:])
+			e.queue[len(e.queue)-1] = job[P]{}
+			e.queue = e.queue[:len(e.queue)-1]
+			e.mu.Unlock()
+			e.process(j)
+			continue
+		}
+		if e.closed && e.cur.Load() == (*E)(e.closedL) {
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+
+		c := P(e.cur.Load())
+		st := c.ln().start.Load()
+		if e.window == 0 || st == 0 {
+			<-e.wake
+			continue
+		}
+		if d := st + e.window - e.now(); d > 0 {
+			timer.Reset(time.Duration(d))
+			select {
+			case <-e.wake:
+			case <-timer.C:
+			}
+			timer.Stop()
+			continue
+		}
+		e.mu.Lock()
+		sealed := true
+		if P(e.cur.Load()) == c && c.ln().start.Load() == st {
+			sealed = e.sealLocked(c)
+		}
+		e.mu.Unlock()
+		if !sealed {
+			runtime.Gosched() // a producer is queuing it right now
+		}
+	}
+}
+
+func (e *engine[E, P]) process(j job[P]) {
+	var err error
+	if j.buf != nil {
+		err = j.buf.emit(j.final)
+	} else {
+		err = e.emitBig(j.big)
+	}
+	e.delivered.Add(uint64(j.entries))
+	e.batches.Add(1)
+	if err != nil {
+		e.outErrors.Add(1)
+		if e.onError != nil {
+			e.onError(err)
+		}
+	}
+
+	e.mu.Lock()
+	if err != nil {
+		if len(e.errs) < maxPendingErrs {
+			e.errs = append(e.errs, err)
+		} else {
+			e.moreErrs++
+		}
+	}
+	e.queuedItems -= j.entries
+	e.doneSeq = j.seq
+	if j.buf != nil {
+		e.free = append(e.free, j.buf)
+		if e.needInstall.Load() {
+			e.installLocked()
+		}
+	}
+	e.broadcastLocked()
+	e.mu.Unlock()
+}
+
+// takeErrLocked returns and forgets the output errors not yet reported.
+func (e *engine[E, P]) takeErrLocked() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	errs := e.errs
+	if e.moreErrs > 0 {
+		errs = append(errs, fmt.Errorf("batcher: %d more output errors", e.moreErrs))
+	}
+	e.errs, e.moreErrs = nil, 0
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// flush seals the current batch and waits until every batch queued so far
+// has been through the output.
+func (e *engine[E, P]) flush() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	for !e.sealLocked(P(e.cur.Load())) {
+		e.waitLocked()
+	}
+	target := e.sealedSeq
+	for e.doneSeq < target {
+		e.waitLocked()
+	}
+	return e.takeErrLocked()
+}
+
+// close seals the current batch, installs the closed stand-in, waits for the
+// output goroutine to drain every batch and stop, and returns the output
+// errors not yet reported. Later calls return the same result.
+func (e *engine[E, P]) close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		for {
+			c := P(e.cur.Load())
+			l := c.ln()
+			if c == e.closedL {
+				break
+			}
+			if l.queued == l.gen && l.sealed.Load() {
+				e.installLocked() // queued, waiting for a free buffer
+				break
+			}
+			v := l.tail.Load()
+			if !c.open(v) {
+				break // its sealer of record will install the stand-in
+			}
+			if l.tail.CompareAndSwap(v, v+c.sealMark()) {
+				if c.entries(v) > 0 {
+					e.enqueueLocked(c, v)
+				} else {
+					l.sealed.Store(true)
+					e.free = append(e.free, c)
+				}
+				e.installLocked()
+				break
+			}
+		}
+		e.broadcastLocked()
+		e.kick()
+		e.mu.Unlock()
+
+		<-e.done
+
+		e.mu.Lock()
+		e.closeErr = e.takeErrLocked()
+		e.mu.Unlock()
+	})
+	return e.closeErr
+}
+
+// Stats are a batcher's counters. Added and Delivered are exact once Flush
+// or Close has returned; while producers run they are a snapshot.
+type Stats struct {
+	Added        uint64 // items accepted: delivered, queued or in the current batch
+	Delivered    uint64 // items passed to the output (including failed outputs)
+	Batches      uint64 // calls of the output function
+	Dropped      uint64 // items refused by DropNewest or TryAdd/TryWrite
+	OutputErrors uint64 // output calls that returned an error
+}
+
+func (e *engine[E, P]) stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pending := uint64(e.queuedItems)
+	c := P(e.cur.Load())
+	if v := c.ln().tail.Load(); c.open(v) {
+		pending += uint64(c.entries(v))
+	}
+	d := e.delivered.Load()
+	return Stats{
+		Added:        d + pending,
+		Delivered:    d,
+		Batches:      e.batches.Load(),
+		Dropped:      e.dropped.Load(),
+		OutputErrors: e.outErrors.Load(),
+	}
+}

@@ -1,0 +1,141 @@
+package batcher
+
+import (
+	"fmt"
+	"time"
+)
+
+// Overflow is what producers do when every buffer is full because the output
+// cannot keep up.
+type Overflow int
+
+const (
+	// Block makes producers wait until a buffer is free. Nothing is lost.
+	Block Overflow = iota
+	// DropNewest makes producers return ErrDropped at once; the item is
+	// counted in Stats.Dropped. Producers never wait for the output.
+	DropNewest
+)
+
+func (o Overflow) String() string {
+	switch o {
+	case Block:
+		return "block"
+	case DropNewest:
+		return "drop-newest"
+	}
+	return fmt.Sprintf("Overflow(%d)", int(o))
+}
+
+// Defaults and limits of the options.
+const (
+	DefaultBatchSize  = 4096             // items per batch for Batcher
+	DefaultBatchBytes = 1 << 20          // bytes per batch for Bytes
+	DefaultBuffers    = 3                // triple buffering
+	DefaultWindow     = time.Millisecond // time a batch may wait for more items
+
+	maxBatchSize  = 1 << 24 // items (Batcher) or entries (Bytes) per batch
+	maxBatchBytes = 1 << 30 // bytes per batch (Bytes)
+	maxBuffers    = 1024
+)
+
+type config struct {
+	batchSize    int
+	batchSizeSet bool
+	batchBytes   int
+	bytesSet     bool
+	buffers      int
+	window       time.Duration
+	overflow     Overflow
+	onError      func(error)
+}
+
+// Option configures a batcher. Options validate their value and New returns
+// the error, wrapped in ErrInvalidOption.
+type Option func(*config) error
+
+// WithBatchSize sets the number of items in a full batch (Batcher), or the
+// largest number of entries in one batch (Bytes). Defaults to 4096 items for
+// Batcher and to one entry per 32 bytes of batch for Bytes. At most 1<<24.
+func WithBatchSize(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > maxBatchSize {
+			return fmt.Errorf("batch size %d out of range [1, %d]", n, maxBatchSize)
+		}
+		c.batchSize, c.batchSizeSet = n, true
+		return nil
+	}
+}
+
+// WithBatchBytes sets the size in bytes of one batch buffer of a Bytes
+// batcher: a batch leaves when the next entry would not fit. Defaults to
+// 1 MiB; at most 1 GiB. It is an error to use it with Batcher.
+func WithBatchBytes(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > maxBatchBytes {
+			return fmt.Errorf("batch bytes %d out of range [1, %d]", n, maxBatchBytes)
+		}
+		c.batchBytes, c.bytesSet = n, true
+		return nil
+	}
+}
+
+// WithBuffers sets how many batch buffers the batcher owns: one filling while
+// the others wait for or go through the output. Defaults to 3 (triple
+// buffering); at least 2, at most 1024. Memory is buffers x batch size.
+func WithBuffers(n int) Option {
+	return func(c *config) error {
+		if n < 2 || n > maxBuffers {
+			return fmt.Errorf("buffers %d out of range [2, %d]", n, maxBuffers)
+		}
+		c.buffers = n
+		return nil
+	}
+}
+
+// WithWindow sets how long a batch may wait for more items after its first
+// item arrived before it leaves anyway. Defaults to 1ms. Zero disables
+// time-based flushing: batches then leave only when full or on Flush/Close.
+func WithWindow(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("window %v is negative", d)
+		}
+		c.window = d
+		return nil
+	}
+}
+
+// WithOverflow sets the overflow policy. Defaults to Block.
+func WithOverflow(o Overflow) Option {
+	return func(c *config) error {
+		if o != Block && o != DropNewest {
+			return fmt.Errorf("unknown overflow policy %d", int(o))
+		}
+		c.overflow = o
+		return nil
+	}
+}
+
+// WithErrorHandler sets a function called, on the output goroutine, with
+// every error the output function returns. The same errors are also returned
+// from the next Flush or Close. It must not call back into the batcher.
+func WithErrorHandler(f func(error)) Option {
+	return func(c *config) error {
+		c.onError = f
+		return nil
+	}
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{buffers: DefaultBuffers, window: DefaultWindow, overflow: Block}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	return c, nil
+}
