@@ -1,9 +1,6 @@
 package batcher
 
-import (
-	"fmt"
-	"sync/atomic"
-)
+import "fmt"
 
 // Batcher gathers values of type T from many goroutines into batches of up to
 // the batch size and passes each batch, in order, to its output function.
@@ -60,7 +57,6 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 	bufs := make([]*itemBuf[T], c.buffers)
 	for i := range bufs {
 		bufs[i] = &itemBuf[T]{items: make([]T, size), out: output}
-		bufs[i].marks = make([]atomic.Uint32, size)
 	}
 	closed := &itemBuf[T]{out: output}
 	b.e.init(&c, bufs, closed, nil)
@@ -77,13 +73,14 @@ func (b *Batcher[T]) Add(v T) error { return b.add(v, b.e.drop) }
 func (b *Batcher[T]) TryAdd(v T) error { return b.add(v, true) }
 
 func (b *Batcher[T]) add(v T, drop bool) error {
+	b.e.enter()
 	for {
 		c := b.e.cur.Load()
 		if !c.sealed.Load() {
 			i := c.tail.Add(1) - 1
 			if i < b.size {
 				c.items[i] = v
-				c.marks[i].Store(c.gen)
+				c.commit(i, 1)
 				if i == 0 {
 					b.e.started(&c.lane)
 				}
@@ -103,6 +100,7 @@ func (b *Batcher[T]) add(v T, drop bool) error {
 // space for as many as fit with one atomic operation. On ErrDropped or
 // ErrClosed the values before the failing one were added.
 func (b *Batcher[T]) AddMany(vs []T) error {
+	b.e.enter()
 	for len(vs) > 0 {
 		c := b.e.cur.Load()
 		if !c.sealed.Load() {
@@ -111,9 +109,7 @@ func (b *Batcher[T]) AddMany(vs []T) error {
 			if old < b.size {
 				m := min(k, b.size-old)
 				copy(c.items[old:old+m], vs[:m])
-				for i := old; i < old+m; i++ {
-					c.marks[i].Store(c.gen)
-				}
+				c.commit(old, m)
 				if old == 0 {
 					b.e.started(&c.lane)
 				}

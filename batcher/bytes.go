@@ -1,9 +1,6 @@
 package batcher
 
-import (
-	"fmt"
-	"sync/atomic"
-)
+import "fmt"
 
 // Bytes gathers byte entries (log lines, records) from many goroutines into
 // large contiguous buffers, so that a batch leaves as one []byte holding its
@@ -80,7 +77,6 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 	bufs := make([]*byteBuf, c.buffers)
 	for i := range bufs {
 		bufs[i] = &byteBuf{data: make([]byte, capBytes), maxEntries: uint64(maxEntries), out: output}
-		bufs[i].marks = make([]atomic.Uint32, maxEntries)
 	}
 	closed := &byteBuf{maxEntries: 1, out: output}
 	b.e.init(&c, bufs, closed, func(p []byte) error { return output(p, 1) })
@@ -113,6 +109,7 @@ func (b *Bytes) add(p []byte, drop bool) error {
 		return b.addBig(p, drop)
 	}
 	delta := n | 1<<countShift
+	b.e.enter()
 	for {
 		c := b.e.cur.Load()
 		if !c.sealed.Load() {
@@ -120,7 +117,7 @@ func (b *Bytes) add(p []byte, drop bool) error {
 			off, idx := old&bytesMask, old>>countShift
 			if off+n <= b.capBytes && idx < b.maxEntries {
 				copy(c.data[off:off+n], p)
-				c.marks[idx].Store(c.gen)
+				c.commit(idx, 1)
 				if idx == 0 {
 					b.e.started(&c.lane)
 				}

@@ -20,13 +20,20 @@ import (
 type lane struct {
 	_    [64]byte // keep tail off the cache line of whatever precedes it
 	tail atomic.Uint64
-	_    [56]byte // and off the lines that follow
+	// written counts the entries of the current generation that their
+	// producers have finished copying in. It shares tail's cache line on
+	// purpose: a producer commits while it still owns the line it claimed on.
+	written atomic.Uint64
+	// sealed is set when the buffer is sealed; it stops producers before
+	// they claim. On the same line: producers read it just before claiming.
+	sealed atomic.Bool
+	// contended is set by a producer that claimed while an earlier claim
+	// was not yet committed: producers are racing for this line.
+	contended atomic.Bool
+	_         [43]byte // keep these off the lines that follow
 
-	sealed atomic.Bool  // set when the buffer is sealed; stops producers early
-	start  atomic.Int64 // engine time of the first claim; 0 while empty
+	start atomic.Int64 // engine time of the first claim; 0 while empty
 
-	// marks[i] == gen once entry i of the current generation is written.
-	marks []atomic.Uint32
 	// gen is the buffer's generation, bumped on every reuse. It is written
 	// under the engine mutex before tail is reset, so producers that claim
 	// from the reset tail observe the new value.
@@ -36,17 +43,22 @@ type lane struct {
 	queued uint32 // gen at which the buffer was queued for output
 }
 
-// waitCommitted waits until the first n entries of the current generation
-// have been published by their producers. A producer can only be between its
-// claim and its publish for the time of a copy, so this spins, yielding the
-// processor so that a preempted producer can finish.
+// commit publishes the entries a producer claimed at old, and notes whether
+// it found others racing for the buffer.
+func (l *lane) commit(old, n uint64) {
+	if l.written.Add(n) != old+n && !l.contended.Load() {
+		l.contended.Store(true)
+	}
+}
+
+// waitCommitted waits until the n entries of a sealed batch have been
+// written by their producers. A producer is between its claim and its commit
+// only for the time of a copy, so this spins, yielding the processor so that
+// a preempted producer can finish.
 func (l *lane) waitCommitted(n int) {
-	g := l.gen
-	for i := 0; i < n; i++ {
-		for spin := 0; l.marks[i].Load() != g; spin++ {
-			if spin > 16 {
-				runtime.Gosched()
-			}
+	for spin := 0; l.written.Load() != uint64(n); spin++ {
+		if spin > 16 {
+			runtime.Gosched()
 		}
 	}
 }
@@ -58,6 +70,8 @@ func (l *lane) reset() {
 	}
 	l.start.Store(0)
 	l.sealed.Store(false)
+	l.contended.Store(false)
+	l.written.Store(0)
 	l.tail.Store(0) // last: producers that claim from here see all of the above
 }
 
@@ -93,6 +107,7 @@ type engine[E any, P interface {
 }] struct {
 	cur atomic.Pointer[E]
 	_   [56]byte
+	cohort
 
 	needInstall atomic.Bool // cur is sealed and queued, and no buffer was free
 	dropped     atomic.Uint64
@@ -334,6 +349,7 @@ func (e *engine[E, P]) process(j job[P]) {
 	var err error
 	if j.buf != nil {
 		err = j.buf.emit(j.final)
+		e.sawBatch(j.buf.ln().contended.Load())
 	} else {
 		err = e.emitBig(j.big)
 	}
