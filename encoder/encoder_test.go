@@ -179,13 +179,29 @@ func TestDecodeRejects(t *testing.T) {
 		{"header bit flip", func() []byte { f := good(None); f[17] ^= 0x80; return f }, ErrChecksum},
 		{"crc bit flip", func() []byte { f := good(Zstd); f[37] ^= 1; return f }, ErrChecksum},
 		{"s2 garbage", func() []byte { f := good(S2); copy(f[HeaderSize+3:], "garbage!"); return reCRC(f) }, ErrCorrupt},
-		{"s2 wrong raw length", func() []byte { f := good(S2); binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)-1)); return reCRC(f) }, ErrCorrupt},
+		{"s2 wrong raw length", func() []byte {
+			f := good(S2)
+			binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)-1))
+			return reCRC(f)
+		}, ErrCorrupt},
 		{"zstd garbage", func() []byte { f := good(Zstd); copy(f[HeaderSize+10:], "garbage!garbage!"); return reCRC(f) }, ErrCorrupt},
-		{"zstd short raw length", func() []byte { f := good(Zstd); binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)-1)); return reCRC(f) }, ErrCorrupt},
-		{"zstd long raw length", func() []byte { f := good(Zstd); binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)+1)); return reCRC(f) }, ErrCorrupt},
+		{"zstd short raw length", func() []byte {
+			f := good(Zstd)
+			binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)-1))
+			return reCRC(f)
+		}, ErrCorrupt},
+		{"zstd long raw length", func() []byte {
+			f := good(Zstd)
+			binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)+1))
+			return reCRC(f)
+		}, ErrCorrupt},
 		{"zstd bomb", bomb, ErrCorrupt},
 		{"ack of one batch", func() []byte { return AppendAck(nil, 1, 10, 10, 0, "") }, nil},
-		{"ack range backwards", func() []byte { f := AppendAck(nil, 1, 10, 10, 0, ""); binary.LittleEndian.PutUint64(f[24:], 9); return reCRC(f) }, ErrCorrupt},
+		{"ack range backwards", func() []byte {
+			f := AppendAck(nil, 1, 10, 10, 0, "")
+			binary.LittleEndian.PutUint64(f[24:], 9)
+			return reCRC(f)
+		}, ErrCorrupt},
 		{"ack reason too long", func() []byte {
 			f := AppendAck(nil, 1, 1, 1, 1, string(make([]byte, MaxAckReason)))
 			f = append(f, 'x')
