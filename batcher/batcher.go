@@ -75,20 +75,19 @@ func (b *Batcher[T]) TryAdd(v T) error { return b.add(v, true) }
 func (b *Batcher[T]) add(v T, drop bool) error {
 	b.e.enter()
 	for {
+		// No sealed pre-check here, unlike Bytes: a failed claim adds 1 to
+		// a tail with 2^62 of headroom above the seal mark.
 		c := b.e.cur.Load()
-		if !c.sealed.Load() {
-			i := c.tail.Add(1) - 1
-			if i < b.size {
-				c.items[i] = v
-				c.commit(i, 1)
-				if i == 0 {
-					b.e.started(&c.lane)
-				}
-				if i == b.size-1 {
-					b.e.rotate(c, b.size)
-				}
-				return nil
+		if i := c.tail.Add(1) - 1; i < b.size {
+			c.items[i] = v
+			c.commit(i, 1)
+			if i == 0 {
+				b.e.started(&c.lane)
 			}
+			if i == b.size-1 {
+				b.e.rotate(c, b.size)
+			}
+			return nil
 		}
 		if err := b.e.waitRotation(c, drop, 1); err != nil {
 			return err
