@@ -207,8 +207,6 @@ func parseHeader(b []byte, l limits) (Header, error) {
 		if h.Compression == None && h.RawLen != h.PayloadLen {
 			return h, fmt.Errorf("%w: uncompressed payload of %d bytes announces %d", ErrCorrupt, h.PayloadLen, h.RawLen)
 		}
-	default:
-		h.LastSeq = binary.LittleEndian.Uint64(b[24:])
 	case KindAck:
 		h.Status = Status(h.Flags)
 		h.LastSeq = binary.LittleEndian.Uint64(b[24:])
@@ -218,6 +216,8 @@ func parseHeader(b []byte, l limits) (Header, error) {
 		if h.PayloadLen > MaxAckReason {
 			return h, fmt.Errorf("%w: ack reason of %d bytes, limit %d", ErrFrameTooLarge, h.PayloadLen, MaxAckReason)
 		}
+	default: // control kinds
+		h.LastSeq = binary.LittleEndian.Uint64(b[24:])
 	}
 	return h, nil
 }
