@@ -1,0 +1,190 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// compressor compresses rotated files one at a time on its own goroutine.
+// It writes name.ext.tmp, fsyncs it, renames it to name.ext and only then
+// removes name, so a crash at any point leaves the uncompressed file whole.
+type compressor struct {
+	codec   Compression
+	onError func(error)
+
+	mu      sync.Mutex
+	idle    sync.Cond // broadcast when the queue empties or the compressor stops
+	queue   []string  // queue[0] is in progress
+	stopped bool
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newCompressor(codec Compression, onError func(error)) *compressor {
+	c := &compressor{codec: codec, onError: onError,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	c.idle.L = &c.mu
+	go c.run()
+	return c
+}
+
+func (c *compressor) add(name string) {
+	c.mu.Lock()
+	c.queue = append(c.queue, name)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close abandons the work in progress (its .tmp is removed) and stops.
+func (c *compressor) close() {
+	close(c.stop)
+	<-c.done
+}
+
+// waitIdle waits until nothing is queued or in progress, or the
+// compressor has stopped.
+func (c *compressor) waitIdle() {
+	c.mu.Lock()
+	for len(c.queue) > 0 && !c.stopped {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+}
+
+func (c *compressor) run() {
+	defer close(c.done)
+	defer func() {
+		c.mu.Lock()
+		c.stopped = true
+		c.idle.Broadcast()
+		c.mu.Unlock()
+	}()
+	for {
+		c.mu.Lock()
+		var name string
+		if len(c.queue) > 0 {
+			name = c.queue[0]
+		}
+		c.mu.Unlock()
+		if name == "" {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.stop:
+				return
+			}
+		}
+		err := c.compress(name)
+		c.mu.Lock()
+		c.queue = c.queue[1:]
+		if len(c.queue) == 0 {
+			c.idle.Broadcast()
+		}
+		c.mu.Unlock()
+		if errors.Is(err, errStopped) {
+			return
+		}
+		if err != nil && c.onError != nil {
+			c.onError(err)
+		}
+	}
+}
+
+var errStopped = errors.New("filelog: compressor stopped")
+
+// stopReader stops a copy when the compressor is told to stop.
+type stopReader struct {
+	r    io.Reader
+	stop <-chan struct{}
+}
+
+func (s stopReader) Read(p []byte) (int, error) {
+	select {
+	case <-s.stop:
+		return 0, errStopped
+	default:
+	}
+	return s.r.Read(p)
+}
+
+func (c *compressor) compress(name string) (err error) {
+	src, err := os.Open(name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // deleted by retention meanwhile
+		}
+		return fmt.Errorf("filelog: compress: %w", err)
+	}
+	defer src.Close()
+	final := name + c.codec.ext()
+	tmp := final + ".tmp"
+	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("filelog: compress: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			dst.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if st, err := src.Stat(); err == nil {
+		dst.Chmod(st.Mode().Perm())
+	}
+	var enc io.WriteCloser
+	switch c.codec {
+	case Gzip:
+		enc = gzip.NewWriter(dst)
+	case Zstd:
+		if enc, err = zstd.NewWriter(dst, zstd.WithEncoderConcurrency(1)); err != nil {
+			return fmt.Errorf("filelog: compress: %w", err)
+		}
+	}
+	if _, err = io.CopyBuffer(enc, stopReader{src, c.stop}, make([]byte, 256<<10)); err != nil {
+		enc.Close()
+		if errors.Is(err, errStopped) {
+			return err
+		}
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
+	if err = enc.Close(); err != nil {
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
+	if err = dst.Sync(); err != nil {
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
+	if err = dst.Close(); err != nil {
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
+	if err = os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("filelog: compress: remove original: %w", err)
+	}
+	return nil
+}
+
+// cleanStale removes .tmp files left by a compression that a crash cut
+// short; their originals are still there and get compressed again.
+func (c *compressor) cleanStale(glob string) {
+	matches, _ := filepath.Glob(glob)
+	for _, m := range matches {
+		if strings.HasSuffix(m, ".gz.tmp") || strings.HasSuffix(m, ".zst.tmp") {
+			os.Remove(m)
+		}
+	}
+}

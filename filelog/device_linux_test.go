@@ -1,0 +1,143 @@
+package filelog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY opens a pseudo-terminal pair in raw mode and returns the master
+// and the path of the slave.
+func openPTY(t *testing.T) (*os.File, string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	rc, err := m.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	rc.Control(func(fd uintptr) {
+		if ierr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ierr != nil {
+			return
+		}
+		n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+	})
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	pts := fmt.Sprintf("/dev/pts/%d", n)
+	// Raw mode on the slave, so "\n" is not turned into "\r\n".
+	s, err := os.OpenFile(pts, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	src, _ := s.SyscallConn()
+	src.Control(func(fd uintptr) {
+		tio, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		if err != nil {
+			ierr = err
+			return
+		}
+		tio.Oflag &^= unix.OPOST
+		tio.Lflag &^= unix.ECHO | unix.ICANON
+		ierr = unix.IoctlSetTermios(int(fd), unix.TCSETS, tio)
+	})
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	return m, pts
+}
+
+func TestPseudoTerminal(t *testing.T) {
+	m, pts := openPTY(t)
+	f := mustOpen(t, pts, WithFsync(FsyncBatch), WithMaxSize(100))
+	want := lines(40, 0)
+	for i := range 4 {
+		if err := f.WriteBatch(lines(10, i*10), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync on a terminal: %v", err)
+	}
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 4096)
+	m.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(got) < len(want) {
+		n, err := m.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the terminal after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("terminal got %q", got)
+	}
+}
+
+// TestDiskFull fills a small tmpfs: the error names ENOSPC, no entry is left
+// half-written, and writing resumes once space is freed.
+func TestDiskFull(t *testing.T) {
+	dir := mountSmallTmpfs(t, 256<<10)
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "app.log")
+	f := mustOpen(t, path)
+	var written []byte
+	var werr error
+	for i := 0; i < 10000; i++ {
+		b := lines(37, i*37) // ~1 KB batches that do not divide the space
+		if werr = f.WriteBatch(b, 37); werr != nil {
+			break
+		}
+		written = append(written, b...)
+	}
+	if !errors.Is(werr, syscall.ENOSPC) || !strings.Contains(werr.Error(), path) {
+		t.Fatalf("writing until full: %v, want ENOSPC with the path", werr)
+	}
+	got, _ := os.ReadFile(path)
+	if !bytes.Equal(got, written) {
+		t.Fatalf("file holds %d bytes, the successful batches %d: a failed batch left bytes behind", len(got), len(written))
+	}
+	// Free space: the next batch goes through.
+	os.Remove(filler)
+	b := lines(37, 1_000_000)
+	if err := f.WriteBatch(b, 37); err != nil {
+		t.Fatalf("after freeing space: %v", err)
+	}
+	got, _ = os.ReadFile(path)
+	if !bytes.Equal(got, append(written, b...)) {
+		t.Fatal("content after recovery is not the successful batches in order")
+	}
+}
+
+// mountSmallTmpfs mounts a tmpfs of size bytes on a new directory, or skips
+// the test when that is not allowed here.
+func mountSmallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: filling a disk needs a small tmpfs, and mounting one needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("skipped: cannot mount a tmpfs here (%v)", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}

@@ -1,0 +1,15 @@
+// Package filelog writes batches of log entries to a file with one write()
+// per batch, and keeps the file in shape: rotation by size or time on batch
+// boundaries, retention, background compression of rotated files, fsync
+// policies, and reopening after external rotation (logrotate, SIGHUP).
+//
+// A File is a destination for snail's sink: it takes whole batches, never
+// splits an entry across files, and never leaves half an entry behind when
+// a write fails (a short write on a full disk is cut back).
+//
+// Character devices, FIFOs, sockets and stdout/stderr are written the same
+// way but never rotated, and Sync on them never fails with EINVAL or
+// ENOTSUP (zap's well-known "sync /dev/stdout: invalid argument"). For
+// record-oriented devices such as /dev/kmsg, WithRecordPerWrite writes one
+// entry per write() while producers are still batched.
+package filelog

@@ -1,0 +1,311 @@
+package filelog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// File is a log file (or device) that takes whole batches. It is safe for
+// concurrent use, though snail's sink calls it from one goroutine. The
+// creator must call Close, which stops the background compressor and the
+// SIGHUP listener.
+type File struct {
+	path string
+	cfg  config
+
+	mu         sync.Mutex
+	f          *os.File
+	device     bool // not a regular file: no rotation, no truncation, no fsync
+	std        bool // os.Stdout or os.Stderr: never closed by us
+	size       int64
+	nextRotate time.Time
+	lastSync   time.Time
+	lastBackup time.Time
+	closed     bool
+	stats      Stats
+
+	comp    *compressor
+	hup     chan os.Signal
+	hupDone chan struct{}
+}
+
+// Open opens path for appending, creating it (not its directory) with the
+// configured mode. Errors (missing directory, permission denied, a
+// directory at path, a FIFO without a reader) are returned here, with the
+// path, not at the first write. The names "stdout", "stderr", "-",
+// /dev/stdout and /dev/stderr write to the process's standard streams.
+func Open(path string, opts ...Option) (*File, error) {
+	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	if c.fsync == FsyncInterval && c.fsyncEvery == 0 {
+		return nil, fmt.Errorf("%w: FsyncInterval needs WithFsyncInterval", ErrInvalidOption)
+	}
+	l := &File{path: path, cfg: c}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	if !l.device {
+		l.scheduleRotation()
+		if c.compression != NoCompression {
+			l.comp = newCompressor(c.compression, c.onError)
+			l.comp.cleanStale(l.backupGlob())
+			for _, b := range l.backups() {
+				if filepath.Ext(b.name) != c.compression.ext() && !b.compressed {
+					l.comp.add(b.name)
+				}
+			}
+		}
+	}
+	if c.sighup {
+		l.hup = make(chan os.Signal, 1)
+		l.hupDone = make(chan struct{})
+		signal.Notify(l.hup, syscall.SIGHUP)
+		go l.hupLoop()
+	}
+	return l, nil
+}
+
+func stdStream(path string) *os.File {
+	switch path {
+	case "stdout", "-", "/dev/stdout":
+		return os.Stdout
+	case "stderr", "/dev/stderr":
+		return os.Stderr
+	}
+	return nil
+}
+
+// open opens (or reopens) l.path. Called with l.mu held, or before l is shared.
+func (l *File) open() error {
+	if s := stdStream(l.path); s != nil {
+		l.f, l.std, l.device = s, true, true
+		return nil
+	}
+	flag := os.O_WRONLY | os.O_APPEND | os.O_CREATE
+	fi, err := os.Stat(l.path)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("filelog: open %s: is a directory", l.path)
+	case err == nil && !fi.Mode().IsRegular():
+		// Devices, FIFOs, sockets: a FIFO with no reader fails at once
+		// (ENXIO) instead of blocking Open.
+		flag = os.O_WRONLY | syscall.O_NONBLOCK
+		l.device = true
+	}
+	f, err := os.OpenFile(l.path, flag, l.cfg.mode)
+	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			return fmt.Errorf("filelog: open %s: no process is reading the FIFO: %w", l.path, err)
+		}
+		return fmt.Errorf("filelog: %w", err) // *PathError names the path
+	}
+	l.f = f
+	if !l.device {
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("filelog: %w", err)
+		}
+		l.size = st.Size()
+	}
+	return nil
+}
+
+// Path returns the path the File writes to.
+func (l *File) Path() string { return l.path }
+
+// WriteBatch writes batch, which holds entries whole entries, with one
+// write() (or one per entry with WithRecordPerWrite), rotating first when
+// the batch would cross a size or time boundary. On a short write the file
+// is cut back to where the batch began, so a failed batch leaves nothing
+// behind; the error wraps the cause (ENOSPC on a full disk).
+func (l *File) WriteBatch(batch []byte, entries int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := l.maybeRotate(len(batch)); err != nil {
+		return err
+	}
+	if l.cfg.recordPerWrite {
+		return l.writeRecords(batch)
+	}
+	n, err := l.f.Write(batch)
+	l.stats.Writes++
+	if err != nil {
+		return l.cutBack(n, err)
+	}
+	l.size += int64(n)
+	l.stats.Bytes += int64(n)
+	return l.afterWrite()
+}
+
+func (l *File) writeRecords(batch []byte) error {
+	for len(batch) > 0 {
+		i := bytes.IndexByte(batch, '\n')
+		rec := batch
+		if i >= 0 {
+			rec = batch[:i+1]
+		}
+		n, err := l.f.Write(rec)
+		l.stats.Writes++
+		if err != nil {
+			return l.cutBack(n, err)
+		}
+		l.size += int64(n)
+		l.stats.Bytes += int64(n)
+		batch = batch[len(rec):]
+	}
+	return l.afterWrite()
+}
+
+// cutBack undoes a partial write of n bytes on a regular file, so that no
+// torn entry is left, and returns the write error with the path.
+func (l *File) cutBack(n int, err error) error {
+	if n > 0 && !l.device {
+		if terr := l.f.Truncate(l.size); terr != nil {
+			return fmt.Errorf("filelog: write %s: %w (and cutting back %d partial bytes: %v)", l.path, err, n, terr)
+		}
+	}
+	return fmt.Errorf("filelog: write %s: %w", l.path, unwrapPath(err))
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (l *File) afterWrite() error {
+	switch l.cfg.fsync {
+	case FsyncBatch:
+		return l.fsync()
+	case FsyncInterval:
+		if now := l.cfg.now(); now.Sub(l.lastSync) >= l.cfg.fsyncEvery {
+			return l.fsync()
+		}
+	}
+	return nil
+}
+
+func (l *File) fsync() error {
+	if l.device {
+		return nil
+	}
+	l.lastSync = l.cfg.now()
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
+	}
+	return nil
+}
+
+// Sync makes what was written durable as the fsync policy says: with
+// FsyncNever, data written is already with the operating system and Sync
+// does nothing; otherwise it fsyncs. On devices it never fails with EINVAL
+// or ENOTSUP.
+func (l *File) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.cfg.fsync == FsyncNever {
+		return nil
+	}
+	return l.fsync()
+}
+
+// Reopen closes the file and opens its path again: after logrotate (or an
+// operator) moved it away, writing continues in a new file at path.
+func (l *File) Reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.std {
+		return nil
+	}
+	old := l.f
+	if err := l.open(); err != nil {
+		return err // keep writing to the old file
+	}
+	return closeFile(old, l.path)
+}
+
+func closeFile(f *os.File, path string) error {
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("filelog: close %s: %w", path, unwrapPath(err))
+	}
+	return nil
+}
+
+func (l *File) hupLoop() {
+	defer close(l.hupDone)
+	for range l.hup {
+		if err := l.Reopen(); err != nil && !errors.Is(err, ErrClosed) && l.cfg.onError != nil {
+			l.cfg.onError(err)
+		}
+	}
+}
+
+// Close fsyncs (unless the policy is FsyncNever), closes the file, stops
+// the SIGHUP listener and the compressor (a compression in progress is
+// abandoned and finished by the next Open). Later calls return ErrClosed.
+func (l *File) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	var errs []error
+	if l.cfg.fsync != FsyncNever {
+		errs = append(errs, l.fsync())
+	}
+	if !l.std {
+		errs = append(errs, closeFile(l.f, l.path))
+	}
+	l.mu.Unlock()
+	if l.hup != nil {
+		signal.Stop(l.hup)
+		close(l.hup)
+		<-l.hupDone
+	}
+	if l.comp != nil {
+		l.comp.close()
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are a File's counters.
+type Stats struct {
+	Writes    int64 // write calls made (one per batch, or per entry with WithRecordPerWrite)
+	Bytes     int64 // bytes written
+	Rotations int64 // rotations done
+}
+
+// Stats returns the File's counters.
+func (l *File) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
+}

@@ -1,0 +1,517 @@
+package filelog
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+func mustOpen(t *testing.T, path string, opts ...Option) *File {
+	t.Helper()
+	f, err := Open(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func lines(n, from int) []byte {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		b = fmt.Appendf(b, `{"id":%d,"msg":"hello"}`+"\n", i)
+	}
+	return b
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"missing directory", filepath.Join(dir, "nope", "app.log"), "no such file or directory"},
+		{"directory", dir, "is a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+				t.Fatalf("Open(%s) = %v, want an error with %q and the path", tc.path, err, tc.want)
+			}
+		})
+	}
+	t.Run("permission denied", func(t *testing.T) {
+		path := "/sys/kernel/notes" // read-only even for root
+		if os.Geteuid() != 0 {
+			d := filepath.Join(dir, "ro")
+			os.Mkdir(d, 0o500)
+			path = filepath.Join(d, "app.log")
+		}
+		_, err := Open(path)
+		if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("Open(%s) = %v, want permission denied with the path", path, err)
+		}
+	})
+	t.Run("fifo without reader", func(t *testing.T) {
+		p := filepath.Join(dir, "fifo")
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(p)
+		if !errors.Is(err, syscall.ENXIO) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("Open(fifo) = %v, want ENXIO with the path", err)
+		}
+	})
+	for _, o := range []Option{WithMode(0o1777 | os.ModeDir), WithFsync(9), WithFsyncInterval(0), WithMaxSize(-1),
+		WithRotateEvery(time.Millisecond), WithMaxBackups(0), WithMaxAge(-1), WithCompression(7), WithClock(nil)} {
+		if _, err := Open(filepath.Join(dir, "x.log"), o); !errors.Is(err, ErrInvalidOption) {
+			t.Fatalf("bad option: %v, want ErrInvalidOption", err)
+		}
+	}
+	if _, err := Open(filepath.Join(dir, "x.log"), WithFsync(FsyncInterval)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("FsyncInterval without interval: %v", err)
+	}
+}
+
+func TestWriteAppendAndMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	os.WriteFile(path, []byte("existing\n"), 0o600)
+	f := mustOpen(t, path, WithFsync(FsyncBatch))
+	if err := f.WriteBatch(lines(3, 0), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if want := "existing\n" + string(lines(3, 0)); string(got) != want {
+		t.Fatalf("file = %q, want %q", got, want)
+	}
+	if st := f.Stats(); st.Writes != 1 {
+		t.Fatalf("%d writes for one batch", st.Writes)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch([]byte("x\n"), 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteBatch after Close = %v", err)
+	}
+	if err := f.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close = %v", err)
+	}
+
+	p2 := filepath.Join(t.TempDir(), "new.log")
+	f2 := mustOpen(t, p2, WithMode(0o600))
+	f2.Close()
+	if st, _ := os.Stat(p2); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+	p3 := filepath.Join(t.TempDir(), "default.log")
+	mustOpen(t, p3).Close()
+	if st, _ := os.Stat(p3); st.Mode().Perm()&^0o640 != 0 { // umask may remove bits
+		t.Fatalf("default mode %v, want 0640 at most", st.Mode().Perm())
+	}
+}
+
+// readAll returns the concatenated contents of the live file and every
+// backup, oldest first, decompressing as needed.
+func readAll(t *testing.T, f *File) []byte {
+	t.Helper()
+	var out []byte
+	for _, b := range f.backups() {
+		out = append(out, readFile(t, b.name)...)
+	}
+	live, err := os.ReadFile(f.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return append(out, live...)
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	fh, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var r io.Reader = fh
+	switch filepath.Ext(name) {
+	case ".gz":
+		gr, err := gzip.NewReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = gr
+	case ".zst":
+		zr, err := zstd.NewReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return b
+}
+
+func TestRotateBySizeOnBatchBoundaries(t *testing.T) {
+	for _, comp := range []Compression{NoCompression, Gzip, Zstd} {
+		t.Run(fmt.Sprint(comp), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "app.log")
+			f := mustOpen(t, path, WithMaxSize(1000), WithMaxBackups(Unlimited), WithCompression(comp))
+			var want []byte
+			for i := range 50 {
+				b := lines(1+i%7, len(bytes.Split(want, []byte("\n")))-1)
+				want = append(want, b...)
+				if err := f.WriteBatch(b, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if f.comp != nil {
+				f.comp.waitIdle()
+			}
+			bs := f.backups()
+			if len(bs) < 3 {
+				t.Fatalf("%d backups, want several", len(bs))
+			}
+			for _, b := range bs {
+				if b.compressed != (comp != NoCompression) {
+					t.Fatalf("backup %s compressed=%v with %v", b.name, b.compressed, comp)
+				}
+				content := readFile(t, b.name)
+				if len(content) > 1000 || !bytes.HasSuffix(content, []byte("\n")) {
+					t.Fatalf("backup %s: %d bytes, ends %q", b.name, len(content), content[max(0, len(content)-5):])
+				}
+			}
+			if got := readAll(t, f); !bytes.Equal(got, want) {
+				t.Fatalf("live + backups differ from what was written (%d vs %d bytes)", len(got), len(want))
+			}
+			if !slices.IsSortedFunc(bs, func(a, b backup) int { return strings.Compare(a.name, b.name) }) {
+				t.Fatal("backup names do not sort by time")
+			}
+		})
+	}
+}
+
+func TestBackupNamesNeverCollide(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithClock(func() time.Time { return now }), WithMaxBackups(Unlimited))
+	for i := range 5 { // five rotations at the same instant
+		f.WriteBatch(lines(1, i), 1)
+		if err := f.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs := f.backups()
+	if len(bs) != 5 {
+		t.Fatalf("%d backups, want 5", len(bs))
+	}
+	for i, b := range bs {
+		if got := readFile(t, b.name); !bytes.Equal(got, lines(1, i)) {
+			t.Fatalf("backup %d (%s) = %q", i, b.name, got)
+		}
+	}
+}
+
+func TestRetention(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithClock(func() time.Time { return now }), WithMaxBackups(3), WithMaxAge(90*time.Minute))
+	for i := range 6 {
+		f.WriteBatch(lines(1, i), 1)
+		f.Rotate()
+	}
+	bs := f.backups()
+	if len(bs) != 3 {
+		t.Fatalf("%d backups kept, want 3", len(bs))
+	}
+	if got := readFile(t, bs[0].name); !bytes.Equal(got, lines(1, 3)) {
+		t.Fatalf("oldest kept = %q, want entry 3", got)
+	}
+	now = now.Add(time.Hour)
+	f.WriteBatch(lines(1, 6), 1)
+	f.Rotate()
+	if n := len(f.backups()); n != 3 {
+		t.Fatalf("%d backups after an hour, want 3", n)
+	}
+	now = now.Add(time.Hour) // the first six are now over 90 minutes old
+	f.WriteBatch(lines(1, 7), 1)
+	f.Rotate()
+	if bs := f.backups(); len(bs) != 2 {
+		t.Fatalf("%d backups, want the 2 younger than 90 minutes", len(bs))
+	}
+}
+
+func TestRotateByTime(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 59, 0, 0, time.Local)
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithClock(func() time.Time { return now }), WithRotateEvery(time.Hour))
+	f.WriteBatch(lines(2, 0), 2)
+	now = now.Add(30 * time.Second)
+	f.WriteBatch(lines(1, 2), 1)
+	if n := len(f.backups()); n != 0 {
+		t.Fatalf("rotated before the hour: %d backups", n)
+	}
+	now = now.Add(31 * time.Second) // 11:00:01
+	f.WriteBatch(lines(1, 3), 1)
+	bs := f.backups()
+	if len(bs) != 1 || !bytes.Equal(readFile(t, bs[0].name), lines(3, 0)) {
+		t.Fatalf("after the hour: %d backups", len(bs))
+	}
+	now = now.Add(3 * time.Hour) // an idle file is not rotated into empty backups
+	f.WriteBatch(lines(1, 4), 1)
+	now = now.Add(time.Hour)
+	f.WriteBatch(lines(1, 5), 1)
+	if got := readAll(t, f); !bytes.Equal(got, lines(6, 0)) {
+		t.Fatalf("content %q", got)
+	}
+}
+
+func TestCrashDuringCompressionLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	// What a crash mid-compression leaves: the rotated file whole, and a
+	// partial .zst.tmp beside it.
+	backup := filepath.Join(dir, "app-20261125T120000.000000000Z.log")
+	os.WriteFile(backup, lines(100, 0), 0o640)
+	os.WriteFile(backup+".zst.tmp", []byte("partial garbage"), 0o640)
+	f := mustOpen(t, path, WithCompression(Zstd))
+	f.comp.waitIdle()
+	if _, err := os.Stat(backup + ".zst.tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("stale .tmp left behind")
+	}
+	if got := readFile(t, backup+".zst"); !bytes.Equal(got, lines(100, 0)) {
+		t.Fatal("the interrupted backup was not compressed whole on the next Open")
+	}
+	if _, err := os.Stat(backup); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("original kept after compression")
+	}
+}
+
+func TestCloseAbandonsCompression(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	big := bytes.Repeat(lines(1000, 0), 200) // ~5 MB to compress
+	f := mustOpen(t, path, WithCompression(Gzip))
+	f.WriteBatch(big, 0)
+	f.Rotate()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever Close interrupted, the content is there once: compressed, or
+	// not yet.
+	bs := (&File{path: path}).backups()
+	if len(bs) != 1 || !bytes.Equal(readFile(t, bs[0].name), big) {
+		t.Fatalf("backups after Close: %v", bs)
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	if len(matches) != 0 {
+		t.Fatalf("temporary files left: %v", matches)
+	}
+}
+
+func TestReopenAfterExternalMove(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	f := mustOpen(t, path)
+	f.WriteBatch(lines(2, 0), 2)
+	moved := filepath.Join(dir, "app.log.1")
+	os.Rename(path, moved)
+	f.WriteBatch(lines(1, 2), 1) // still lands in the moved file
+	if err := f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteBatch(lines(1, 3), 1)
+	a, _ := os.ReadFile(moved)
+	b, _ := os.ReadFile(path)
+	if !bytes.Equal(a, lines(3, 0)) || !bytes.Equal(b, lines(1, 3)) {
+		t.Fatalf("moved file %q, new file %q", a, b)
+	}
+}
+
+func TestSIGHUPReopens(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	var errs []error
+	f := mustOpen(t, path, WithSIGHUP(), WithErrorHandler(func(err error) { errs = append(errs, err) }))
+	f.WriteBatch(lines(1, 0), 1)
+	os.Rename(path, path+".1")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !exists(path) { // the handler reopens, which creates the file
+		if time.Now().After(deadline) {
+			t.Fatal("no reopen within 10s of SIGHUP")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.WriteBatch(lines(1, 1), 1)
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, lines(1, 1)) {
+		t.Fatalf("new file %q", b)
+	}
+	if err := f.Close(); err != nil || len(errs) != 0 {
+		t.Fatalf("Close = %v, handler errors %v", err, errs)
+	}
+}
+
+func TestFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r) // until the writer closes
+		got <- b
+	}()
+	f := mustOpen(t, p, WithFsync(FsyncBatch), WithMaxSize(10)) // neither applies to a FIFO
+	var want []byte
+	for i := range 200 { // more than a pipe buffer holds: writes wait for the reader
+		b := lines(50, i*50)
+		want = append(want, b...)
+		if err := f.WriteBatch(b, 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync on a FIFO: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("reader got %d bytes, want %d", len(b), len(want))
+	}
+	if n := len(f.backups()); n != 0 {
+		t.Fatalf("a FIFO was rotated: %d backups", n)
+	}
+}
+
+func TestDevNull(t *testing.T) {
+	f := mustOpen(t, os.DevNull, WithFsync(FsyncBatch), WithMaxSize(1))
+	for range 3 {
+		if err := f.WriteBatch(lines(10, 0), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync(/dev/null) = %v", err)
+	}
+	if err := f.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRecordPerWrite(t *testing.T) {
+	f := mustOpen(t, os.DevNull, WithRecordPerWrite())
+	if err := f.WriteBatch(lines(7, 0), 7); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); st.Writes != 7 || st.Bytes != int64(len(lines(7, 0))) {
+		t.Fatalf("stats %+v, want 7 writes", st)
+	}
+}
+
+// childMain runs a child process's job when the test binary is re-executed
+// by a test; it reports whether it did.
+func childMain() bool {
+	switch os.Getenv("FILELOG_CHILD") {
+	case "stdout":
+		f, err := Open("/dev/stdout", WithFsync(FsyncBatch))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		for i := range 100 {
+			if err := f.WriteBatch(lines(10, i*10), 10); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+		}
+		if err := f.Sync(); err != nil {
+			fmt.Fprintln(os.Stderr, "sync:", err)
+			os.Exit(4)
+		}
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "close:", err)
+			os.Exit(5)
+		}
+		os.Exit(0)
+	}
+	return false
+}
+
+// TestStdoutOfChildProcess: a child writes to /dev/stdout, which is a pipe
+// to us; Sync must not fail the way zap's does ("sync /dev/stdout: invalid
+// argument").
+func TestStdoutOfChildProcess(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FILELOG_CHILD=stdout")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v: %s", err, stderr.String())
+	}
+	if !bytes.Equal(out, lines(1000, 0)) {
+		t.Fatalf("child wrote %d bytes, want %d", len(out), len(lines(1000, 0)))
+	}
+}
+
+func TestConcurrentWritersAndRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithMaxSize(4096), WithMaxBackups(Unlimited), WithCompression(Zstd))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				if err := f.WriteBatch(lines(3, (g*100+i)*3), 3); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f.comp.waitIdle()
+	seen := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(readAll(t, f)))
+	for sc.Scan() {
+		seen[sc.Text()]++
+	}
+	if len(seen) != 2400 {
+		t.Fatalf("%d distinct lines, want 2400", len(seen))
+	}
+	for l, n := range seen {
+		if n != 1 {
+			t.Fatalf("line %q seen %d times", l, n)
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// ErrInvalidOption wraps every configuration error returned by Open.
+var ErrInvalidOption = errors.New("filelog: invalid option")
+
+// ErrClosed is returned by a File's methods after Close.
+var ErrClosed = errors.New("filelog: closed")
+
+// Fsync is when a File calls fsync.
+type Fsync int
+
+const (
+	// FsyncNever leaves flushing to the operating system. Sync writes out
+	// what is pending to the OS but does not fsync. The default.
+	FsyncNever Fsync = iota
+	// FsyncBatch fsyncs after every batch: survives power loss, costs a
+	// disk round trip per batch.
+	FsyncBatch
+	// FsyncInterval fsyncs after a batch when the interval set with
+	// WithFsyncInterval has passed since the last fsync, and on Sync.
+	FsyncInterval
+)
+
+// Compression is the codec for rotated files.
+type Compression int
+
+const (
+	NoCompression Compression = iota // rotated files stay as they are
+	Gzip                             // rotated files become name.gz
+	Zstd                             // rotated files become name.zst
+)
+
+func (c Compression) ext() string {
+	switch c {
+	case Gzip:
+		return ".gz"
+	case Zstd:
+		return ".zst"
+	}
+	return ""
+}
+
+// DefaultMode is the permission of a file Open creates.
+const DefaultMode os.FileMode = 0o640
+
+const (
+	// DefaultMaxBackups is how many rotated files are kept by default.
+	DefaultMaxBackups = 10
+	// Unlimited, as MaxBackups, keeps every rotated file (subject to MaxAge).
+	Unlimited = -1
+)
+
+type config struct {
+	mode           os.FileMode
+	fsync          Fsync
+	fsyncEvery     time.Duration
+	maxSize        int64
+	every          time.Duration
+	maxBackups     int
+	maxAge         time.Duration
+	compression    Compression
+	recordPerWrite bool
+	sighup         bool
+	onError        func(error)
+	now            func() time.Time
+}
+
+// Option configures a File. Options validate their values; Open returns the
+// error wrapped in ErrInvalidOption.
+type Option func(*config) error
+
+// WithMode sets the permissions of a file Open creates. Defaults to 0640.
+func WithMode(m os.FileMode) Option {
+	return func(c *config) error {
+		if m&^os.ModePerm != 0 {
+			return fmt.Errorf("mode %v has more than permission bits", m)
+		}
+		c.mode = m
+		return nil
+	}
+}
+
+// WithFsync sets the fsync policy. Defaults to FsyncNever.
+func WithFsync(f Fsync) Option {
+	return func(c *config) error {
+		if f < FsyncNever || f > FsyncInterval {
+			return fmt.Errorf("unknown fsync policy %d", f)
+		}
+		c.fsync = f
+		return nil
+	}
+}
+
+// WithFsyncInterval selects FsyncInterval with interval d (> 0).
+func WithFsyncInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("fsync interval %v must be positive", d)
+		}
+		c.fsync, c.fsyncEvery = FsyncInterval, d
+		return nil
+	}
+}
+
+// WithMaxSize rotates the file before a batch that would take it over n
+// bytes. A batch larger than n goes whole into a fresh file. Zero (the
+// default) turns size rotation off.
+func WithMaxSize(n int64) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("max size %d is negative", n)
+		}
+		c.maxSize = n
+		return nil
+	}
+}
+
+// WithRotateEvery rotates the file at every multiple of d in local time:
+// time.Hour rotates on the hour, 24*time.Hour at local midnight; intervals
+// that divide a day are aligned to local midnight. Zero (the default) turns
+// time rotation off; otherwise d must be at least a second.
+func WithRotateEvery(d time.Duration) Option {
+	return func(c *config) error {
+		if d != 0 && d < time.Second {
+			return fmt.Errorf("rotation interval %v is under a second", d)
+		}
+		c.every = d
+		return nil
+	}
+}
+
+// WithMaxBackups keeps at most n rotated files, deleting the oldest first.
+// Defaults to 10: zero would keep none, so it is rejected; keeping every
+// file must be asked for with Unlimited.
+func WithMaxBackups(n int) Option {
+	return func(c *config) error {
+		if n == 0 || n < Unlimited {
+			return fmt.Errorf("max backups %d: want at least 1, or Unlimited", n)
+		}
+		c.maxBackups = n
+		return nil
+	}
+}
+
+// WithMaxAge deletes rotated files older than d, by the time in their name.
+// Zero (the default) sets no age limit; MaxBackups still applies.
+func WithMaxAge(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("max age %v is negative", d)
+		}
+		c.maxAge = d
+		return nil
+	}
+}
+
+// WithCompression compresses rotated files in the background, one at a
+// time, with gzip or zstd. A crash during compression leaves the
+// uncompressed file; the next Open finishes the job. Defaults to none.
+func WithCompression(comp Compression) Option {
+	return func(c *config) error {
+		if comp < NoCompression || comp > Zstd {
+			return fmt.Errorf("unknown compression %d", comp)
+		}
+		c.compression = comp
+		return nil
+	}
+}
+
+// WithRecordPerWrite writes each entry of a batch with its own write(),
+// for record-oriented devices such as /dev/kmsg where one write is one
+// record. Entries must end with a newline. Producers are still batched.
+func WithRecordPerWrite() Option {
+	return func(c *config) error {
+		c.recordPerWrite = true
+		return nil
+	}
+}
+
+// WithSIGHUP makes the File reopen its path when the process receives
+// SIGHUP, for logrotate's default (move, then signal). The File stops
+// listening at Close.
+func WithSIGHUP() Option {
+	return func(c *config) error {
+		c.sighup = true
+		return nil
+	}
+}
+
+// WithErrorHandler receives errors of background work (compression,
+// retention), which have no caller to return to.
+func WithErrorHandler(f func(error)) Option {
+	return func(c *config) error {
+		c.onError = f
+		return nil
+	}
+}
+
+// WithClock sets the clock used for time rotation and backup names
+// (tests). Defaults to time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return errors.New("nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}

@@ -1,0 +1,169 @@
+package filelog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Backup names are <stem>-<UTC time to the nanosecond>Z<ext>, for instance
+// app-20261125T233529.123456789Z.log, then .gz or .zst once compressed. The
+// time has a fixed width, so names sort by time, and a File never hands out
+// the same time twice.
+const backupTime = "20060102T150405.000000000Z"
+
+func (l *File) split() (dir, stem, ext string) {
+	dir, base := filepath.Split(l.path)
+	ext = filepath.Ext(base)
+	return dir, strings.TrimSuffix(base, ext), ext
+}
+
+func (l *File) backupName(t time.Time) string {
+	dir, stem, ext := l.split()
+	return filepath.Join(dir, stem+"-"+t.UTC().Format(backupTime)+ext)
+}
+
+func (l *File) backupGlob() string {
+	dir, stem, _ := l.split()
+	return filepath.Join(dir, stem+"-*")
+}
+
+type backup struct {
+	name       string
+	t          time.Time
+	compressed bool
+}
+
+// backups lists this file's rotated files, oldest first.
+func (l *File) backups() []backup {
+	dir, stem, ext := l.split()
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var bs []backup
+	for _, e := range entries {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, stem+"-")
+		if !ok || len(rest) < len(backupTime) {
+			continue
+		}
+		t, err := time.Parse(backupTime, rest[:len(backupTime)])
+		if err != nil {
+			continue
+		}
+		switch rest[len(backupTime):] {
+		case ext:
+			bs = append(bs, backup{name: filepath.Join(dir, name), t: t})
+		case ext + ".gz", ext + ".zst":
+			bs = append(bs, backup{name: filepath.Join(dir, name), t: t, compressed: true})
+		}
+	}
+	slices.SortFunc(bs, func(a, b backup) int { return a.t.Compare(b.t) })
+	return bs
+}
+
+// scheduleRotation sets the next time boundary, aligned to local midnight.
+func (l *File) scheduleRotation() {
+	d := l.cfg.every
+	if d == 0 {
+		return
+	}
+	now := l.cfg.now()
+	y, m, day := now.Date()
+	midnight := time.Date(y, m, day, 0, 0, 0, 0, now.Location())
+	next := midnight.Add((now.Sub(midnight)/d + 1) * d)
+	l.nextRotate = next
+}
+
+func (l *File) maybeRotate(n int) error {
+	if l.device {
+		return nil
+	}
+	due := !l.nextRotate.IsZero() && !l.cfg.now().Before(l.nextRotate)
+	if due && l.size == 0 {
+		l.scheduleRotation() // nothing to rotate away
+		due = false
+	}
+	if due || (l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize) {
+		return l.rotateLocked()
+	}
+	return nil
+}
+
+// Rotate moves the current file to a backup name and starts a new one, as
+// if a rotation boundary had been reached. It does nothing on devices.
+func (l *File) Rotate() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.device {
+		return nil
+	}
+	return l.rotateLocked()
+}
+
+func (l *File) rotateLocked() error {
+	t := l.cfg.now()
+	if !t.After(l.lastBackup) {
+		t = l.lastBackup.Add(time.Nanosecond)
+	}
+	name := l.backupName(t)
+	for exists(name) || exists(name+".gz") || exists(name+".zst") {
+		t = t.Add(time.Nanosecond) // another process rotated at the same instant
+		name = l.backupName(t)
+	}
+	if err := os.Rename(l.path, name); err != nil {
+		return fmt.Errorf("filelog: rotate %s: %w", l.path, err)
+	}
+	l.lastBackup = t
+	l.stats.Rotations++
+	old := l.f
+	if err := l.open(); err != nil {
+		// Writing goes on into the renamed file; the next batch retries.
+		return fmt.Errorf("filelog: rotate: %w", err)
+	}
+	l.scheduleRotation()
+	err := closeFile(old, name)
+	if l.comp != nil {
+		l.comp.add(name)
+	}
+	return errors.Join(err, l.retention())
+}
+
+func exists(name string) bool {
+	_, err := os.Lstat(name)
+	return err == nil
+}
+
+// retention deletes the backups over MaxBackups (oldest first) and those
+// older than MaxAge.
+func (l *File) retention() error {
+	bs := l.backups()
+	var errs []error
+	cut := 0
+	if l.cfg.maxBackups > 0 && len(bs) > l.cfg.maxBackups {
+		cut = len(bs) - l.cfg.maxBackups
+	}
+	if l.cfg.maxAge > 0 {
+		limit := l.cfg.now().Add(-l.cfg.maxAge)
+		for cut < len(bs) && bs[cut].t.Before(limit) {
+			cut++
+		}
+	}
+	for _, b := range bs[:cut] {
+		if err := os.Remove(b.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("filelog: retention: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
