@@ -1,0 +1,441 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// SlogHandler is a slog.Handler that writes JSON to a Writer, in the same
+// shape as slog.NewJSONHandler (the same bytes for the same record and
+// options), with its own append-only encoder: no allocation per record for
+// attributes of the common kinds (string, numbers, bool, time, duration,
+// error, groups). It is safe for concurrent use.
+type SlogHandler struct {
+	w      *Writer
+	opts   slog.HandlerOptions
+	pre    []byte   // attributes from WithAttrs, encoded
+	groups []string // groups from WithGroup
+	nOpen  int      // how many of groups pre has opened
+}
+
+var _ slog.Handler = (*SlogHandler)(nil)
+
+// NewSlogHandler returns a handler writing to w. A nil opts means the
+// defaults, as for slog.NewJSONHandler.
+func NewSlogHandler(w *Writer, opts *slog.HandlerOptions) *SlogHandler {
+	h := &SlogHandler{w: w}
+	if opts != nil {
+		h.opts = *opts
+	}
+	return h
+}
+
+// Enabled reports whether level is at or above the handler's minimum level
+// (Info unless HandlerOptions.Level says otherwise).
+func (h *SlogHandler) Enabled(_ context.Context, level slog.Level) bool {
+	min := slog.LevelInfo
+	if h.opts.Level != nil {
+		min = h.opts.Level.Level()
+	}
+	return level >= min
+}
+
+func (h *SlogHandler) clone() *SlogHandler {
+	h2 := *h
+	h2.pre = slices.Clip(h.pre)
+	h2.groups = slices.Clip(h.groups)
+	return &h2
+}
+
+// WithAttrs returns a handler whose records carry as, encoded once here.
+func (h *SlogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	empty := 0
+	for _, a := range as {
+		if a.Value.Kind() == slog.KindGroup && len(a.Value.Group()) == 0 {
+			empty++
+		}
+	}
+	if empty == len(as) {
+		return h
+	}
+	h2 := h.clone()
+	s := &encState{h: h2, buf: h2.pre}
+	s.sep = len(s.buf) > 0 && s.buf[len(s.buf)-1] != '{'
+	if h.opts.ReplaceAttr != nil {
+		s.groups = slices.Clone(h.groups[:h.nOpen])
+	}
+	pos, sep := len(s.buf), s.sep
+	s.openGroups(h.groups[h.nOpen:])
+	if s.attrs(as) {
+		h2.nOpen = len(h2.groups)
+	} else {
+		s.buf, s.sep = s.buf[:pos], sep
+	}
+	h2.pre = s.buf
+	return h2
+}
+
+// WithGroup returns a handler that puts the attributes that follow in
+// group name.
+func (h *SlogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := h.clone()
+	h2.groups = append(h2.groups, name)
+	return h2
+}
+
+var statePool = sync.Pool{New: func() any { return &encState{buf: make([]byte, 0, 1024)} }}
+
+// Handle encodes r as one JSON line and writes it.
+func (h *SlogHandler) Handle(_ context.Context, r slog.Record) error {
+	s := statePool.Get().(*encState)
+	s.h, s.buf, s.sep, s.groups = h, append(s.buf[:0], '{'), false, s.groups[:0]
+	rep := h.opts.ReplaceAttr
+	s.builtin = true // ReplaceAttr sees no groups for the built-in keys
+	if !r.Time.IsZero() {
+		t := r.Time.Round(0)
+		if rep == nil {
+			s.key(slog.TimeKey)
+			s.time(t)
+		} else {
+			s.attr(slog.Time(slog.TimeKey, t))
+		}
+	}
+	if rep == nil {
+		s.key(slog.LevelKey)
+		s.level(r.Level)
+	} else {
+		s.attr(slog.Any(slog.LevelKey, r.Level))
+	}
+	if h.opts.AddSource {
+		src := r.Source()
+		if src == nil {
+			src = &slog.Source{}
+		}
+		s.attr(slog.Any(slog.SourceKey, src))
+	}
+	if rep == nil {
+		s.key(slog.MessageKey)
+		s.str(r.Message)
+	} else {
+		s.attr(slog.String(slog.MessageKey, r.Message))
+	}
+	s.builtin = false
+
+	if len(h.pre) > 0 {
+		s.comma()
+		s.buf = append(s.buf, h.pre...)
+		s.sep = h.pre[len(h.pre)-1] != '{'
+	}
+	nOpen := h.nOpen
+	if r.NumAttrs() > 0 {
+		if rep != nil {
+			s.groups = append(s.groups, h.groups[:h.nOpen]...)
+		}
+		pos, sep := len(s.buf), s.sep
+		s.openGroups(h.groups[h.nOpen:])
+		nOpen = len(h.groups)
+		empty := true
+		r.Attrs(func(a slog.Attr) bool {
+			if s.attr(a) {
+				empty = false
+			}
+			return true
+		})
+		if empty {
+			s.buf, s.sep, nOpen = s.buf[:pos], sep, h.nOpen
+		}
+	}
+	for range nOpen {
+		s.buf = append(s.buf, '}')
+	}
+	s.buf = append(s.buf, '}', '\n')
+	_, err := h.w.WriteEntry(FromSlog(r.Level), s.buf)
+	if cap(s.buf) <= 64<<10 { // keep big buffers out of the pool
+		s.h = nil
+		statePool.Put(s)
+	}
+	return err
+}
+
+// encState encodes one record (or one WithAttrs call).
+type encState struct {
+	h       *SlogHandler
+	buf     []byte
+	sep     bool     // a comma is due before the next key
+	groups  []string // open groups, kept only for ReplaceAttr
+	builtin bool
+}
+
+func (s *encState) comma() {
+	if s.sep {
+		s.buf = append(s.buf, ',')
+	}
+}
+
+func (s *encState) key(k string) {
+	s.comma()
+	s.str(k)
+	s.buf = append(s.buf, ':')
+	s.sep = true
+}
+
+func (s *encState) openGroups(names []string) {
+	for _, n := range names {
+		s.openGroup(n)
+	}
+}
+
+func (s *encState) openGroup(name string) {
+	s.key(name)
+	s.buf = append(s.buf, '{')
+	s.sep = false
+	if s.h.opts.ReplaceAttr != nil {
+		s.groups = append(s.groups, name)
+	}
+}
+
+func (s *encState) closeGroup() {
+	s.buf = append(s.buf, '}')
+	s.sep = true
+	if s.h.opts.ReplaceAttr != nil {
+		s.groups = s.groups[:len(s.groups)-1]
+	}
+}
+
+// attrs appends as and reports whether any of them was not empty.
+func (s *encState) attrs(as []slog.Attr) bool {
+	nonEmpty := false
+	for _, a := range as {
+		if s.attr(a) {
+			nonEmpty = true
+		}
+	}
+	return nonEmpty
+}
+
+// attr appends a, following slog's rules: values resolved, ReplaceAttr
+// applied to non-groups, empty attrs and empty groups elided, groups with
+// an empty key inlined. It reports whether a was not empty.
+func (s *encState) attr(a slog.Attr) bool {
+	a.Value = a.Value.Resolve()
+	if rep := s.h.opts.ReplaceAttr; rep != nil && a.Value.Kind() != slog.KindGroup {
+		var gs []string
+		if !s.builtin {
+			gs = s.groups
+		}
+		a = rep(gs, a)
+		a.Value = a.Value.Resolve()
+	}
+	if a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil {
+		return false
+	}
+	if a.Value.Kind() == slog.KindAny {
+		if src, ok := a.Value.Any().(*slog.Source); ok {
+			a.Value = sourceGroup(src)
+		}
+	}
+	if a.Value.Kind() != slog.KindGroup {
+		s.key(a.Key)
+		s.value(a.Value)
+		return true
+	}
+	as := a.Value.Group()
+	if len(as) == 0 {
+		return true // as slog: counts, writes nothing
+	}
+	pos, sep := len(s.buf), s.sep
+	if a.Key != "" {
+		s.openGroup(a.Key)
+	}
+	if !s.attrs(as) {
+		s.buf, s.sep = s.buf[:pos], sep
+		if a.Key != "" && s.h.opts.ReplaceAttr != nil {
+			s.groups = s.groups[:len(s.groups)-1]
+		}
+		return false
+	}
+	if a.Key != "" {
+		s.closeGroup()
+	}
+	return true
+}
+
+func sourceGroup(src *slog.Source) slog.Value {
+	var as []slog.Attr
+	if src.Function != "" {
+		as = append(as, slog.String("function", src.Function))
+	}
+	if src.File != "" {
+		as = append(as, slog.String("file", src.File))
+	}
+	if src.Line != 0 {
+		as = append(as, slog.Int("line", src.Line))
+	}
+	return slog.GroupValue(as...)
+}
+
+func (s *encState) value(v slog.Value) {
+	switch v.Kind() {
+	case slog.KindString:
+		s.str(v.String())
+	case slog.KindInt64:
+		s.buf = strconv.AppendInt(s.buf, v.Int64(), 10)
+	case slog.KindUint64:
+		s.buf = strconv.AppendUint(s.buf, v.Uint64(), 10)
+	case slog.KindFloat64:
+		s.float(v.Float64())
+	case slog.KindBool:
+		s.buf = strconv.AppendBool(s.buf, v.Bool())
+	case slog.KindDuration:
+		s.buf = strconv.AppendInt(s.buf, int64(v.Duration()), 10)
+	case slog.KindTime:
+		s.time(v.Time())
+	case slog.KindAny:
+		a := v.Any()
+		if l, ok := a.(slog.Level); ok {
+			s.level(l)
+			return
+		}
+		_, jm := a.(json.Marshaler)
+		if err, ok := a.(error); ok && !jm {
+			s.str(err.Error())
+			return
+		}
+		s.marshal(a)
+	}
+}
+
+// marshal appends v as encoding/json does without HTML escaping, as slog's
+// JSONHandler does for values of other types.
+func (s *encState) marshal(v any) {
+	var bb bytes.Buffer
+	enc := json.NewEncoder(&bb)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		s.str(fmt.Sprintf("!ERROR:%v", err))
+		return
+	}
+	s.buf = append(s.buf, bytes.TrimSuffix(bb.Bytes(), []byte{'\n'})...)
+}
+
+// float appends f as encoding/json does (which is what slog's JSONHandler
+// calls for floats): 'f' format, or 'e' for very small and very large
+// magnitudes, with a two-digit exponent trimmed to one.
+func (s *encState) float(f float64) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		s.str(fmt.Sprintf("!ERROR:json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64)))
+		return
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	start := len(s.buf)
+	s.buf = strconv.AppendFloat(s.buf, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(s.buf) - start
+		if n >= 4 && s.buf[len(s.buf)-4] == 'e' && s.buf[len(s.buf)-3] == '-' && s.buf[len(s.buf)-2] == '0' {
+			s.buf[len(s.buf)-2] = s.buf[len(s.buf)-1]
+			s.buf = s.buf[:len(s.buf)-1]
+		}
+	}
+}
+
+func (s *encState) time(t time.Time) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		s.str(fmt.Sprintf("!ERROR:%v", errors.New("time.Time year outside of range [0,9999]")))
+	}
+	s.buf = append(s.buf, '"')
+	s.buf = t.AppendFormat(s.buf, time.RFC3339Nano)
+	s.buf = append(s.buf, '"')
+}
+
+// level appends l quoted, spelled as slog.Level.String spells it ("INFO",
+// "WARN+2"), without fmt.
+func (s *encState) level(l slog.Level) {
+	base, off := "ERROR", l-slog.LevelError
+	switch {
+	case l < slog.LevelInfo:
+		base, off = "DEBUG", l-slog.LevelDebug
+	case l < slog.LevelWarn:
+		base, off = "INFO", l-slog.LevelInfo
+	case l < slog.LevelError:
+		base, off = "WARN", l-slog.LevelWarn
+	}
+	s.buf = append(s.buf, '"')
+	s.buf = append(s.buf, base...)
+	if off != 0 {
+		if off > 0 {
+			s.buf = append(s.buf, '+')
+		}
+		s.buf = strconv.AppendInt(s.buf, int64(off), 10)
+	}
+	s.buf = append(s.buf, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// str appends a JSON string the way slog's JSONHandler escapes it: quotes,
+// backslashes and control characters escaped, invalid UTF-8 as \ufffd,
+// U+2028 and U+2029 escaped, HTML characters left alone.
+func (s *encState) str(str string) {
+	b := append(s.buf, '"')
+	start := 0
+	for i := 0; i < len(str); {
+		if c := str[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, str[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(str[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, str[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, str[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, str[start:]...)
+	s.buf = append(b, '"')
+}

@@ -1,0 +1,392 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/snail-log/snail/batcher"
+)
+
+// Destination is where a Writer sends batches: batch holds entries whole
+// entries back to back. A Destination is called from one goroutine at a
+// time. filelog.File satisfies it.
+type Destination interface {
+	WriteBatch(batch []byte, entries int) error
+	Sync() error
+	Close() error
+}
+
+// Errors returned by a Writer.
+var (
+	// ErrClosed is returned by Write and Sync after Close.
+	ErrClosed = errors.New("sink: closed")
+	// ErrInvalidOption wraps configuration errors of New.
+	ErrInvalidOption = errors.New("sink: invalid option")
+)
+
+// Defaults of New.
+const (
+	DefaultBatchBytes = 1 << 20
+	DefaultBuffers    = 4
+	DefaultWindow     = 100 * time.Millisecond
+
+	retryMin = 10 * time.Millisecond
+	retryMax = time.Second
+)
+
+// Writer batches log entries from any number of goroutines and passes whole
+// batches to a Destination from a goroutine of its own. It is an io.Writer,
+// a zapcore.WriteSyncer and a zerolog.LevelWriter. Write copies the entry
+// (callers may reuse their buffer) and never does I/O.
+//
+// Memory is bounded: at most buffers x batch bytes (4 MiB by default) of
+// entries are held, plus one entry larger than a batch while its writer
+// waits for it to be written.
+//
+// Errors of the destination are sticky, as with bufio: once a batch fails,
+// Write returns the error (without taking the entry) and Sync returns it,
+// and the error handler sees it. The failed batch is kept and retried with
+// backoff (10ms doubling to 1s); when a retry succeeds writing resumes, so
+// a disk that filled up and was freed loses nothing. Only a Sync that is
+// already waiting for the batch, or Close, makes the Writer give a failing
+// batch up: its error is returned to them, its entries are counted in
+// Stats.Lost, and the next entries are taken again to probe the
+// destination.
+//
+// The creator must call Close: it drains every entry, closes the
+// destination and stops the goroutines. A Writer is safe for concurrent use.
+type Writer struct {
+	dst       Destination
+	b         *batcher.Bytes
+	dropBelow Level
+	onError   func(error)
+	notice    bool
+
+	failing atomic.Bool
+	errMu   sync.Mutex
+	err     error // the destination's last error while failing
+
+	syncers atomic.Int32  // Syncs waiting on a flush: a failing batch is given up for them
+	closing chan struct{} // closed when Close starts
+
+	dropped     [numLevels]atomic.Uint64 // since New
+	pendingDrop atomic.Uint64            // dropped since the last notice
+	noticeMu    sync.Mutex
+	noticed     [numLevels]uint64
+	noticeBuf   []byte
+
+	lost      atomic.Uint64
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ zerolog.LevelWriter = (*Writer)(nil)
+
+type config struct {
+	batchBytes int
+	buffers    int
+	window     time.Duration
+	dropBelow  Level
+	onError    func(error)
+	notice     bool
+}
+
+// Option configures a Writer.
+type Option func(*config) error
+
+// WithBatchBytes sets the size of one batch buffer. Defaults to 1 MiB.
+func WithBatchBytes(n int) Option {
+	return func(c *config) error {
+		if n < 512 || n > 1<<30 {
+			return fmt.Errorf("batch bytes %d out of range [512, 1 GiB]", n)
+		}
+		c.batchBytes = n
+		return nil
+	}
+}
+
+// WithBuffers sets the number of batch buffers. Defaults to 4; at least 2.
+func WithBuffers(n int) Option {
+	return func(c *config) error {
+		if n < 2 || n > 1024 {
+			return fmt.Errorf("buffers %d out of range [2, 1024]", n)
+		}
+		c.buffers = n
+		return nil
+	}
+}
+
+// WithWindow sets how long a batch may wait for more entries before it is
+// written. Defaults to 100ms: an entry reaches the destination within about
+// that long even when logging is slow. Zero writes only full batches (and
+// on Sync and Close).
+func WithWindow(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("window %v is negative", d)
+		}
+		c.window = d
+		return nil
+	}
+}
+
+// WithDropBelow sets the overflow policy: while every buffer is full,
+// entries below level are dropped (and counted) instead of waiting;
+// entries at or above it wait. The default, TraceLevel, drops nothing;
+// AllLevels drops every level.
+func WithDropBelow(level Level) Option {
+	return func(c *config) error {
+		if level < TraceLevel || level > AllLevels {
+			return fmt.Errorf("unknown level %d", level)
+		}
+		c.dropBelow = level
+		return nil
+	}
+}
+
+// WithErrorHandler sets a function called with every error of the
+// destination, on the Writer's goroutine. It must not call the Writer.
+func WithErrorHandler(f func(error)) Option {
+	return func(c *config) error {
+		c.onError = f
+		return nil
+	}
+}
+
+// WithDropNotice turns the in-stream "snail dropped entries" record on or
+// off. Defaults to on.
+func WithDropNotice(on bool) Option {
+	return func(c *config) error {
+		c.notice = on
+		return nil
+	}
+}
+
+// New returns a Writer that sends batches to dst.
+func New(dst Destination, opts ...Option) (*Writer, error) {
+	if dst == nil {
+		return nil, fmt.Errorf("%w: nil destination", ErrInvalidOption)
+	}
+	c := config{batchBytes: DefaultBatchBytes, buffers: DefaultBuffers, window: DefaultWindow,
+		dropBelow: TraceLevel, notice: true}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	w := &Writer{dst: dst, dropBelow: c.dropBelow, onError: c.onError, notice: c.notice,
+		closing: make(chan struct{})}
+	b, err := batcher.NewBytes(w.output, batcher.WithBatchBytes(c.batchBytes),
+		batcher.WithBuffers(c.buffers), batcher.WithWindow(c.window))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	w.b = b
+	return w, nil
+}
+
+// Write adds p as one entry at InfoLevel. See WriteEntry.
+func (w *Writer) Write(p []byte) (int, error) { return w.WriteEntry(InfoLevel, p) }
+
+// WriteLevel adds p as one entry at zerolog level l. See WriteEntry.
+func (w *Writer) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	return w.WriteEntry(FromZerolog(l), p)
+}
+
+// WriteEntry adds p, one whole entry (for logs, a line with its newline),
+// at the given level. It returns len(p) when the entry was taken, or was
+// dropped by the overflow policy (counted in Stats and announced in the
+// stream, as zerolog's diode does, rather than reported to the logger's
+// error output for every entry). It returns the destination's error while
+// the destination is failing, and ErrClosed after Close.
+func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
+	if w.failing.Load() {
+		if err := w.stickyErr(); err != nil {
+			return 0, err
+		}
+	}
+	if w.pendingDrop.Load() != 0 && w.notice {
+		w.writeNotice()
+	}
+	var err error
+	if level < w.dropBelow {
+		err = w.b.TryWrite(p)
+	} else {
+		_, err = w.b.Write(p)
+	}
+	switch {
+	case err == nil:
+		return len(p), nil
+	case errors.Is(err, batcher.ErrDropped):
+		w.dropped[min(level, FatalLevel).index()].Add(1)
+		w.pendingDrop.Add(1)
+		return len(p), nil
+	case errors.Is(err, batcher.ErrClosed):
+		return 0, ErrClosed
+	}
+	return 0, err
+}
+
+// writeNotice writes the "snail dropped entries" record for the drops since
+// the last one, if there is room now.
+func (w *Writer) writeNotice() {
+	if !w.noticeMu.TryLock() {
+		return // another goroutine is writing it
+	}
+	defer w.noticeMu.Unlock()
+	var counts [numLevels]uint64
+	var total uint64
+	for i := range counts {
+		counts[i] = w.dropped[i].Load() - w.noticed[i]
+		total += counts[i]
+	}
+	if total == 0 {
+		return
+	}
+	b := append(w.noticeBuf[:0], `{"level":"warn","msg":"snail dropped entries","dropped":`...)
+	b = strconv.AppendUint(b, total, 10)
+	for i, n := range counts {
+		if n > 0 {
+			b = append(b, `,"dropped_`...)
+			b = append(b, (Level(i) + TraceLevel).String()...)
+			b = append(b, `":`...)
+			b = strconv.AppendUint(b, n, 10)
+		}
+	}
+	b = append(b, "}\n"...)
+	w.noticeBuf = b
+	if w.b.TryWrite(b) != nil {
+		return // still full: try again with the next entry
+	}
+	for i := range counts {
+		w.noticed[i] += counts[i]
+	}
+	w.pendingDrop.Add(-total)
+}
+
+func (w *Writer) stickyErr() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// output is the batcher's output: it writes a batch to the destination,
+// retrying a failing one until it succeeds, or until Close or a waiting
+// Sync asks for an answer.
+func (w *Writer) output(batch []byte, entries int) error {
+	wait := retryMin
+	var timer *time.Timer
+	for {
+		err := w.dst.WriteBatch(batch, entries)
+		if err == nil {
+			if w.failing.Load() {
+				w.errMu.Lock()
+				w.err = nil
+				w.failing.Store(false)
+				w.errMu.Unlock()
+			}
+			return nil
+		}
+		// Report the first failure of an episode, and any change of error;
+		// not every retry of the same one.
+		w.errMu.Lock()
+		report := !w.failing.Load() || w.err == nil || w.err.Error() != err.Error()
+		w.err = err
+		w.failing.Store(true)
+		w.errMu.Unlock()
+		if report && w.onError != nil {
+			w.onError(err)
+		}
+		if w.syncers.Load() > 0 || isClosed(w.closing) {
+			// Give the batch up: its error goes to the waiting Sync (or
+			// Close) through the batcher. Nothing is being retried now, so
+			// the next entries are taken and probe the destination.
+			w.lost.Add(uint64(entries))
+			w.failing.Store(false)
+			return err
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-w.closing:
+			timer.Stop()
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Sync returns once every entry written before it has been passed to the
+// destination and the destination has synced (for files: written, and
+// fsynced when so configured). While the destination is failing it returns
+// the error at once; batches keep being retried.
+func (w *Writer) Sync() error {
+	if w.failing.Load() {
+		if err := w.stickyErr(); err != nil {
+			return err
+		}
+	}
+	w.syncers.Add(1)
+	err := w.b.Flush()
+	w.syncers.Add(-1)
+	if errors.Is(err, batcher.ErrClosed) {
+		return ErrClosed
+	}
+	if err != nil {
+		return err
+	}
+	return w.dst.Sync()
+}
+
+// Close writes every entry taken, syncs and closes the destination and stops
+// the Writer's goroutines. It returns the errors met on the way; later calls
+// return the same.
+func (w *Writer) Close() error {
+	w.closeOnce.Do(func() {
+		close(w.closing)
+		errs := []error{w.b.Close()}
+		errs = append(errs, w.dst.Sync(), w.dst.Close())
+		w.closeErr = errors.Join(errs...)
+	})
+	return w.closeErr
+}
+
+// Stats are a Writer's counters.
+type Stats struct {
+	Written uint64 // entries handed to the destination successfully
+	Batches uint64 // batches handed to the destination
+	Dropped uint64 // entries dropped by the overflow policy, all levels
+	// DroppedByLevel counts drops per level, from TraceLevel to FatalLevel.
+	DroppedByLevel [numLevels]uint64
+	Lost           uint64 // entries in batches given up after a destination error
+	Failing        bool   // the destination's last write failed
+}
+
+// Stats returns the Writer's counters.
+func (w *Writer) Stats() Stats {
+	bs := w.b.Stats()
+	s := Stats{Batches: bs.Batches, Lost: w.lost.Load(), Failing: w.failing.Load()}
+	for i := range s.DroppedByLevel {
+		s.DroppedByLevel[i] = w.dropped[i].Load()
+		s.Dropped += s.DroppedByLevel[i]
+	}
+	s.Written = bs.Delivered - s.Lost
+	return s
+}

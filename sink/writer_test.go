@@ -1,0 +1,256 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestNewOptions(t *testing.T) {
+	for _, o := range []Option{WithBatchBytes(10), WithBuffers(1), WithWindow(-1), WithDropBelow(42)} {
+		if _, err := New(&memDest{}, o); !errors.Is(err, ErrInvalidOption) {
+			t.Fatalf("New = %v, want ErrInvalidOption", err)
+		}
+	}
+	if _, err := New(nil); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("New(nil) = %v", err)
+	}
+}
+
+func TestWriterCopiesSyncsAndCloses(t *testing.T) {
+	d := &memDest{}
+	w := newTestWriter(t, d)
+	buf := []byte("first\n")
+	if n, err := w.Write(buf); n != len(buf) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	copy(buf, "XXXXX\n") // the caller reuses its buffer at once
+	w.Write([]byte("second\n"))
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.String(); got != "first\nsecond\n" || d.syncs != 1 {
+		t.Fatalf("after Sync: %q, %d syncs", got, d.syncs)
+	}
+	w.Write([]byte("third\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.String(); got != "first\nsecond\nthird\n" || !d.closed {
+		t.Fatalf("after Close: %q, closed=%v", got, d.closed)
+	}
+	if _, err := w.Write([]byte("x\n")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close = %v", err)
+	}
+	if err := w.Sync(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close = %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+}
+
+// TestStickyErrorsAndRecovery: a failing destination's error comes back from
+// Write, Sync and the handler; the failing batch is retried, and once the
+// destination recovers it is written, in order.
+func TestStickyErrorsAndRecovery(t *testing.T) {
+	d := &memDest{}
+	var handled atomic.Int32
+	w := newTestWriter(t, d, WithWindow(5*time.Millisecond), WithErrorHandler(func(err error) { handled.Add(1) }))
+	full := errors.New("no space left on device")
+
+	// A Sync waiting on a failing batch gets the error; the batch is given
+	// up and counted lost.
+	d.setFail(full)
+	w.Write([]byte("a\n"))
+	w.Write([]byte("b\n"))
+	if err := w.Sync(); !errors.Is(err, full) {
+		t.Fatalf("Sync = %v, want %v", err, full)
+	}
+	if st := w.Stats(); st.Lost != 2 || st.Failing {
+		t.Fatalf("stats %+v, want 2 lost, not failing", st)
+	}
+
+	// The next entry is taken, its batch fails and is retried: while that
+	// lasts the error is sticky.
+	if _, err := w.Write([]byte("c\n")); err != nil {
+		t.Fatalf("Write after the reported failure = %v", err)
+	}
+	waitFor(t, func() bool { return w.Stats().Failing })
+	if _, err := w.Write([]byte("d\n")); !errors.Is(err, full) {
+		t.Fatalf("Write while failing = %v, want the sticky error", err)
+	}
+	if err := w.Sync(); !errors.Is(err, full) {
+		t.Fatalf("Sync while failing = %v, want the sticky error at once", err)
+	}
+	if n := handled.Load(); n != 2 {
+		t.Fatalf("error handler called %d times, want once per failure episode (2)", n)
+	}
+
+	// The destination recovers: the retried batch goes through.
+	d.setFail(nil)
+	waitFor(t, func() bool { return !w.Stats().Failing })
+	w.Write([]byte("e\n"))
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.String(); got != "c\ne\n" {
+		t.Fatalf("destination has %q, want the retried c then e", got)
+	}
+	if st := w.Stats(); st.Lost != 2 || st.Written != 2 {
+		t.Fatalf("stats %+v, want 2 lost, 2 written", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCloseWhileFailingReportsLoss(t *testing.T) {
+	d := &memDest{}
+	w, _ := New(d)
+	boom := errors.New("gone")
+	d.setFail(boom)
+	w.Write([]byte("x\n"))
+	waitFor(t, func() bool { return w.Stats().Failing }) // being retried
+	if err := w.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close = %v, want %v", err, boom)
+	}
+	if st := w.Stats(); st.Lost != 1 {
+		t.Fatalf("lost %d, want 1", st.Lost)
+	}
+}
+
+// TestDropBelowPerLevel: with the destination stalled, Debug and Info are
+// dropped and counted, Warn waits; when space returns a notice record
+// reports the drops by level.
+func TestDropBelowPerLevel(t *testing.T) {
+	gate := make(chan struct{})
+	d := &memDest{gate: gate}
+	w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	line := []byte(strings.Repeat("i", 99) + "\n")
+	for range 50 {
+		w.WriteEntry(InfoLevel, line)
+		w.WriteEntry(DebugLevel, line)
+	}
+	st := w.Stats()
+	if st.DroppedByLevel[InfoLevel.index()] == 0 || st.DroppedByLevel[DebugLevel.index()] == 0 {
+		t.Fatalf("nothing dropped with the destination stalled: %+v", st)
+	}
+	warned := make(chan struct{})
+	go func() {
+		w.WriteEntry(WarnLevel, []byte("warn\n"))
+		close(warned)
+	}()
+	select {
+	case <-warned:
+		t.Fatal("a Warn entry was not held back while every buffer was full")
+	case <-time.After(50 * time.Millisecond):
+	}
+	d.mu.Lock()
+	d.gate = nil
+	d.mu.Unlock()
+	close(gate)
+	<-warned
+	w.WriteEntry(InfoLevel, []byte("after\n"))
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st = w.Stats()
+	notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_debug":%d,"dropped_info":%d}`,
+		st.Dropped, st.DroppedByLevel[DebugLevel.index()], st.DroppedByLevel[InfoLevel.index()])
+	ls := d.lines()
+	if ls[len(ls)-2] != notice || ls[len(ls)-1] != "after" {
+		t.Fatalf("last lines %q, want the notice %s then the entry", ls[len(ls)-3:], notice)
+	}
+	if got := int(st.Dropped) + len(ls) - 1; got != 100+2 {
+		t.Fatalf("written + dropped = %d, want 102", got)
+	}
+}
+
+func TestZerologLevelWriter(t *testing.T) {
+	gate := make(chan struct{})
+	d := &memDest{gate: gate}
+	w := newTestWriter(t, d, WithDropBelow(ErrorLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	zl := zerolog.New(w)
+	for i := range 100 {
+		zl.Info().Int("i", i).Msg("filler to fill the buffers while the destination is stalled")
+	}
+	if w.Stats().DroppedByLevel[InfoLevel.index()] == 0 {
+		t.Fatal("zerolog Info entries were not subject to the drop policy")
+	}
+	d.mu.Lock()
+	d.gate = nil
+	d.mu.Unlock()
+	close(gate)
+	zl.Error().Str("k", "v").Msg("kept")
+	w.Sync()
+	if ls := d.lines(); ls[len(ls)-1] != `{"level":"error","k":"v","message":"kept"}` {
+		t.Fatalf("last line %q", ls[len(ls)-1])
+	}
+}
+
+func TestWriteDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	w := newTestWriter(t, &memDest{})
+	line := []byte(strings.Repeat("x", 199) + "\n")
+	if n := testing.AllocsPerRun(100000, func() { w.Write(line) }); n != 0 {
+		t.Fatalf("Write: %v allocs per entry", n)
+	}
+	if n := testing.AllocsPerRun(100000, func() { w.WriteLevel(zerolog.InfoLevel, line) }); n != 0 {
+		t.Fatalf("WriteLevel: %v allocs per entry", n)
+	}
+}
+
+func TestLevels(t *testing.T) {
+	for _, tc := range []struct {
+		got, want Level
+	}{
+		{FromZerolog(zerolog.TraceLevel), TraceLevel}, {FromZerolog(zerolog.PanicLevel), FatalLevel},
+		{FromZerolog(zerolog.NoLevel), InfoLevel}, {FromZerolog(zerolog.WarnLevel), WarnLevel},
+	} {
+		if tc.got != tc.want {
+			t.Fatalf("got %v, want %v", tc.got, tc.want)
+		}
+	}
+}
+
+func TestConcurrentWritersExactlyOnce(t *testing.T) {
+	d := &memDest{}
+	w := newTestWriter(t, d, WithBatchBytes(4096))
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 2000 {
+				fmt.Fprintf(w, "%d-%d\n", g, i)
+			}
+		})
+	}
+	wg.Wait()
+	w.Close()
+	seen := map[string]bool{}
+	for _, l := range d.lines() {
+		if seen[l] {
+			t.Fatalf("duplicate %q", l)
+		}
+		seen[l] = true
+	}
+	if len(seen) != 64000 {
+		t.Fatalf("%d entries, want 64000", len(seen))
+	}
+}
