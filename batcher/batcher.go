@@ -136,5 +136,9 @@ func (b *Batcher[T]) Flush() error { return b.e.flush() }
 // Add and Flush return ErrClosed afterwards.
 func (b *Batcher[T]) Close() error { return b.e.close() }
 
+// Wake makes producers waiting for a free buffer consult the WithAbort
+// function again.
+func (b *Batcher[T]) Wake() { b.e.wakeProducers() }
+
 // Stats returns the batcher's counters.
 func (b *Batcher[T]) Stats() Stats { return b.e.stats() }

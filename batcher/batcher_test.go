@@ -539,3 +539,41 @@ func TestAddDoesNotAllocate(t *testing.T) {
 		t.Fatalf("AddMany: %v allocs per call, want 0", n)
 	}
 }
+
+// TestAbortReleasesBlockedProducers: producers waiting for a buffer give up
+// with the abort error once Wake is called.
+func TestAbortReleasesBlockedProducers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var failed atomic.Bool
+		stuck := errors.New("output is failing")
+		b, _ := New(func([]int) error { <-gate; return nil }, WithBatchSize(2), WithBuffers(2), WithWindow(0),
+			WithAbort(func() error {
+				if failed.Load() {
+					return stuck
+				}
+				return nil
+			}))
+		for i := range 4 {
+			_ = b.Add(i)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- b.Add(99) }()
+		synctest.Wait()
+		select {
+		case err := <-errc:
+			t.Fatalf("Add returned %v with every buffer full", err)
+		default:
+		}
+		failed.Store(true)
+		b.Wake()
+		synctest.Wait()
+		if err := <-errc; !errors.Is(err, stuck) {
+			t.Fatalf("Add = %v, want the abort error", err)
+		}
+		close(gate)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

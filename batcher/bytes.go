@@ -175,6 +175,10 @@ func (b *Bytes) Flush() error { return b.e.flush() }
 // the output errors not reported yet. Later calls return the same result.
 func (b *Bytes) Close() error { return b.e.close() }
 
+// Wake makes producers waiting for a free buffer consult the WithAbort
+// function again.
+func (b *Bytes) Wake() { b.e.wakeProducers() }
+
 // Stats returns the batcher's counters; counts are entries.
 func (b *Bytes) Stats() Stats { return b.e.stats() }
 

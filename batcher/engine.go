@@ -118,6 +118,7 @@ type engine[E any, P interface {
 	window  int64
 	drop    bool
 	onError func(error)
+	abort   func() error
 	epoch   time.Time
 	emitBig func([]byte) error
 	closedL P // permanently sealed stand-in installed by Close
@@ -146,6 +147,7 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	e.window = int64(c.window)
 	e.drop = c.overflow == DropNewest
 	e.onError = c.onError
+	e.abort = c.abort
 	e.epoch = time.Now()
 	e.emitBig = emitBig
 	e.cond.L = &e.mu
@@ -277,12 +279,23 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 			e.dropped.Add(uint64(n))
 			return ErrDropped
 		}
+		if e.abort != nil {
+			if err := e.abort(); err != nil {
+				return err
+			}
+		}
 		if spin < 8 {
 			runtime.Gosched()
 			continue
 		}
 		e.mu.Lock()
 		for !e.rotated(c) && c != e.closedL && !(drop && e.needInstall.Load()) {
+			if e.abort != nil {
+				if err := e.abort(); err != nil {
+					e.mu.Unlock()
+					return err
+				}
+			}
 			e.waitLocked()
 		}
 		e.mu.Unlock()
@@ -293,6 +306,13 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 // again: c is no longer current, or it was recycled and is open again.
 func (e *engine[E, P]) rotated(c P) bool {
 	return P(e.cur.Load()) != c || (!c.ln().sealed.Load() && c.open(c.ln().tail.Load()))
+}
+
+// wakeProducers makes waiting producers check the abort function again.
+func (e *engine[E, P]) wakeProducers() {
+	e.mu.Lock()
+	e.broadcastLocked()
+	e.mu.Unlock()
 }
 
 // run is the output goroutine: it sends queued batches to the output in

@@ -48,6 +48,7 @@ type config struct {
 	window       time.Duration
 	overflow     Overflow
 	onError      func(error)
+	abort        func() error
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -123,6 +124,18 @@ func WithOverflow(o Overflow) Option {
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
 		c.onError = f
+		return nil
+	}
+}
+
+// WithAbort sets a function that producers waiting for a free buffer (the
+// Block policy) consult when they wake: if it returns an error, Add or
+// Write gives up and returns it. Call Wake after the condition changes.
+// A sink uses it to release producers when its destination fails, instead
+// of holding them until the destination recovers.
+func WithAbort(f func() error) Option {
+	return func(c *config) error {
+		c.abort = f
 		return nil
 	}
 }

@@ -182,7 +182,13 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	w := &Writer{dst: dst, dropBelow: c.dropBelow, onError: c.onError, notice: c.notice,
 		closing: make(chan struct{})}
 	b, err := batcher.NewBytes(w.output, batcher.WithBatchBytes(c.batchBytes),
-		batcher.WithBuffers(c.buffers), batcher.WithWindow(c.window))
+		batcher.WithBuffers(c.buffers), batcher.WithWindow(c.window),
+		batcher.WithAbort(func() error { // a failing destination releases waiting writers
+			if w.failing.Load() {
+				return w.stickyErr()
+			}
+			return nil
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
@@ -299,8 +305,11 @@ func (w *Writer) output(batch []byte, entries int) error {
 		w.err = err
 		w.failing.Store(true)
 		w.errMu.Unlock()
-		if report && w.onError != nil {
-			w.onError(err)
+		if report {
+			w.b.Wake() // writers waiting for space get the error instead
+			if w.onError != nil {
+				w.onError(err)
+			}
 		}
 		if w.syncers.Load() > 0 || isClosed(w.closing) {
 			// Give the batch up: its error goes to the waiting Sync (or
