@@ -18,7 +18,7 @@ func procUnpin()
 
 // cohortYields is how many times a producer on a core that does not own the
 // claim counter yields before it takes the counter over.
-const cohortYields = 8
+const cohortYields = 3
 
 // cohort keeps producers on one core at a time, in runs, so that the cache
 // line holding a buffer's tail stays on one core for many claims instead of
@@ -38,7 +38,8 @@ type cohort struct {
 	owner  atomic.Int32 // 1 + the P id of the owning core
 	active atomic.Bool  // producers contended recently
 	_      [59]byte
-	clean  int // batches in a row without contention; output goroutine only
+	clean  int  // batches in a row without contention; output goroutine only
+	off    bool // WithCohort(false): never switched on
 }
 
 // cohortCooldown is how many batches in a row must see no contention before
@@ -49,6 +50,9 @@ const cohortCooldown = 64
 // sawBatch records whether the batch just output saw contention. Only the
 // output goroutine calls it.
 func (c *cohort) sawBatch(contended bool) {
+	if c.off {
+		return
+	}
 	if contended {
 		c.clean = 0
 		if !c.active.Load() {

@@ -148,6 +148,7 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	e.drop = c.overflow == DropNewest
 	e.onError = c.onError
 	e.abort = c.abort
+	e.cohort.off = c.noCohort
 	e.epoch = time.Now()
 	e.emitBig = emitBig
 	e.cond.L = &e.mu

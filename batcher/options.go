@@ -49,6 +49,7 @@ type config struct {
 	overflow     Overflow
 	onError      func(error)
 	abort        func() error
+	noCohort     bool
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -124,6 +125,20 @@ func WithOverflow(o Overflow) Option {
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
 		c.onError = f
+		return nil
+	}
+}
+
+// WithCohort turns the per-core cohort on or off (default on). When
+// producers collide, the cohort makes those on the core that does not hold
+// the claim counter yield a few times before they claim, so that claims
+// come in runs from one core and the counter's cache line stays put. That
+// pays when adding is most of what producers do (fan-in of small items),
+// and costs when producers do real work between adds (encoding log
+// entries): there, turn it off.
+func WithCohort(on bool) Option {
+	return func(c *config) error {
+		c.noCohort = !on
 		return nil
 	}
 }

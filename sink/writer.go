@@ -183,6 +183,9 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 		closing: make(chan struct{})}
 	b, err := batcher.NewBytes(w.output, batcher.WithBatchBytes(c.batchBytes),
 		batcher.WithBuffers(c.buffers), batcher.WithWindow(c.window),
+		// Loggers encode between writes: yielding to keep claims on one
+		// core costs them more than the cache-line moves it saves.
+		batcher.WithCohort(false),
 		batcher.WithAbort(func() error { // a failing destination releases waiting writers
 			if w.failing.Load() {
 				return w.stickyErr()
