@@ -390,6 +390,15 @@ func (s *encState) level(l slog.Level) {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe[c] reports whether ASCII byte c stands for itself in a JSON
+// string (as encoding/json's safeSet: no HTML escaping).
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str appends a JSON string the way slog's JSONHandler escapes it: quotes,
 // backslashes and control characters escaped, invalid UTF-8 as \ufffd,
 // U+2028 and U+2029 escaped, HTML characters left alone.
@@ -398,7 +407,7 @@ func (s *encState) str(str string) {
 	start := 0
 	for i := 0; i < len(str); {
 		if c := str[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if jsonSafe[c] {
 				i++
 				continue
 			}
