@@ -16,6 +16,26 @@ type fanIn[T any] interface {
 	close()
 }
 
+// peerLock is a sync.Mutex taken either plainly or, with spin set, the way
+// the seed prototype took it: TryLock in a loop with runtime.Gosched
+// between tries.
+type peerLock struct {
+	mu   sync.Mutex
+	spin bool
+}
+
+func (l *peerLock) lock() {
+	if !l.spin {
+		l.mu.Lock()
+		return
+	}
+	for !l.mu.TryLock() {
+		runtime.Gosched()
+	}
+}
+
+func (l *peerLock) unlock() { l.mu.Unlock() }
+
 // chanPeer is the textbook design: a buffered channel feeding one consumer
 // that groups items into batches.
 type chanPeer[T any] struct {
@@ -45,13 +65,11 @@ func newChanPeer[T any](size, buffers int, out func([]T)) *chanPeer[T] {
 func (p *chanPeer[T]) add(v T) { p.ch <- v }
 func (p *chanPeer[T]) close()  { close(p.ch); <-p.done }
 
-// lockPeer appends to a slice under a lock and hands full slices to a
+// lockPeer appends to a slice under a peerLock and hands full slices to a
 // consumer goroutine, taking an empty one from a free list: n-buffering
-// behind a mutex. With spin set, it locks the way the seed prototype did:
-// TryLock in a loop with runtime.Gosched between tries.
+// behind a mutex (or the seed prototype's spin lock).
 type lockPeer[T any] struct {
-	mu   sync.Mutex
-	spin bool
+	peerLock
 	cur  []T
 	size int
 	full chan []T
@@ -60,7 +78,7 @@ type lockPeer[T any] struct {
 }
 
 func newLockPeer[T any](size, buffers int, spin bool, out func([]T)) *lockPeer[T] {
-	p := &lockPeer[T]{spin: spin, size: size, full: make(chan []T, buffers), free: make(chan []T, buffers), done: make(chan struct{})}
+	p := &lockPeer[T]{peerLock: peerLock{spin: spin}, size: size, full: make(chan []T, buffers), free: make(chan []T, buffers), done: make(chan struct{})}
 	p.cur = make([]T, 0, size)
 	for range buffers - 1 {
 		p.free <- make([]T, 0, size)
@@ -75,16 +93,6 @@ func newLockPeer[T any](size, buffers int, spin bool, out func([]T)) *lockPeer[T
 	return p
 }
 
-func (p *lockPeer[T]) lock() {
-	if !p.spin {
-		p.mu.Lock()
-		return
-	}
-	for !p.mu.TryLock() {
-		runtime.Gosched()
-	}
-}
-
 func (p *lockPeer[T]) add(v T) {
 	p.lock()
 	p.cur = append(p.cur, v)
@@ -92,7 +100,7 @@ func (p *lockPeer[T]) add(v T) {
 		p.full <- p.cur
 		p.cur = <-p.free
 	}
-	p.mu.Unlock()
+	p.unlock()
 }
 
 func (p *lockPeer[T]) close() {
@@ -101,7 +109,7 @@ func (p *lockPeer[T]) close() {
 		p.full <- p.cur
 	}
 	close(p.full)
-	p.mu.Unlock()
+	p.unlock()
 	<-p.done
 }
 
@@ -148,8 +156,7 @@ func (p *chanBytesPeer) write(e []byte) {
 func (p *chanBytesPeer) close() { close(p.ch); <-p.done }
 
 type lockBytesPeer struct {
-	mu   sync.Mutex
-	spin bool
+	peerLock
 	cur  []byte
 	n    int
 	full chan []byte
@@ -159,7 +166,7 @@ type lockBytesPeer struct {
 }
 
 func newLockBytesPeer(capBytes, buffers int, spin bool, out func([]byte, int)) *lockBytesPeer {
-	p := &lockBytesPeer{spin: spin, full: make(chan []byte, buffers), cnt: make(chan int, buffers),
+	p := &lockBytesPeer{peerLock: peerLock{spin: spin}, full: make(chan []byte, buffers), cnt: make(chan int, buffers),
 		free: make(chan []byte, buffers), done: make(chan struct{})}
 	p.cur = make([]byte, 0, capBytes)
 	for range buffers - 1 {
@@ -175,16 +182,6 @@ func newLockBytesPeer(capBytes, buffers int, spin bool, out func([]byte, int)) *
 	return p
 }
 
-func (p *lockBytesPeer) lock() {
-	if !p.spin {
-		p.mu.Lock()
-		return
-	}
-	for !p.mu.TryLock() {
-		runtime.Gosched()
-	}
-}
-
 func (p *lockBytesPeer) write(e []byte) {
 	p.lock()
 	if len(p.cur)+len(e) > cap(p.cur) {
@@ -194,7 +191,7 @@ func (p *lockBytesPeer) write(e []byte) {
 	}
 	p.cur = append(p.cur, e...)
 	p.n++
-	p.mu.Unlock()
+	p.unlock()
 }
 
 func (p *lockBytesPeer) close() {
@@ -204,6 +201,6 @@ func (p *lockBytesPeer) close() {
 		p.cnt <- p.n
 	}
 	close(p.full)
-	p.mu.Unlock()
+	p.unlock()
 	<-p.done
 }

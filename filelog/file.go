@@ -143,36 +143,36 @@ func (l *File) WriteBatch(batch []byte, entries int) error {
 	if err := l.maybeRotate(len(batch)); err != nil {
 		return err
 	}
-	if l.cfg.recordPerWrite {
-		return l.writeRecords(batch)
+	if !l.cfg.recordPerWrite {
+		if err := l.write(batch); err != nil {
+			return err
+		}
+		return l.afterWrite()
 	}
-	n, err := l.f.Write(batch)
+	for len(batch) > 0 {
+		rec := batch
+		if i := bytes.IndexByte(batch, '\n'); i >= 0 {
+			rec = batch[:i+1]
+		}
+		if err := l.write(rec); err != nil {
+			return err
+		}
+		batch = batch[len(rec):]
+	}
+	return l.afterWrite()
+}
+
+// write writes p with one write() (which Go repeats on a short write,
+// EINTR and EAGAIN) and cuts a partial write back.
+func (l *File) write(p []byte) error {
+	n, err := l.f.Write(p)
 	l.stats.Writes++
 	if err != nil {
 		return l.cutBack(n, err)
 	}
 	l.size += int64(n)
 	l.stats.Bytes += int64(n)
-	return l.afterWrite()
-}
-
-func (l *File) writeRecords(batch []byte) error {
-	for len(batch) > 0 {
-		i := bytes.IndexByte(batch, '\n')
-		rec := batch
-		if i >= 0 {
-			rec = batch[:i+1]
-		}
-		n, err := l.f.Write(rec)
-		l.stats.Writes++
-		if err != nil {
-			return l.cutBack(n, err)
-		}
-		l.size += int64(n)
-		l.stats.Bytes += int64(n)
-		batch = batch[len(rec):]
-	}
-	return l.afterWrite()
+	return nil
 }
 
 // cutBack undoes a partial write of n bytes on a regular file, so that no

@@ -88,49 +88,30 @@ type Writer struct {
 var _ zerolog.LevelWriter = (*Writer)(nil)
 
 type config struct {
-	batchBytes int
-	buffers    int
-	window     time.Duration
-	dropBelow  Level
-	onError    func(error)
-	notice     bool
+	batch     []batcher.Option // buffer size, count and window, validated by the batcher
+	dropBelow Level
+	onError   func(error)
+	notice    bool
 }
 
 // Option configures a Writer.
 type Option func(*config) error
 
 // WithBatchBytes sets the size of one batch buffer. Defaults to 1 MiB.
-func WithBatchBytes(n int) Option {
-	return func(c *config) error {
-		if n < 512 || n > 1<<30 {
-			return fmt.Errorf("batch bytes %d out of range [512, 1 GiB]", n)
-		}
-		c.batchBytes = n
-		return nil
-	}
-}
+func WithBatchBytes(n int) Option { return batchOption(batcher.WithBatchBytes(n)) }
 
 // WithBuffers sets the number of batch buffers. Defaults to 4; at least 2.
-func WithBuffers(n int) Option {
-	return func(c *config) error {
-		if n < 2 || n > 1024 {
-			return fmt.Errorf("buffers %d out of range [2, 1024]", n)
-		}
-		c.buffers = n
-		return nil
-	}
-}
+func WithBuffers(n int) Option { return batchOption(batcher.WithBuffers(n)) }
 
 // WithWindow sets how long a batch may wait for more entries before it is
 // written. Defaults to 100ms: an entry reaches the destination within about
 // that long even when logging is slow. Zero writes only full batches (and
 // on Sync and Close).
-func WithWindow(d time.Duration) Option {
+func WithWindow(d time.Duration) Option { return batchOption(batcher.WithWindow(d)) }
+
+func batchOption(o batcher.Option) Option {
 	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("window %v is negative", d)
-		}
-		c.window = d
+		c.batch = append(c.batch, o)
 		return nil
 	}
 }
@@ -172,8 +153,7 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	if dst == nil {
 		return nil, fmt.Errorf("%w: nil destination", ErrInvalidOption)
 	}
-	c := config{batchBytes: DefaultBatchBytes, buffers: DefaultBuffers, window: DefaultWindow,
-		dropBelow: TraceLevel, notice: true}
+	c := config{dropBelow: TraceLevel, notice: true}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
@@ -181,8 +161,10 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	}
 	w := &Writer{dst: dst, dropBelow: c.dropBelow, onError: c.onError, notice: c.notice,
 		closing: make(chan struct{})}
-	b, err := batcher.NewBytes(w.output, batcher.WithBatchBytes(c.batchBytes),
-		batcher.WithBuffers(c.buffers), batcher.WithWindow(c.window),
+	bopts := []batcher.Option{batcher.WithBatchBytes(DefaultBatchBytes), batcher.WithBuffers(DefaultBuffers),
+		batcher.WithWindow(DefaultWindow)}
+	bopts = append(bopts, c.batch...) // the caller's settings win
+	bopts = append(bopts,
 		// Loggers encode between writes: yielding to keep claims on one
 		// core costs them more than the cache-line moves it saves.
 		batcher.WithCohort(false),
@@ -192,6 +174,7 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 			}
 			return nil
 		}))
+	b, err := batcher.NewBytes(w.output, bopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}

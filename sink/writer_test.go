@@ -7,13 +7,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
 func TestNewOptions(t *testing.T) {
-	for _, o := range []Option{WithBatchBytes(10), WithBuffers(1), WithWindow(-1), WithDropBelow(42)} {
+	for _, o := range []Option{WithBatchBytes(0), WithBuffers(1), WithWindow(-1), WithDropBelow(42)} {
 		if _, err := New(&memDest{}, o); !errors.Is(err, ErrInvalidOption) {
 			t.Fatalf("New = %v, want ErrInvalidOption", err)
 		}
@@ -138,47 +139,51 @@ func TestCloseWhileFailingReportsLoss(t *testing.T) {
 // dropped and counted, Warn waits; when space returns a notice record
 // reports the drops by level.
 func TestDropBelowPerLevel(t *testing.T) {
-	gate := make(chan struct{})
-	d := &memDest{gate: gate}
-	w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
-	line := []byte(strings.Repeat("i", 99) + "\n")
-	for range 50 {
-		w.WriteEntry(InfoLevel, line)
-		w.WriteEntry(DebugLevel, line)
-	}
-	st := w.Stats()
-	if st.DroppedByLevel[InfoLevel.index()] == 0 || st.DroppedByLevel[DebugLevel.index()] == 0 {
-		t.Fatalf("nothing dropped with the destination stalled: %+v", st)
-	}
-	warned := make(chan struct{})
-	go func() {
-		w.WriteEntry(WarnLevel, []byte("warn\n"))
-		close(warned)
-	}()
-	select {
-	case <-warned:
-		t.Fatal("a Warn entry was not held back while every buffer was full")
-	case <-time.After(50 * time.Millisecond):
-	}
-	d.mu.Lock()
-	d.gate = nil
-	d.mu.Unlock()
-	close(gate)
-	<-warned
-	w.WriteEntry(InfoLevel, []byte("after\n"))
-	if err := w.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	st = w.Stats()
-	notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_debug":%d,"dropped_info":%d}`,
-		st.Dropped, st.DroppedByLevel[DebugLevel.index()], st.DroppedByLevel[InfoLevel.index()])
-	ls := d.lines()
-	if ls[len(ls)-2] != notice || ls[len(ls)-1] != "after" {
-		t.Fatalf("last lines %q, want the notice %s then the entry", ls[len(ls)-3:], notice)
-	}
-	if got := int(st.Dropped) + len(ls) - 1; got != 100+2 {
-		t.Fatalf("written + dropped = %d, want 102", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		d := &memDest{gate: gate}
+		w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+		line := []byte(strings.Repeat("i", 99) + "\n")
+		for range 50 {
+			w.WriteEntry(InfoLevel, line)
+			w.WriteEntry(DebugLevel, line)
+		}
+		st := w.Stats()
+		if st.DroppedByLevel[InfoLevel.index()] == 0 || st.DroppedByLevel[DebugLevel.index()] == 0 {
+			t.Fatalf("nothing dropped with the destination stalled: %+v", st)
+		}
+		warned := make(chan struct{})
+		go func() {
+			w.WriteEntry(WarnLevel, []byte("warn\n"))
+			close(warned)
+		}()
+		synctest.Wait() // everything in the bubble is blocked: the Warn writer too
+		select {
+		case <-warned:
+			t.Fatal("a Warn entry was not held back while every buffer was full")
+		default:
+		}
+		d.mu.Lock()
+		d.gate = nil
+		d.mu.Unlock()
+		close(gate)
+		<-warned
+		w.WriteEntry(InfoLevel, []byte("after\n"))
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		st = w.Stats()
+		notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_debug":%d,"dropped_info":%d}`,
+			st.Dropped, st.DroppedByLevel[DebugLevel.index()], st.DroppedByLevel[InfoLevel.index()])
+		ls := d.lines()
+		if ls[len(ls)-2] != notice || ls[len(ls)-1] != "after" {
+			t.Fatalf("last lines %q, want the notice %s then the entry", ls[len(ls)-3:], notice)
+		}
+		if got := int(st.Dropped) + len(ls) - 1; got != 100+2 {
+			t.Fatalf("written + dropped = %d, want 102", got)
+		}
+		w.Close()
+	})
 }
 
 func TestZerologLevelWriter(t *testing.T) {
