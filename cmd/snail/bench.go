@@ -14,7 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/snail-log/snail/batcher"
+	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/sink"
 )
 
 type benchConfig struct {
@@ -35,9 +36,10 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: snail bench [flags]\n\n"+
 			"Writes -entries JSON log lines (about 200 bytes each) from -goroutines goroutines to a\n"+
-			"file, twice: through snail's batcher (one write() per batch) and through a mutex with\n"+
-			"one write() per entry, as an unbuffered logger does. Then counts the lines in each\n"+
-			"file and prints entries/s and call latency.\n\nFlags:\n")
+			"file, twice: through snail (the sink Writer that zap, zerolog and slog write to, over\n"+
+			"filelog: one write() per batch) and through a mutex with one write() per entry, as an\n"+
+			"unbuffered logger does. Then counts the lines in each file and prints entries/s,\n"+
+			"write() calls and call latency.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := envInts(fs, map[string]string{"entries": "SNAIL_BENCH_ENTRIES", "goroutines": "SNAIL_BENCH_GOROUTINES"}); err != nil {
@@ -64,9 +66,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	var results []benchResult
 	for _, w := range []struct {
 		name string
-		open func(f *os.File) (write func([]byte) error, close func() error, err error)
+		open opener
 	}{
-		{"snail batcher -> file", openSnail},
+		{"snail sink -> filelog", openSnail},
 		{"mutex, write per entry", openMutex},
 	} {
 		r, err := runBench(c, w.name, w.open)
@@ -77,11 +79,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	}
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "writer\tentries/s\tMB/s\tlines in file\tlost\tp50 call\tp99 call\tvs write-per-entry\t")
+	fmt.Fprintln(tw, "writer\tentries/s\tMB/s\tlines in file\tlost\twrite()s per 1000\tp50 call\tp99 call\tvs write-per-entry\t")
 	base := results[len(results)-1].rate()
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%d\t%d\t%v\t%v\t%.1fx\t\n", r.name, r.rate(), r.rate()*float64(r.lineSize)/1e6,
-			r.lines, c.entries-r.lines, r.p50, r.p99, r.rate()/base)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%d\t%d\t%.2f\t%v\t%v\t%.1fx\t\n", r.name, r.rate(), r.rate()*float64(r.lineSize)/1e6,
+			r.lines, c.entries-r.lines, float64(r.writes)*1000/float64(c.entries), r.p50, r.p99, r.rate()/base)
 	}
 	return tw.Flush()
 }
@@ -108,39 +110,52 @@ type benchResult struct {
 	lineSize int
 	p50, p99 time.Duration
 	entries  int
+	writes   int64
 }
 
 func (r benchResult) rate() float64 { return float64(r.entries) / r.elapsed.Seconds() }
 
-func openSnail(f *os.File) (func([]byte) error, func() error, error) {
-	b, err := batcher.NewBytes(func(batch []byte, _ int) error {
-		_, err := f.Write(batch)
-		return err
-	})
+// snailWriter is the product path: a sink Writer (what zap, zerolog and
+// slog write to) over a filelog File (one write() per batch).
+func openSnail(path string) (func([]byte) error, func() error, func() int64, error) {
+	f, err := filelog.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return func(p []byte) error { _, err := b.Write(p); return err }, b.Close, nil
+	w, err := sink.New(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	write := func(p []byte) error { _, err := w.Write(p); return err }
+	return write, w.Close, func() int64 { return f.Stats().Writes }, nil
 }
 
-func openMutex(f *os.File) (func([]byte) error, func() error, error) {
+// openMutex is what an unbuffered logger does: a mutex and a write() per
+// entry.
+func openMutex(path string) (func([]byte) error, func() error, func() int64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var mu sync.Mutex
+	var n int64
 	return func(p []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
+		n++
 		_, err := f.Write(p)
 		return err
-	}, func() error { return nil }, nil
+	}, f.Close, func() int64 { return n }, nil
 }
 
-func runBench(c benchConfig, name string, open func(*os.File) (func([]byte) error, func() error, error)) (benchResult, error) {
+// opener opens a writer on path: its write and close functions, and a count
+// of the write() calls it made.
+type opener func(path string) (write func([]byte) error, close func() error, writes func() int64, err error)
+
+func runBench(c benchConfig, name string, open opener) (benchResult, error) {
 	path := filepath.Join(c.dir, fmt.Sprintf("bench-%d.log", time.Now().UnixNano()))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o640)
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer f.Close()
-	write, closeW, err := open(f)
+	write, closeW, writes, err := open(path)
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -181,6 +196,7 @@ func runBench(c benchConfig, name string, open func(*os.File) (func([]byte) erro
 		return r, err
 	}
 	r.lineSize = len(appendLine(nil, 0, 0))
+	r.writes = writes()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if len(all) > 0 {

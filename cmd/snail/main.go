@@ -14,8 +14,8 @@ import (
 const usage = `snail: high-throughput structured logging
 
 Usage:
-  snail bench [flags]    measure snail's batched file writes against a
-                         write per entry, on this machine (embedded defaults)
+  snail bench [flags]    measure snail's batched log writes into a file against
+                         a write per entry, on this machine (embedded defaults)
   snail help             this text
 
 Run "snail bench -h" for the flags of bench.
