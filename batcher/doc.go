@@ -11,11 +11,17 @@
 //
 // The hot path takes no lock. A producer claims a slot (or a byte range) in
 // the current buffer with one atomic add on the buffer's tail, copies its item
-// in, and publishes it with one atomic store into a per-slot commit mark, in
-// the manner of Aeron's log buffers. The producer whose claim fills the
-// buffer (or crosses its end) seals it and installs the next free buffer; the
-// output goroutine waits for the last commit marks before it reads a batch.
-// A mutex is taken only once per batch, never per item.
+// in, and publishes it with one atomic add on a commit counter that shares
+// the tail's cache line, in the manner of Aeron's log buffers. The producer
+// whose claim fills the buffer (or crosses its end) seals it and installs
+// the next free buffer; the output goroutine waits until the commit counter
+// matches the claims before it reads a batch. A mutex is taken only once per
+// batch, never per item.
+//
+// On a machine with few cores, the tail's cache line moving between cores
+// costs more than the claim itself. When producers collide, a read-mostly
+// hint (the cohort, see WithCohort) makes those on the other core yield a
+// few times before they claim, so that claims come from one core in runs.
 //
 // # Back-pressure and memory
 //

@@ -24,15 +24,16 @@ type lane struct {
 	// producers have finished copying in. It shares tail's cache line on
 	// purpose: a producer commits while it still owns the line it claimed on.
 	written atomic.Uint64
-	// sealed is set when the buffer is sealed; it stops producers before
-	// they claim. On the same line: producers read it just before claiming.
-	sealed atomic.Bool
 	// contended is set by a producer that claimed while an earlier claim
 	// was not yet committed: producers are racing for this line.
 	contended atomic.Bool
-	_         [43]byte // keep these off the lines that follow
+	_         [47]byte // keep these off the lines that follow
 
-	start atomic.Int64 // engine time of the first claim; 0 while empty
+	// sealed is set when the buffer is sealed; it stops producers before
+	// they claim. It is written once per batch, so it sits on a read-mostly
+	// line that every core keeps a copy of, not on the contended tail line.
+	sealed atomic.Bool
+	start  atomic.Int64 // engine time of the first claim; 0 while empty
 
 	// gen is the buffer's generation, bumped on every reuse. It is written
 	// under the engine mutex before tail is reset, so producers that claim
