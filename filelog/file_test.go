@@ -383,12 +383,14 @@ func TestFIFO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	f := mustOpen(t, p, WithFsync(FsyncBatch), WithMaxSize(10)) // neither applies to a FIFO
+	// Read only once the writer is connected: a FIFO that has never had a
+	// writer reads as end of file at once.
 	got := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(r) // until the writer closes
 		got <- b
 	}()
-	f := mustOpen(t, p, WithFsync(FsyncBatch), WithMaxSize(10)) // neither applies to a FIFO
 	var want []byte
 	for i := range 200 { // more than a pipe buffer holds: writes wait for the reader
 		b := lines(50, i*50)
