@@ -131,6 +131,12 @@ func (b *Batcher[T]) AddMany(vs []T) error {
 // errors not reported yet, or ErrClosed after Close.
 func (b *Batcher[T]) Flush() error { return b.e.flush() }
 
+// Ship seals the current batch so that it leaves as soon as the output is
+// free, without waiting for it: a request-response protocol calls it when it
+// has nothing more to read, so that replies gathered so far leave at once
+// instead of at the end of the window.
+func (b *Batcher[T]) Ship() { b.e.ship() }
+
 // Close delivers every value added, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
 // Add and Flush return ErrClosed afterwards.

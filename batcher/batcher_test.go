@@ -577,3 +577,51 @@ func TestAbortReleasesBlockedProducers(t *testing.T) {
 		}
 	})
 }
+
+func TestShipSendsWithoutWaiting(t *testing.T) {
+	for _, kind := range []string{"Batcher", "Bytes"} {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				got := make(chan int, 4)
+				var add func() error
+				var ship, closeFn func()
+				if kind == "Batcher" {
+					b, err := New(func(batch []int) error { got <- len(batch); return nil }, WithWindow(0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					add, ship, closeFn = func() error { return b.Add(1) }, b.Ship, func() { b.Close() }
+				} else {
+					b, err := NewBytes(func(batch []byte, n int) error { got <- n; return nil }, WithWindow(0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					add, ship, closeFn = func() error { _, err := b.Write([]byte("x\n")); return err }, b.Ship, func() { b.Close() }
+				}
+				defer closeFn()
+				ship() // nothing to ship: no empty batch
+				for range 3 {
+					if err := add(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				synctest.Wait()
+				select {
+				case n := <-got:
+					t.Fatalf("a batch of %d left with the window off and no Ship", n)
+				default:
+				}
+				ship()
+				synctest.Wait()
+				select {
+				case n := <-got:
+					if n != 3 {
+						t.Fatalf("shipped batch has %d items, want 3", n)
+					}
+				default:
+					t.Fatal("Ship did not send the batch")
+				}
+			})
+		})
+	}
+}

@@ -171,6 +171,12 @@ func (b *Bytes) addBig(p []byte, drop bool) error {
 // errors not reported yet, or ErrClosed after Close.
 func (b *Bytes) Flush() error { return b.e.flush() }
 
+// Ship seals the current batch so that it leaves as soon as the output is
+// free, without waiting for it: a request-response protocol calls it when it
+// has nothing more to read, so that replies gathered so far leave at once
+// instead of at the end of the window.
+func (b *Bytes) Ship() { b.e.ship() }
+
 // Close delivers every entry written, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
 func (b *Bytes) Close() error { return b.e.close() }

@@ -438,6 +438,17 @@ func (e *engine[E, P]) flush() error {
 	return e.takeErrLocked()
 }
 
+// ship seals the current batch so that it goes to the output as soon as the
+// output goroutine is free, without waiting for it. A batch a producer is
+// sealing right now is queued by that producer.
+func (e *engine[E, P]) ship() {
+	e.mu.Lock()
+	if !e.closed {
+		e.sealLocked(P(e.cur.Load()))
+	}
+	e.mu.Unlock()
+}
+
 // close seals the current batch, installs the closed stand-in, waits for the
 // output goroutine to drain every batch and stop, and returns the output
 // errors not yet reported. Later calls return the same result.
