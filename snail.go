@@ -1,6 +1,6 @@
 // Package snail wires snail's parts together for the common case: a batched,
 // rotated log file under zap, zerolog or slog. The parts themselves live in
-// their own packages: batcher, encoder, sink and filelog.
+// their own packages: batcher, encoder, sink, filelog and netlog.
 //
 // Importing snail registers the "snail" scheme with zap, so that
 //
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/zap"
 )
@@ -42,6 +43,24 @@ func OpenFile(path string, fileOpts []filelog.Option, sinkOpts ...sink.Option) (
 	w, err := sink.New(f, sinkOpts...)
 	if err != nil {
 		f.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Dial connects to a snail collector at addr (netlog.Dial) and returns a
+// sink Writer in front of the connection: zap, zerolog and slog log to the
+// collector exactly as to a file. Sync returns once the collector has acked
+// every entry written before it; Close drains, waits for the acks (up to
+// netlog's drain timeout) and closes the connection.
+func Dial(addr string, netOpts []netlog.ClientOption, sinkOpts ...sink.Option) (*sink.Writer, error) {
+	s, err := netlog.Dial(addr, netOpts...)
+	if err != nil {
+		return nil, err
+	}
+	w, err := sink.New(s, sinkOpts...)
+	if err != nil {
+		s.Close()
 		return nil, err
 	}
 	return w, nil

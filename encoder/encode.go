@@ -103,12 +103,32 @@ func (e *Encoder) AppendBatch(dst []byte, b Batch, payload []byte, c Compression
 	start := len(dst)
 	body := start + HeaderSize
 	dst = slices.Grow(dst, HeaderSize)[:body]
+	dst, c, err := e.AppendPayload(dst, payload, c)
+	if err != nil {
+		return dst[:start], err
+	}
+	comp := dst[body:]
+	h := dst[start:body]
+	putHeader(h, KindBatch, uint16(c), b.Stream, b.Seq, uint64(b.Entries)|uint64(len(payload))<<32, uint32(len(comp)))
+	binary.LittleEndian.PutUint32(h[36:], crcOf(h, comp))
+	return dst, nil
+}
+
+// AppendPayload appends payload compressed with c to dst and returns the
+// codec it used: None when compression would not make the payload smaller.
+// With AppendBatchHeaderFor it lets a sender compress a batch before it knows
+// the batch's sequence number (netlog numbers frames as they leave).
+func (e *Encoder) AppendPayload(dst, payload []byte, c Compression) ([]byte, Compression, error) {
+	if len(payload) > MaxPayload {
+		return dst, c, fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", ErrFrameTooLarge, len(payload), MaxPayload)
+	}
+	body := len(dst)
 	switch c {
 	case None:
 	case S2:
 		max := s2.MaxEncodedLen(len(payload))
 		if max < 0 {
-			return dst[:start], fmt.Errorf("%w: %d bytes is too much for S2", ErrFrameTooLarge, len(payload))
+			return dst, c, fmt.Errorf("%w: %d bytes is too much for S2", ErrFrameTooLarge, len(payload))
 		}
 		dst = slices.Grow(dst, max)
 		dst = dst[:body+len(s2.Encode(dst[body:body], payload))] // encodes in place: the capacity is there
@@ -117,23 +137,41 @@ func (e *Encoder) AppendBatch(dst []byte, b Batch, payload []byte, c Compression
 			z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(e.level), zstd.WithEncoderConcurrency(1),
 				zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
 			if err != nil {
-				return dst[:start], fmt.Errorf("encoder: zstd: %w", err)
+				return dst, c, fmt.Errorf("encoder: zstd: %w", err)
 			}
 			e.zstd = z
 		}
 		dst = slices.Grow(dst, len(payload)+len(payload)/128+64)
 		dst = e.zstd.EncodeAll(payload, dst)
 	default:
-		return dst[:start], fmt.Errorf("%w: compression %d", ErrFlags, c)
+		return dst, c, fmt.Errorf("%w: compression %d", ErrFlags, c)
 	}
 	if c == None || len(dst)-body >= len(payload) {
 		c = None
 		dst = append(dst[:body], payload...)
 	}
-	comp := dst[body:]
-	h := dst[start:body]
-	putHeader(h, KindBatch, uint16(c), b.Stream, b.Seq, uint64(b.Entries)|uint64(len(payload))<<32, uint32(len(comp)))
-	binary.LittleEndian.PutUint32(h[36:], crcOf(h, comp))
+	return dst, c, nil
+}
+
+// AppendBatchHeaderFor appends the header of a batch frame whose payload, as
+// sent, is payload: rawLen bytes compressed with c (from AppendPayload). The
+// payload itself is not appended, so that header and payload can leave in
+// one vectored write.
+func AppendBatchHeaderFor(dst []byte, b Batch, c Compression, rawLen int, payload []byte) ([]byte, error) {
+	if err := checkBatch(b, max(len(payload), rawLen)); err != nil {
+		return dst, err
+	}
+	if c > Zstd {
+		return dst, fmt.Errorf("%w: compression %d", ErrFlags, c)
+	}
+	if c == None && rawLen != len(payload) {
+		return dst, fmt.Errorf("%w: uncompressed payload of %d bytes announces %d", ErrCorrupt, len(payload), rawLen)
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, HeaderSize)[:start+HeaderSize]
+	h := dst[start:]
+	putHeader(h, KindBatch, uint16(c), b.Stream, b.Seq, uint64(b.Entries)|uint64(rawLen)<<32, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[36:], crcOf(h, payload))
 	return dst, nil
 }
 

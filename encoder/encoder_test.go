@@ -404,3 +404,46 @@ func TestS2InteropStandard(t *testing.T) {
 		t.Fatalf("s2.Decode: %v", err)
 	}
 }
+
+// A payload compressed first and framed later (netlog's order) decodes like
+// a frame built in one step.
+func TestAppendPayloadThenHeader(t *testing.T) {
+	payload := bytes.Repeat([]byte(`{"level":"info","msg":"hello","n":42}`+"\n"), 200)
+	e, err := NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	d, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []Compression{None, S2, Zstd} {
+		body, used, err := e.AppendPayload(nil, payload, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used != c {
+			t.Fatalf("%v: used %v", c, used)
+		}
+		b := Batch{Stream: 9, Seq: 3, Entries: 200}
+		hdr, err := AppendBatchHeaderFor(nil, b, used, len(payload), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, n, err := d.Decode(append(hdr, body...), nil)
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		if n != len(hdr)+len(body) || !bytes.Equal(f.Payload, payload) || f.Seq != 3 || f.Entries != 200 || f.Compression != c {
+			t.Fatalf("%v: decoded %+v", c, f.Header)
+		}
+	}
+	if _, err := AppendBatchHeaderFor(nil, Batch{}, None, 5, []byte("abc")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("raw length mismatch: %v", err)
+	}
+	if _, err := AppendBatchHeaderFor(nil, Batch{}, 3, 3, []byte("abc")); !errors.Is(err, ErrFlags) {
+		t.Fatalf("bad codec: %v", err)
+	}
+}

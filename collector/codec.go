@@ -1,0 +1,301 @@
+package collector
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+)
+
+// request is one batch read from a connection, or (goodbye set) the
+// reason the connection ends, to be sent before it closes.
+type request struct {
+	stream, seq uint64
+	entries     int
+	payload     []byte
+	hold        int64
+	frame, raw  *[]byte
+	goodbye     *ackResp
+}
+
+// ackResp is an ack (or, goodbye set, a Goodbye) to send.
+type ackResp struct {
+	stream, first, last uint64
+	status              encoder.Status
+	reason              string
+	goodbye             bool
+}
+
+// codec is the server half of the log protocol, for netlog.Server.
+type codec struct{ c *Collector }
+
+var bufPool sync.Pool
+
+func getBuf(n int) *[]byte {
+	bp, _ := bufPool.Get().(*[]byte)
+	if bp == nil || cap(*bp) < n {
+		b := make([]byte, n)
+		return &b
+	}
+	*bp = (*bp)[:n]
+	return bp
+}
+
+func putBuf(bp *[]byte) {
+	if bp != nil && cap(*bp) <= 32<<20 {
+		bufPool.Put(bp)
+	}
+}
+
+// Accept reads the Hello, checks version, token and stream name, and
+// answers with a Welcome that tells the client the highest sequence number
+// written for its stream id.
+func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*request, ackResp], error) {
+	c := k.c
+	refuse := func(stream uint64, st encoder.Status, err error) error {
+		_, _ = conn.Write(netlog.AppendWelcome(nil, stream, 0, st, err.Error()))
+		return err
+	}
+	hdr, err := br.Peek(encoder.HeaderSize)
+	if err != nil {
+		if len(hdr) == 0 && errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: closed before hello", netlog.ErrProtocol)
+		}
+		return nil, err
+	}
+	h, err := c.dec.ParseHeader(hdr)
+	if err != nil {
+		return nil, refuse(0, statusOf(err), err)
+	}
+	if h.Kind != netlog.KindHello || h.PayloadLen > 2048 {
+		return nil, refuse(h.Stream, encoder.StatusBadFrame, fmt.Errorf("%w: expected a hello, got %v of %d bytes", netlog.ErrProtocol, h.Kind, h.PayloadLen))
+	}
+	buf := make([]byte, encoder.HeaderSize+int(h.PayloadLen))
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return nil, err
+	}
+	f, _, err := c.dec.Decode(buf, nil)
+	if err != nil {
+		return nil, refuse(h.Stream, statusOf(err), err)
+	}
+	hello, err := netlog.ParseHello(f)
+	if err != nil {
+		return nil, refuse(h.Stream, encoder.StatusBadFrame, err)
+	}
+	if hello.Version != netlog.ProtocolVersion {
+		return nil, refuse(h.Stream, encoder.StatusBadFrame, fmt.Errorf("%w: %d, this collector speaks %d", ErrProtocolVersion, hello.Version, netlog.ProtocolVersion))
+	}
+	if c.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(hello.Token), []byte(c.cfg.Token)) != 1 {
+		return nil, refuse(h.Stream, encoder.StatusUnauthorized, ErrUnauthorized)
+	}
+	if err := netlog.CheckStreamName(hello.Name); err != nil {
+		return nil, refuse(h.Stream, encoder.StatusBadStream, fmt.Errorf("%w: %w", ErrBadStream, err))
+	}
+	out, err := c.output(hello.Name)
+	if err != nil {
+		return nil, refuse(h.Stream, encoder.StatusUnavailable, err)
+	}
+	if _, err := conn.Write(netlog.AppendWelcome(nil, h.Stream, out.seenOf(h.Stream), encoder.StatusOK, "")); err != nil {
+		return nil, err
+	}
+	c.metrics.conns.Inc()
+	c.metrics.connsTotal.Inc()
+	return &sconn{c: c, br: br, stream: h.Stream, out: out}, nil
+}
+
+// statusOf maps a decoding error to the status a client is told.
+func statusOf(err error) encoder.Status {
+	if errors.Is(err, encoder.ErrFrameTooLarge) || errors.Is(err, encoder.ErrDecompressedTooLarge) {
+		return encoder.StatusTooLarge
+	}
+	return encoder.StatusBadFrame
+}
+
+// sconn is one client connection after its handshake.
+type sconn struct {
+	c      *Collector
+	br     *bufio.Reader
+	stream uint64
+	out    *output
+	err    error // set when the connection must end after its goodbye
+}
+
+func (s *sconn) fail(st encoder.Status, err error) (*request, error) {
+	s.err = err
+	return &request{goodbye: &ackResp{goodbye: true, status: st, reason: err.Error()}}, nil
+}
+
+// ReadRequest reads the next batch frame. Pings are read and skipped. A
+// frame that fails a check ends the connection, with a Goodbye that says why.
+func (s *sconn) ReadRequest() (*request, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	c := s.c
+	for {
+		hdr, err := s.br.Peek(encoder.HeaderSize)
+		if err != nil {
+			if len(hdr) > 0 && errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%w: connection closed inside a frame header", encoder.ErrTruncated)
+			}
+			return nil, err
+		}
+		h, err := c.dec.ParseHeader(hdr)
+		if err != nil {
+			return s.fail(statusOf(err), err)
+		}
+		switch h.Kind {
+		case netlog.KindPing:
+			if h.PayloadLen != 0 {
+				return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: ping with a payload", netlog.ErrProtocol))
+			}
+			if _, _, err := c.dec.Decode(hdr, nil); err != nil {
+				return s.fail(statusOf(err), err)
+			}
+			_, _ = s.br.Discard(encoder.HeaderSize)
+			continue
+		case encoder.KindBatch:
+		default:
+			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: unexpected %v frame", netlog.ErrProtocol, h.Kind))
+		}
+		if h.Stream != s.stream {
+			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: %x on the connection of %x", ErrWrongStream, h.Stream, s.stream))
+		}
+		n := encoder.HeaderSize + int(h.PayloadLen)
+		hold := int64(n)
+		if h.Compression != encoder.None {
+			hold += int64(h.RawLen)
+		}
+		if !c.mem.acquire(hold) {
+			return nil, netlog.ErrServerClosed
+		}
+		r := &request{stream: h.Stream, seq: h.Seq, entries: int(h.Entries), hold: hold, frame: getBuf(n)}
+		if _, err := io.ReadFull(s.br, *r.frame); err != nil {
+			s.release(r)
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: connection closed inside a frame", encoder.ErrTruncated)
+			}
+			return nil, err
+		}
+		var raw []byte
+		if h.Compression != encoder.None {
+			r.raw = getBuf(int(h.RawLen))
+			raw = (*r.raw)[:0]
+		}
+		f, _, err := c.dec.Decode(*r.frame, raw)
+		if err != nil {
+			s.release(r)
+			return s.fail(statusOf(err), err)
+		}
+		r.payload = f.Payload
+		c.metrics.frames.Inc()
+		c.metrics.bytesIn.Add(float64(n))
+		return r, nil
+	}
+}
+
+func (s *sconn) release(r *request) {
+	putBuf(r.frame)
+	putBuf(r.raw)
+	r.frame, r.raw, r.payload = nil, nil, nil
+	s.c.mem.release(r.hold)
+}
+
+// Serve writes the batch (unless it is a duplicate) and acks it.
+func (s *sconn) Serve(r *request, reply func(ackResp)) {
+	if r.goodbye != nil {
+		reply(*r.goodbye)
+		return
+	}
+	dup, err := s.c.write(s.out, r)
+	s.release(r)
+	a := ackResp{stream: r.stream, first: r.seq, last: r.seq}
+	switch {
+	case err != nil:
+		a.status, a.reason = encoder.StatusUnavailable, err.Error()
+	case dup:
+		s.c.metrics.duplicates.Inc()
+	}
+	reply(a)
+}
+
+// AppendResponses writes acks, merging consecutive ok acks of the stream
+// into one range.
+func (s *sconn) AppendResponses(dst []byte, resps []ackResp) []byte {
+	var p ackResp
+	have := false
+	flush := func() {
+		if have {
+			dst = encoder.AppendAck(dst, p.stream, p.first, p.last, p.status, p.reason)
+			s.c.metrics.acks.Inc()
+			have = false
+		}
+	}
+	for _, r := range resps {
+		switch {
+		case r.goodbye:
+			flush()
+			dst = netlog.AppendGoodbye(dst, r.status, r.reason)
+		case have && r.status == encoder.StatusOK && p.status == encoder.StatusOK && r.stream == p.stream && r.first == p.last+1:
+			p.last = r.last
+		default:
+			flush()
+			p, have = r, true
+		}
+	}
+	flush()
+	return dst
+}
+
+func (s *sconn) Close(cause error) {
+	s.c.metrics.conns.Dec()
+}
+
+// budget bounds the bytes of frames held at once across connections.
+type budget struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	free    int64
+	aborted bool
+}
+
+func newBudget(n int64) *budget {
+	b := &budget{free: n}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n bytes are free and takes them, or reports false
+// once the collector stops.
+func (b *budget) acquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.free < n && !b.aborted {
+		b.cond.Wait()
+	}
+	if b.aborted && b.free < n {
+		return false
+	}
+	b.free -= n
+	return true
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.free += n
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+func (b *budget) abort() {
+	b.mu.Lock()
+	b.aborted = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}

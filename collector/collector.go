@@ -1,0 +1,380 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
+)
+
+// Errors a collector gives as the reason it closed a connection.
+var (
+	ErrUnauthorized    = errors.New("collector: wrong or missing token")
+	ErrBadStream       = errors.New("collector: bad stream name")
+	ErrProtocolVersion = errors.New("collector: unsupported protocol version")
+	ErrWrongStream     = errors.New("collector: batch for another stream id")
+	ErrUnavailable     = errors.New("collector: cannot write")
+)
+
+// Collector receives batches from snail clients over TCP, writes each batch
+// whole to the file of its stream and acks it. It is the library behind
+// `snail collector`. New makes one; Serve or ListenAndServe runs it;
+// Shutdown or Close stops it.
+type Collector struct {
+	cfg     Config
+	log     *slog.Logger
+	dec     *encoder.Decoder
+	mem     *budget
+	metrics *metrics
+	srv     *netlog.Server[*request, ackResp]
+
+	mu      sync.Mutex
+	outputs map[string]*output
+	addr    net.Addr
+	http    *http.Server
+	stopped bool
+
+	stopping chan struct{} // closed when Shutdown or Close starts
+	stopOnce sync.Once
+}
+
+// output is one stream's file and its deduplication state: for each client
+// stream id, the highest sequence number written. The state is a plain map
+// so that it can be persisted beside the data.
+type output struct {
+	name string
+	mu   sync.Mutex
+	f    *filelog.File
+	seen map[uint64]uint64
+}
+
+// New returns a Collector for cfg, after cfg.Validate. It creates the
+// output directory; it does not listen yet.
+func New(cfg Config) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("collector: output directory: %w", err)
+	}
+	dec, err := encoder.NewDecoder(encoder.WithMaxFrameSize(cfg.MaxFrameSize), encoder.WithMaxDecompressedSize(cfg.MaxDecompressedSize))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c := &Collector{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		dec:      dec,
+		mem:      newBudget(cfg.MaxMemory),
+		metrics:  newMetrics(),
+		outputs:  make(map[string]*output),
+		stopping: make(chan struct{}),
+	}
+	opts := []netlog.ServerOption{
+		netlog.WithMaxConns(cfg.MaxConns),
+		netlog.WithServerHandshakeTimeout(cfg.HandshakeTimeout),
+		netlog.WithIdleTimeout(cfg.IdleTimeout),
+		netlog.WithFrameTimeout(cfg.FrameTimeout),
+		netlog.WithServerWriteTimeout(cfg.WriteTimeout),
+		netlog.WithConnErrorHandler(c.connError),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, netlog.WithServerTLS(cfg.TLS))
+	}
+	c.srv, err = netlog.NewServer[*request, ackResp](&codec{c: c}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return c, nil
+}
+
+// connError counts and logs why a connection ended.
+func (c *Collector) connError(addr net.Addr, err error) {
+	reason := reasonOf(err)
+	c.metrics.rejects.WithLabelValues(reason).Inc()
+	c.log.Warn("connection closed", "remote", addr.String(), "reason", reason, "err", err)
+}
+
+// reasonOf maps an error to the label of the rejects counter.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, netlog.ErrTooManyConns):
+		return "max_conns"
+	case errors.Is(err, netlog.ErrHandshakeTimeout):
+		return "handshake_timeout"
+	case errors.Is(err, netlog.ErrIdleTimeout):
+		return "idle_timeout"
+	case errors.Is(err, netlog.ErrFrameTimeout):
+		return "slow_frame"
+	case errors.Is(err, ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, ErrBadStream):
+		return "bad_stream"
+	case errors.Is(err, ErrProtocolVersion), errors.Is(err, encoder.ErrVersion):
+		return "version"
+	case errors.Is(err, encoder.ErrChecksum):
+		return "bad_crc"
+	case errors.Is(err, encoder.ErrFrameTooLarge), errors.Is(err, encoder.ErrDecompressedTooLarge):
+		return "too_large"
+	case errors.Is(err, encoder.ErrBadMagic), errors.Is(err, encoder.ErrKind), errors.Is(err, encoder.ErrFlags),
+		errors.Is(err, encoder.ErrCorrupt), errors.Is(err, encoder.ErrTruncated):
+		return "bad_frame"
+	case errors.Is(err, netlog.ErrProtocol), errors.Is(err, ErrWrongStream):
+		return "protocol"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
+		return "timeout"
+	}
+	if s := err.Error(); len(s) > 3 && s[:3] == "tls" {
+		return "tls"
+	}
+	return "io"
+}
+
+// Serve serves the log protocol on l until Shutdown or Close, and returns
+// netlog.ErrServerClosed then.
+func (c *Collector) Serve(l net.Listener) error {
+	c.mu.Lock()
+	if c.addr == nil {
+		c.addr = l.Addr()
+	}
+	c.mu.Unlock()
+	c.log.Info("collector serving", "addr", l.Addr().String(), "dir", c.cfg.Dir, "ack", c.cfg.Ack.String())
+	return c.srv.Serve(l)
+}
+
+// ListenAndServe listens on cfg.Listen (and cfg.MetricsListen, if set) and
+// serves until Shutdown or Close.
+func (c *Collector) ListenAndServe() error {
+	l, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	if c.cfg.MetricsListen != "" {
+		ml, err := net.Listen("tcp", c.cfg.MetricsListen)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("collector: metrics: %w", err)
+		}
+		hs := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		c.mu.Lock()
+		c.http = hs
+		c.mu.Unlock()
+		go func() {
+			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.log.Error("metrics listener", "err", err)
+			}
+		}()
+		c.log.Info("metrics serving", "addr", ml.Addr().String())
+	}
+	return c.Serve(l)
+}
+
+// Addr returns the address of the first listener served, or nil.
+func (c *Collector) Addr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
+
+// Handler returns the HTTP handler of /metrics and /healthz.
+func (c *Collector) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", c.metrics.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-c.stopping:
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return mux
+}
+
+// Reopen reopens every output file, for external rotation (SIGHUP).
+func (c *Collector) Reopen() error {
+	var errs []error
+	for _, o := range c.snapshot() {
+		o.mu.Lock()
+		if err := o.f.Reopen(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", o.name, err))
+		}
+		o.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Collector) snapshot() []*output {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	outs := make([]*output, 0, len(c.outputs))
+	for _, o := range c.outputs {
+		outs = append(outs, o)
+	}
+	return outs
+}
+
+// Shutdown stops accepting, stops reading on every connection, waits for
+// the batches being written to be written and acked, then fsyncs and
+// closes every file. If ctx ends first it closes the connections at once
+// and returns ctx's error; the files are still synced and closed.
+func (c *Collector) Shutdown(ctx context.Context) error {
+	c.stopOnce.Do(func() { close(c.stopping) })
+	c.mem.abort()
+	err := c.srv.Shutdown(ctx)
+	if err != nil && !errors.Is(err, ctx.Err()) {
+		err = nil
+	}
+	c.mu.Lock()
+	hs := c.http
+	c.mu.Unlock()
+	if hs != nil {
+		if herr := hs.Shutdown(ctx); herr != nil && err == nil {
+			err = herr
+		}
+	}
+	if cerr := c.closeOutputs(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close closes every listener and connection at once and closes the files.
+// Batches not acked are sent again by their clients.
+func (c *Collector) Close() error {
+	c.stopOnce.Do(func() { close(c.stopping) })
+	c.mem.abort()
+	_ = c.srv.Close()
+	c.mu.Lock()
+	hs := c.http
+	c.mu.Unlock()
+	if hs != nil {
+		hs.Close()
+	}
+	return c.closeOutputs()
+}
+
+func (c *Collector) closeOutputs() error {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopped = true
+	outs := c.outputs
+	c.mu.Unlock()
+	var errs []error
+	for name, o := range outs {
+		o.mu.Lock()
+		if err := o.f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		if err := o.f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		o.mu.Unlock()
+	}
+	c.dec.Close()
+	c.log.Info("collector stopped")
+	return errors.Join(errs...)
+}
+
+// output returns the output of stream name, opening its file on first use.
+func (c *Collector) output(name string) (*output, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return nil, fmt.Errorf("%w: shutting down", ErrUnavailable)
+	}
+	if o := c.outputs[name]; o != nil {
+		return o, nil
+	}
+	path := filepath.Join(c.cfg.Dir, name+".log")
+	opts := append(c.cfg.fileOptions(), filelog.WithErrorHandler(func(err error) {
+		c.log.Error("output file", "stream", name, "err", err)
+	}))
+	f, err := filelog.Open(path, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	o := &output{name: name, f: f, seen: make(map[uint64]uint64)}
+	c.outputs[name] = o
+	return o, nil
+}
+
+// write writes one batch of stream id to o unless it was written before,
+// retrying a failing write (a full disk) with backoff until it succeeds or
+// the collector stops: the connection stops reading meanwhile, so memory
+// stays bounded and the client's window fills. It reports whether the batch
+// was a duplicate.
+func (c *Collector) write(o *output, r *request) (dup bool, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r.seq <= o.seen[r.stream] {
+		return true, nil
+	}
+	delay := 10 * time.Millisecond
+	for {
+		start := time.Now()
+		err = o.f.WriteBatch(r.payload, r.entries)
+		c.metrics.writeSeconds.Observe(time.Since(start).Seconds())
+		if err == nil && c.cfg.Ack == AckFsync {
+			start = time.Now()
+			err = o.f.Sync()
+			c.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
+		}
+		if err == nil {
+			break
+		}
+		c.metrics.writeErrors.Inc()
+		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay)
+		select {
+		case <-c.stopping:
+			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+	o.seen[r.stream] = r.seq
+	c.metrics.bytesWritten.Add(float64(len(r.payload)))
+	c.metrics.entries.Add(float64(r.entries))
+	return false, nil
+}
+
+// seenOf returns the highest sequence number written for stream id.
+func (o *output) seenOf(id uint64) uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seen[id]
+}
+
+// Stats are a collector's main counters, for tests and the snail binary.
+type Stats struct {
+	Conns      int
+	Frames     uint64 // batch frames received
+	Entries    uint64 // entries written
+	Duplicates uint64 // batch frames received again and not written
+	Acks       uint64 // ack frames sent
+	Rejects    map[string]uint64
+}
+
+// Stats returns the collector's counters.
+func (c *Collector) Stats() Stats {
+	s := c.metrics.stats()
+	s.Conns = c.srv.Conns()
+	return s
+}

@@ -1,0 +1,93 @@
+package collector
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metrics are a collector's Prometheus metrics, in a registry of its own
+// (several collectors may live in one process, as in tests).
+type metrics struct {
+	reg                               *prometheus.Registry
+	conns                             prometheus.Gauge
+	connsTotal, frames, entries, acks prometheus.Counter
+	duplicates, bytesIn, bytesWritten prometheus.Counter
+	writeErrors                       prometheus.Counter
+	rejects                           *prometheus.CounterVec
+	writeSeconds, fsyncSeconds        prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	const ns = "snail_collector"
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+	}
+	lat := prometheus.ExponentialBuckets(10e-6, 4, 10) // 10µs .. 2.6s
+	m := &metrics{
+		reg:          prometheus.NewRegistry(),
+		conns:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Client connections open (after the handshake)."}),
+		connsTotal:   counter("connections_total", "Client connections accepted (after the handshake)."),
+		frames:       counter("frames_total", "Batch frames received and checked."),
+		entries:      counter("entries_total", "Log entries written."),
+		acks:         counter("acks_total", "Ack frames sent (one may ack a range of batches)."),
+		duplicates:   counter("duplicates_total", "Batch frames received again after a reconnect and not written again."),
+		bytesIn:      counter("received_bytes_total", "Bytes of batch frames received, as sent."),
+		bytesWritten: counter("written_bytes_total", "Bytes written to output files."),
+		writeErrors:  counter("write_errors_total", "Failed writes or fsyncs of output files (retried)."),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rejects_total",
+			Help: "Connections closed on an error, by reason."}, []string{"reason"}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "write_seconds",
+			Help: "Time to write one batch to its file.", Buckets: lat}),
+		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds",
+			Help: "Time to fsync an output file.", Buckets: lat}),
+	}
+	m.reg.MustRegister(m.conns, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
+		m.bytesWritten, m.writeErrors, m.rejects, m.writeSeconds, m.fsyncSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func value(c prometheus.Metric) uint64 {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil {
+		return 0
+	}
+	switch {
+	case d.Counter != nil:
+		return uint64(d.Counter.GetValue())
+	case d.Gauge != nil:
+		return uint64(d.Gauge.GetValue())
+	}
+	return 0
+}
+
+func (m *metrics) stats() Stats {
+	s := Stats{
+		Frames:     value(m.frames),
+		Entries:    value(m.entries),
+		Duplicates: value(m.duplicates),
+		Acks:       value(m.acks),
+		Rejects:    map[string]uint64{},
+	}
+	ch := make(chan prometheus.Metric, 64)
+	go func() { m.rejects.Collect(ch); close(ch) }()
+	for mt := range ch {
+		var d dto.Metric
+		if mt.Write(&d) == nil {
+			for _, l := range d.Label {
+				if l.GetName() == "reason" {
+					s.Rejects[l.GetValue()] = uint64(d.Counter.GetValue())
+				}
+			}
+		}
+	}
+	return s
+}

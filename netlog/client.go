@@ -1,0 +1,700 @@
+package netlog
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snail-log/snail/batcher"
+)
+
+// ClientCodec turns a Client's requests into bytes and bytes into responses.
+// A Client calls it from one goroutine at a time, except NewResponseReader's
+// reader, which runs on a goroutine of its own.
+type ClientCodec[Req, Resp any] interface {
+	// Handshake runs on every new connection before any request is sent.
+	// The connection's deadline is set to the handshake timeout.
+	Handshake(conn net.Conn) error
+	// AppendRequest appends the frame of request id to dst. A non-nil
+	// payload is sent right after the appended bytes without being copied
+	// (for a batch already in memory), in the same vectored write.
+	AppendRequest(dst []byte, id uint64, req Req) (out, payload []byte, err error)
+	// AppendPing appends a keep-alive frame the server ignores.
+	AppendPing(dst []byte) []byte
+	// NewResponseReader returns the reader of responses on a connection.
+	NewResponseReader(r io.Reader) ResponseReader[Resp]
+}
+
+// ResponseReader reads the responses on one connection.
+type ResponseReader[Resp any] interface {
+	// ReadResponse returns the next response and the range of request ids
+	// it answers, first to last inclusive. An error ends the connection: the
+	// unanswered requests are sent again on the next one.
+	ReadResponse() (first, last uint64, resp Resp, err error)
+}
+
+// call is one request on its way: queued, sent, or waiting for its answer.
+type call[Req, Resp any] struct {
+	req      Req
+	size     int64
+	id       uint64
+	done     func(Resp, error)
+	answered bool
+}
+
+// Client is the client half of the request-response core. See the package
+// documentation for what it does; NewClient for how to make one.
+type Client[Req, Resp any] struct {
+	codec ClientCodec[Req, Resp]
+	cfg   clientConfig
+	b     *batcher.Batcher[*call[Req, Resp]]
+
+	// wmu serializes everything that writes to a connection and numbers
+	// requests, so that requests leave in id order on every connection.
+	wmu     sync.Mutex
+	scratch []byte
+	spans   []span
+	iov     net.Buffers
+	nextID  uint64 // last id given out
+	lastW   atomic.Int64
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	pending   []*call[Req, Resp] // ids contiguous, oldest first
+	inflight  int                // requests sent to Send and not answered
+	inBytes   int64
+	conn      net.Conn
+	connGen   uint64
+	downSince time.Time // zero while connected
+	lastErr   error
+	failing   bool // down for longer than reportAfter
+	closed    bool // no more Sends
+	stopped   bool // Close: no more connections
+
+	wakeSup chan struct{}
+	ctx     context.Context // ends at Close: stops dials and backoff sleeps
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	stats clientCounters
+}
+
+type span struct {
+	off, end int
+	payload  []byte
+}
+
+type clientCounters struct {
+	sent, resent, answered, reconnects, dialErrors, bytes atomic.Uint64
+}
+
+// ClientStats are a Client's counters since NewClient.
+type ClientStats struct {
+	Sent       uint64 // requests written, first time
+	Resent     uint64 // requests written again on a new connection
+	Answered   uint64 // requests answered
+	Pending    int    // requests sent to Send and not answered yet
+	Reconnects uint64 // connections made after the first
+	DialErrors uint64 // failed connection attempts (dial, TLS or handshake)
+	Bytes      uint64 // bytes written, requests and pings
+	Connected  bool
+}
+
+// NewClient returns a Client that connects to the configured addresses
+// (WithAddrs, required) with codec. It returns at once: the first
+// connection is made in the background, and requests wait for it.
+func NewClient[Req, Resp any](codec ClientCodec[Req, Resp], opts ...ClientOption) (*Client[Req, Resp], error) {
+	if codec == nil {
+		return nil, fmt.Errorf("%w: nil codec", ErrInvalidOption)
+	}
+	cfg, err := newClientConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client[Req, Resp]{
+		codec:     codec,
+		cfg:       cfg,
+		wakeSup:   make(chan struct{}, 1),
+		downSince: time.Now(),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.b, err = batcher.New(c.output,
+		batcher.WithBatchSize(cfg.maxFrames),
+		batcher.WithBuffers(2),
+		batcher.WithWindow(cfg.sendWindow),
+		batcher.WithCohort(false))
+	if err != nil {
+		c.cancel()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	c.wg.Add(1)
+	go c.supervise()
+	c.wakeSup <- struct{}{}
+	return c, nil
+}
+
+// Send queues req, whose size in bytes counts against the window, and
+// returns once it is queued; done is called exactly once, from a goroutine
+// of the Client, with the response or the error that ends the request
+// (the codec's rejection, ErrClosed). While the window is full Send waits
+// for space, for ctx, or returns ErrUnavailable once the peer has been
+// unreachable for longer than the report delay.
+func (c *Client[Req, Resp]) Send(ctx context.Context, req Req, size int, done func(Resp, error)) error {
+	cl := &call[Req, Resp]{req: req, size: int64(size), done: done}
+	c.mu.Lock()
+	if err := c.reserveLocked(ctx, cl.size); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
+	if err := c.b.Add(cl); err != nil {
+		c.mu.Lock()
+		c.releaseLocked(1, cl.size)
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return nil
+}
+
+// reserveLocked waits for room in the window for one request of size bytes.
+func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64) error {
+	var stopWait func() bool
+	defer func() {
+		if stopWait != nil {
+			stopWait()
+		}
+	}()
+	for {
+		if c.closed {
+			return ErrClosed
+		}
+		if c.inflight == 0 || (c.inflight < c.cfg.maxFrames && c.inBytes+size <= c.cfg.maxBytes) {
+			c.inflight++
+			c.inBytes += size
+			return nil
+		}
+		if c.failing {
+			return fmt.Errorf("%w: window full: %w", ErrUnavailable, c.lastErr)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if stopWait == nil && ctx.Done() != nil {
+			stopWait = context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.cond.Broadcast()
+				c.mu.Unlock()
+			})
+		}
+		c.cond.Wait()
+	}
+}
+
+func (c *Client[Req, Resp]) releaseLocked(n int, size int64) {
+	c.inflight -= n
+	c.inBytes -= size
+	c.cond.Broadcast()
+}
+
+// output is the batcher's output: it numbers the requests and writes them
+// to the connection, if there is one. Requests written on a connection that
+// then breaks, or queued while there is none, are sent by the supervisor
+// when it connects again.
+func (c *Client[Req, Resp]) output(batch []*call[Req, Resp]) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	for _, cl := range batch {
+		c.nextID++
+		cl.id = c.nextID
+		c.pending = append(c.pending, cl)
+	}
+	conn, gen := c.conn, c.connGen
+	c.mu.Unlock()
+	if conn == nil {
+		return nil
+	}
+	n, err := c.writeCalls(conn, batch)
+	c.stats.sent.Add(uint64(n))
+	if err != nil {
+		c.broken(gen, err)
+	}
+	return nil
+}
+
+// writeCalls encodes calls and writes them in one vectored write (or a few,
+// for very many), and reports how many were written. Calls the codec cannot
+// encode are answered with its error. Called with wmu held.
+func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) (int, error) {
+	c.scratch = c.scratch[:0]
+	c.spans = c.spans[:0]
+	var failed []*call[Req, Resp]
+	var errs []error
+	for _, cl := range calls {
+		off := len(c.scratch)
+		out, payload, err := c.codec.AppendRequest(c.scratch, cl.id, cl.req)
+		if err != nil {
+			failed = append(failed, cl)
+			errs = append(errs, err)
+			continue
+		}
+		c.scratch = out
+		c.spans = append(c.spans, span{off: off, end: len(out), payload: payload})
+	}
+	for i, cl := range failed {
+		c.answer(cl.id, cl.id, *new(Resp), errs[i])
+	}
+	if len(c.spans) == 0 {
+		return 0, nil
+	}
+	c.iov = c.iov[:0]
+	var total int64
+	for _, s := range c.spans {
+		c.iov = append(c.iov, c.scratch[s.off:s.end])
+		total += int64(s.end - s.off)
+		if len(s.payload) > 0 {
+			c.iov = append(c.iov, s.payload)
+			total += int64(len(s.payload))
+		}
+	}
+	iov := c.iov // WriteTo consumes the slice header, not the backing array
+	if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout)); err != nil {
+		return 0, err
+	}
+	n, err := iov.WriteTo(conn)
+	c.stats.bytes.Add(uint64(n))
+	clear(c.iov) // drop references to payloads
+	if err != nil {
+		return 0, fmt.Errorf("netlog: write to %s: %w", conn.RemoteAddr(), err)
+	}
+	if n != total {
+		return 0, fmt.Errorf("netlog: short write to %s: %d of %d bytes", conn.RemoteAddr(), n, total)
+	}
+	c.lastW.Store(time.Now().UnixNano())
+	c.armReadDeadline(conn)
+	return len(c.spans), nil
+}
+
+// armReadDeadline gives the peer ackTimeout to answer, now that it has
+// something to answer.
+func (c *Client[Req, Resp]) armReadDeadline(conn net.Conn) {
+	c.mu.Lock()
+	if c.conn == conn {
+		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
+	}
+	c.mu.Unlock()
+}
+
+// answer completes the pending requests first..last with resp or err.
+// Ids outside the pending range (answered before, or never sent) are
+// ignored: a peer may answer a request it receives twice.
+func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
+	var done []*call[Req, Resp]
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		base := c.pending[0].id
+		top := base + uint64(len(c.pending)) - 1
+		lo, hi := max(first, base), min(last, top)
+		for id := lo; id <= hi && lo <= hi; id++ {
+			cl := c.pending[id-base]
+			if !cl.answered {
+				cl.answered = true
+				done = append(done, cl)
+			}
+		}
+		var size int64
+		for _, cl := range done {
+			size += cl.size
+		}
+		k := 0
+		for k < len(c.pending) && c.pending[k].answered {
+			c.pending[k] = nil
+			k++
+		}
+		c.pending = c.pending[k:]
+		if len(c.pending) == 0 {
+			c.pending = c.pending[:0:0] // let the backing array go
+		}
+		if len(done) > 0 {
+			c.releaseLocked(len(done), size)
+		}
+	}
+	c.mu.Unlock()
+	c.stats.answered.Add(uint64(len(done)))
+	for _, cl := range done {
+		if cl.done != nil {
+			cl.done(resp, err)
+		}
+	}
+}
+
+// broken ends connection generation gen after err, if it is still the
+// current one, and asks the supervisor to connect again.
+func (c *Client[Req, Resp]) broken(gen uint64, err error) {
+	c.mu.Lock()
+	if c.conn == nil || c.connGen != gen {
+		c.mu.Unlock()
+		return
+	}
+	conn := c.conn
+	c.conn = nil
+	c.downSince = time.Now()
+	c.lastErr = err
+	c.mu.Unlock()
+	conn.Close()
+	c.cfg.report(fmt.Errorf("netlog: connection to %s lost: %w", conn.RemoteAddr(), err))
+	select {
+	case c.wakeSup <- struct{}{}:
+	default:
+	}
+}
+
+// supervise owns connecting: it dials (with backoff, jitter and failover),
+// runs the handshake, sends every pending request again in order, and
+// keeps the connection alive with pings while it is idle.
+func (c *Client[Req, Resp]) supervise() {
+	defer c.wg.Done()
+	addr := 0
+	attempt := 0
+	everConnected := false
+	keep := time.NewTicker(c.cfg.keepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wakeSup:
+		case <-keep.C:
+			c.ping()
+			continue
+		}
+		for {
+			c.mu.Lock()
+			connected, stopped := c.conn != nil, c.stopped
+			c.mu.Unlock()
+			if connected || stopped {
+				break
+			}
+			a := c.cfg.addrs[addr%len(c.cfg.addrs)]
+			err := c.connect(a)
+			if err == nil {
+				if everConnected {
+					c.stats.reconnects.Add(1)
+				}
+				everConnected = true
+				attempt = 0
+				break
+			}
+			c.stats.dialErrors.Add(1)
+			addr++
+			c.failed(err)
+			d := backoff(c.cfg.backoffMin, c.cfg.backoffMax, attempt)
+			attempt++
+			t := time.NewTimer(d)
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// backoff is min x 2^attempt, at most max, times a random factor in
+// [0.5, 1.5) so that many clients do not come back at the same instant.
+func backoff(min, max time.Duration, attempt int) time.Duration {
+	d := min
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = time.Duration(float64(d) * (0.5 + rand.Float64()))
+	return d
+}
+
+// failed records a failed connection attempt and reports it once the peer
+// has been unreachable for longer than the report delay, then once per
+// delay, and at once for a rejection (a configuration problem).
+func (c *Client[Req, Resp]) failed(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	down := time.Since(c.downSince)
+	report := errors.Is(err, ErrRejected) && !c.failing
+	if down >= c.cfg.reportAfter && !c.failing {
+		c.failing = true
+		report = true
+		c.cond.Broadcast() // Send and Wait return ErrUnavailable from now on
+	}
+	c.mu.Unlock()
+	if report {
+		c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
+	}
+}
+
+func (c *Client[Req, Resp]) dial(addr string) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.tls != nil {
+		cfg := c.cfg.tls.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		conn = tc
+	}
+	return conn, nil
+}
+
+// connect makes one connection to addr, runs the handshake, sends the
+// pending requests again and installs the connection.
+func (c *Client[Req, Resp]) connect(addr string) error {
+	conn, err := c.dial(addr)
+	if err != nil {
+		return fmt.Errorf("netlog: connect to %s: %w", addr, err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(c.cfg.handshakeTimeout))
+	if err := c.codec.Handshake(conn); err != nil {
+		conn.Close()
+		return fmt.Errorf("netlog: handshake with %s: %w", addr, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+
+	c.wmu.Lock()
+	c.mu.Lock()
+	resend := make([]*call[Req, Resp], 0, len(c.pending))
+	for _, cl := range c.pending {
+		if !cl.answered {
+			resend = append(resend, cl)
+		}
+	}
+	c.mu.Unlock()
+	if len(resend) > 0 {
+		n, err := c.writeCalls(conn, resend)
+		c.stats.resent.Add(uint64(n))
+		if err != nil {
+			c.wmu.Unlock()
+			conn.Close()
+			return err
+		}
+	}
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		conn.Close()
+		return ErrClosed
+	}
+	c.connGen++
+	gen := c.connGen
+	c.conn = conn
+	c.downSince = time.Time{}
+	c.failing = false
+	c.lastErr = nil
+	if len(c.pending) > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.wmu.Unlock()
+
+	c.wg.Add(1)
+	go c.readLoop(conn, gen)
+	return nil
+}
+
+// readLoop reads responses on one connection until it breaks.
+func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
+	defer c.wg.Done()
+	rr := c.codec.NewResponseReader(conn)
+	for {
+		first, last, resp, err := rr.ReadResponse()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = fmt.Errorf("no answer for %v: %w", c.cfg.ackTimeout, err)
+			}
+			c.broken(gen, err)
+			return
+		}
+		c.answer(first, last, resp, nil)
+		c.mu.Lock()
+		if c.conn == conn {
+			if len(c.pending) == 0 {
+				_ = conn.SetReadDeadline(time.Time{}) // nothing to wait for
+			} else {
+				_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// ping writes a keep-alive frame if nothing was written for a while.
+func (c *Client[Req, Resp]) ping() {
+	if time.Since(time.Unix(0, c.lastW.Load())) < c.cfg.keepAlive {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	conn, gen := c.conn, c.connGen
+	c.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	c.scratch = c.codec.AppendPing(c.scratch[:0])
+	_ = conn.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+	n, err := conn.Write(c.scratch)
+	c.stats.bytes.Add(uint64(n))
+	if err != nil {
+		c.broken(gen, err)
+		return
+	}
+	c.lastW.Store(time.Now().UnixNano())
+}
+
+// Wait returns once every request sent before the call is answered, or
+// returns ErrUnavailable while the peer is unreachable past the report
+// delay, ErrClosed after Close, or ctx's error.
+func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
+	if err := c.b.Flush(); err != nil {
+		if errors.Is(err, batcher.ErrClosed) {
+			c.mu.Lock()
+			closed := c.stopped
+			c.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+		} else {
+			return err
+		}
+	}
+	c.wmu.Lock()
+	target := c.nextID
+	c.wmu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stopWait := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stopWait()
+	for len(c.pending) > 0 && c.pending[0].id <= target {
+		switch {
+		case c.stopped:
+			return ErrClosed
+		case c.failing:
+			return fmt.Errorf("%w: %d requests waiting: %w", ErrUnavailable, len(c.pending), c.lastErr)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		c.cond.Wait()
+	}
+	return nil
+}
+
+// Shutdown stops taking requests, waits until every request is answered
+// or ctx ends, then closes the client. On ctx's end it returns ctx's error
+// with the number of requests left unanswered, which are answered with
+// ErrClosed.
+func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	_ = c.b.Close() // every request queued goes to output
+	c.mu.Lock()
+	stopWait := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	var err error
+	for c.inflight > 0 && !c.stopped {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("netlog: %d requests not answered: %w", c.inflight, ctx.Err())
+			break
+		}
+		c.cond.Wait()
+	}
+	c.mu.Unlock()
+	stopWait()
+	if cerr := c.Close(); err == nil && cerr != nil && !errors.Is(cerr, ErrClosed) {
+		err = cerr
+	}
+	return err
+}
+
+// Close closes the connection at once and answers every pending request
+// with ErrClosed. It stops every goroutine of the Client before it returns.
+func (c *Client[Req, Resp]) Close() error {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.stopped = true
+	conn := c.conn
+	c.conn = nil
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.cancel()
+	if conn != nil {
+		conn.Close()
+	}
+	_ = c.b.Close()
+	c.wg.Wait()
+	c.mu.Lock()
+	left := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, cl := range left {
+		if !cl.answered {
+			if cl.done != nil {
+				cl.done(*new(Resp), ErrClosed)
+			}
+		}
+	}
+	c.mu.Lock()
+	c.inflight, c.inBytes = 0, 0
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+// Stats returns the Client's counters.
+func (c *Client[Req, Resp]) Stats() ClientStats {
+	c.mu.Lock()
+	pending, connected := c.inflight, c.conn != nil
+	c.mu.Unlock()
+	return ClientStats{
+		Sent:       c.stats.sent.Load(),
+		Resent:     c.stats.resent.Load(),
+		Answered:   c.stats.answered.Load(),
+		Pending:    pending,
+		Reconnects: c.stats.reconnects.Load(),
+		DialErrors: c.stats.dialErrors.Load(),
+		Bytes:      c.stats.bytes.Load(),
+		Connected:  connected,
+	}
+}

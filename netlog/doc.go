@@ -1,0 +1,28 @@
+// Package netlog carries snail's batches over TCP.
+//
+// It has two layers. The core is a generic request-response client and
+// server (Client and Server) over typed requests and responses and
+// pluggable codecs:
+//
+//   - On the client, any number of goroutines Send requests; a batcher
+//     gathers them so that many leave in one vectored write (fan-in). Each
+//     request gets an id as it leaves; responses name the ids they answer
+//     (one response may answer a range) and may come back in any order
+//     (fan-out). Requests stay pending until answered, inside a window
+//     bounded in count and bytes, and are sent again, in order, on the next
+//     connection when one breaks. Reconnection uses exponential backoff with
+//     jitter and cycles through a list of addresses (failover).
+//   - On the server, each connection is read by one goroutine that passes
+//     requests to the codec's handler; replies go through a batcher per
+//     connection and leave together, as soon as the connection has nothing
+//     more to read, or after a short window.
+//
+// Every read and write has a deadline: a peer that stops reading or sends a
+// frame byte by byte becomes an error, not a hang.
+//
+// The log layer is the client half of snail's log protocol on top of the
+// core: Dial returns a Stream, a destination for sink.New that sends each
+// batch as one frame (encoder's format) and keeps it until the collector
+// acks it. The handshake (Hello, Welcome) and control frames are defined in
+// proto.go; the collector package implements the server half.
+package netlog

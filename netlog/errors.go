@@ -1,0 +1,24 @@
+package netlog
+
+import "errors"
+
+// Errors of the netlog core and the log client. They are returned wrapped
+// with detail; test for them with errors.Is.
+var (
+	// ErrClosed is returned by calls on a Client, Server or Stream after
+	// Close or Shutdown.
+	ErrClosed = errors.New("netlog: closed")
+	// ErrServerClosed is returned by Server.Serve after Shutdown or Close,
+	// like http.ErrServerClosed.
+	ErrServerClosed = errors.New("netlog: server closed")
+	// ErrUnavailable is returned while no connection has been possible for
+	// longer than the configured report delay: the requests stay queued.
+	ErrUnavailable = errors.New("netlog: peer unavailable")
+	// ErrRejected wraps a refusal by the peer: a handshake it did not accept
+	// or a request it answered with an error status.
+	ErrRejected = errors.New("netlog: rejected")
+	// ErrProtocol wraps a violation of the log protocol by the peer.
+	ErrProtocol = errors.New("netlog: protocol error")
+	// ErrInvalidOption wraps configuration errors.
+	ErrInvalidOption = errors.New("netlog: invalid option")
+)

@@ -1,0 +1,378 @@
+package netlog
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+)
+
+// Defaults of the client options.
+const (
+	DefaultWindowFrames     = 64
+	DefaultWindowBytes      = 64 << 20
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultAckTimeout       = 30 * time.Second
+	DefaultBackoffMin       = 100 * time.Millisecond
+	DefaultBackoffMax       = 10 * time.Second
+	DefaultReportAfter      = 10 * time.Second
+	DefaultKeepAlive        = 15 * time.Second
+	DefaultSendWindow       = 200 * time.Microsecond
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultStreamName       = "default"
+)
+
+// ClientOption configures a Client (NewClient) or a log Stream (Dial).
+// Options validate their value; the constructor returns the error wrapped
+// in ErrInvalidOption. Options of the log layer (WithStreamName, WithToken,
+// WithCompression, WithDrainTimeout) have no effect on a bare Client.
+type ClientOption func(*clientConfig) error
+
+type clientConfig struct {
+	addrs            []string
+	tls              *tls.Config
+	maxFrames        int
+	maxBytes         int64
+	dialTimeout      time.Duration
+	handshakeTimeout time.Duration
+	writeTimeout     time.Duration
+	ackTimeout       time.Duration
+	backoffMin       time.Duration
+	backoffMax       time.Duration
+	reportAfter      time.Duration
+	keepAlive        time.Duration
+	sendWindow       time.Duration
+	onError          func(error)
+
+	// log layer
+	stream      string
+	token       string
+	compression encoder.Compression
+	zstdLevel   int
+	drain       time.Duration
+}
+
+func (c *clientConfig) report(err error) {
+	if c.onError != nil {
+		c.onError(err)
+	}
+}
+
+func newClientConfig(opts []ClientOption) (clientConfig, error) {
+	c := clientConfig{
+		maxFrames:        DefaultWindowFrames,
+		maxBytes:         DefaultWindowBytes,
+		dialTimeout:      DefaultDialTimeout,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+		ackTimeout:       DefaultAckTimeout,
+		backoffMin:       DefaultBackoffMin,
+		backoffMax:       DefaultBackoffMax,
+		reportAfter:      DefaultReportAfter,
+		keepAlive:        DefaultKeepAlive,
+		sendWindow:       DefaultSendWindow,
+		stream:           DefaultStreamName,
+		drain:            DefaultDrainTimeout,
+		zstdLevel:        1,
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	if len(c.addrs) == 0 {
+		return c, fmt.Errorf("%w: no address to connect to", ErrInvalidOption)
+	}
+	return c, nil
+}
+
+func positive(name string, d time.Duration, dst *time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s must be positive, got %v", name, d)
+	}
+	*dst = d
+	return nil
+}
+
+// WithAddrs sets the addresses (host:port) to connect to. The client uses
+// the first and moves to the next one whenever a connection attempt fails
+// (failover), round and round. Each entry may itself be a comma-separated
+// list.
+func WithAddrs(addrs ...string) ClientOption {
+	return func(c *clientConfig) error {
+		for _, a := range addrs {
+			for _, one := range strings.Split(a, ",") {
+				one = strings.TrimSpace(one)
+				if one == "" {
+					continue
+				}
+				if _, _, err := net.SplitHostPort(one); err != nil {
+					return fmt.Errorf("address %q: %w", one, err)
+				}
+				c.addrs = append(c.addrs, one)
+			}
+		}
+		return nil
+	}
+}
+
+// WithTLS makes the client speak TLS with cfg: the server's certificate is
+// verified against cfg.RootCAs (or the system's roots), and cfg.Certificates
+// are offered as client certificates. An empty ServerName is taken from the
+// address.
+func WithTLS(cfg *tls.Config) ClientOption {
+	return func(c *clientConfig) error {
+		if cfg == nil {
+			return fmt.Errorf("nil TLS config")
+		}
+		c.tls = cfg
+		return nil
+	}
+}
+
+// WithWindow bounds the requests sent and not yet answered (for the log
+// client: batches not yet acked), in number and in bytes. When either is
+// reached Send waits. Defaults to 64 frames and 64 MiB. A single request
+// larger than the byte bound is still sent, alone.
+func WithWindow(frames int, bytes int64) ClientOption {
+	return func(c *clientConfig) error {
+		if frames < 1 || frames > 1<<20 {
+			return fmt.Errorf("window of %d frames out of range [1, %d]", frames, 1<<20)
+		}
+		if bytes < 1 {
+			return fmt.Errorf("window of %d bytes must be positive", bytes)
+		}
+		c.maxFrames, c.maxBytes = frames, bytes
+		return nil
+	}
+}
+
+// WithDialTimeout bounds one connection attempt, TLS handshake included.
+// Defaults to 5s.
+func WithDialTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("dial timeout", d, &c.dialTimeout) }
+}
+
+// WithHandshakeTimeout bounds the protocol handshake. Defaults to 5s.
+func WithHandshakeTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("handshake timeout", d, &c.handshakeTimeout) }
+}
+
+// WithWriteTimeout bounds every write: a peer that stops reading for this
+// long breaks the connection. Defaults to 10s.
+func WithWriteTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("write timeout", d, &c.writeTimeout) }
+}
+
+// WithAckTimeout is how long the client waits for progress (any response)
+// while requests are pending before it gives the connection up and sends
+// them again on a new one. Defaults to 30s.
+func WithAckTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("ack timeout", d, &c.ackTimeout) }
+}
+
+// WithBackoff sets the delays between connection attempts: min after the
+// first failure, doubling up to max, each multiplied by a random factor in
+// [0.5, 1.5). Defaults to 100ms and 10s.
+func WithBackoff(min, max time.Duration) ClientOption {
+	return func(c *clientConfig) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("backoff %v..%v: want 0 < min <= max", min, max)
+		}
+		c.backoffMin, c.backoffMax = min, max
+		return nil
+	}
+}
+
+// WithReportAfter is how long the client may stay without a connection
+// before it reports the error: to the error handler, from Wait (the log
+// Stream's Sync), and from Send while the window is full. The requests stay
+// queued and are sent once a connection succeeds. Defaults to 10s.
+func WithReportAfter(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("report delay", d, &c.reportAfter) }
+}
+
+// WithKeepAlive sets how long a connection may stay without a write before
+// the client sends a ping, so that the server's idle timeout does not close
+// a quiet connection. Defaults to 15s.
+func WithKeepAlive(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("keep-alive", d, &c.keepAlive) }
+}
+
+// WithSendWindow sets how long a request may wait for others to leave with
+// it in one write. Defaults to 200µs. Wait and Shutdown send at once.
+func WithSendWindow(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("send window", d, &c.sendWindow) }
+}
+
+// WithErrorHandler sets a function that sees every connection error and
+// rejection as it happens. It must not block.
+func WithErrorHandler(f func(error)) ClientOption {
+	return func(c *clientConfig) error { c.onError = f; return nil }
+}
+
+// WithStreamName sets the stream the entries go to: the collector writes
+// them to a file of this name. Letters, digits, '.', '_' and '-', at most
+// 128 bytes, not starting with '.'. Defaults to "default".
+func WithStreamName(name string) ClientOption {
+	return func(c *clientConfig) error {
+		if err := CheckStreamName(name); err != nil {
+			return err
+		}
+		c.stream = name
+		return nil
+	}
+}
+
+// WithToken sets the shared token the collector expects, if it expects one.
+func WithToken(token string) ClientOption {
+	return func(c *clientConfig) error {
+		if len(token) > MaxTokenLen {
+			return fmt.Errorf("token of %d bytes, at most %d", len(token), MaxTokenLen)
+		}
+		c.token = token
+		return nil
+	}
+}
+
+// WithCompression sets the compression of batches on the wire: encoder.None
+// (the default), encoder.S2 or encoder.Zstd.
+func WithCompression(comp encoder.Compression) ClientOption {
+	return func(c *clientConfig) error {
+		if comp > encoder.Zstd {
+			return fmt.Errorf("unknown compression %d", comp)
+		}
+		c.compression = comp
+		return nil
+	}
+}
+
+// WithZstdLevel sets the zstd level, 1 (fastest, the default) to 4.
+func WithZstdLevel(level int) ClientOption {
+	return func(c *clientConfig) error {
+		if level < 1 || level > 4 {
+			return fmt.Errorf("zstd level %d out of range [1, 4]", level)
+		}
+		c.zstdLevel = level
+		return nil
+	}
+}
+
+// WithDrainTimeout bounds how long the log Stream's Close waits for the
+// collector to ack what is in flight. Defaults to 30s.
+func WithDrainTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) error { return positive("drain timeout", d, &c.drain) }
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*serverConfig) error
+
+// Defaults of the server options.
+const (
+	DefaultMaxConns       = 4096
+	DefaultIdleTimeout    = 2 * time.Minute
+	DefaultFrameTimeout   = 30 * time.Second
+	DefaultResponseWindow = 500 * time.Microsecond
+)
+
+type serverConfig struct {
+	maxConns         int
+	handshakeTimeout time.Duration
+	idleTimeout      time.Duration
+	frameTimeout     time.Duration
+	writeTimeout     time.Duration
+	respWindow       time.Duration
+	tls              *tls.Config
+	onConnError      func(net.Addr, error)
+}
+
+func newServerConfig(opts []ServerOption) (serverConfig, error) {
+	c := serverConfig{
+		maxConns:         DefaultMaxConns,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		idleTimeout:      DefaultIdleTimeout,
+		frameTimeout:     DefaultFrameTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+		respWindow:       DefaultResponseWindow,
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	return c, nil
+}
+
+// WithMaxConns caps the connections served at once; one more is accepted
+// and closed at once, and reported as ErrTooManyConns. Defaults to 4096.
+func WithMaxConns(n int) ServerOption {
+	return func(c *serverConfig) error {
+		if n < 1 {
+			return fmt.Errorf("max connections %d must be at least 1", n)
+		}
+		c.maxConns = n
+		return nil
+	}
+}
+
+// WithServerHandshakeTimeout bounds the TLS and protocol handshakes of a
+// new connection. Defaults to 5s.
+func WithServerHandshakeTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) error { return positive("handshake timeout", d, &c.handshakeTimeout) }
+}
+
+// WithIdleTimeout closes a connection on which no request starts for this
+// long. Clients ping well within it. Defaults to 2 minutes.
+func WithIdleTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) error { return positive("idle timeout", d, &c.idleTimeout) }
+}
+
+// WithFrameTimeout closes a connection whose request takes longer than
+// this to arrive once its first byte has (a client sending a byte a second).
+// Defaults to 30s.
+func WithFrameTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) error { return positive("frame timeout", d, &c.frameTimeout) }
+}
+
+// WithServerWriteTimeout bounds every write of responses: a client that
+// stops reading breaks its connection. Defaults to 10s.
+func WithServerWriteTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) error { return positive("write timeout", d, &c.writeTimeout) }
+}
+
+// WithResponseWindow sets how long a response may wait for others to leave
+// with it, when the connection still has requests to read. Defaults to
+// 500µs.
+func WithResponseWindow(d time.Duration) ServerOption {
+	return func(c *serverConfig) error { return positive("response window", d, &c.respWindow) }
+}
+
+// WithServerTLS makes the server speak TLS with cfg. Set cfg.ClientAuth
+// and cfg.ClientCAs to require client certificates.
+func WithServerTLS(cfg *tls.Config) ServerOption {
+	return func(c *serverConfig) error {
+		if cfg == nil {
+			return fmt.Errorf("nil TLS config")
+		}
+		c.tls = cfg
+		return nil
+	}
+}
+
+// WithConnErrorHandler sets a function called with the reason each time a
+// connection ends on an error (a bad frame, a timeout, too many
+// connections), but not when the client closes cleanly. It must not block.
+func WithConnErrorHandler(f func(remote net.Addr, err error)) ServerOption {
+	return func(c *serverConfig) error { c.onConnError = f; return nil }
+}

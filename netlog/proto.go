@@ -1,0 +1,188 @@
+package netlog
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/snail-log/snail/encoder"
+)
+
+// The log protocol. Every message is a frame of the encoder's format.
+//
+//	client                                   collector
+//	Hello (stream id, name, token)   ---->
+//	                                 <----   Welcome (status, highest seq written)
+//	Batch seq 1, 2, 3 ...            ---->
+//	Ping (when idle)                 ---->
+//	                                 <----   Ack (first..last, status)
+//	                                 <----   Goodbye (status, reason), then close
+//
+// The client numbers batches 1, 2, 3... within its stream id and sends them
+// in order; after a reconnect it sends every unacked batch again, in order.
+// The collector writes a batch only if its sequence number is above the
+// highest it has written for that stream id, and acks it either way, so a
+// batch sent twice is written once.
+const (
+	// KindHello opens a connection. Header: stream id. Payload: protocol
+	// version (uint16), stream name (uint16 length + bytes), token (uint16
+	// length + bytes).
+	KindHello encoder.Kind = 3
+	// KindWelcome answers Hello. Header: flags = status, stream id, seq =
+	// the highest sequence number written for the stream id (0 if none).
+	// Payload: the reason when the status is not ok.
+	KindWelcome encoder.Kind = 4
+	// KindPing keeps an idle connection open. No payload, no answer.
+	KindPing encoder.Kind = 5
+	// KindGoodbye tells why the collector closes the connection. Header:
+	// flags = status. Payload: the reason.
+	KindGoodbye encoder.Kind = 6
+)
+
+// ProtocolVersion is the log protocol's version, sent in Hello.
+const ProtocolVersion = 1
+
+// Limits of the handshake.
+const (
+	MaxStreamName = 128
+	MaxTokenLen   = 1024
+	maxHello      = 2 + 2 + MaxStreamName + 2 + MaxTokenLen
+)
+
+// Hello is the first message of a connection.
+type Hello struct {
+	Version  uint16
+	StreamID uint64 // chosen by the client, stable for its life
+	Name     string // output stream name
+	Token    string // shared secret, may be empty
+}
+
+// AppendHello appends h as a Hello frame.
+func AppendHello(dst []byte, h Hello) ([]byte, error) {
+	if err := CheckStreamName(h.Name); err != nil {
+		return dst, err
+	}
+	if len(h.Token) > MaxTokenLen {
+		return dst, fmt.Errorf("%w: token of %d bytes, at most %d", ErrInvalidOption, len(h.Token), MaxTokenLen)
+	}
+	p := make([]byte, 0, 6+len(h.Name)+len(h.Token))
+	p = binary.LittleEndian.AppendUint16(p, h.Version)
+	p = binary.LittleEndian.AppendUint16(p, uint16(len(h.Name)))
+	p = append(p, h.Name...)
+	p = binary.LittleEndian.AppendUint16(p, uint16(len(h.Token)))
+	p = append(p, h.Token...)
+	return encoder.AppendControl(dst, KindHello, 0, h.StreamID, 0, 0, p)
+}
+
+// ParseHello decodes a Hello frame. It checks the layout, not the values:
+// the version, name and token are the server's to judge.
+func ParseHello(f encoder.Frame) (Hello, error) {
+	if f.Kind != KindHello {
+		return Hello{}, fmt.Errorf("%w: expected hello, got %v", ErrProtocol, f.Kind)
+	}
+	p := f.Payload
+	if len(p) > maxHello {
+		return Hello{}, fmt.Errorf("%w: hello of %d bytes, at most %d", ErrProtocol, len(p), maxHello)
+	}
+	h := Hello{StreamID: f.Stream}
+	if len(p) < 2 {
+		return h, fmt.Errorf("%w: hello too short", ErrProtocol)
+	}
+	h.Version = binary.LittleEndian.Uint16(p)
+	p = p[2:]
+	name, p, ok := cut16(p)
+	if !ok || len(name) > MaxStreamName {
+		return h, fmt.Errorf("%w: hello: bad stream name field", ErrProtocol)
+	}
+	token, p, ok := cut16(p)
+	if !ok || len(token) > MaxTokenLen {
+		return h, fmt.Errorf("%w: hello: bad token field", ErrProtocol)
+	}
+	if len(p) != 0 {
+		return h, fmt.Errorf("%w: hello: %d trailing bytes", ErrProtocol, len(p))
+	}
+	h.Name, h.Token = string(name), string(token)
+	return h, nil
+}
+
+func cut16(p []byte) (field, rest []byte, ok bool) {
+	if len(p) < 2 {
+		return nil, p, false
+	}
+	n := int(binary.LittleEndian.Uint16(p))
+	if len(p) < 2+n {
+		return nil, p, false
+	}
+	return p[2 : 2+n], p[2+n:], true
+}
+
+// CheckStreamName reports whether name may name a stream: 1 to 128 bytes of
+// letters, digits, '.', '_' and '-', not starting with '.'. The collector
+// writes a stream to a file of that name, so the rule keeps out path
+// separators, "..", hidden files and control characters.
+func CheckStreamName(name string) error {
+	if name == "" || len(name) > MaxStreamName {
+		return fmt.Errorf("%w: stream name of %d bytes, want 1 to %d", ErrInvalidOption, len(name), MaxStreamName)
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("%w: stream name %q starts with '.'", ErrInvalidOption, name)
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
+			return fmt.Errorf("%w: stream name %q: byte %q not allowed (letters, digits, '.', '_', '-')", ErrInvalidOption, name, b)
+		}
+	}
+	return nil
+}
+
+// AppendWelcome appends the answer to a Hello.
+func AppendWelcome(dst []byte, stream, written uint64, status encoder.Status, reason string) []byte {
+	if len(reason) > encoder.MaxAckReason {
+		reason = reason[:encoder.MaxAckReason]
+	}
+	out, _ := encoder.AppendControl(dst, KindWelcome, uint16(status), stream, written, 0, []byte(reason))
+	return out
+}
+
+// AppendGoodbye appends the message a collector sends before it closes a
+// connection for a reason.
+func AppendGoodbye(dst []byte, status encoder.Status, reason string) []byte {
+	if len(reason) > encoder.MaxAckReason {
+		reason = reason[:encoder.MaxAckReason]
+	}
+	out, _ := encoder.AppendControl(dst, KindGoodbye, uint16(status), 0, 0, 0, []byte(reason))
+	return out
+}
+
+// AppendPing appends a keep-alive frame.
+func AppendPing(dst []byte) []byte {
+	out, _ := encoder.AppendControl(dst, KindPing, 0, 0, 0, 0, nil)
+	return out
+}
+
+// StatusError is the error of a request or handshake the collector
+// refused: its status code and reason. It wraps ErrRejected.
+type StatusError struct {
+	Status encoder.Status
+	Reason string
+}
+
+func (e *StatusError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("netlog: rejected: %v", e.Status)
+	}
+	return fmt.Sprintf("netlog: rejected: %v: %s", e.Status, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrRejected) true.
+func (e *StatusError) Unwrap() error { return ErrRejected }
+
+// Retryable reports whether the refusal is temporary (the collector could
+// not write, or is stopping): the batch is sent again on a new connection.
+func (e *StatusError) Retryable() bool {
+	switch e.Status {
+	case encoder.StatusBadFrame, encoder.StatusTooLarge, encoder.StatusUnauthorized, encoder.StatusBadStream:
+		return false
+	}
+	return true // unavailable, shutting down, and codes this version does not know
+}

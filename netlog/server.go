@@ -1,0 +1,392 @@
+package netlog
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snail-log/snail/batcher"
+)
+
+// Errors a Server passes to its connection error handler.
+var (
+	// ErrTooManyConns: the connection was over the server's limit.
+	ErrTooManyConns = errors.New("netlog: too many connections")
+	// ErrIdleTimeout: no request started within the idle timeout.
+	ErrIdleTimeout = errors.New("netlog: idle timeout")
+	// ErrFrameTimeout: a request did not arrive whole within the frame
+	// timeout after its first byte.
+	ErrFrameTimeout = errors.New("netlog: request too slow")
+	// ErrHandshakeTimeout: the handshake did not finish in time.
+	ErrHandshakeTimeout = errors.New("netlog: handshake timeout")
+)
+
+// ServerCodec speaks a protocol's server half for a Server.
+type ServerCodec[Req, Resp any] interface {
+	// Accept runs the handshake on a new connection, reading from r (a
+	// buffered reader of conn) and writing to conn, under the handshake
+	// deadline, and returns the connection's state. An error closes the
+	// connection; the codec may have written its reason to the client.
+	Accept(conn net.Conn, r *bufio.Reader) (ServerConn[Req, Resp], error)
+}
+
+// ServerConn is a codec's state for one connection.
+type ServerConn[Req, Resp any] interface {
+	// ReadRequest reads the next request. An error ends the connection:
+	// io.EOF when the client closed it between requests.
+	ReadRequest() (Req, error)
+	// Serve handles req and calls reply exactly once with its response,
+	// before it returns or later from any goroutine. Requests of one
+	// connection are served one after another, in order.
+	Serve(req Req, reply func(Resp))
+	// AppendResponses appends the frames of resps to dst; it may merge
+	// them (one ack for a range of requests).
+	AppendResponses(dst []byte, resps []Resp) []byte
+	// Close releases the connection's state, once its last reply is
+	// written. cause is why the connection ended (nil for a clean end).
+	Close(cause error)
+}
+
+// Server is the server half of the request-response core. Serve accepts
+// connections on listeners; each connection gets a reader goroutine and a
+// response batcher. Shutdown and Close stop it like net/http's.
+type Server[Req, Resp any] struct {
+	codec ServerCodec[Req, Resp]
+	cfg   serverConfig
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*srvConn[Req, Resp]]struct{}
+	shutting  bool
+	closed    bool
+	wg        sync.WaitGroup
+	nconns    atomic.Int64
+	done      chan struct{} // closed when the last connection ends after Shutdown
+}
+
+// NewServer returns a Server that serves connections with codec.
+func NewServer[Req, Resp any](codec ServerCodec[Req, Resp], opts ...ServerOption) (*Server[Req, Resp], error) {
+	if codec == nil {
+		return nil, fmt.Errorf("%w: nil codec", ErrInvalidOption)
+	}
+	cfg, err := newServerConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Server[Req, Resp]{
+		codec:     codec,
+		cfg:       cfg,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*srvConn[Req, Resp]]struct{}),
+	}, nil
+}
+
+// Conns returns the number of connections being served.
+func (s *Server[Req, Resp]) Conns() int { return int(s.nconns.Load()) }
+
+// Serve accepts connections on l until Shutdown or Close, and returns
+// ErrServerClosed then. Other accept errors are returned as they are,
+// except temporary ones (too many open files), which it waits out.
+func (s *Server[Req, Resp]) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	var delay time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			shutting := s.shutting
+			s.mu.Unlock()
+			if shutting {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if n := s.nconns.Add(1); n > int64(s.cfg.maxConns) {
+			s.nconns.Add(-1)
+			conn.Close()
+			s.connError(conn.RemoteAddr(), fmt.Errorf("%w: %d open, limit %d", ErrTooManyConns, n-1, s.cfg.maxConns))
+			continue
+		}
+		sc := &srvConn[Req, Resp]{s: s, raw: conn, conn: conn}
+		s.mu.Lock()
+		if s.shutting {
+			s.mu.Unlock()
+			s.nconns.Add(-1)
+			conn.Close()
+			return ErrServerClosed
+		}
+		s.conns[sc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go sc.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server[Req, Resp]) connError(addr net.Addr, err error) {
+	if s.cfg.onConnError != nil {
+		s.cfg.onConnError(addr, err)
+	}
+}
+
+// Shutdown stops accepting, stops reading requests on every connection
+// (a request arriving is abandoned unanswered: its client sends it again),
+// waits until every request read has been answered and every connection is
+// closed, like http.Server.Shutdown. If ctx ends first it closes what is
+// left and returns ctx's error.
+func (s *Server[Req, Resp]) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes every listener and connection at once, without waiting for
+// requests being served to be answered, and waits for every goroutine of
+// the Server to end.
+func (s *Server[Req, Resp]) Close() error {
+	s.mu.Lock()
+	s.shutting = true
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.raw.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// srvConn is one connection of a Server.
+type srvConn[Req, Resp any] struct {
+	s    *Server[Req, Resp]
+	raw  net.Conn // the TCP connection, for stopReading and Close
+	conn net.Conn // raw, or the TLS connection over it
+
+	dmu         sync.Mutex // orders deadline changes with stopReading
+	stopping    bool
+	handshaking bool // reads run under the handshake deadline
+	phase       int  // 0 between requests (idle), 1 inside one
+	started     time.Time
+}
+
+// stopReading makes the connection's reads return at once.
+func (c *srvConn[Req, Resp]) stopReading() {
+	c.dmu.Lock()
+	c.stopping = true
+	_ = c.raw.SetReadDeadline(time.Now())
+	c.dmu.Unlock()
+}
+
+// Read reads from the connection under the deadline of the current phase:
+// the idle timeout before a request's first byte, the frame timeout from it.
+func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
+	c.dmu.Lock()
+	if c.stopping {
+		c.dmu.Unlock()
+		return 0, ErrServerClosed
+	}
+	if c.handshaking {
+		c.dmu.Unlock()
+		return c.conn.Read(p)
+	}
+	if c.phase == 0 {
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.idleTimeout))
+	}
+	c.dmu.Unlock()
+	n, err := c.conn.Read(p)
+	if n > 0 {
+		c.dmu.Lock()
+		if c.phase == 0 && !c.stopping {
+			c.phase = 1
+			c.started = time.Now()
+			_ = c.conn.SetReadDeadline(c.started.Add(c.s.cfg.frameTimeout))
+		}
+		c.dmu.Unlock()
+	}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.dmu.Lock()
+			switch {
+			case c.stopping:
+				err = ErrServerClosed
+			case c.phase == 0:
+				err = fmt.Errorf("%w: nothing for %v", ErrIdleTimeout, c.s.cfg.idleTimeout)
+			default:
+				err = fmt.Errorf("%w: request not whole after %v", ErrFrameTimeout, c.s.cfg.frameTimeout)
+			}
+			c.dmu.Unlock()
+		}
+	}
+	return n, err
+}
+
+// beginRequest starts the idle phase: the next request may take its time
+// to start.
+func (c *srvConn[Req, Resp]) beginRequest(buffered bool) {
+	c.dmu.Lock()
+	if buffered {
+		// The request's first bytes are already here: it is under way.
+		if c.phase == 0 {
+			c.phase = 1
+			c.started = time.Now()
+			if !c.stopping {
+				_ = c.conn.SetReadDeadline(c.started.Add(c.s.cfg.frameTimeout))
+			}
+		}
+	} else {
+		c.phase = 0
+	}
+	c.dmu.Unlock()
+}
+
+func (c *srvConn[Req, Resp]) serve() {
+	s := c.s
+	defer func() {
+		c.conn.Close()
+		s.nconns.Add(-1)
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	hsDeadline := time.Now().Add(s.cfg.handshakeTimeout)
+	_ = c.conn.SetDeadline(hsDeadline)
+	if s.cfg.tls != nil {
+		tc := tls.Server(c.conn, s.cfg.tls)
+		if err := tc.Handshake(); err != nil {
+			s.connError(c.conn.RemoteAddr(), fmt.Errorf("tls handshake: %w", hsErr(err)))
+			return
+		}
+		c.conn = tc
+	}
+	c.handshaking = true
+	br := bufio.NewReaderSize(c, 32<<10)
+	state, err := s.codec.Accept(c.conn, br)
+	if err != nil {
+		s.connError(c.conn.RemoteAddr(), hsErr(err))
+		return
+	}
+	c.dmu.Lock()
+	c.handshaking = false // from now on, reads go through the phase deadlines
+	if !c.stopping {
+		_ = c.conn.SetDeadline(time.Time{})
+	}
+	c.dmu.Unlock()
+
+	var wmu sync.Mutex
+	var scratch []byte
+	var writeErr error
+	rb, err := batcher.New(func(resps []Resp) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		if writeErr != nil {
+			return writeErr
+		}
+		scratch = state.AppendResponses(scratch[:0], resps)
+		_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+		if _, err := c.conn.Write(scratch); err != nil {
+			writeErr = fmt.Errorf("netlog: write responses: %w", err)
+			c.conn.Close() // the reader stops too
+			return writeErr
+		}
+		return nil
+	}, batcher.WithBatchSize(256), batcher.WithBuffers(2), batcher.WithWindow(s.cfg.respWindow), batcher.WithCohort(false))
+	if err != nil {
+		s.connError(c.conn.RemoteAddr(), err)
+		state.Close(err)
+		return
+	}
+
+	var inflight sync.WaitGroup
+	reply := func(r Resp) {
+		_ = rb.Add(r) // after Close only: the connection is gone anyway
+		inflight.Done()
+	}
+	var cause error
+	for {
+		c.beginRequest(br.Buffered() > 0)
+		req, err := state.ReadRequest()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, ErrServerClosed) {
+				cause = err
+			}
+			break
+		}
+		inflight.Add(1)
+		state.Serve(req, reply)
+		if br.Buffered() == 0 {
+			rb.Ship() // nothing more to read now: answer what we have
+		}
+	}
+	inflight.Wait()
+	if err := rb.Close(); err != nil && cause == nil {
+		cause = err
+	}
+	if cause != nil {
+		s.connError(c.conn.RemoteAddr(), cause)
+	}
+	state.Close(cause)
+}
+
+func hsErr(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: %w", ErrHandshakeTimeout, err)
+	}
+	return err
+}
