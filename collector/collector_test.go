@@ -1,0 +1,800 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// start runs a collector for cfg on a loopback port until the test ends.
+func start(t *testing.T, cfg Config) (*Collector, string) {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(l) }()
+	t.Cleanup(func() {
+		if err := c.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; !errors.Is(err, netlog.ErrServerClosed) {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return c, l.Addr().String()
+}
+
+// send writes n numbered lines "id=K\n" (K from first) through s in batches
+// of per lines.
+func send(t *testing.T, s *netlog.Stream, first, n, per int) {
+	t.Helper()
+	var b []byte
+	cnt := 0
+	for k := first; k < first+n; k++ {
+		b = append(b, "id="...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, '\n')
+		cnt++
+		if cnt == per || k == first+n-1 {
+			if err := s.WriteBatch(b, cnt); err != nil {
+				t.Fatal(err)
+			}
+			b, cnt = nil, 0
+		}
+	}
+}
+
+// checkIDs reads path and fails unless it holds ids 0..n-1 exactly once.
+func checkIDs(t *testing.T, path string, n int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]bool, n)
+	got := 0
+	for _, l := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+		k, err := strconv.Atoi(strings.TrimPrefix(string(l), "id="))
+		if err != nil || !bytes.HasPrefix(l, []byte("id=")) || k < 0 || k >= n {
+			t.Fatalf("bad line %q", l)
+		}
+		if seen[k] {
+			t.Fatalf("id %d twice", k)
+		}
+		seen[k] = true
+		got++
+	}
+	if got != n {
+		t.Fatalf("%d ids, want %d", got, n)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if good.Listen != DefaultListen || good.Dir != DefaultDir || good.MaxConns != DefaultMaxConns || good.Logger == nil {
+		t.Fatalf("defaults not filled: %+v", good)
+	}
+	for name, c := range map[string]Config{
+		"listen":     {Listen: "nope"},
+		"metrics":    {MetricsListen: "::::"},
+		"conns":      {MaxConns: -1},
+		"frame":      {MaxFrameSize: 10},
+		"memory":     {MaxMemory: 1 << 20},
+		"timeout":    {IdleTimeout: -time.Second},
+		"mode":       {FileMode: os.ModeDir | 0o644},
+		"maxsize":    {MaxSize: -1},
+		"backups":    {MaxBackups: -5},
+		"compress":   {Compression: 9},
+		"ack":        {Ack: 7},
+		"token size": {Token: strings.Repeat("x", 2000)},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidConfig", name, err)
+		}
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	if _, err := ParseAckLevel("sometimes"); err == nil {
+		t.Error("ParseAckLevel accepted junk")
+	}
+}
+
+func TestDeliverAndDeduplicate(t *testing.T) {
+	for _, ack := range []AckLevel{AckWrite, AckFsync} {
+		t.Run(ack.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			c, addr := start(t, Config{Dir: dir, Ack: ack})
+			s, err := netlog.Dial(addr, netlog.WithStreamName("svc"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(t, s, 0, 5000, 100)
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if st := s.Stats(); st.Acked != 50 || st.Entries != 5000 || st.Lost != 0 {
+				t.Fatalf("stats after Sync: %+v", st)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, filepath.Join(dir, "svc.log"), 5000)
+			if st := c.Stats(); st.Frames != 50 || st.Entries != 5000 || st.Duplicates != 0 {
+				t.Fatalf("collector stats: %+v", st)
+			}
+		})
+	}
+}
+
+// A batch sent twice under the same stream id and sequence number (as after
+// a reconnect) is acked twice and written once.
+func TestResentFrameWrittenOnce(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir})
+	var stream uint64 = 77
+	for round := range 2 {
+		conn := handshake(t, addr, stream, "dup", "")
+		var out []byte
+		for seq := uint64(1); seq <= 3; seq++ {
+			out, _ = (&encoder.Encoder{}).AppendBatch(out, encoder.Batch{Stream: stream, Seq: seq, Entries: 1},
+				fmt.Appendf(nil, "id=%d\n", seq-1), encoder.None)
+		}
+		if _, err := conn.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		acked := readAcks(t, conn, stream, 3)
+		if acked != 3 {
+			t.Fatalf("round %d: acked up to %d", round, acked)
+		}
+		conn.Close()
+	}
+	checkIDs(t, filepath.Join(dir, "dup.log"), 3)
+	if st := c.Stats(); st.Duplicates != 3 {
+		t.Fatalf("duplicates = %d, want 3", st.Duplicates)
+	}
+}
+
+// handshake dials addr and completes a Hello/Welcome.
+func handshake(t *testing.T, addr string, stream uint64, name, token string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, err := netlog.AppendHello(nil, netlog.Hello{Version: netlog.ProtocolVersion, StreamID: stream, Name: name, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	f := readFrame(t, conn)
+	if f.Kind != netlog.KindWelcome || encoder.Status(f.Flags) != encoder.StatusOK {
+		t.Fatalf("handshake answer: %v status %d %q", f.Kind, f.Flags, f.Payload)
+	}
+	return conn
+}
+
+func readFrame(t *testing.T, conn net.Conn) encoder.Frame {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	d, _ := encoder.NewDecoder()
+	var hdr [encoder.HeaderSize]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	h, err := d.ParseHeader(hdr[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := append(hdr[:], make([]byte, h.PayloadLen)...)
+	if _, err := io.ReadFull(conn, buf[encoder.HeaderSize:]); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := d.Decode(buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// readAcks reads acks until sequence number upto is acked.
+func readAcks(t *testing.T, conn net.Conn, stream, upto uint64) uint64 {
+	t.Helper()
+	var last uint64
+	for last < upto {
+		f := readFrame(t, conn)
+		if f.Kind != encoder.KindAck || f.Status != encoder.StatusOK || f.Stream != stream {
+			t.Fatalf("got %v status %v for %x", f.Kind, f.Status, f.Stream)
+		}
+		last = f.LastSeq
+	}
+	return last
+}
+
+// The collector drops every connection several times while a client sends:
+// the client reconnects, resends what was not acked, and every id is in the
+// file exactly once.
+func TestReconnectAfterCollectorDropsConnections(t *testing.T) {
+	dir := t.TempDir()
+	// A proxy in front of the collector lets the test cut every connection.
+	c, addr := start(t, Config{Dir: dir})
+	p := newProxy(t, addr)
+	s, err := netlog.Dial(p.addr(), netlog.WithStreamName("cut"), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
+		netlog.WithWindow(8, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, per = 200_000, 500
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 6; i++ {
+			time.Sleep(20 * time.Millisecond)
+			p.cutAll()
+		}
+	}()
+	send(t, s, 0, n, per)
+	<-done
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "cut.log"), n)
+	st := s.Stats()
+	if st.Reconnects == 0 {
+		t.Fatalf("no reconnect happened: %+v", st)
+	}
+	t.Logf("client: %d reconnects, %d frames resent; collector: %d duplicates skipped", st.Reconnects, st.Resent, c.Stats().Duplicates)
+}
+
+// proxy forwards TCP connections to a target and can cut them all.
+type proxy struct {
+	t     *testing.T
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, l: l}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(out, in); out.Close() }()
+			go func() { defer p.wg.Done(); io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		p.cutAll()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+func (p *proxy) cutAll() {
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+}
+
+func TestHandshakeRejections(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, Token: "s3cret"})
+	cases := []struct {
+		name   string
+		hello  netlog.Hello
+		status encoder.Status
+		reason string
+	}{
+		{"wrong token", netlog.Hello{Version: 1, StreamID: 1, Name: "a", Token: "guess"}, encoder.StatusUnauthorized, "unauthorized"},
+		{"no token", netlog.Hello{Version: 1, StreamID: 1, Name: "a"}, encoder.StatusUnauthorized, "unauthorized"},
+		{"version", netlog.Hello{Version: 9, StreamID: 1, Name: "a", Token: "s3cret"}, encoder.StatusBadFrame, "version"},
+	}
+	for _, tc := range cases {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := netlog.AppendHello(nil, tc.hello)
+		conn.Write(b)
+		f := readFrame(t, conn)
+		if f.Kind != netlog.KindWelcome || encoder.Status(f.Flags) != tc.status {
+			t.Errorf("%s: got %v status %d %q", tc.name, f.Kind, f.Flags, f.Payload)
+		}
+		conn.Close()
+	}
+	// Names that would escape the directory never reach the disk: the
+	// client refuses them, and so does the collector (sent by hand).
+	for _, name := range []string{"../etc/passwd", "/abs", "a/b", ".hidden", "", "nul\x00"} {
+		if _, err := netlog.Dial(addr, netlog.WithStreamName(name)); err == nil {
+			t.Errorf("Dial accepted stream name %q", name)
+		}
+		conn, _ := net.Dial("tcp", addr)
+		conn.Write(rawHello(1, name, "s3cret"))
+		f := readFrame(t, conn)
+		if encoder.Status(f.Flags) != encoder.StatusBadStream && encoder.Status(f.Flags) != encoder.StatusBadFrame {
+			t.Errorf("stream name %q: status %d %q", name, f.Flags, f.Payload)
+		}
+		conn.Close()
+	}
+	// A Stream with the wrong token reports the rejection at once.
+	errs := make(chan error, 10)
+	s, err := netlog.Dial(addr, netlog.WithToken("nope"), netlog.WithErrorHandler(func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, netlog.ErrRejected) || !strings.Contains(err.Error(), "unauthorized") {
+			t.Errorf("reported %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("rejection not reported")
+	}
+	s.Close()
+	waitFor(t, func() bool {
+		r := c.Stats().Rejects
+		return r["unauthorized"] >= 3 && r["version"] >= 1 && r["bad_stream"] >= 1
+	})
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("rejected clients created files: %v", entries)
+	}
+}
+
+// rawHello builds a Hello without the client-side name check.
+func rawHello(stream uint64, name, token string) []byte {
+	p := []byte{1, 0, byte(len(name)), 0}
+	p = append(p, name...)
+	p = append(p, byte(len(token)), 0)
+	p = append(p, token...)
+	b, _ := encoder.AppendControl(nil, netlog.KindHello, 0, stream, 0, 0, p)
+	return b
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Hostile clients (garbage, a huge length field, a bad CRC, a wrong token,
+// slowloris, many idle connections) are each closed with a counted reason,
+// while a well-behaved client keeps going at least half as fast.
+func TestHostileClients(t *testing.T) {
+	dir := t.TempDir()
+	idle := 1000
+	if raceEnabled {
+		idle = 300 // the race detector caps a process at 8128 goroutines
+	}
+	c, addr := start(t, Config{Dir: dir, Token: "t", HandshakeTimeout: 300 * time.Millisecond,
+		IdleTimeout: 300 * time.Millisecond, FrameTimeout: 300 * time.Millisecond, MaxFrameSize: 1 << 20,
+		MaxDecompressedSize: 4 << 20, MaxMemory: 16 << 20})
+
+	good := func(name string, n int) time.Duration {
+		s, err := netlog.Dial(addr, netlog.WithStreamName(name), netlog.WithToken("t"), netlog.WithCompression(encoder.S2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		send(t, s, 0, n, 1000)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkIDs(t, filepath.Join(dir, name+".log"), n)
+		return time.Since(start)
+	}
+	const n = 1_000_000
+	alone := good("alone", n)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var attacks atomic.Int64
+	attack := func(f func()) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f()
+				attacks.Add(1)
+			}
+		})
+	}
+	dialAuth := func() net.Conn {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil
+		}
+		b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 5, Name: "evil", Token: "t"})
+		conn.Write(b)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		hdr := make([]byte, encoder.HeaderSize)
+		io.ReadFull(conn, hdr)
+		return conn
+	}
+	drain := func(conn net.Conn) {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.Copy(io.Discard, conn)
+		conn.Close()
+	}
+	attack(func() { // garbage instead of a hello
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 10))
+			drain(conn)
+		}
+	})
+	attack(func() { // a batch announcing a 1 GiB payload
+		if conn := dialAuth(); conn != nil {
+			h, _ := encoder.AppendBatchHeader(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("x\n"))
+			h[32], h[33], h[34], h[35] = 0, 0, 0, 0x40
+			conn.Write(h)
+			drain(conn)
+		}
+	})
+	attack(func() { // a bad CRC
+		if conn := dialAuth(); conn != nil {
+			f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("evil\n"), encoder.None)
+			f[len(f)-2] ^= 0xff
+			conn.Write(f)
+			drain(conn)
+		}
+	})
+	attack(func() { // a wrong token
+		if conn, err := net.Dial("tcp", addr); err == nil {
+			b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 6, Name: "evil", Token: "guess"})
+			conn.Write(b)
+			drain(conn)
+		}
+	})
+	attack(func() { // slowloris: a frame one byte at a time
+		if conn := dialAuth(); conn != nil {
+			f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("slow\n"), encoder.None)
+		slow:
+			for _, b := range f {
+				if _, err := conn.Write([]byte{b}); err != nil {
+					break
+				}
+				select {
+				case <-stop:
+					break slow // never finish the frame
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			drain(conn)
+		}
+	})
+	var idleConns []net.Conn
+	for range idle { // connect and say nothing
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idleConns = append(idleConns, conn)
+	}
+
+	under := good("under-attack", n)
+	waitFor(t, func() bool { return c.Stats().Rejects["slow_frame"] > 0 })
+	close(stop)
+	wg.Wait()
+	for _, conn := range idleConns {
+		conn.Close()
+	}
+	t.Logf("alone %v, under attack %v (%d attacks, %d idle connections)", alone, under, attacks.Load(), idle)
+	if under > 2*alone+time.Second {
+		t.Errorf("good client took %v under attack, %v alone: slowed by more than half", under, alone)
+	}
+	waitFor(t, func() bool { return c.Stats().Conns == 0 })
+	r := c.Stats().Rejects
+	for _, reason := range []string{"bad_frame", "too_large", "bad_crc", "unauthorized", "slow_frame", "handshake_timeout"} {
+		if r[reason] == 0 {
+			t.Errorf("no reject counted for %s: %v", reason, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "evil.log")); err == nil {
+		data, _ := os.ReadFile(filepath.Join(dir, "evil.log"))
+		if len(data) > 0 {
+			t.Fatalf("hostile data written: %q", data)
+		}
+	}
+}
+
+func TestMaxConnsAndIdleTimeout(t *testing.T) {
+	c, addr := start(t, Config{MaxConns: 2, IdleTimeout: 200 * time.Millisecond})
+	a := handshake(t, addr, 1, "x", "")
+	b := handshake(t, addr, 2, "x", "")
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("third connection was served")
+	}
+	extra.Close()
+	// Both idle connections are closed after the idle timeout.
+	for _, conn := range []net.Conn{a, b} {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, conn); err != nil {
+			t.Fatalf("idle connection not closed by the collector: %v", err)
+		}
+		conn.Close()
+	}
+	waitFor(t, func() bool {
+		r := c.Stats().Rejects
+		return r["max_conns"] == 1 && r["idle_timeout"] == 2
+	})
+}
+
+// A client keeps a quiet connection open with pings, across several idle
+// timeouts.
+func TestKeepAlive(t *testing.T) {
+	c, addr := start(t, Config{IdleTimeout: 150 * time.Millisecond})
+	s, err := netlog.Dial(addr, netlog.WithKeepAlive(30*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	send(t, s, 0, 10, 10)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if st := s.Stats(); st.Reconnects != 0 || c.Stats().Rejects["idle_timeout"] != 0 {
+		t.Fatalf("connection dropped while idle: %+v, %v", st, c.Stats().Rejects)
+	}
+}
+
+func TestTLSWithClientCertificates(t *testing.T) {
+	ca, caKey := newCA(t)
+	serverCert := issue(t, ca, caKey, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	clientCert := issue(t, ca, caKey, "client", x509.ExtKeyUsageClientAuth)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir, TLS: &tls.Config{
+		Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		MinVersion: tls.VersionTLS13,
+	}})
+	s, err := netlog.Dial(addr, netlog.WithStreamName("tls"), netlog.WithTLS(&tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS13,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, 1000, 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "tls.log"), 1000)
+
+	// Without a client certificate the server refuses; the client says so
+	// once the report delay has passed, and Close gives up after its drain
+	// timeout.
+	s, err = netlog.Dial(addr, netlog.WithStreamName("tls"), netlog.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}),
+		netlog.WithReportAfter(100*time.Millisecond), netlog.WithDrainTimeout(300*time.Millisecond),
+		netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 1000, 10, 10)
+	if err := s.Sync(); !errors.Is(err, netlog.ErrUnavailable) {
+		t.Fatalf("Sync without client certificate = %v", err)
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close with unacked batches returned nil")
+	}
+	if st := s.Stats(); st.Lost != 10 {
+		t.Fatalf("lost %d entries, want 10 counted", st.Lost)
+	}
+}
+
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "snail test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	return ca, key
+}
+
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	if ip := net.ParseIP(name); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	c, addr := start(t, Config{})
+	s, err := netlog.Dial(addr, netlog.WithStreamName("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, 100, 10)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	body := get(t, srv.URL+"/metrics")
+	for _, want := range []string{"snail_collector_frames_total 10", "snail_collector_entries_total 100",
+		"snail_collector_write_seconds_count 10", "snail_collector_connections_total 1", "snail_collector_acks_total"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if got := get(t, srv.URL+"/healthz"); got != "ok\n" {
+		t.Errorf("/healthz = %q", got)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := httpGet(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// Shutdown under load: every batch acked before it is in the file, and the
+// client, pointed at a second collector on the same directory, delivers the
+// rest exactly once (the dedup state is per collector process; the client
+// resends only unacked batches).
+func TestShutdownUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(l) }()
+	s, err := netlog.Dial(addr, netlog.WithStreamName("load"), netlog.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200_000
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		send(t, s, 0, n, 200)
+	}()
+	time.Sleep(30 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, netlog.ErrServerClosed) {
+		t.Fatal(err)
+	}
+	// A new collector on the same address and directory.
+	var l2 net.Listener
+	for range 100 {
+		if l2, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c2.Serve(l2)
+	<-sent
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "load.log"), n)
+}
+
+
