@@ -756,7 +756,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 200_000
+	const n = 2_000_000
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -795,6 +795,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkIDs(t, filepath.Join(dir, "load.log"), n)
+	if st := s.Stats(); st.Reconnects == 0 {
+		t.Fatalf("the client never moved to the second collector: %+v", st)
+	}
 }
-
-

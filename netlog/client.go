@@ -46,7 +46,9 @@ type call[Req, Resp any] struct {
 	size     int64
 	id       uint64
 	done     func(Resp, error)
-	answered bool
+	answered bool // claimed by an answer (or an error)
+	finished bool // its done callback has returned
+	sent     bool // written on some connection at least once
 }
 
 // Client is the client half of the request-response core. See the package
@@ -222,8 +224,7 @@ func (c *Client[Req, Resp]) output(batch []*call[Req, Resp]) error {
 	if conn == nil {
 		return nil
 	}
-	n, err := c.writeCalls(conn, batch)
-	c.stats.sent.Add(uint64(n))
+	_, err := c.writeCalls(conn, batch)
 	if err != nil {
 		c.broken(gen, err)
 	}
@@ -278,6 +279,14 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 	if n != total {
 		return 0, fmt.Errorf("netlog: short write to %s: %d of %d bytes", conn.RemoteAddr(), n, total)
 	}
+	for _, cl := range calls {
+		if cl.sent {
+			c.stats.resent.Add(1)
+		} else {
+			c.stats.sent.Add(1)
+		}
+		cl.sent = true
+	}
 	c.lastW.Store(time.Now().UnixNano())
 	c.armReadDeadline(conn)
 	return len(c.spans), nil
@@ -310,30 +319,36 @@ func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 				done = append(done, cl)
 			}
 		}
-		var size int64
-		for _, cl := range done {
-			size += cl.size
-		}
-		k := 0
-		for k < len(c.pending) && c.pending[k].answered {
-			c.pending[k] = nil
-			k++
-		}
-		c.pending = c.pending[k:]
-		if len(c.pending) == 0 {
-			c.pending = c.pending[:0:0] // let the backing array go
-		}
-		if len(done) > 0 {
-			c.releaseLocked(len(done), size)
-		}
 	}
 	c.mu.Unlock()
-	c.stats.answered.Add(uint64(len(done)))
+	if len(done) == 0 {
+		return
+	}
+	// The callbacks run before the requests leave pending, so that Wait
+	// returns only once they have all run.
 	for _, cl := range done {
 		if cl.done != nil {
 			cl.done(resp, err)
 		}
 	}
+	c.stats.answered.Add(uint64(len(done)))
+	c.mu.Lock()
+	var size int64
+	for _, cl := range done {
+		size += cl.size
+		cl.finished = true
+	}
+	k := 0
+	for k < len(c.pending) && c.pending[k].finished {
+		c.pending[k] = nil
+		k++
+	}
+	c.pending = c.pending[k:]
+	if len(c.pending) == 0 {
+		c.pending = c.pending[:0:0] // let the backing array go
+	}
+	c.releaseLocked(len(done), size)
+	c.mu.Unlock()
 }
 
 // broken ends connection generation gen after err, if it is still the
@@ -487,9 +502,7 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	}
 	c.mu.Unlock()
 	if len(resend) > 0 {
-		n, err := c.writeCalls(conn, resend)
-		c.stats.resent.Add(uint64(n))
-		if err != nil {
+		if _, err := c.writeCalls(conn, resend); err != nil {
 			c.wmu.Unlock()
 			conn.Close()
 			return err

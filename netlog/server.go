@@ -203,6 +203,7 @@ func (s *Server[Req, Resp]) Close() error {
 	}
 	for c := range s.conns {
 		c.raw.Close()
+		c.abandon()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -220,6 +221,21 @@ type srvConn[Req, Resp any] struct {
 	handshaking bool // reads run under the handshake deadline
 	phase       int  // 0 between requests (idle), 1 inside one
 	started     time.Time
+
+	imu       sync.Mutex // guards the count of requests not answered yet
+	icond     *sync.Cond
+	inflight  int
+	abandoned bool // Close: do not wait for answers
+}
+
+// abandon stops the connection from waiting for answers (Server.Close).
+func (c *srvConn[Req, Resp]) abandon() {
+	c.imu.Lock()
+	c.abandoned = true
+	if c.icond != nil {
+		c.icond.Broadcast()
+	}
+	c.imu.Unlock()
 }
 
 // stopReading makes the connection's reads return at once.
@@ -352,10 +368,15 @@ func (c *srvConn[Req, Resp]) serve() {
 		return
 	}
 
-	var inflight sync.WaitGroup
+	c.imu.Lock()
+	c.icond = sync.NewCond(&c.imu)
+	c.imu.Unlock()
 	reply := func(r Resp) {
-		_ = rb.Add(r) // after Close only: the connection is gone anyway
-		inflight.Done()
+		_ = rb.Add(r) // fails after Close only: the connection is gone anyway
+		c.imu.Lock()
+		c.inflight--
+		c.icond.Broadcast()
+		c.imu.Unlock()
 	}
 	var cause error
 	for {
@@ -367,13 +388,19 @@ func (c *srvConn[Req, Resp]) serve() {
 			}
 			break
 		}
-		inflight.Add(1)
+		c.imu.Lock()
+		c.inflight++
+		c.imu.Unlock()
 		state.Serve(req, reply)
 		if br.Buffered() == 0 {
 			rb.Ship() // nothing more to read now: answer what we have
 		}
 	}
-	inflight.Wait()
+	c.imu.Lock()
+	for c.inflight > 0 && !c.abandoned {
+		c.icond.Wait()
+	}
+	c.imu.Unlock()
 	if err := rb.Close(); err != nil && cause == nil {
 		cause = err
 	}
@@ -381,6 +408,28 @@ func (c *srvConn[Req, Resp]) serve() {
 		s.connError(c.conn.RemoteAddr(), cause)
 	}
 	state.Close(cause)
+	c.lingerClose()
+}
+
+// lingerTimeout bounds how long a connection is drained after the server
+// is done with it.
+const lingerTimeout = time.Second
+
+// lingerClose ends the connection without losing the last replies: closing
+// a socket with unread bytes makes the kernel send a reset, and a reset can
+// destroy replies the client has not read yet (an ack lost means a batch
+// sent twice). So the server closes its write half, reads and discards
+// until the client closes or a second passes, and only then closes.
+func (c *srvConn[Req, Resp]) lingerClose() {
+	c.imu.Lock()
+	abandoned := c.abandoned
+	c.imu.Unlock()
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if abandoned || !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.raw, 64<<20)
 }
 
 func hsErr(err error) error {

@@ -1,6 +1,6 @@
-// Command snail is snail's binary. Today it has one subcommand, bench,
-// which measures snail's batching on this machine; the collector daemon and
-// the send command come with the network issue.
+// Command snail is snail's binary: the collector daemon (snail collector),
+// a line shipper for shell pipelines (snail send), and a benchmark of
+// snail's batching on this machine (snail bench).
 package main
 
 import (
@@ -14,11 +14,16 @@ import (
 const usage = `snail: high-throughput structured logging
 
 Usage:
-  snail bench [flags]    measure snail's batched log writes into a file against
-                         a write per entry, on this machine (embedded defaults)
-  snail help             this text
+  snail collector [flags]      run the collector daemon: accept snail clients on
+                               --listen (127.0.0.1:7777), write each stream under
+                               --dir (./logs), ack every batch
+  snail send [flags] [FILE...] ship lines from files or stdin to a collector
+                               (--to ADDR) or batched into a file (--file PATH)
+  snail bench [flags]          measure snail's batched log writes into a file
+                               against a write per entry (embedded defaults)
+  snail help                   this text
 
-Run "snail bench -h" for the flags of bench.
+Run "snail COMMAND -h" for the flags of a command.
 `
 
 func main() {
@@ -40,10 +45,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "collector":
+		ctx, stop, hup := signals()
+		defer stop()
+		return exit("collector", collectorCmd(ctx, args[1:], hup, stdout, stderr), stderr)
+	case "send":
+		return exit("send", sendCmd(args[1:], os.Stdin, stdout, stderr), stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "snail: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// exit turns a command's error into an exit status: 0 for none or -h, 2 for
+// a usage error, 1 otherwise.
+func exit(cmd string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	fmt.Fprintf(stderr, "snail %s: %v\n", cmd, err)
+	return 1
 }

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snail-log/snail/collector"
+	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
+)
+
+// envFlags sets each flag from its environment variable, if set, before the
+// command line is parsed (so that the command line wins).
+func envFlags(fs *flag.FlagSet, env map[string]string) error {
+	for name, key := range env {
+		if v, ok := os.LookupEnv(key); ok {
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("%s=%q: %w", key, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sizeFlag is a byte count written as 100MiB, 64KB or 1048576.
+type sizeFlag struct{ n *int64 }
+
+func (s sizeFlag) String() string {
+	if s.n == nil {
+		return "0"
+	}
+	return fmt.Sprint(*s.n)
+}
+
+func (s sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.n = n
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(v, &n); err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB)", v)
+	}
+	return n * mult, nil
+}
+
+const collectorHelp = `Usage: snail collector [flags]
+
+Runs the collector daemon: it accepts snail clients (netlog.Dial, snail send)
+on --listen, writes each stream to DIR/STREAM.log and acks every batch once it
+is written (or fsynced, with --ack fsync). A batch sent again after a
+reconnect is acked but not written twice.
+
+Signals: SIGTERM or SIGINT stop it gracefully (stop accepting, finish and ack
+what was read, fsync, close); SIGHUP reopens the output files (logrotate).
+Every flag can also be set with the environment variable in brackets; the
+command line wins.
+
+Flags:
+`
+
+// collectorCmd runs `snail collector` until ctx ends (SIGTERM, SIGINT) and
+// then shuts it down gracefully. hup delivers SIGHUP.
+func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("snail collector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg collector.Config
+	var ack, compress, level, tlsCert, tlsKey, tlsClientCA string
+	var maxFrame, maxMem int64
+	var shutdownTimeout time.Duration
+	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
+	fs.StringVar(&cfg.Dir, "dir", collector.DefaultDir, "output directory: stream NAME goes to DIR/NAME.log [SNAIL_DIR]")
+	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics and /healthz; empty: none [SNAIL_METRICS]")
+	fs.StringVar(&cfg.Token, "token", "", "shared token every client must present; empty: none [SNAIL_TOKEN]")
+	fs.StringVar(&ack, "ack", "write", "ack a batch after it is written (write: survives a crash of the collector) or fsynced (fsync: survives power loss) [SNAIL_ACK]")
+	fs.IntVar(&cfg.MaxConns, "max-conns", collector.DefaultMaxConns, "most client connections at once [SNAIL_MAX_CONNS]")
+	fs.Var(sizeFlag{&maxFrame}, "max-frame", "largest frame a client may send, as sent (default 16MiB) [SNAIL_MAX_FRAME]")
+	fs.Var(sizeFlag{&maxMem}, "max-memory", "most frame bytes held at once over all connections (default 256MiB) [SNAIL_MAX_MEMORY]")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", collector.DefaultHandshakeTimeout, "time a new connection has to complete its handshake [SNAIL_HANDSHAKE_TIMEOUT]")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s) [SNAIL_IDLE_TIMEOUT]")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte [SNAIL_FRAME_TIMEOUT]")
+	fs.Var(sizeFlag{&cfg.MaxSize}, "max-size", "rotate an output file before it exceeds this size; 0: never [SNAIL_MAX_SIZE]")
+	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval (1h, 24h); 0: never [SNAIL_ROTATE_EVERY]")
+	fs.IntVar(&cfg.MaxBackups, "max-backups", filelog.DefaultMaxBackups, "rotated files kept per stream; -1: all [SNAIL_MAX_BACKUPS]")
+	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "delete rotated files older than this; 0: keep by count only [SNAIL_MAX_AGE]")
+	fs.StringVar(&compress, "compress", "none", "compress rotated files: none, gzip or zstd [SNAIL_COMPRESS]")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate file: serve TLS [SNAIL_TLS_CERT]")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
+	fs.StringVar(&tlsClientCA, "tls-client-ca", "", "PEM CA file: require client certificates signed by it [SNAIL_TLS_CLIENT_CA]")
+	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take before connections are cut [SNAIL_SHUTDOWN_TIMEOUT]")
+	fs.StringVar(&level, "log-level", "info", "the collector's own log level: debug, info, warn, error [SNAIL_LOG_LEVEL]")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, collectorHelp)
+		fs.PrintDefaults()
+	}
+	if err := envFlags(fs, map[string]string{
+		"listen": "SNAIL_LISTEN", "dir": "SNAIL_DIR", "metrics": "SNAIL_METRICS", "token": "SNAIL_TOKEN", "ack": "SNAIL_ACK",
+		"max-conns": "SNAIL_MAX_CONNS", "max-frame": "SNAIL_MAX_FRAME", "max-memory": "SNAIL_MAX_MEMORY",
+		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT",
+		"max-size": "SNAIL_MAX_SIZE", "rotate-every": "SNAIL_ROTATE_EVERY", "max-backups": "SNAIL_MAX_BACKUPS", "max-age": "SNAIL_MAX_AGE",
+		"compress": "SNAIL_COMPRESS", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "tls-client-ca": "SNAIL_TLS_CLIENT_CA",
+		"shutdown-timeout": "SNAIL_SHUTDOWN_TIMEOUT", "log-level": "SNAIL_LOG_LEVEL",
+	}); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if cfg.Ack, err = collector.ParseAckLevel(ack); err != nil {
+		return err
+	}
+	var ok bool
+	if cfg.Compression, ok = map[string]filelog.Compression{"none": filelog.NoCompression, "gzip": filelog.Gzip, "zstd": filelog.Zstd}[compress]; !ok {
+		return fmt.Errorf("--compress %q: want none, gzip or zstd", compress)
+	}
+	if cfg.MaxBackups == 0 {
+		return fmt.Errorf("--max-backups 0 would delete every rotated file; use -1 to keep all")
+	}
+	cfg.MaxFrameSize, cfg.MaxMemory = int(maxFrame), maxMem
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if tlsCert != "" || tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if tlsClientCA != "" {
+			pool, err := loadPool(tlsClientCA)
+			if err != nil {
+				return fmt.Errorf("--tls-client-ca: %w", err)
+			}
+			cfg.TLS.ClientCAs, cfg.TLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	} else if tlsClientCA != "" {
+		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+
+	c, err := collector.New(cfg)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.ListenAndServe() }()
+	for {
+		select {
+		case err := <-served:
+			c.Close()
+			return err // could not listen
+		case <-hup:
+			if err := c.Reopen(); err != nil {
+				cfg.Logger.Error("reopen after SIGHUP", "err", err)
+			} else {
+				cfg.Logger.Info("reopened output files")
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	cfg.Logger.Info("stopping", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err = c.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, netlog.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// signals returns the context that SIGTERM and SIGINT end, and the channel
+// of SIGHUPs, for the daemon.
+func signals() (context.Context, context.CancelFunc, chan os.Signal) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return ctx, func() { stop(); signal.Stop(hup) }, hup
+}

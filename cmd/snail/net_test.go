@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemon is `snail collector` running as a real child process.
+type daemon struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer that a child's output can fill while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a loopback address nobody listens on right now.
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startDaemon runs the test binary as `snail collector --listen ADDR --dir
+// DIR extra...` and waits until it accepts connections.
+func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
+	t.Helper()
+	args := append([]string{"collector", "--listen", addr, "--dir", dir}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
+	d := &daemon{cmd: cmd, addr: addr, stderr: new(syncBuffer)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector not listening: %v\n%s", err, d.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (d *daemon) signal(t *testing.T, sig os.Signal) {
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (d *daemon) wait(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("collector exited with %v\n%s", err, d.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatalf("collector did not stop\n%s", d.stderr)
+	}
+}
+
+// checkLines fails unless path holds "id=K ..." for K in 0..n-1, each once.
+func checkLines(t *testing.T, path string, n int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := make([]bool, n)
+	got := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		k, err := strconv.Atoi(strings.TrimPrefix(strings.Fields(l)[0], "id="))
+		if err != nil || k < 0 || k >= n || !strings.HasSuffix(l, "end") {
+			t.Fatalf("bad line %q", l)
+		}
+		if seen[k] {
+			t.Fatalf("id %d twice", k)
+		}
+		seen[k] = true
+		got++
+	}
+	if got != n {
+		t.Fatalf("%d lines, want %d", got, n)
+	}
+}
+
+func writeLines(t *testing.T, path string, from, n int) {
+	t.Helper()
+	var b bytes.Buffer
+	for k := from; k < from+n; k++ {
+		fmt.Fprintf(&b, "id=%d {\"level\":\"info\",\"msg\":\"shipped by snail send\",\"path\":\"/api/v1/users\"} end\n", k)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The end-to-end path through the binary: `snail collector` as a process,
+// `snail send` shipping a file of 3.2M lines (64 x 50k, as many as the
+// library test), every line once in the output; then SIGHUP reopens the
+// output after it was moved, and SIGTERM stops the daemon cleanly.
+func TestSendToCollectorProcess(t *testing.T) {
+	n := 64 * 50_000
+	if testing.Short() {
+		n = 64 * 2_000
+	}
+	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, n)
+	d := startDaemon(t, freeAddr(t), dir, "--metrics", freeAddr(t))
+	var out, errb bytes.Buffer
+	if err := sendCmd([]string{"--to", d.addr, "--stream", "app", "--compress", "s2", in}, nil, &out, &errb); err != nil {
+		t.Fatalf("send: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), fmt.Sprintf("%d lines", n)) || !strings.Contains(errb.String(), "; 0 not delivered") {
+		t.Fatalf("summary: %q", errb.String())
+	}
+	checkLines(t, filepath.Join(dir, "app.log"), n)
+
+	// logrotate: move the file away, SIGHUP, and the next lines go to a new
+	// file at the old path.
+	if err := os.Rename(filepath.Join(dir, "app.log"), filepath.Join(dir, "app.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	d.signal(t, syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.stderr.String(), "reopened output files") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reopen logged:\n%s", d.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	writeLines(t, in, 0, 100)
+	if err := sendCmd([]string{"--to", d.addr, "--stream", "app", "-q", in}, nil, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, filepath.Join(dir, "app.log"), 100)
+
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+	if !strings.Contains(d.stderr.String(), "collector stopped") {
+		t.Fatalf("no clean stop logged:\n%s", d.stderr)
+	}
+}
+
+func TestSendToFileAndStdin(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.log")
+	var stdin bytes.Buffer
+	for k := range 1000 {
+		fmt.Fprintf(&stdin, "id=%d end\n", k)
+	}
+	stdin.WriteString("id=1000 end") // no final newline
+	var o, e bytes.Buffer
+	if err := sendCmd([]string{"--file", out}, &stdin, &o, &e); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, out, 1001)
+}
+
+func TestSendAndCollectorErrors(t *testing.T) {
+	var o, e bytes.Buffer
+	for _, args := range [][]string{
+		{},                             // neither --to nor --file
+		{"--to", "x:1", "--file", "y"}, // both
+		{"--to", "127.0.0.1:1", "--compress", "lz4"},
+		{"--to", "127.0.0.1:1", "--stream", "../etc"},
+		{"--file", "/nonexistent-dir/x.log"},
+	} {
+		if err := sendCmd(args, strings.NewReader(""), &o, &e); err == nil {
+			t.Errorf("send %q succeeded", args)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, args := range [][]string{
+		{"--ack", "sometimes"},
+		{"--compress", "lz4"},
+		{"--max-backups", "0"},
+		{"--listen", "nope"},
+		{"--max-frame", "lots"},
+		{"--tls-client-ca", "ca.pem"},
+		{"stray"},
+	} {
+		if err := collectorCmd(ctx, args, nil, &o, &e); err == nil {
+			t.Errorf("collector %q succeeded", args)
+		}
+	}
+	t.Setenv("SNAIL_ACK", "never")
+	if err := collectorCmd(ctx, nil, nil, &o, &e); err == nil || !strings.Contains(err.Error(), "ack level") {
+		t.Errorf("bad SNAIL_ACK: %v", err)
+	}
+}
+
+// With the collector gone, `snail send` does not hang: it reports what it
+// could not deliver and exits 1 after its drain timeout.
+func TestSendWithoutCollectorFails(t *testing.T) {
+	var o, e bytes.Buffer
+	err := sendCmd([]string{"--to", freeAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
+	if err == nil {
+		t.Fatalf("send to nobody succeeded: %s", e.String())
+	}
+	if !strings.Contains(e.String(), "1 not delivered") {
+		t.Fatalf("summary: %q", e.String())
+	}
+}

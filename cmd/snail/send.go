@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/snail-log/snail"
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
+)
+
+const sendHelp = `Usage: snail send [flags] [FILE...]
+
+Reads lines from the FILEs (or stdin, also as "-") and ships them, batched,
+to a collector (--to) or into a file or device (--file). Each line is one
+entry; a missing final newline is added. It exits once every line is acked
+by the collector (or written to the file), with status 1 if any was not.
+
+  tail -F app.log | snail send --to collector:7777 --stream app
+  snail send --file /var/log/app.log < lines.txt
+
+Every flag can also be set with the environment variable in brackets.
+
+Flags:
+`
+
+func sendCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("snail send", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey string
+	var window, drain time.Duration
+	var quiet bool
+	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
+	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
+	fs.StringVar(&stream, "stream", netlog.DefaultStreamName, "stream name: the collector writes it to DIR/NAME.log [SNAIL_STREAM]")
+	fs.StringVar(&token, "token", "", "shared token the collector expects [SNAIL_TOKEN]")
+	fs.StringVar(&compress, "compress", "none", "compression on the wire: none, s2 or zstd [SNAIL_COMPRESS]")
+	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA file: speak TLS and verify the collector against it [SNAIL_TLS_CA]")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate file, with --tls-ca [SNAIL_TLS_CERT]")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
+	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
+	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
+	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, sendHelp)
+		fs.PrintDefaults()
+	}
+	if err := envFlags(fs, map[string]string{
+		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
+		"tls-ca": "SNAIL_TLS_CA", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
+		"drain-timeout": "SNAIL_DRAIN_TIMEOUT",
+	}); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (to == "") == (file == "") {
+		return errors.New("give exactly one of --to ADDR and --file PATH")
+	}
+	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+	var w *sink.Writer
+	var ns *netlog.Stream
+	var err error
+	dest := file
+	if to != "" {
+		comp, err := encoder.ParseCompression(compress)
+		if err != nil {
+			return err
+		}
+		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
+			netlog.WithDrainTimeout(drain), netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+		if tlsCA != "" {
+			pool, err := loadPool(tlsCA)
+			if err != nil {
+				return fmt.Errorf("--tls-ca: %w", err)
+			}
+			tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+				}
+				tc.Certificates = []tls.Certificate{cert}
+			}
+			nopts = append(nopts, netlog.WithTLS(tc))
+		}
+		// Close waits for the acks (Sync, then Close) at most about the
+		// drain timeout when the collector is down.
+		nopts = append(nopts, netlog.WithReportAfter(min(drain, netlog.DefaultReportAfter)))
+		if ns, err = netlog.Dial(to, nopts...); err != nil {
+			return err
+		}
+		if w, err = sink.New(ns, sopts...); err != nil {
+			ns.Close()
+			return err
+		}
+		dest = to + " stream " + stream
+	} else {
+		w, err = snail.OpenFile(file, nil, sopts...)
+		if err != nil {
+			return err
+		}
+	}
+
+	inputs := fs.Args()
+	if len(inputs) == 0 {
+		inputs = []string{"-"}
+	}
+	var lines, bytes int64
+	var readErr error
+	for _, name := range inputs {
+		var r io.Reader = stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				readErr = err
+				break
+			}
+			r = f
+			defer f.Close()
+		}
+		n, b, err := copyLines(w, r)
+		lines, bytes = lines+n, bytes+b
+		if err != nil {
+			readErr = fmt.Errorf("%s: %w", name, err)
+			break
+		}
+	}
+	closeErr := w.Close()
+	st := w.Stats()
+	lost := st.Lost + st.Dropped
+	if ns != nil {
+		lost += ns.Stats().Lost
+	}
+	if !quiet {
+		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered\n", lines, bytes, dest, lost)
+	}
+	return errors.Join(readErr, closeErr)
+}
+
+// copyLines writes each line of r to w as one entry, adding a final newline
+// where missing. Lines of any length are kept whole.
+func copyLines(w io.Writer, r io.Reader) (lines, n int64, err error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var long []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, line...)
+			continue
+		}
+		if len(long) > 0 {
+			line = append(long, line...)
+			long = long[:0]
+		}
+		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				line = append(line[:len(line):len(line)], '\n') // a copy: line is the reader's buffer
+			}
+			if _, werr := w.Write(line); werr != nil {
+				return lines, n, werr
+			}
+			lines++
+			n += int64(len(line))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return lines, n, nil
+			}
+			return lines, n, err
+		}
+	}
+}

@@ -1,0 +1,493 @@
+package netlog
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The echo protocol exercises the core alone: a request is "id, length,
+// bytes"; the answer is "first id, last id, length, bytes" and carries the
+// request's bytes reversed. The server answers in random order.
+
+type echoClient struct{ handshakes atomic.Int64 }
+
+func (e *echoClient) Handshake(conn net.Conn) error {
+	e.handshakes.Add(1)
+	if _, err := conn.Write([]byte("ECHO")); err != nil {
+		return err
+	}
+	var ok [2]byte
+	if _, err := io.ReadFull(conn, ok[:]); err != nil {
+		return err
+	}
+	if string(ok[:]) != "OK" {
+		return fmt.Errorf("%w: %q", ErrRejected, ok[:])
+	}
+	return nil
+}
+
+func (e *echoClient) AppendRequest(dst []byte, id uint64, req string) ([]byte, []byte, error) {
+	if req == "bad" {
+		return dst, nil, errors.New("cannot encode bad")
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, id)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(req)))
+	return dst, []byte(req), nil
+}
+
+func (e *echoClient) AppendPing(dst []byte) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, 0)
+	return binary.LittleEndian.AppendUint32(dst, 0)
+}
+
+func (e *echoClient) NewResponseReader(r io.Reader) ResponseReader[string] {
+	return &echoRespReader{r: bufio.NewReader(r)}
+}
+
+type echoRespReader struct{ r *bufio.Reader }
+
+func (e *echoRespReader) ReadResponse() (uint64, uint64, string, error) {
+	var h [20]byte
+	if _, err := io.ReadFull(e.r, h[:]); err != nil {
+		return 0, 0, "", err
+	}
+	b := make([]byte, binary.LittleEndian.Uint32(h[16:]))
+	if _, err := io.ReadFull(e.r, b); err != nil {
+		return 0, 0, "", err
+	}
+	return binary.LittleEndian.Uint64(h[:]), binary.LittleEndian.Uint64(h[8:]), string(b), nil
+}
+
+type echoReq struct {
+	id   uint64
+	body string
+}
+
+type echoResp struct {
+	first, last uint64
+	body        string
+}
+
+type echoServer struct {
+	shuffle bool          // answer each request after a random delay
+	hold    chan struct{} // if set, answers wait for it to close
+	seen    sync.Map      // id -> times received
+	conns   atomic.Int64
+}
+
+func (s *echoServer) Accept(conn net.Conn, r *bufio.Reader) (ServerConn[echoReq, echoResp], error) {
+	var hello [4]byte
+	if _, err := io.ReadFull(r, hello[:]); err != nil {
+		return nil, err
+	}
+	if string(hello[:]) != "ECHO" {
+		conn.Write([]byte("NO"))
+		return nil, fmt.Errorf("%w: bad hello", ErrProtocol)
+	}
+	if _, err := conn.Write([]byte("OK")); err != nil {
+		return nil, err
+	}
+	s.conns.Add(1)
+	return &echoConn{s: s, r: r}, nil
+}
+
+type echoConn struct {
+	s  *echoServer
+	r  *bufio.Reader
+	wg sync.WaitGroup
+}
+
+func (c *echoConn) ReadRequest() (echoReq, error) {
+	for {
+		var h [12]byte
+		if _, err := io.ReadFull(c.r, h[:]); err != nil {
+			return echoReq{}, err
+		}
+		id := binary.LittleEndian.Uint64(h[:])
+		b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
+		if _, err := io.ReadFull(c.r, b); err != nil {
+			return echoReq{}, err
+		}
+		if id == 0 {
+			continue // ping
+		}
+		return echoReq{id: id, body: string(b)}, nil
+	}
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+func (c *echoConn) Serve(req echoReq, reply func(echoResp)) {
+	n, _ := c.s.seen.LoadOrStore(req.id, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	resp := echoResp{first: req.id, last: req.id, body: reverse(req.body)}
+	if !c.s.shuffle && c.s.hold == nil {
+		reply(resp)
+		return
+	}
+	c.wg.Go(func() {
+		if c.s.hold != nil {
+			<-c.s.hold
+		}
+		if c.s.shuffle {
+			time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+		}
+		reply(resp)
+	})
+}
+
+func (c *echoConn) AppendResponses(dst []byte, resps []echoResp) []byte {
+	for _, r := range resps {
+		dst = binary.LittleEndian.AppendUint64(dst, r.first)
+		dst = binary.LittleEndian.AppendUint64(dst, r.last)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.body)))
+		dst = append(dst, r.body...)
+	}
+	return dst
+}
+
+func (c *echoConn) Close(error) {}
+
+func startEcho(t *testing.T, s *echoServer, opts ...ServerOption) (*Server[echoReq, echoResp], string) {
+	t.Helper()
+	srv, err := NewServer[echoReq, echoResp](s, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return srv, l.Addr().String()
+}
+
+// Many goroutines send at once; the server answers in random order; every
+// caller gets its own answer, exactly once.
+func TestFanInFanOut(t *testing.T) {
+	_, addr := startEcho(t, &echoServer{shuffle: true})
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithWindow(256, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const goroutines, per = 32, 500
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range per {
+				body := fmt.Sprintf("g%d-i%d", g, i)
+				var once atomic.Int32
+				err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
+					if once.Add(1) != 1 {
+						t.Errorf("%s answered twice", body)
+					}
+					if err != nil || resp != reverse(body) {
+						t.Errorf("%s: answer %q, %v", body, resp, err)
+					}
+					answered.Add(1)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := answered.Load(); got != goroutines*per {
+		t.Fatalf("%d answered, want %d", got, goroutines*per)
+	}
+	if st := c.Stats(); st.Sent != goroutines*per || st.Answered != goroutines*per || st.Pending != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A request the codec cannot encode is answered with the codec's error; the
+// others go through.
+func TestEncodeErrorAnswersTheRequest(t *testing.T) {
+	_, addr := startEcho(t, &echoServer{})
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errs := make(chan error, 2)
+	for _, body := range []string{"bad", "good"} {
+		c.Send(context.Background(), body, 4, func(_ string, err error) { errs <- err })
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e1, e2 := <-errs, <-errs
+	if (e1 == nil) == (e2 == nil) {
+		t.Fatalf("errors %v and %v: want exactly one", e1, e2)
+	}
+}
+
+// The window bounds requests in flight: with the server holding answers,
+// Send blocks at the window and resumes when answers come.
+func TestWindowBlocksSend(t *testing.T) {
+	hold := make(chan struct{})
+	_, addr := startEcho(t, &echoServer{hold: hold})
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithWindow(4, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 4 {
+		if err := c.Send(context.Background(), "x", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Send(ctx, "y", 1, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fifth Send = %v, want to wait for the window", err)
+	}
+	close(hold)
+	if err := c.Send(context.Background(), "z", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A peer that stops reading becomes an error (the write deadline), not a
+// hang; the client reconnects and resends.
+func TestStalledPeerBreaksTheConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// Handshake, then never read again.
+			io.ReadFull(conn, make([]byte, 4))
+			conn.Write([]byte("OK"))
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	errs := make(chan error, 16)
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(l.Addr().String()), WithWriteTimeout(100*time.Millisecond),
+		WithWindow(1024, 1<<30), WithErrorHandler(func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := string(make([]byte, 1<<20))
+	for range 64 { // more than the socket buffers hold
+		if err := c.Send(context.Background(), big, len(big), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-errs:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("reported %v, want a write timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stalled peer not detected")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Shutdown on the server answers what it has read before it returns; with
+// a deadline that passes first, it returns the context's error.
+func TestServerShutdown(t *testing.T) {
+	hold := make(chan struct{})
+	es := &echoServer{hold: hold}
+	srv, addr := startEcho(t, es)
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var answered atomic.Int64
+	for range 10 {
+		c.Send(context.Background(), "q", 1, func(_ string, err error) {
+			if err == nil {
+				answered.Add(1)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := 0
+		es.seen.Range(func(_, _ any) bool { n++; return true })
+		if n == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not read the requests")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with answers held = %v", err)
+	}
+	close(hold)
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Conns() != 0 {
+		t.Fatalf("%d connections left", srv.Conns())
+	}
+}
+
+func TestGracefulShutdownAnswersEverything(t *testing.T) {
+	es := &echoServer{shuffle: true}
+	srv, addr := startEcho(t, es)
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answered, failed atomic.Int64
+	for range 1000 {
+		c.Send(context.Background(), "q", 1, func(_ string, err error) {
+			if err == nil {
+				answered.Add(1)
+			} else {
+				failed.Add(1)
+			}
+		})
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if answered.Load() != 1000 || failed.Load() != 0 {
+		t.Fatalf("answered %d, failed %d", answered.Load(), failed.Load())
+	}
+	if err := c.Send(context.Background(), "late", 4, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Shutdown = %v", err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With no server at all, Wait reports ErrUnavailable after the report delay
+// and Close answers what is pending with ErrClosed.
+func TestUnavailable(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithReportAfter(50*time.Millisecond),
+		WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	c.Send(context.Background(), "q", 1, func(_ string, err error) { got <- err })
+	if err := c.Wait(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Wait = %v", err)
+	}
+	c.Close()
+	if err := <-got; !errors.Is(err, ErrClosed) {
+		t.Fatalf("pending request ended with %v", err)
+	}
+}
+
+// Failover: the first address refuses connections, the second serves.
+func TestFailover(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	_, addr := startEcho(t, &echoServer{})
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(dead+","+addr), WithBackoff(time.Millisecond, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Send(context.Background(), "q", 1, nil)
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.DialErrors == 0 {
+		t.Fatalf("expected a failed attempt on the dead address: %+v", st)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for name, opt := range map[string]ClientOption{
+		"addr":    WithAddrs("no-port"),
+		"window":  WithWindow(0, 1),
+		"bytes":   WithWindow(1, 0),
+		"backoff": WithBackoff(time.Second, time.Millisecond),
+		"tls":     WithTLS(nil),
+		"stream":  WithStreamName("../x"),
+		"token":   WithToken(string(make([]byte, 2000))),
+		"zstd":    WithZstdLevel(9),
+		"dial":    WithDialTimeout(0),
+	} {
+		if _, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := NewClient[string, string](&echoClient{}); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("no address: %v", err)
+	}
+	if _, err := NewServer[echoReq, echoResp](&echoServer{}, WithMaxConns(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("max conns 0: %v", err)
+	}
+	if _, err := Dial("127.0.0.1:1", WithCompression(7)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("compression 7: %v", err)
+	}
+}
