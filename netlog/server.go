@@ -68,7 +68,6 @@ type Server[Req, Resp any] struct {
 	closed    bool
 	wg        sync.WaitGroup
 	nconns    atomic.Int64
-	done      chan struct{} // closed when the last connection ends after Shutdown
 }
 
 // NewServer returns a Server that serves connections with codec.

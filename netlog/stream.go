@@ -206,8 +206,7 @@ func (s *Stream) Stats() StreamStats {
 
 // streamCodec is the client half of the log protocol.
 type streamCodec struct {
-	s       *Stream
-	scratch []byte
+	s *Stream
 }
 
 func (c *streamCodec) Handshake(conn net.Conn) error {
