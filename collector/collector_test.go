@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // start runs a collector for cfg on a loopback port until the test ends.
-func start(t *testing.T, cfg Config) (*Collector, string) {
+func start(t *testing.T, cfg Config) (*Collector, string) { return startB(t, cfg) }
+
+func startB(t testing.TB, cfg Config) (*Collector, string) {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -560,6 +563,14 @@ func TestHostileClients(t *testing.T) {
 
 	under := good("under-attack", n)
 	waitFor(t, func() bool { return c.Stats().Rejects["slow_frame"] > 0 })
+	// Memory stays bounded: the heap (client and collector share this
+	// process) stays far below what the attacks announce (a 1 GiB frame
+	// each), within the frame budget plus buffers.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapInuse > 512<<20 {
+		t.Errorf("heap in use %d MiB under attack", ms.HeapInuse>>20)
+	}
 	close(stop)
 	wg.Wait()
 	for _, conn := range idleConns {

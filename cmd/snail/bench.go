@@ -3,18 +3,25 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 )
 
@@ -36,10 +43,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: snail bench [flags]\n\n"+
 			"Writes -entries JSON log lines (about 200 bytes each) from -goroutines goroutines to a\n"+
-			"file, twice: through snail (the sink Writer that zap, zerolog and slog write to, over\n"+
-			"filelog: one write() per batch) and through a mutex with one write() per entry, as an\n"+
-			"unbuffered logger does. Then counts the lines in each file and prints entries/s,\n"+
-			"write() calls and call latency.\n\nFlags:\n")
+			"file, three times: through snail (the sink Writer that zap, zerolog and slog write to,\n"+
+			"over filelog: one write() per batch); through snail to a collector on loopback (netlog,\n"+
+			"every batch acked after the collector wrote it); and through a mutex with one write()\n"+
+			"per entry, as an unbuffered logger does. Then counts the lines in each file and prints\n"+
+			"entries/s, write() calls and call latency.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := envInts(fs, map[string]string{"entries": "SNAIL_BENCH_ENTRIES", "goroutines": "SNAIL_BENCH_GOROUTINES"}); err != nil {
@@ -69,6 +77,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		open opener
 	}{
 		{"snail sink -> filelog", openSnail},
+		{"snail sink -> netlog -> collector", openNet},
 		{"mutex, write per entry", openMutex},
 	} {
 		r, err := runBench(c, w.name, w.open)
@@ -129,6 +138,43 @@ func openSnail(path string) (func([]byte) error, func() error, func() int64, err
 	}
 	write := func(p []byte) error { _, err := w.Write(p); return err }
 	return write, w.Close, func() int64 { return f.Stats().Writes }, nil
+}
+
+// openNet is the network path: a sink Writer over a netlog Stream to a
+// collector on loopback (in this process), which writes path. Close
+// returns once every batch is acked; write()s are the collector's, one
+// per batch.
+func openNet(path string) (func([]byte) error, func() error, func() int64, error) {
+	c, err := collector.New(collector.Config{Dir: filepath.Dir(path), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(l) }()
+	stop := func() error {
+		err := c.Shutdown(context.Background())
+		<-served
+		return err
+	}
+	st, err := netlog.Dial(l.Addr().String(), netlog.WithStreamName(strings.TrimSuffix(filepath.Base(path), ".log")))
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	w, err := sink.New(st)
+	if err != nil {
+		st.Close()
+		stop()
+		return nil, nil, nil, err
+	}
+	write := func(p []byte) error { _, err := w.Write(p); return err }
+	closeAll := func() error { return errors.Join(w.Close(), stop()) }
+	return write, closeAll, func() int64 { return int64(st.Stats().Acked) }, nil
 }
 
 // openMutex is what an unbuffered logger does: a mutex and a write() per

@@ -24,7 +24,7 @@ func TestBenchSmall(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	// Both rows report every line found in the file, none lost.
-	for _, row := range []string{"snail sink -> filelog", "mutex, write per entry"} {
+	for _, row := range []string{"snail sink -> filelog", "snail sink -> netlog -> collector", "mutex, write per entry"} {
 		var line string
 		for _, l := range strings.Split(out.String(), "\n") {
 			if strings.Contains(l, row) {

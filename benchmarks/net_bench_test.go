@@ -1,0 +1,230 @@
+package benchmarks
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
+	"go.uber.org/zap"
+)
+
+// collectorProc is `snail collector` built from this checkout and run as a
+// process of its own, so that its CPU time can be read apart from the
+// client's.
+type collectorProc struct {
+	cmd  *exec.Cmd
+	addr string
+	dir  string
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func startCollectorProc(b *testing.B) *collectorProc {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "snail-bench-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "snail")
+		out, err := exec.Command("go", "build", "-C", "..", "-o", binPath, "./cmd/snail").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := b.TempDir()
+	cmd := exec.Command(binPath, "collector", "--listen", addr, "--dir", dir, "--log-level", "error")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("collector did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &collectorProc{cmd: cmd, addr: addr, dir: dir}
+}
+
+// cpu returns the process's user+system CPU time.
+func (c *collectorProc) cpu(b *testing.B) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// reads returns the process's count of read system calls.
+func (c *collectorProc) reads() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// rawLines are 64Ki pre-encoded JSON entries of about 200 bytes with
+// varying values, as a service's access log has: they compress like real
+// logs (a pool this large never repeats inside one 1 MiB batch).
+var rawLines = func() [][]byte {
+	r := rand.New(rand.NewPCG(7, 7))
+	pick := func(s ...string) string { return s[r.IntN(len(s))] }
+	lines := make([][]byte, 1<<16)
+	ts := 1764115200.0
+	for i := range lines {
+		ts += r.Float64() / 500
+		var b []byte
+		b = fmt.Appendf(b, `{"level":%q,"ts":%.6f,"msg":%q,"method":%q,"path":"%s%d","status":%s,"latency_ms":%.3f,"request_id":"%016x%012x","user_id":%d}`+"\n",
+			pick("info", "info", "info", "warn", "error", "debug"), ts,
+			pick("request completed", "cache miss", "slow query", "upstream retry", "payment authorised"),
+			pick("GET", "GET", "POST", "PUT", "DELETE"), pick("/api/v1/users/", "/api/v1/orders/", "/api/v2/search?q=", "/static/app.js?v="),
+			r.IntN(1_000_000), pick("200", "200", "200", "201", "204", "304", "404", "500"), r.ExpFloat64()*20,
+			r.Uint64(), r.Uint64()>>16, r.IntN(50_000))
+		lines[i] = b
+	}
+	return lines
+}()
+
+var streamSeq atomic.Int64
+
+// BenchmarkNet measures entries/s acked end to end: G goroutines log b.N
+// entries through a front-end into a sink Writer over a netlog Stream to a
+// collector process on loopback; the clock stops when Close has returned
+// (every batch acked), and the lines in the collector's file are counted.
+// Reports bytes on the wire per entry and the collector's CPU per entry.
+func BenchmarkNet(b *testing.B) {
+	c := startCollectorProc(b)
+	fronts := []struct {
+		name string
+		make func(w *sink.Writer) func(i int)
+	}{
+		{"raw200", func(w *sink.Writer) func(int) { return func(i int) { w.Write(rawLines[i&(len(rawLines)-1)]) } }},
+		{"zerolog", func(w *sink.Writer) func(int) { return zerologTarget(w, nil).log }},
+		{"zap", func(w *sink.Writer) func(int) {
+			return zapTarget(nil, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), nil).log
+		}},
+	}
+	for _, comp := range []encoder.Compression{encoder.None, encoder.S2, encoder.Zstd} {
+		for _, fe := range fronts {
+			for _, g := range []int{1, 64, 1024} {
+				b.Run(fmt.Sprintf("front=%s/comp=%s/goroutines=%d", fe.name, comp, g), func(b *testing.B) {
+					runNet(b, c, comp, g, fe.make)
+				})
+			}
+		}
+	}
+	// The same process's ceiling for the zerolog target: zerolog into
+	// io.Discard.
+	for _, g := range []int{1, 64, 1024} {
+		b.Run(fmt.Sprintf("front=zerolog.Discard/comp=none/goroutines=%d", g), func(b *testing.B) {
+			b.ReportAllocs()
+			log := zerologTarget(io.Discard, nil).log
+			b.ResetTimer()
+			t0 := time.Now()
+			spread(b.N, g, log)
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "entries/s")
+		})
+	}
+}
+
+// spread runs log(i) for i in [0, n) on g goroutines.
+func spread(n, g int, log func(int)) {
+	var wg sync.WaitGroup
+	per, extra := n/g, n%g
+	id := 0
+	for k := range g {
+		m := per
+		if k < extra {
+			m++
+		}
+		first := id
+		id += m
+		wg.Go(func() {
+			for i := first; i < first+m; i++ {
+				log(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, front func(*sink.Writer) func(int)) {
+	b.ReportAllocs()
+	name := fmt.Sprintf("s%d", streamSeq.Add(1))
+	st, err := netlog.Dial(c.addr, netlog.WithStreamName(name), netlog.WithCompression(comp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := sink.New(st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := front(w)
+	cpu0, reads0 := c.cpu(b), c.reads()
+	b.ResetTimer()
+	t0 := time.Now()
+	spread(b.N, g, log)
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	cpu, reads := c.cpu(b)-cpu0, c.reads()-reads0
+	got := countLines(b, filepath.Join(c.dir, name+".log"))
+	if got != b.N {
+		b.Fatalf("%d of %d entries in the collector's file", got, b.N)
+	}
+	ss := st.Stats()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+	b.ReportMetric(float64(ss.Bytes)/float64(b.N), "wire-B/entry")
+	b.ReportMetric(float64(ss.RawBytes)/float64(max(ss.WireBytes, 1)), "ratio")
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "collector-cpu-us/entry")
+	b.ReportMetric(float64(reads)/float64(max(ss.Acked, 1)), "collector-reads/frame")
+	os.Remove(filepath.Join(c.dir, name+".log"))
+}
