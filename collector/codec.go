@@ -293,6 +293,13 @@ func (b *budget) release(n int64) {
 	b.mu.Unlock()
 }
 
+// available returns the bytes free now.
+func (b *budget) available() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.free
+}
+
 func (b *budget) abort() {
 	b.mu.Lock()
 	b.aborted = true

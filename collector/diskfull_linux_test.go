@@ -50,7 +50,7 @@ func TestDiskFullBackPressure(t *testing.T) {
 	if st := s.Stats(); st.Pending > 4 {
 		t.Fatalf("%d batches in flight, window is 4", st.Pending)
 	}
-	if free := c.mem.free; free < 0 {
+	if free := c.mem.available(); free < 0 {
 		t.Fatalf("memory budget overdrawn: %d", free)
 	}
 	// Free space: the collector's retry goes through, acks resume.

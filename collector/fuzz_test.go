@@ -122,8 +122,8 @@ func FuzzFrameReader(f *testing.F) {
 			t.Fatalf("read %d batches, the stream holds %d", got, len(want))
 		}
 		sc.Close(nil)
-		if c.mem.free != c.cfg.MaxMemory {
-			t.Fatalf("memory budget leaked: %d of %d free", c.mem.free, c.cfg.MaxMemory)
+		if c.mem.available() != c.cfg.MaxMemory {
+			t.Fatalf("memory budget leaked: %d of %d free", c.mem.available(), c.cfg.MaxMemory)
 		}
 	})
 }
