@@ -59,7 +59,16 @@ func startCollectorProc(b *testing.B) *collectorProc {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	// SNAIL_BENCH_COLLECTOR_DIR puts the collector's files elsewhere (for
+	// instance on tmpfs, to take the disk's writeback out of the numbers).
 	dir := b.TempDir()
+	if d := os.Getenv("SNAIL_BENCH_COLLECTOR_DIR"); d != "" {
+		var err error
+		if dir, err = os.MkdirTemp(d, "collector-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	cmd := exec.Command(binPath, "collector", "--listen", addr, "--dir", dir, "--log-level", "error")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -219,10 +219,14 @@ func (s *sconn) Serve(r *request, reply func(ackResp)) {
 	switch {
 	case err != nil:
 		a.status, a.reason = encoder.StatusUnavailable, err.Error()
+		reply(a)
+		return
 	case dup:
 		s.c.metrics.duplicates.Inc()
 	}
-	reply(a)
+	// With AckFsync the ack waits for the output's next group fsync (a
+	// duplicate too: its first copy may not be synced yet).
+	s.out.ack(a, reply)
 }
 
 // AppendResponses writes acks, merging consecutive ok acks of the stream

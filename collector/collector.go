@@ -49,13 +49,27 @@ type Collector struct {
 }
 
 // output is one stream's file and its deduplication state: for each client
-// stream id, the highest sequence number written. The state is a plain map
-// so that it can be persisted beside the data.
+// stream id, the highest sequence number written, journaled beside the data
+// (state.go) so that it survives a crash.
 type output struct {
 	name string
 	mu   sync.Mutex
 	f    *filelog.File
+	j    *journal
 	seen map[uint64]uint64
+
+	// Group commit (AckFsync): replies wait here for the next fsync.
+	smu     sync.Mutex
+	scond   *sync.Cond
+	waiters []waiter
+	sstop   bool
+	sdone   chan struct{}
+}
+
+// waiter is a reply held until the batch it acks is fsynced.
+type waiter struct {
+	reply func(ackResp)
+	a     ackResp
 }
 
 // New returns a Collector for cfg, after cfg.Validate. It creates the
@@ -279,13 +293,18 @@ func (c *Collector) closeOutputs() error {
 	c.mu.Unlock()
 	var errs []error
 	for name, o := range outs {
+		o.stopSync()
 		o.mu.Lock()
-		if err := o.f.Sync(); err != nil {
+		if err := o.f.Fsync(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		if err := o.j.sync(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: state: %w", name, err))
 		}
 		if err := o.f.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
+		o.j.close()
 		o.mu.Unlock()
 	}
 	c.dec.Close()
@@ -304,55 +323,152 @@ func (c *Collector) output(name string) (*output, error) {
 		return o, nil
 	}
 	path := filepath.Join(c.cfg.Dir, name+".log")
+	seen := make(map[uint64]uint64)
+	j, found, err := openJournal(c.cfg.Dir, name, seen)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state of %s: %w", ErrUnavailable, name, err)
+	}
+	if found {
+		cut, err := recoverLive(path, j.last)
+		if err != nil {
+			j.close()
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if cut > 0 {
+			c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
+		}
+		c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
+	}
 	opts := append(c.cfg.fileOptions(), filelog.WithErrorHandler(func(err error) {
 		c.log.Error("output file", "stream", name, "err", err)
 	}))
 	f, err := filelog.Open(path, opts...)
 	if err != nil {
+		j.close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	o := &output{name: name, f: f, seen: make(map[uint64]uint64)}
+	o := &output{name: name, f: f, j: j, seen: seen}
+	if c.cfg.Ack == AckFsync {
+		o.scond = sync.NewCond(&o.smu)
+		o.sdone = make(chan struct{})
+		go o.syncLoop(c)
+	}
 	c.outputs[name] = o
 	return o, nil
 }
 
+// syncLoop is an output's group commit (AckFsync): it takes every reply
+// waiting, fsyncs the file and the journal once, and sends them all. The
+// batches of those replies were written before they waited, so one fsync
+// covers them all, however many connections wrote them.
+func (o *output) syncLoop(c *Collector) {
+	defer close(o.sdone)
+	for {
+		o.smu.Lock()
+		for len(o.waiters) == 0 && !o.sstop {
+			o.scond.Wait()
+		}
+		ws := o.waiters
+		o.waiters = nil
+		stop := o.sstop
+		o.smu.Unlock()
+		if len(ws) == 0 && stop {
+			return
+		}
+		start := time.Now()
+		err := o.f.Fsync()
+		if err == nil {
+			o.mu.Lock()
+			err = o.j.sync()
+			o.mu.Unlock()
+		}
+		c.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			c.metrics.writeErrors.Inc()
+			c.log.Error("fsync failed; the batches are not acked", "stream", o.name, "err", err)
+		}
+		for _, w := range ws {
+			if err != nil {
+				w.a.status, w.a.reason = encoder.StatusUnavailable, err.Error()
+			}
+			w.reply(w.a)
+		}
+	}
+}
+
+// ack sends a once its batch is as durable as the ack level says.
+func (o *output) ack(a ackResp, reply func(ackResp)) {
+	if o.scond == nil {
+		reply(a)
+		return
+	}
+	o.smu.Lock()
+	o.waiters = append(o.waiters, waiter{reply: reply, a: a})
+	o.scond.Signal()
+	o.smu.Unlock()
+}
+
+// stopSync ends the group commit goroutine once its last replies are sent.
+func (o *output) stopSync() {
+	if o.scond == nil {
+		return
+	}
+	o.smu.Lock()
+	o.sstop = true
+	o.scond.Signal()
+	o.smu.Unlock()
+	<-o.sdone
+}
+
 // write writes one batch of stream id to o unless it was written before,
-// retrying a failing write (a full disk) with backoff until it succeeds or
-// the collector stops: the connection stops reading meanwhile, so memory
-// stays bounded and the client's window fills. It reports whether the batch
-// was a duplicate.
+// then journals it. A failing write (a full disk) is retried with backoff
+// until it succeeds or the collector stops: the connection stops reading
+// meanwhile, so memory stays bounded and the client's window fills. A
+// failing journal write is retried alone, so the batch is never written
+// twice. It reports whether the batch was a duplicate.
 func (c *Collector) write(o *output, r *request) (dup bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if r.seq <= o.seen[r.stream] {
 		return true, nil
 	}
-	delay := 10 * time.Millisecond
-	for {
+	if err := c.retry(o, func() error {
 		start := time.Now()
-		err = o.f.WriteBatch(r.payload, r.entries)
+		err := o.f.WriteBatch(r.payload, r.entries)
 		c.metrics.writeSeconds.Observe(time.Since(start).Seconds())
-		if err == nil && c.cfg.Ack == AckFsync {
-			start = time.Now()
-			err = o.f.Sync()
-			c.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
-		}
-		if err == nil {
-			break
-		}
-		c.metrics.writeErrors.Inc()
-		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay)
-		select {
-		case <-c.stopping:
-			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	ino, size := o.f.Position()
+	rec := record{stream: r.stream, seq: r.seq, ino: ino, size: size}
+	if err := c.retry(o, func() error { return o.j.add(rec, o.seen) }); err != nil {
+		return false, err
 	}
 	o.seen[r.stream] = r.seq
 	c.metrics.bytesWritten.Add(float64(len(r.payload)))
 	c.metrics.entries.Add(float64(r.entries))
 	return false, nil
+}
+
+// retry runs f until it succeeds, backing off from 10ms to 1s, or until
+// the collector stops.
+func (c *Collector) retry(o *output, f func() error) error {
+	delay := 10 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		c.metrics.writeErrors.Inc()
+		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay)
+		select {
+		case <-c.stopping:
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 // seenOf returns the highest sequence number written for stream id.

@@ -26,6 +26,7 @@ type File struct {
 	device     bool // not a regular file: no rotation, no truncation, no fsync
 	std        bool // os.Stdout or os.Stderr: never closed by us
 	size       int64
+	ino        uint64 // inode of the live file
 	nextRotate time.Time
 	lastSync   time.Time
 	lastBackup time.Time
@@ -119,6 +120,9 @@ func (l *File) open() error {
 			return fmt.Errorf("filelog: %w", err)
 		}
 		l.size = st.Size()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			l.ino = sys.Ino
+		}
 	}
 	return nil
 }
@@ -231,6 +235,28 @@ func (l *File) Sync() error {
 		return nil
 	}
 	return l.fsync()
+}
+
+// Fsync flushes the live file to stable storage now, whatever the fsync
+// policy: for a caller that groups many batches under one fsync (the
+// collector's acks after fsync). Devices are not synced.
+func (l *File) Fsync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.fsync()
+}
+
+// Position reports where the live file ends after the batches written so
+// far: its inode number and size. The collector records it with each batch
+// so that, after a crash, it can cut a batch that was written in part.
+// Devices report 0, 0.
+func (l *File) Position() (ino uint64, size int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ino, l.size
 }
 
 // Reopen closes the file and opens its path again: after logrotate (or an

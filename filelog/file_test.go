@@ -517,3 +517,31 @@ func TestConcurrentWritersAndRotation(t *testing.T) {
 		}
 	}
 }
+
+func TestPositionAndFsync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pos.log")
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ino0, size0 := f.Position()
+	if ino0 == 0 || size0 != 0 {
+		t.Fatalf("new file at %d, %d", ino0, size0)
+	}
+	if err := f.WriteBatch([]byte("a\nbb\n"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Fsync(); err != nil {
+		t.Fatal(err)
+	}
+	if ino, size := f.Position(); ino != ino0 || size != 5 {
+		t.Fatalf("after 5 bytes: %d, %d", ino, size)
+	}
+	if err := f.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if ino, size := f.Position(); ino == ino0 || size != 0 {
+		t.Fatalf("after rotation: inode %d (was %d), size %d", ino, ino0, size)
+	}
+}

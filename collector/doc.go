@@ -1,0 +1,24 @@
+// Package collector is the library behind `snail collector`: a daemon that
+// receives batches of log entries from snail clients (netlog.Stream) over
+// TCP, writes each batch whole to the file of its stream with filelog, and
+// acks it.
+//
+// It is the server half of the log protocol (netlog/proto.go) on netlog's
+// generic server. Per connection: a handshake (version, stream name, stream
+// id, optional token), then batch frames read one after another, each
+// checked (CRC, limits) before it is written; acks go back through the
+// connection's response batcher, merged into ranges.
+//
+// Exactly-once into the files across reconnects: the collector keeps, per
+// output and client stream id, the highest sequence number written, and a
+// frame at or below it is acked without being written again. That state is
+// in memory in this version; it is a plain map so that it can be persisted
+// beside the data.
+//
+// Bounds: frame and decompressed sizes, the bytes of frames held at once
+// over all connections, connections, handshake, idle and per-frame timeouts.
+// A connection that breaks a rule is closed with a Goodbye that says why, a
+// log line and a counter; the others are not affected. A failing disk makes
+// the collector retry the write and stop reading that connection, so acks
+// wait and memory stays bounded.
+package collector

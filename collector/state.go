@@ -1,0 +1,223 @@
+package collector
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// The deduplication state of an output, kept beside its data so that it
+// survives a crash of the collector: a journal of fixed-size records, one
+// appended after each batch is written, saying which client stream id wrote
+// which sequence number and where the live file ended after it (inode,
+// size). The ack of a batch is sent only after its record is written, so:
+//
+//   - an acked batch is in the file and in the journal (both in the page
+//     cache, which a killed process does not lose; with AckFsync both are
+//     fsynced before the ack);
+//   - a batch written in part, or written but not journaled, is not acked,
+//     and on restart the live file is cut back to where the journal says it
+//     ended (or to nothing, if it is a newer file than the journal knows):
+//     the client sends that batch again;
+//   - a batch sent again after a restart is recognised by its sequence
+//     number and not written twice.
+//
+// Record (40 bytes, little-endian): magic "SNST", stream id, sequence
+// number, inode, size, CRC-32C of the first 36 bytes. A torn last record
+// fails its CRC and is ignored. The journal is compacted (rewritten with one
+// record per stream id, through a temporary file and a rename) when it grows
+// past compactAt records.
+
+const (
+	recordSize = 40
+	compactAt  = 1 << 16
+	stateDir   = ".snail" // stream names cannot start with '.'
+)
+
+var stateMagic = [4]byte{'S', 'N', 'S', 'T'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type record struct {
+	stream, seq uint64
+	ino         uint64
+	size        int64
+}
+
+func (r record) append(b []byte) []byte {
+	b = append(b, stateMagic[:]...)
+	b = binary.LittleEndian.AppendUint64(b, r.stream)
+	b = binary.LittleEndian.AppendUint64(b, r.seq)
+	b = binary.LittleEndian.AppendUint64(b, r.ino)
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.size))
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[len(b)-36:], castagnoli))
+}
+
+func parseRecord(b []byte) (record, bool) {
+	if len(b) < recordSize || [4]byte(b[:4]) != stateMagic ||
+		crc32.Checksum(b[:36], castagnoli) != binary.LittleEndian.Uint32(b[36:]) {
+		return record{}, false
+	}
+	return record{
+		stream: binary.LittleEndian.Uint64(b[4:]),
+		seq:    binary.LittleEndian.Uint64(b[12:]),
+		ino:    binary.LittleEndian.Uint64(b[20:]),
+		size:   int64(binary.LittleEndian.Uint64(b[28:])),
+	}, true
+}
+
+// journal is an output's state file.
+type journal struct {
+	path    string
+	f       *os.File
+	records int
+	last    record // the latest record: where the live file ended
+	buf     []byte
+}
+
+func journalPath(dir, name string) string { return filepath.Join(dir, stateDir, name+".state") }
+
+// openJournal reads the journal of output name (if any) into seen and
+// returns it open for appending, with its latest record.
+func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, error) {
+	path := journalPath(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, false, err
+	}
+	j := &journal{path: path}
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, false, err
+	}
+	found := false
+	valid := 0
+	for len(data)-valid >= recordSize {
+		r, ok := parseRecord(data[valid:])
+		if !ok {
+			break // a torn last record (or garbage after it): ignored
+		}
+		if r.seq > seen[r.stream] {
+			seen[r.stream] = r.seq
+		}
+		j.last, found = r, true
+		j.records++
+		valid += recordSize
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, false, err
+	}
+	if valid != len(data) {
+		// Cut the torn tail so that new records follow valid ones.
+		if err := f.Truncate(int64(valid)); err != nil {
+			f.Close()
+			return nil, false, err
+		}
+	}
+	if _, err := f.Seek(int64(valid), io.SeekStart); err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	j.f = f
+	return j, found, nil
+}
+
+// recoverLive cuts the live file at path back to what the journal's last
+// record says was written whole: a batch written in part (or written and
+// not journaled, hence not acked) is removed; its client sends it again.
+// It reports how many bytes were cut.
+func recoverLive(path string, last record) (int64, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // rotated away and not created again yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, nil
+	}
+	var ino uint64
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = sys.Ino
+	}
+	keep := last.size
+	if ino != last.ino {
+		keep = 0 // a file newer than the journal's last record: nothing in it was acked
+	}
+	if fi.Size() <= keep {
+		return 0, nil
+	}
+	if err := os.Truncate(path, keep); err != nil {
+		return 0, fmt.Errorf("cut torn tail of %s: %w", path, err)
+	}
+	return fi.Size() - keep, nil
+}
+
+// add appends a record. Called with the output's lock held.
+func (j *journal) add(r record, seen map[uint64]uint64) error {
+	if j.records >= compactAt {
+		if err := j.compact(seen, r); err != nil {
+			return err
+		}
+		j.last = r
+		return nil
+	}
+	j.buf = r.append(j.buf[:0])
+	if _, err := j.f.Write(j.buf); err != nil {
+		return fmt.Errorf("state journal %s: %w", j.path, err)
+	}
+	j.records++
+	j.last = r
+	return nil
+}
+
+// compact rewrites the journal with one record per stream id, the latest
+// (r, not yet in seen) last, through a temporary file and a rename.
+func (j *journal) compact(seen map[uint64]uint64, r record) error {
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	var b []byte
+	n := 0
+	for id, seq := range seen {
+		if id == r.stream {
+			continue
+		}
+		b = record{stream: id, seq: seq, ino: r.ino, size: r.size}.append(b)
+		n++
+	}
+	b = r.append(b)
+	n++
+	if _, err := f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact state journal %s: %w", j.path, err)
+	}
+	old := j.f
+	if j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
+		return err
+	}
+	old.Close()
+	j.records = n
+	return nil
+}
+
+func (j *journal) sync() error { return j.f.Sync() }
+
+func (j *journal) close() error { return j.f.Close() }
