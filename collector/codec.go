@@ -102,6 +102,7 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 		return nil, refuse(h.Stream, encoder.StatusUnavailable, err)
 	}
 	if _, err := conn.Write(netlog.AppendWelcome(nil, h.Stream, out.seenOf(h.Stream), encoder.StatusOK, "")); err != nil {
+		c.release(out)
 		return nil, err
 	}
 	c.metrics.conns.Inc()
@@ -259,6 +260,7 @@ func (s *sconn) AppendResponses(dst []byte, resps []ackResp) []byte {
 
 func (s *sconn) Close(cause error) {
 	s.c.metrics.conns.Dec()
+	s.c.release(s.out)
 }
 
 // budget bounds the bytes of frames held at once across connections.

@@ -53,6 +53,7 @@ type Collector struct {
 // (state.go) so that it survives a crash.
 type output struct {
 	name string
+	refs int // connections using it, under Collector.mu: closed at 0
 	mu   sync.Mutex
 	f    *filelog.File
 	j    *journal
@@ -295,16 +296,9 @@ func (c *Collector) closeOutputs() error {
 	for name, o := range outs {
 		o.stopSync()
 		o.mu.Lock()
-		if err := o.f.Fsync(); err != nil {
+		if err := errors.Join(o.f.Fsync(), o.j.sync(), o.f.Close(), o.j.close()); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
-		if err := o.j.sync(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: state: %w", name, err))
-		}
-		if err := o.f.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-		o.j.close()
 		o.mu.Unlock()
 	}
 	c.dec.Close()
@@ -320,6 +314,7 @@ func (c *Collector) output(name string) (*output, error) {
 		return nil, fmt.Errorf("%w: shutting down", ErrUnavailable)
 	}
 	if o := c.outputs[name]; o != nil {
+		o.refs++
 		return o, nil
 	}
 	path := filepath.Join(c.cfg.Dir, name+".log")
@@ -347,7 +342,7 @@ func (c *Collector) output(name string) (*output, error) {
 		j.close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	o := &output{name: name, f: f, j: j, seen: seen}
+	o := &output{name: name, f: f, j: j, seen: seen, refs: 1}
 	if c.cfg.Ack == AckFsync {
 		o.scond = sync.NewCond(&o.smu)
 		o.sdone = make(chan struct{})
@@ -355,6 +350,36 @@ func (c *Collector) output(name string) (*output, error) {
 	}
 	c.outputs[name] = o
 	return o, nil
+}
+
+// release drops a connection's use of o; the last one closes it, so that
+// open files are bounded by the streams connected, not by every stream
+// ever seen. The next connection of the stream opens it again (and reads
+// its journal).
+func (c *Collector) release(o *output) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o.refs--
+	if o.refs > 0 || c.stopped || c.outputs[o.name] != o {
+		return
+	}
+	delete(c.outputs, o.name)
+	if err := o.close(); err != nil {
+		c.log.Error("close output", "stream", o.name, "err", err)
+	}
+}
+
+// close sends the last fsynced acks, syncs and closes the file and journal.
+func (o *output) close() error {
+	o.stopSync()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var errs []error
+	if o.scond != nil { // AckFsync: leave everything durable
+		errs = append(errs, o.f.Fsync(), o.j.sync())
+	}
+	errs = append(errs, o.f.Close(), o.j.close())
+	return errors.Join(errs...)
 }
 
 // syncLoop is an output's group commit (AckFsync): it takes every reply

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -95,6 +96,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	var ack, compress, level, tlsCert, tlsKey, tlsClientCA string
 	var maxFrame, maxMem int64
 	var shutdownTimeout time.Duration
+	var cpuProfile string
 	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
 	fs.StringVar(&cfg.Dir, "dir", collector.DefaultDir, "output directory: stream NAME goes to DIR/NAME.log [SNAIL_DIR]")
 	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics and /healthz; empty: none [SNAIL_METRICS]")
@@ -115,6 +117,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.StringVar(&tlsClientCA, "tls-client-ca", "", "PEM CA file: require client certificates signed by it [SNAIL_TLS_CLIENT_CA]")
 	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop may take before connections are cut [SNAIL_SHUTDOWN_TIMEOUT]")
+	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the daemon to this file until it stops [SNAIL_CPU_PROFILE]")
 	fs.StringVar(&level, "log-level", "info", "the collector's own log level: debug, info, warn, error [SNAIL_LOG_LEVEL]")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, collectorHelp)
@@ -126,7 +129,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT",
 		"max-size": "SNAIL_MAX_SIZE", "rotate-every": "SNAIL_ROTATE_EVERY", "max-backups": "SNAIL_MAX_BACKUPS", "max-age": "SNAIL_MAX_AGE",
 		"compress": "SNAIL_COMPRESS", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "tls-client-ca": "SNAIL_TLS_CLIENT_CA",
-		"shutdown-timeout": "SNAIL_SHUTDOWN_TIMEOUT", "log-level": "SNAIL_LOG_LEVEL",
+		"shutdown-timeout": "SNAIL_SHUTDOWN_TIMEOUT", "log-level": "SNAIL_LOG_LEVEL", "cpu-profile": "SNAIL_CPU_PROFILE",
 	}); err != nil {
 		return err
 	}
@@ -173,6 +176,22 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	c, err := collector.New(cfg)
 	if err != nil {
 		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			c.Close()
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	served := make(chan error, 1)
 	go func() { served <- c.ListenAndServe() }()
