@@ -37,7 +37,7 @@ var (
 	buildErr  error
 )
 
-func startCollectorProc(b *testing.B) *collectorProc {
+func startCollectorProc(b *testing.B, extra ...string) *collectorProc {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "snail-bench-bin-")
 		if err != nil {
@@ -69,7 +69,7 @@ func startCollectorProc(b *testing.B) *collectorProc {
 		}
 		b.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	cmd := exec.Command(binPath, "collector", "--listen", addr, "--dir", dir, "--log-level", "error")
+	cmd := exec.Command(binPath, append([]string{"collector", "--listen", addr, "--dir", dir, "--log-level", "error"}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -201,6 +201,23 @@ func spread(n, g int, log func(int)) {
 		})
 	}
 	wg.Wait()
+}
+
+// BenchmarkNetAck compares the two ack levels in one run: acked after
+// write() against acked after fsync (group commit: one fsync covers every
+// batch written meanwhile). The collector writes to the real disk here
+// (SNAIL_BENCH_COLLECTOR_DIR moves it, but fsync on tmpfs costs nothing).
+func BenchmarkNetAck(b *testing.B) {
+	for _, ack := range []string{"write", "fsync"} {
+		c := startCollectorProc(b, "--ack", ack)
+		for _, g := range []int{1, 64} {
+			b.Run(fmt.Sprintf("ack=%s/goroutines=%d", ack, g), func(b *testing.B) {
+				runNet(b, c, encoder.None, g, func(w *sink.Writer) func(int) {
+					return func(i int) { w.Write(rawLines[i&(len(rawLines)-1)]) }
+				})
+			})
+		}
+	}
 }
 
 func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, front func(*sink.Writer) func(int)) {

@@ -9,11 +9,19 @@
 // checked (CRC, limits) before it is written; acks go back through the
 // connection's response batcher, merged into ranges.
 //
-// Exactly-once into the files across reconnects: the collector keeps, per
-// output and client stream id, the highest sequence number written, and a
-// frame at or below it is acked without being written again. That state is
-// in memory in this version; it is a plain map so that it can be persisted
-// beside the data.
+// Exactly-once into the files, across reconnects and crashes of the
+// collector: the collector keeps, per output and client stream id, the
+// highest sequence number written, and a frame at or below it is acked
+// without being written again. That state is journaled beside the data
+// (Dir/.snail/NAME.state, see state.go) after each batch and before its
+// ack, so a collector killed with SIGKILL and restarted cuts a batch it had
+// written in part (it was not acked) and recognises the batches its clients
+// send again. With AckFsync, acks wait for a group commit: one fsync of the
+// file and the journal covers every batch written meanwhile, over all
+// connections.
+//
+// An output file is open while a connection uses its stream; the last
+// connection to end closes it.
 //
 // Bounds: frame and decompressed sizes, the bytes of frames held at once
 // over all connections, connections, handshake, idle and per-frame timeouts.

@@ -196,7 +196,8 @@ func (j *journal) compact(seen map[uint64]uint64, r record) error {
 	}
 	b = r.append(b)
 	n++
-	if _, err := f.Write(b); err == nil {
+	_, err = f.Write(b)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -1,0 +1,246 @@
+package collector
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+)
+
+// sendRaw sends batches seq first..last ("id=K\n", one entry each, K =
+// seq-1) for stream on a new connection and waits for their acks.
+func sendRaw(t *testing.T, addr string, stream uint64, name string, first, last uint64) {
+	t.Helper()
+	conn := handshake(t, addr, stream, name, "")
+	defer conn.Close()
+	var out []byte
+	for seq := first; seq <= last; seq++ {
+		out, _ = (&encoder.Encoder{}).AppendBatch(out, encoder.Batch{Stream: stream, Seq: seq, Entries: 1},
+			fmt.Appendf(nil, "id=%d\n", seq-1), encoder.None)
+	}
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	readAcks(t, conn, stream, last)
+}
+
+// After a crash, the journal tells a restarted collector what was written:
+// a torn batch at the end of the file is cut, a torn journal record is
+// skipped, and batches resent by the client are not written twice.
+func TestRecoveryAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go c.Serve(l)
+	sendRaw(t, l.Addr().String(), 42, "crash", 1, 10)
+	c.Close()
+
+	// What a crash can leave: half a batch after the last journaled one,
+	// and half a journal record.
+	live := filepath.Join(dir, "crash.log")
+	f, _ := os.OpenFile(live, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`id=10` + "\n" + `{"torn":`)
+	f.Close()
+	jf, _ := os.OpenFile(journalPath(dir, "crash"), os.O_WRONLY|os.O_APPEND, 0)
+	jf.Write(record{stream: 42, seq: 11, ino: 1, size: 999}.append(nil)[:17])
+	jf.Close()
+
+	// The restarted collector cuts both, and takes the resent batches 1-10
+	// as duplicates and 11-20 as new.
+	c2, addr := start(t, Config{Dir: dir})
+	sendRaw(t, addr, 42, "crash", 1, 20)
+	checkIDs(t, live, 20)
+	if st := c2.Stats(); st.Duplicates != 10 {
+		t.Fatalf("duplicates = %d, want 10", st.Duplicates)
+	}
+}
+
+// A file rotated after the last journal record holds nothing acked: a
+// restart empties it rather than keep a batch the client will send again.
+func TestRecoveryOfRotatedFile(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go c.Serve(l)
+	sendRaw(t, l.Addr().String(), 7, "rot", 1, 3)
+	c.Close()
+	live := filepath.Join(dir, "rot.log")
+	os.Rename(live, live+".1")
+	os.WriteFile(live, []byte("id=3\n"), 0o640) // written, then the crash: not journaled
+	_, addr := start(t, Config{Dir: dir})
+	sendRaw(t, addr, 7, "rot", 1, 4)
+	if b, _ := os.ReadFile(live); string(b) != "id=3\n" {
+		t.Fatalf("live file %q", b)
+	}
+	checkIDs(t, live+".1", 3)
+}
+
+func TestJournalCompaction(t *testing.T) {
+	dir := t.TempDir()
+	seen := map[uint64]uint64{}
+	j, _, err := openJournal(dir, "c", seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= compactAt+10; i++ {
+		r := record{stream: i % 3, seq: i, ino: 5, size: int64(i)}
+		if err := j.add(r, seen); err != nil {
+			t.Fatal(err)
+		}
+		seen[r.stream] = r.seq
+	}
+	j.close()
+	if fi, _ := os.Stat(journalPath(dir, "c")); fi.Size() > 20*recordSize {
+		t.Fatalf("journal not compacted: %d bytes", fi.Size())
+	}
+	got := map[uint64]uint64{}
+	j2, found, err := openJournal(dir, "c", got)
+	if err != nil || !found {
+		t.Fatal(err)
+	}
+	j2.close()
+	for id, seq := range seen {
+		if got[id] != seq {
+			t.Fatalf("stream %d: %d after compaction, want %d", id, got[id], seq)
+		}
+	}
+	if j2.last.size != compactAt+10 {
+		t.Fatalf("last record %+v", j2.last)
+	}
+}
+
+// faultProxy forwards connections to a target and misbehaves: it cuts
+// connections at random points (mid-frame), flips or drops bytes, and
+// delays them.
+type faultProxy struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+	faults int
+}
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{l: l, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for n := 0; ; n++ {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			up, down := uint64(2*n), uint64(2*n+1)
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); p.pipe(out, in, up); in.Close(); out.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(in, out, down); in.Close(); out.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// pipe copies src to dst in chunks; after a random amount it does one
+// fault: cut, corrupt a byte, drop a chunk, or stall, then carries on (if
+// the connection survived).
+func (p *faultProxy) pipe(dst, src net.Conn, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 2))
+	buf := make([]byte, 32<<10)
+	budget := 4<<10 + r.IntN(256<<10) // bytes before the next fault
+	for {
+		n, err := src.Read(buf[:1+r.IntN(len(buf))])
+		if n > 0 {
+			chunk := buf[:n]
+			if budget -= n; budget < 0 {
+				budget = 4<<10 + r.IntN(256<<10)
+				p.mu.Lock()
+				p.faults++
+				p.mu.Unlock()
+				switch r.IntN(4) {
+				case 0: // cut mid-stream
+					dst.Write(chunk[:r.IntN(n)])
+					return
+				case 1: // corrupt a byte
+					chunk[r.IntN(n)] ^= 0x5a
+				case 2: // lose bytes
+					chunk = chunk[:r.IntN(n)]
+				case 3: // stall
+					time.Sleep(time.Duration(r.IntN(50)) * time.Millisecond)
+				}
+			}
+			if _, err := dst.Write(chunk); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Through a proxy that cuts connections mid-frame, corrupts, drops and
+// delays bytes, every entry arrives exactly once and uncorrupted: the CRC
+// catches what the proxy breaks, the client reconnects and resends, the
+// collector deduplicates.
+func TestFaultyNetwork(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir})
+	p := newFaultProxy(t, addr)
+	s, err := netlog.Dial(p.l.Addr().String(), netlog.WithStreamName("faulty"),
+		netlog.WithBackoff(time.Millisecond, 20*time.Millisecond), netlog.WithAckTimeout(2*time.Second), netlog.WithWindow(16, 8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, per = 1_000_000, 2000
+	send(t, s, 0, n, per)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "faulty.log"), n)
+	p.mu.Lock()
+	faults := p.faults
+	p.mu.Unlock()
+	st := s.Stats()
+	if faults < 20 || st.Reconnects == 0 {
+		t.Fatalf("the proxy did too little: %d faults, %d reconnects", faults, st.Reconnects)
+	}
+	t.Logf("%d faults, %d reconnects, %d frames resent, %d duplicates skipped, rejects %v",
+		faults, st.Reconnects, st.Resent, c.Stats().Duplicates, c.Stats().Rejects)
+}
