@@ -400,12 +400,19 @@ func (o *output) syncLoop(c *Collector) {
 		if len(ws) == 0 && stop {
 			return
 		}
+		// Both fsyncs run outside o.mu: batches keep being written and
+		// journaled meanwhile, and wait for the next round.
 		start := time.Now()
+		o.mu.Lock()
+		jf := o.j.f
+		o.mu.Unlock()
 		err := o.f.Fsync()
 		if err == nil {
-			o.mu.Lock()
-			err = o.j.sync()
-			o.mu.Unlock()
+			// A compaction that replaced jf meanwhile fsynced its new
+			// journal, records of these batches included.
+			if jerr := jf.Sync(); jerr != nil && !errors.Is(jerr, os.ErrClosed) {
+				err = jerr
+			}
 		}
 		c.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
 	"go.uber.org/goleak"
@@ -169,6 +170,13 @@ func TestDeliverAndDeduplicate(t *testing.T) {
 			if st := c.Stats(); st.Frames != 50 || st.Entries != 5000 || st.Duplicates != 0 {
 				t.Fatalf("collector stats: %+v", st)
 			}
+			var d dto.Metric
+			c.metrics.fsyncSeconds.Write(&d)
+			fsyncs := d.GetHistogram().GetSampleCount()
+			if ack == AckFsync && (fsyncs == 0 || fsyncs > 50) {
+				t.Fatalf("%d group fsyncs for 50 batches", fsyncs)
+			}
+			t.Logf("%d fsyncs for 50 batches", fsyncs)
 		})
 	}
 }

@@ -27,6 +27,9 @@ type File struct {
 	std        bool // os.Stdout or os.Stderr: never closed by us
 	size       int64
 	ino        uint64 // inode of the live file
+	syncUsed   bool   // Fsync has run: rotated files are fsynced before they are closed
+	inSync     map[*os.File]int
+	retired    map[*os.File]bool
 	nextRotate time.Time
 	lastSync   time.Time
 	lastBackup time.Time
@@ -239,14 +242,65 @@ func (l *File) Sync() error {
 
 // Fsync flushes the live file to stable storage now, whatever the fsync
 // policy: for a caller that groups many batches under one fsync (the
-// collector's acks after fsync). Devices are not synced.
+// collector's acks after fsync). The fsync runs outside the File's lock, so
+// batches keep being written meanwhile (they wait for the next Fsync); a
+// file rotated or reopened during it is closed once it is done, and a file
+// rotated after an Fsync ever ran is fsynced before it is closed, so that
+// what was written to it is covered. Devices are not synced.
 func (l *File) Fsync() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
 	}
-	return l.fsync()
+	if l.device {
+		l.mu.Unlock()
+		return nil
+	}
+	f := l.f
+	l.syncUsed = true
+	if l.inSync == nil {
+		l.inSync = make(map[*os.File]int)
+	}
+	l.inSync[f]++
+	l.mu.Unlock()
+
+	err := f.Sync()
+
+	l.mu.Lock()
+	l.inSync[f]--
+	var cerr error
+	if l.inSync[f] == 0 {
+		delete(l.inSync, f)
+		if l.retired[f] {
+			delete(l.retired, f)
+			cerr = closeFile(f, l.path)
+		}
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
+	}
+	return cerr
+}
+
+// retire closes a file that rotation, Reopen or Close replaced: at once,
+// or when the Fsync running on it ends. Called with l.mu held.
+func (l *File) retire(f *os.File, path string) error {
+	var err error
+	if l.syncUsed {
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("filelog: fsync %s: %w", path, unwrapPath(serr))
+		}
+	}
+	if l.inSync[f] > 0 {
+		if l.retired == nil {
+			l.retired = make(map[*os.File]bool)
+		}
+		l.retired[f] = true
+		return err
+	}
+	return errors.Join(err, closeFile(f, path))
 }
 
 // Position reports where the live file ends after the batches written so
@@ -274,7 +328,7 @@ func (l *File) Reopen() error {
 	if err := l.open(); err != nil {
 		return err // keep writing to the old file
 	}
-	return closeFile(old, l.path)
+	return l.retire(old, l.path)
 }
 
 func closeFile(f *os.File, path string) error {
@@ -308,7 +362,7 @@ func (l *File) Close() error {
 		errs = append(errs, l.fsync())
 	}
 	if !l.std {
-		errs = append(errs, closeFile(l.f, l.path))
+		errs = append(errs, l.retire(l.f, l.path))
 	}
 	l.mu.Unlock()
 	if l.hup != nil {

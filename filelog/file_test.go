@@ -545,3 +545,55 @@ func TestPositionAndFsync(t *testing.T) {
 		t.Fatalf("after rotation: inode %d (was %d), size %d", ino, ino0, size)
 	}
 }
+
+// Fsync runs outside the lock: writes and rotations go on while it runs,
+// and a file rotated during an Fsync is closed by it, not under it.
+func TestFsyncConcurrentWithRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "r.log")
+	f, err := Open(path, WithMaxSize(4<<10), WithMaxBackups(Unlimited))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := f.Fsync(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	line := []byte(strings.Repeat("x", 99) + "\n")
+	for range 2000 {
+		if err := f.WriteBatch(line, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("Fsync during rotations: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Stats().Rotations < 10 {
+		t.Fatalf("only %d rotations", f.Stats().Rotations)
+	}
+	total := 0
+	files, _ := filepath.Glob(filepath.Join(dir, "r*"))
+	for _, name := range files {
+		b, _ := os.ReadFile(name)
+		total += strings.Count(string(b), "\n")
+	}
+	if total != 2000 {
+		t.Fatalf("%d lines across %d files, want 2000", total, len(files))
+	}
+}

@@ -133,7 +133,7 @@ func (l *File) rotateLocked() error {
 		return fmt.Errorf("filelog: rotate: %w", err)
 	}
 	l.scheduleRotation()
-	err := closeFile(old, name)
+	err := l.retire(old, name)
 	if l.comp != nil {
 		l.comp.add(name)
 	}
