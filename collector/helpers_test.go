@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 )
@@ -14,3 +15,5 @@ func httpGet(url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+func bufioReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,7 +70,7 @@ type Client[Req, Resp any] struct {
 
 	mu        sync.Mutex
 	cond      *sync.Cond
-	pending   []*call[Req, Resp] // ids contiguous, oldest first
+	pending   []*call[Req, Resp] // sorted by id, oldest first
 	inflight  int                // requests sent to Send and not answered
 	inBytes   int64
 	conn      net.Conn
@@ -150,7 +151,21 @@ func NewClient[Req, Resp any](codec ClientCodec[Req, Resp], opts ...ClientOption
 // for space, for ctx, or returns ErrUnavailable once the peer has been
 // unreachable for longer than the report delay.
 func (c *Client[Req, Resp]) Send(ctx context.Context, req Req, size int, done func(Resp, error)) error {
-	cl := &call[Req, Resp]{req: req, size: int64(size), done: done}
+	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done})
+}
+
+// SendID is Send with an id chosen by the caller instead of the next one:
+// for a protocol whose ids must survive a restart of the client (the log
+// Stream's sequence numbers, with a spool). Ids must increase from call to
+// call, gaps allowed, and a Client must not mix Send and SendID.
+func (c *Client[Req, Resp]) SendID(ctx context.Context, id uint64, req Req, size int, done func(Resp, error)) error {
+	if id == 0 {
+		return fmt.Errorf("%w: id 0", ErrInvalidOption)
+	}
+	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done, id: id})
+}
+
+func (c *Client[Req, Resp]) send(ctx context.Context, cl *call[Req, Resp]) error {
 	c.mu.Lock()
 	if err := c.reserveLocked(ctx, cl.size); err != nil {
 		c.mu.Unlock()
@@ -215,8 +230,12 @@ func (c *Client[Req, Resp]) output(batch []*call[Req, Resp]) error {
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	for _, cl := range batch {
-		c.nextID++
-		cl.id = c.nextID
+		if cl.id == 0 {
+			c.nextID++
+			cl.id = c.nextID
+		} else {
+			c.nextID = max(c.nextID, cl.id)
+		}
 		c.pending = append(c.pending, cl)
 	}
 	conn, gen := c.conn, c.connGen
@@ -308,16 +327,12 @@ func (c *Client[Req, Resp]) armReadDeadline(conn net.Conn) {
 func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 	var done []*call[Req, Resp]
 	c.mu.Lock()
-	if len(c.pending) > 0 {
-		base := c.pending[0].id
-		top := base + uint64(len(c.pending)) - 1
-		lo, hi := max(first, base), min(last, top)
-		for id := lo; id <= hi && lo <= hi; id++ {
-			cl := c.pending[id-base]
-			if !cl.answered {
-				cl.answered = true
-				done = append(done, cl)
-			}
+	// pending is sorted by id; ids may have gaps (SendID).
+	i := sort.Search(len(c.pending), func(i int) bool { return c.pending[i].id >= first })
+	for ; i < len(c.pending) && c.pending[i].id <= last; i++ {
+		if cl := c.pending[i]; !cl.answered {
+			cl.answered = true
+			done = append(done, cl)
 		}
 	}
 	c.mu.Unlock()
@@ -582,6 +597,18 @@ func (c *Client[Req, Resp]) ping() {
 		return
 	}
 	c.lastW.Store(time.Now().UnixNano())
+}
+
+// Unavailable returns ErrUnavailable, wrapping the last connection error,
+// while the peer has been unreachable for longer than the report delay,
+// and nil otherwise.
+func (c *Client[Req, Resp]) Unavailable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failing {
+		return fmt.Errorf("%w: %w", ErrUnavailable, c.lastErr)
+	}
+	return nil
 }
 
 // Wait returns once every request sent before the call is answered, or

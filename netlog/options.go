@@ -55,6 +55,9 @@ type clientConfig struct {
 	compression encoder.Compression
 	zstdLevel   int
 	drain       time.Duration
+	spoolDir    string
+	spoolMax    int64
+	spoolFull   SpoolFull
 }
 
 func (c *clientConfig) report(err error) {

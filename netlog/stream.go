@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 )
@@ -40,11 +41,18 @@ type Stream struct {
 	mu  sync.Mutex
 	err error // batches refused since the last Sync
 
+	sp       *spool // nil without WithSpool
+	spCtx    context.Context
+	spCancel context.CancelFunc
+	spDone   chan struct{}
+
 	batches, acked, entries, lost, rejected, raw, wire atomic.Uint64
 }
 
 // outBatch is a batch on its way: its payload as sent (compressed or not).
 type outBatch struct {
+	seq     uint64 // with a spool: the sequence number it was given
+	pooled  bool   // buf comes from Stream.bufs
 	buf     *[]byte
 	payload []byte
 	comp    encoder.Compression
@@ -88,14 +96,61 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 		return nil, err
 	}
 	s := &Stream{cfg: cfg, enc: enc, dec: dec}
+	if cfg.spoolDir != "" {
+		if s.sp, err = openSpool(cfg.spoolDir, cfg.spoolMax, cfg.spoolFull); err != nil {
+			return nil, err
+		}
+		s.id = s.sp.id
+	}
 	for s.id == 0 {
 		s.id = rand.Uint64()
 	}
 	s.c, err = NewClient[*outBatch, ack](&streamCodec{s: s}, append([]ClientOption{WithAddrs(addr)}, opts...)...)
 	if err != nil {
+		if s.sp != nil {
+			s.sp.close()
+		}
 		return nil, err
 	}
+	if s.sp != nil {
+		s.spCtx, s.spCancel = context.WithCancel(context.Background())
+		s.spDone = make(chan struct{})
+		go s.drain()
+	}
 	return s, nil
+}
+
+// drain sends spooled batches, oldest first, as the window frees.
+func (s *Stream) drain() {
+	defer close(s.spDone)
+	for {
+		r, payload, err := s.sp.next()
+		if r == nil {
+			return
+		}
+		if err != nil {
+			s.lost.Add(uint64(r.entries))
+			s.cfg.report(err)
+			s.sp.finish(r.seq)
+			s.sp.handed()
+			continue
+		}
+		ob := &outBatch{buf: &payload, payload: payload, comp: r.comp, raw: r.raw, entries: r.entries, seq: r.seq}
+		for {
+			err = s.c.SendID(s.spCtx, r.seq, ob, encoder.HeaderSize+len(payload), func(a ack, err error) { s.done(ob, a, err) })
+			if !errors.Is(err, ErrUnavailable) {
+				break
+			}
+			select { // the collector is down: the batch stays first in line
+			case <-s.spCtx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		s.sp.handed()
+		if err != nil {
+			return // closing: the record stays in the spool for the next run
+		}
+	}
 }
 
 // ID returns the stream id, chosen at random at Dial.
@@ -115,8 +170,15 @@ func (s *Stream) WriteBatch(batch []byte, entries int) error {
 		return err
 	}
 	*bp = payload
-	ob := &outBatch{buf: bp, payload: payload, comp: comp, raw: len(batch), entries: entries}
-	if err := s.c.Send(context.Background(), ob, encoder.HeaderSize+len(payload), func(a ack, err error) { s.done(ob, a, err) }); err != nil {
+	ob := &outBatch{buf: bp, pooled: true, payload: payload, comp: comp, raw: len(batch), entries: entries}
+	done := func(a ack, err error) { s.done(ob, a, err) }
+	size := encoder.HeaderSize + len(payload)
+	if s.sp == nil {
+		err = s.c.Send(context.Background(), ob, size, done)
+	} else {
+		err = s.spoolOrSend(ob, size, done)
+	}
+	if err != nil {
 		s.bufs.Put(bp)
 		return err
 	}
@@ -126,10 +188,53 @@ func (s *Stream) WriteBatch(batch []byte, entries int) error {
 	return nil
 }
 
+// spoolOrSend sends ob at once if nothing waits in the spool and the window
+// has room; otherwise it appends it to the spool, behind what is there.
+func (s *Stream) spoolOrSend(ob *outBatch, size int, done func(ack, error)) error {
+	seq, err := s.sp.take()
+	if err != nil {
+		return err
+	}
+	ob.seq = seq
+	sp := s.sp
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.idle() {
+		err := s.c.SendID(nowCtx, seq, ob, size, done)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+	}
+	err = sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload)
+	s.bufs.Put(ob.buf) // the spool has a copy
+	ob.buf, ob.pooled = nil, false
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// nowCtx is a context that has ended: SendID with it takes room in the
+// window if there is some, and never waits.
+var nowCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // done is called once per batch with the collector's answer.
 func (s *Stream) done(ob *outBatch, a ack, err error) {
-	if cap(*ob.buf) <= 8<<20 {
+	if ob.pooled && cap(*ob.buf) <= 8<<20 {
 		s.bufs.Put(ob.buf)
+	}
+	if s.sp != nil {
+		if errors.Is(err, ErrClosed) && s.sp.has(ob.seq) {
+			return // stays in the spool for the next run: not lost
+		}
+		s.sp.finish(ob.seq) // acked or refused: done either way
 	}
 	if err == nil && a.status == encoder.StatusOK {
 		s.acked.Add(1)
@@ -164,6 +269,9 @@ func (s *Stream) takeErr() error {
 // error of a batch the collector refused since the last Sync, or with
 // ErrUnavailable while the collector is unreachable past the report delay.
 func (s *Stream) Sync() error {
+	if err := s.waitSpool(time.Time{}); err != nil {
+		return errors.Join(s.takeErr(), err)
+	}
 	err := s.c.Wait(context.Background())
 	if rerr := s.takeErr(); rerr != nil {
 		err = errors.Join(rerr, err)
@@ -171,21 +279,59 @@ func (s *Stream) Sync() error {
 	return err
 }
 
+// waitSpool waits until every batch spooled so far has left the spool for
+// the window, or returns ErrUnavailable while the collector is down, or
+// context.DeadlineExceeded after deadline (if not zero).
+func (s *Stream) waitSpool(deadline time.Time) error {
+	if s.sp == nil {
+		return nil
+	}
+	s.sp.mu.Lock()
+	target := s.sp.nextSeq - 1
+	s.sp.mu.Unlock()
+	for s.sp.pendingUpTo(target) {
+		if err := s.c.Unavailable(); err != nil {
+			return err
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return context.DeadlineExceeded
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
 // Close waits up to the drain timeout for every batch to be acked, then
 // closes the connection and stops every goroutine. Batches not acked by
-// then are counted in Stats().Lost and reported in the error. Later calls
-// return the same error.
+// then are counted in Stats().Lost and reported in the error, except, with
+// a spool, those in the spool: they stay on disk for the next Dial with the
+// same directory. Later calls return the same error.
 func (s *Stream) Close() error {
 	s.close.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.drain)
-		err := s.c.Shutdown(ctx)
+		deadline := time.Now().Add(s.cfg.drain)
+		var errs []error
+		if s.sp != nil {
+			if err := s.waitSpool(deadline); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		errs = append(errs, s.c.Shutdown(ctx))
 		cancel()
+		if s.sp != nil {
+			s.spCancel()
+			left := s.sp.close()
+			<-s.spDone
+			if left > 0 {
+				errs = append(errs, fmt.Errorf("netlog: %d batches stay in the spool %s for the next run", left, s.cfg.spoolDir))
+			}
+		}
 		if rerr := s.takeErr(); rerr != nil && !errors.Is(rerr, ErrClosed) {
-			err = errors.Join(err, rerr)
+			errs = append(errs, rerr)
 		}
 		s.enc.Close()
 		s.dec.Close()
-		s.cerr = err
+		s.cerr = errors.Join(errs...)
 	})
 	return s.cerr
 }
@@ -196,12 +342,21 @@ func (s *Stream) Stats() StreamStats {
 		Batches:     s.batches.Load(),
 		Acked:       s.acked.Load(),
 		Entries:     s.entries.Load(),
-		Lost:        s.lost.Load(),
+		Lost:        s.lost.Load() + s.spoolDropped(),
 		Rejected:    s.rejected.Load(),
 		RawBytes:    s.raw.Load(),
 		WireBytes:   s.wire.Load(),
 		ClientStats: s.c.Stats(),
 	}
+}
+
+func (s *Stream) spoolDropped() uint64 {
+	if s.sp == nil {
+		return 0
+	}
+	s.sp.mu.Lock()
+	defer s.sp.mu.Unlock()
+	return s.sp.dropped
 }
 
 // streamCodec is the client half of the log protocol.

@@ -1,0 +1,445 @@
+package netlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/snail-log/snail/encoder"
+)
+
+// SpoolFull is what a spool does when it holds its maximum of bytes.
+type SpoolFull int
+
+const (
+	// SpoolBlock makes WriteBatch wait for room (the sink's overflow
+	// policy then applies). The default.
+	SpoolBlock SpoolFull = iota
+	// SpoolDropOldest deletes the oldest spooled batches not yet sent to
+	// make room, and counts their entries in Stats().Lost.
+	SpoolDropOldest
+)
+
+const (
+	spoolSegMax    = 4 << 20 // at most: a segment is closed for appends past max/8, at most this
+	spoolRecHeader = 32
+	spoolStateSize = 32
+)
+
+var (
+	spoolMagic = [4]byte{'S', 'N', 'S', 'P'}
+	stateMagic = [4]byte{'S', 'N', 'S', 'S'}
+	crcTable   = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// WithSpool gives the Stream a disk spool in dir, holding at most maxBytes:
+// when the window of unacked batches is full (the collector is slow or
+// down), batches go to disk instead of waiting, and are sent from there, in
+// order and before newer batches, as the window frees. While the collector
+// keeps up, nothing touches the disk.
+//
+// The spool also makes the Stream's identity survive a restart: the stream
+// id and the next sequence number live in dir, so a client restarted with
+// the same dir delivers what its predecessor spooled, under the same id and
+// sequence numbers (the collector skips what it already wrote), and never
+// sends again what was acked. Each record carries a CRC; a record torn by a
+// crash is detected and dropped, never sent. Entries a client crash can
+// still lose: those in the sink's buffers and in the window in memory
+// (batches sent without being spooled and not yet acked); Sync narrows that
+// to what was logged after it returned.
+func WithSpool(dir string, maxBytes int64, full SpoolFull) ClientOption {
+	return func(c *clientConfig) error {
+		if dir == "" {
+			return errors.New("empty spool directory")
+		}
+		if maxBytes < 1<<20 {
+			return fmt.Errorf("spool of %d bytes: at least 1 MiB", maxBytes)
+		}
+		if full != SpoolBlock && full != SpoolDropOldest {
+			return fmt.Errorf("unknown spool policy %d", full)
+		}
+		c.spoolDir, c.spoolMax, c.spoolFull = dir, maxBytes, full
+		return nil
+	}
+}
+
+// spoolRec is a batch in the spool.
+type spoolRec struct {
+	seq     uint64
+	entries int
+	raw     int
+	comp    encoder.Compression
+	seg     *segment
+	off     int64 // of the payload in seg
+	n       int
+}
+
+type segment struct {
+	name    string
+	f       *os.File
+	size    int64
+	last    uint64
+	pending int // records neither acked nor dropped
+}
+
+// spool is a Stream's disk queue and its persistent identity.
+type spool struct {
+	dir    string
+	max    int64
+	segMax int64
+	full   SpoolFull
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	segs    []*segment  // oldest first; the last one takes appends
+	queue   []*spoolRec // not yet handed to the connection, in order
+	bySeq   map[uint64]*spoolRec
+	handing bool // the drainer is handing a record over
+	bytes   int64
+	closed  bool
+
+	state   *os.File
+	id      uint64
+	nextSeq uint64
+	acked   uint64          // every sequence number up to this one is done
+	done    map[uint64]bool // done above acked
+	dropped uint64          // entries dropped by SpoolDropOldest
+	torn    int             // torn records found at open
+	buf     []byte
+}
+
+// openSpool opens (or creates) the spool in dir and recovers what a previous
+// process left: its identity, and the records not acked, in order.
+func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("netlog: spool: %w", err)
+	}
+	sp := &spool{dir: dir, max: maxBytes, full: full, bySeq: map[uint64]*spoolRec{}, done: map[uint64]bool{},
+		segMax: min(max(maxBytes/8, 64<<10), spoolSegMax)}
+	sp.cond = sync.NewCond(&sp.mu)
+	st, err := os.OpenFile(filepath.Join(dir, "state"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("netlog: spool: %w", err)
+	}
+	sp.state = st
+	var b [spoolStateSize]byte
+	if n, _ := st.ReadAt(b[:], 0); n == spoolStateSize && [4]byte(b[:4]) == stateMagic &&
+		crc32.Checksum(b[:28], crcTable) == binary.LittleEndian.Uint32(b[28:]) {
+		sp.id = binary.LittleEndian.Uint64(b[4:])
+		sp.nextSeq = binary.LittleEndian.Uint64(b[12:])
+		sp.acked = binary.LittleEndian.Uint64(b[20:])
+	}
+	for sp.id == 0 {
+		sp.id = rand.Uint64()
+	}
+	if sp.nextSeq == 0 {
+		sp.nextSeq = 1
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "seg-*.spool"))
+	sort.Strings(names)
+	for _, name := range names {
+		if err := sp.recoverSegment(name); err != nil {
+			sp.closeFiles()
+			return nil, err
+		}
+	}
+	if err := sp.saveState(); err != nil {
+		sp.closeFiles()
+		return nil, err
+	}
+	return sp, nil
+}
+
+// recoverSegment reads one segment left by a previous process: valid
+// records above acked are queued; a torn record ends the segment (it is cut
+// there).
+func (sp *spool) recoverSegment(name string) error {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	seg := &segment{name: name}
+	off := 0
+	for len(data)-off >= spoolRecHeader {
+		h := data[off : off+spoolRecHeader]
+		n := int(binary.LittleEndian.Uint32(h[24:]))
+		if [4]byte(h[:4]) != spoolMagic || len(data)-off-spoolRecHeader < n {
+			break
+		}
+		crc := crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, data[off+spoolRecHeader:off+spoolRecHeader+n])
+		if crc != binary.LittleEndian.Uint32(h[28:]) {
+			break
+		}
+		r := &spoolRec{seq: binary.LittleEndian.Uint64(h[4:]), entries: int(binary.LittleEndian.Uint32(h[12:])),
+			raw: int(binary.LittleEndian.Uint32(h[16:])), comp: encoder.Compression(h[20]), seg: seg,
+			off: int64(off + spoolRecHeader), n: n}
+		off += spoolRecHeader + n
+		sp.nextSeq = max(sp.nextSeq, r.seq+1)
+		if r.seq <= sp.acked {
+			continue
+		}
+		seg.pending++
+		seg.last = r.seq
+		sp.queue = append(sp.queue, r)
+		sp.bySeq[r.seq] = r
+	}
+	if off < len(data) {
+		sp.torn++
+	}
+	if seg.pending == 0 {
+		return os.Remove(name)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	if err := f.Truncate(int64(off)); err != nil {
+		f.Close()
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	seg.f, seg.size = f, int64(off)
+	sp.segs = append(sp.segs, seg)
+	sp.bytes += seg.size
+	return nil
+}
+
+// saveState writes the identity and progress in place. A torn write of
+// these 32 bytes fails their CRC and the spool starts afresh; the segments
+// still hold what was not acked. Called with mu held (or before sharing).
+func (sp *spool) saveState() error {
+	var b [spoolStateSize]byte
+	copy(b[:4], stateMagic[:])
+	binary.LittleEndian.PutUint64(b[4:], sp.id)
+	binary.LittleEndian.PutUint64(b[12:], sp.nextSeq)
+	binary.LittleEndian.PutUint64(b[20:], sp.acked)
+	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], crcTable))
+	if _, err := sp.state.WriteAt(b[:], 0); err != nil {
+		return fmt.Errorf("netlog: spool state: %w", err)
+	}
+	return nil
+}
+
+// take gives out the next sequence number, saved before it is used, so that
+// a restarted client never reuses one.
+func (sp *spool) take() (uint64, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	seq := sp.nextSeq
+	sp.nextSeq++
+	return seq, sp.saveState()
+}
+
+// idle reports whether nothing waits in the spool: a batch may then go
+// straight to the connection. Called with mu held.
+func (sp *spool) idle() bool { return len(sp.queue) == 0 && !sp.handing }
+
+// append writes a batch to the spool, waiting for room or dropping the
+// oldest batches as configured. Called with mu held.
+func (sp *spool) append(r *spoolRec, payload []byte) error {
+	need := int64(spoolRecHeader + len(payload))
+	for sp.bytes+need > sp.max && !sp.closed {
+		if sp.full == SpoolDropOldest && sp.dropOldest() {
+			continue
+		}
+		sp.cond.Wait()
+	}
+	if sp.closed {
+		return ErrClosed
+	}
+	seg := sp.tail()
+	if seg == nil || seg.size+need > sp.segMax && seg.size > 0 {
+		name := filepath.Join(sp.dir, fmt.Sprintf("seg-%020d.spool", r.seq))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+		if err != nil {
+			return fmt.Errorf("netlog: spool: %w", err)
+		}
+		seg = &segment{name: name, f: f}
+		sp.segs = append(sp.segs, seg)
+	}
+	h := sp.buf[:0]
+	h = append(h, spoolMagic[:]...)
+	h = binary.LittleEndian.AppendUint64(h, r.seq)
+	h = binary.LittleEndian.AppendUint32(h, uint32(r.entries))
+	h = binary.LittleEndian.AppendUint32(h, uint32(r.raw))
+	h = append(h, byte(r.comp), 0, 0, 0)
+	h = binary.LittleEndian.AppendUint32(h, uint32(len(payload)))
+	h = binary.LittleEndian.AppendUint32(h, crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, payload))
+	h = append(h, payload...)
+	sp.buf = h
+	if _, err := seg.f.WriteAt(h, seg.size); err != nil {
+		_ = seg.f.Truncate(seg.size)
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	r.seg, r.off, r.n = seg, seg.size+spoolRecHeader, len(payload)
+	seg.size += need
+	seg.pending++
+	seg.last = r.seq
+	sp.bytes += need
+	sp.queue = append(sp.queue, r)
+	sp.bySeq[r.seq] = r
+	sp.cond.Broadcast()
+	return nil
+}
+
+func (sp *spool) tail() *segment {
+	if len(sp.segs) == 0 {
+		return nil
+	}
+	return sp.segs[len(sp.segs)-1]
+}
+
+// dropOldest deletes the oldest segment none of whose records were handed
+// to the connection yet, counting its entries as lost. Called with mu held.
+func (sp *spool) dropOldest() bool {
+	inFlight := map[*segment]bool{}
+	for _, r := range sp.bySeq {
+		if !sp.isQueued(r) {
+			inFlight[r.seg] = true
+		}
+	}
+	for _, seg := range sp.segs {
+		if inFlight[seg] || seg.pending == 0 {
+			continue
+		}
+		kept := sp.queue[:0]
+		for _, r := range sp.queue {
+			if r.seg != seg {
+				kept = append(kept, r)
+				continue
+			}
+			sp.dropped += uint64(r.entries)
+			delete(sp.bySeq, r.seq)
+			sp.markDone(r.seq)
+		}
+		sp.queue = kept
+		sp.removeSegment(seg)
+		_ = sp.saveState()
+		return true
+	}
+	return false
+}
+
+func (sp *spool) isQueued(r *spoolRec) bool {
+	i := sort.Search(len(sp.queue), func(i int) bool { return sp.queue[i].seq >= r.seq })
+	return i < len(sp.queue) && sp.queue[i] == r
+}
+
+func (sp *spool) removeSegment(seg *segment) {
+	for i, s := range sp.segs {
+		if s == seg {
+			sp.segs = append(sp.segs[:i], sp.segs[i+1:]...)
+			break
+		}
+	}
+	sp.bytes -= seg.size
+	seg.f.Close()
+	os.Remove(seg.name)
+	sp.cond.Broadcast()
+}
+
+// next waits for the next spooled record and marks it being handed over;
+// handed must be called after. It returns nil once the spool is closed.
+func (sp *spool) next() (*spoolRec, []byte, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	for len(sp.queue) == 0 && !sp.closed {
+		sp.cond.Wait()
+	}
+	if sp.closed {
+		return nil, nil, nil
+	}
+	r := sp.queue[0]
+	sp.queue = sp.queue[1:]
+	sp.handing = true
+	payload := make([]byte, r.n)
+	hdr := make([]byte, spoolRecHeader)
+	if _, err := r.seg.f.ReadAt(hdr, r.off-spoolRecHeader); err != nil {
+		return r, nil, err
+	}
+	if _, err := r.seg.f.ReadAt(payload, r.off); err != nil {
+		return r, nil, err
+	}
+	if crc32.Update(crc32.Checksum(hdr[:28], crcTable), crcTable, payload) != binary.LittleEndian.Uint32(hdr[28:]) {
+		return r, nil, fmt.Errorf("netlog: spool: record %d fails its CRC", r.seq)
+	}
+	return r, payload, nil
+}
+
+func (sp *spool) handed() {
+	sp.mu.Lock()
+	sp.handing = false
+	sp.cond.Broadcast()
+	sp.mu.Unlock()
+}
+
+// finish records that batch seq is done (acked, refused or lost): the
+// acked mark advances and segments wholly done are deleted.
+func (sp *spool) finish(seq uint64) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if r := sp.bySeq[seq]; r != nil {
+		delete(sp.bySeq, seq)
+		r.seg.pending--
+		if r.seg.pending == 0 && (r.seg != sp.tail() || r.seg.size >= sp.segMax || len(sp.queue) == 0) {
+			sp.removeSegment(r.seg)
+		}
+	}
+	sp.markDone(seq)
+	_ = sp.saveState()
+}
+
+// markDone advances acked over seq. Called with mu held.
+func (sp *spool) markDone(seq uint64) {
+	if seq <= sp.acked {
+		return
+	}
+	sp.done[seq] = true
+	for sp.done[sp.acked+1] {
+		delete(sp.done, sp.acked+1)
+		sp.acked++
+	}
+	sp.cond.Broadcast()
+}
+
+// has reports whether batch seq is in the spool (queued or in flight).
+func (sp *spool) has(seq uint64) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.bySeq[seq] != nil
+}
+
+// pendingUpTo reports whether a batch numbered up to seq is still in the
+// spool or being handed over.
+func (sp *spool) pendingUpTo(seq uint64) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.handing || len(sp.queue) > 0 && sp.queue[0].seq <= seq
+}
+
+// close stops the spool; its files stay for the next process.
+func (sp *spool) close() (left int) {
+	sp.mu.Lock()
+	sp.closed = true
+	left = len(sp.bySeq)
+	sp.cond.Broadcast()
+	sp.mu.Unlock()
+	sp.closeFiles()
+	return left
+}
+
+func (sp *spool) closeFiles() {
+	for _, s := range sp.segs {
+		if s.f != nil {
+			s.f.Close()
+		}
+	}
+	if sp.state != nil {
+		sp.state.Close()
+	}
+}
