@@ -279,7 +279,7 @@ func TestReconnectAfterCollectorDropsConnections(t *testing.T) {
 	dir := t.TempDir()
 	// A proxy in front of the collector lets the test cut every connection.
 	c, addr := start(t, Config{Dir: dir})
-	p := newProxy(t, addr)
+	p := newProxy(t, addr, false)
 	s, err := netlog.Dial(p.addr(), netlog.WithStreamName("cut"), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
 		netlog.WithWindow(8, 1<<20))
 	if err != nil {
@@ -308,61 +308,6 @@ func TestReconnectAfterCollectorDropsConnections(t *testing.T) {
 		t.Fatalf("no reconnect happened: %+v", st)
 	}
 	t.Logf("client: %d reconnects, %d frames resent; collector: %d duplicates skipped", st.Reconnects, st.Resent, c.Stats().Duplicates)
-}
-
-// proxy forwards TCP connections to a target and can cut them all.
-type proxy struct {
-	t     *testing.T
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, l: l}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer p.wg.Done(); io.Copy(in, out); in.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		p.cutAll()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.l.Addr().String() }
-
-func (p *proxy) cutAll() {
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
 }
 
 func TestHandshakeRejections(t *testing.T) {

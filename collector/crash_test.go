@@ -122,24 +122,25 @@ func TestJournalCompaction(t *testing.T) {
 	}
 }
 
-// faultProxy forwards connections to a target and misbehaves: it cuts
-// connections at random points (mid-frame), flips or drops bytes, and
-// delays them.
-type faultProxy struct {
+// proxy forwards connections to a target. The test can cut them all
+// (cutAll); a faulty one also misbehaves by itself: it cuts connections at
+// random points (mid-frame), flips or drops bytes, and delays them.
+type proxy struct {
 	l      net.Listener
 	target string
+	faulty bool
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  []net.Conn
 	faults int
 }
 
-func newFaultProxy(t *testing.T, target string) *faultProxy {
+func newProxy(t *testing.T, target string, faulty bool) *proxy {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{l: l, target: target}
+	p := &proxy{l: l, target: target, faulty: faulty}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -164,20 +165,27 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
+		p.cutAll()
 		p.wg.Wait()
 	})
 	return p
 }
 
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+func (p *proxy) cutAll() {
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+}
+
 // pipe copies src to dst in chunks; after a random amount it does one
 // fault: cut, corrupt a byte, drop a chunk, or stall, then carries on (if
 // the connection survived).
-func (p *faultProxy) pipe(dst, src net.Conn, seed uint64) {
+func (p *proxy) pipe(dst, src net.Conn, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 2))
 	buf := make([]byte, 32<<10)
 	budget := 4<<10 + r.IntN(256<<10) // bytes before the next fault
@@ -185,7 +193,7 @@ func (p *faultProxy) pipe(dst, src net.Conn, seed uint64) {
 		n, err := src.Read(buf[:1+r.IntN(len(buf))])
 		if n > 0 {
 			chunk := buf[:n]
-			if budget -= n; budget < 0 {
+			if budget -= n; p.faulty && budget < 0 {
 				budget = 4<<10 + r.IntN(256<<10)
 				p.mu.Lock()
 				p.faults++
@@ -219,8 +227,8 @@ func (p *faultProxy) pipe(dst, src net.Conn, seed uint64) {
 func TestFaultyNetwork(t *testing.T) {
 	dir := t.TempDir()
 	c, addr := start(t, Config{Dir: dir})
-	p := newFaultProxy(t, addr)
-	s, err := netlog.Dial(p.l.Addr().String(), netlog.WithStreamName("faulty"),
+	p := newProxy(t, addr, true)
+	s, err := netlog.Dial(p.addr(), netlog.WithStreamName("faulty"),
 		netlog.WithBackoff(time.Millisecond, 20*time.Millisecond), netlog.WithAckTimeout(2*time.Second), netlog.WithWindow(16, 8<<20))
 	if err != nil {
 		t.Fatal(err)
