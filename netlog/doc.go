@@ -25,4 +25,9 @@
 // batch as one frame (encoder's format) and keeps it until the collector
 // acks it. The handshake (Hello, Welcome) and control frames are defined in
 // proto.go; the collector package implements the server half.
+//
+// With WithSpool a Stream spills batches to disk when its window is full,
+// and keeps its identity (stream id, sequence numbers, what was acked) on
+// disk, so that a client restarted after a crash delivers what it spooled
+// exactly once.
 package netlog
