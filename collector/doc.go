@@ -21,7 +21,9 @@
 // connections.
 //
 // An output file is open while a connection uses its stream; the last
-// connection to end closes it.
+// connection to end closes it. The output directory belongs to one
+// collector: bytes that anything else appends to a live file are cut the
+// next time the collector opens it, as a torn batch would be.
 //
 // Bounds: frame and decompressed sizes, the bytes of frames held at once
 // over all connections, connections, handshake, idle and per-frame timeouts.
