@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/snail-log/snail/collector"
@@ -62,31 +61,11 @@ func TestEveryEntryExactlyOnceOverTCP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			log := fe.log(w)
-			var wg sync.WaitGroup
-			for g := range goroutines {
-				wg.Go(func() {
-					for i := range per {
-						log(g, i)
-					}
-				})
-			}
-			wg.Wait()
+			logAll(fe.log(w), goroutines, per)
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			seen := make([][]bool, goroutines)
-			for g := range seen {
-				seen[g] = make([]bool, per)
-			}
-			countIDs(t, filepath.Join(dir, "app.log"), seen)
-			for g := range seen {
-				for i, ok := range seen[g] {
-					if !ok {
-						t.Fatalf("entry %d/%d missing", g, i)
-					}
-				}
-			}
+			checkAll(t, []string{filepath.Join(dir, "app.log")}, goroutines, per)
 		})
 	}
 }

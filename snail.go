@@ -107,7 +107,7 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 		v := vals[len(vals)-1]
 		switch key {
 		case "maxsize", "batch":
-			n, err := parseSize(v)
+			n, err := ParseSize(v)
 			if err != nil {
 				return bad("%s: %v", key, err)
 			}
@@ -179,7 +179,9 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 var levels = map[string]sink.Level{"trace": sink.TraceLevel, "debug": sink.DebugLevel, "info": sink.InfoLevel,
 	"warn": sink.WarnLevel, "error": sink.ErrorLevel, "fatal": sink.FatalLevel, "all": sink.AllLevels}
 
-func parseSize(s string) (int64, error) {
+// ParseSize reads a byte count written as 100MiB, 64KB or 1048576 (units B,
+// KB, MB, GB, KiB, MiB, GiB), as the URL parameters and snail's flags take it.
+func ParseSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
 		mult   int64

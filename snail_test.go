@@ -46,8 +46,8 @@ func TestParseURL(t *testing.T) {
 			t.Fatalf("ParseURL(%s) accepted", bad)
 		}
 	}
-	if n, err := parseSize("3KB"); err != nil || n != 3000 {
-		t.Fatalf("parseSize(3KB) = %d, %v", n, err)
+	if n, err := ParseSize("3KB"); err != nil || n != 3000 {
+		t.Fatalf("ParseSize(3KB) = %d, %v", n, err)
 	}
 }
 
@@ -186,22 +186,9 @@ func TestEveryEntryExactlyOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			log := fe.log(w)
-			var wg sync.WaitGroup
-			for g := range goroutines {
-				wg.Go(func() {
-					for i := range per {
-						log(g, i)
-					}
-				})
-			}
-			wg.Wait()
+			logAll(fe.log(w), goroutines, per)
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
-			}
-			seen := make([][]bool, goroutines)
-			for g := range seen {
-				seen[g] = make([]bool, per)
 			}
 			files, _ := filepath.Glob(filepath.Join(dir, "app*"))
 			rotated := 0
@@ -209,19 +196,45 @@ func TestEveryEntryExactlyOnce(t *testing.T) {
 				if name != path {
 					rotated++
 				}
-				countIDs(t, name, seen)
 			}
 			if rotated == 0 && !testing.Short() {
 				t.Fatal("no rotation happened")
 			}
-			for g := range seen {
-				for i, ok := range seen[g] {
-					if !ok {
-						t.Fatalf("entry %d/%d missing", g, i)
-					}
-				}
+			checkAll(t, files, goroutines, per)
+		})
+	}
+}
+
+// logAll logs ids 0..per-1 from each of goroutines goroutines and waits.
+func logAll(log func(g, i int), goroutines, per int) {
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range per {
+				log(g, i)
 			}
 		})
+	}
+	wg.Wait()
+}
+
+// checkAll fails unless the files hold every id of goroutines x per
+// exactly once, with no torn line.
+func checkAll(t *testing.T, files []string, goroutines, per int) {
+	t.Helper()
+	seen := make([][]bool, goroutines)
+	for g := range seen {
+		seen[g] = make([]bool, per)
+	}
+	for _, name := range files {
+		countIDs(t, name, seen)
+	}
+	for g := range seen {
+		for i, ok := range seen[g] {
+			if !ok {
+				t.Fatalf("entry %d/%d missing", g, i)
+			}
+		}
 	}
 }
 

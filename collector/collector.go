@@ -127,6 +127,8 @@ func reasonOf(err error) string {
 		return "max_conns"
 	case errors.Is(err, netlog.ErrHandshakeTimeout):
 		return "handshake_timeout"
+	case errors.Is(err, netlog.ErrTLSHandshake):
+		return "tls"
 	case errors.Is(err, netlog.ErrIdleTimeout):
 		return "idle_timeout"
 	case errors.Is(err, netlog.ErrFrameTimeout):
@@ -152,9 +154,6 @@ func reasonOf(err error) string {
 	var te interface{ Timeout() bool }
 	if errors.As(err, &te) && te.Timeout() {
 		return "timeout"
-	}
-	if s := err.Error(); len(s) > 3 && s[:3] == "tls" {
-		return "tls"
 	}
 	return "io"
 }

@@ -606,7 +606,7 @@ func TestTLSWithClientCertificates(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	dir := t.TempDir()
-	_, addr := start(t, Config{Dir: dir, TLS: &tls.Config{
+	c, addr := start(t, Config{Dir: dir, TLS: &tls.Config{
 		Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 		MinVersion: tls.VersionTLS13,
 	}})
@@ -641,6 +641,7 @@ func TestTLSWithClientCertificates(t *testing.T) {
 	if st := s.Stats(); st.Lost != 10 {
 		t.Fatalf("lost %d entries, want 10 counted", st.Lost)
 	}
+	waitFor(t, func() bool { return c.Stats().Rejects["tls"] > 0 })
 }
 
 func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {

@@ -31,19 +31,31 @@ func sendRaw(t *testing.T, addr string, stream uint64, name string, first, last 
 	readAcks(t, conn, stream, last)
 }
 
+// sendThenStop runs a collector on dir, sends batches 1..last of stream to
+// it, and closes it (what a crash leaves is then made by hand).
+func sendThenStop(t *testing.T, dir string, stream uint64, name string, last uint64) {
+	t.Helper()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { c.Serve(l); close(served) }()
+	sendRaw(t, l.Addr().String(), stream, name, 1, last)
+	c.Close()
+	<-served
+}
+
 // After a crash, the journal tells a restarted collector what was written:
 // a torn batch at the end of the file is cut, a torn journal record is
 // skipped, and batches resent by the client are not written twice.
 func TestRecoveryAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go c.Serve(l)
-	sendRaw(t, l.Addr().String(), 42, "crash", 1, 10)
-	c.Close()
+	sendThenStop(t, dir, 42, "crash", 10)
 
 	// What a crash can leave: half a batch after the last journaled one,
 	// and half a journal record.
@@ -69,14 +81,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 // restart empties it rather than keep a batch the client will send again.
 func TestRecoveryOfRotatedFile(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go c.Serve(l)
-	sendRaw(t, l.Addr().String(), 7, "rot", 1, 3)
-	c.Close()
+	sendThenStop(t, dir, 7, "rot", 3)
 	live := filepath.Join(dir, "rot.log")
 	os.Rename(live, live+".1")
 	os.WriteFile(live, []byte("id=3\n"), 0o640) // written, then the crash: not journaled

@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 )
@@ -15,5 +14,3 @@ func httpGet(url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
-
-func bufioReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,7 +208,7 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	// are the documented loss: at most the window, 2 batches of 100.
 	data, _ := os.ReadFile(filepath.Join(dir, "crash.log"))
 	seen := map[int]bool{}
-	for _, line := range splitLines(data) {
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
 		k, err := strconv.Atoi(line[3:])
 		if err != nil {
 			t.Fatalf("bad line %q", line)
@@ -228,13 +229,4 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	if st := c2.Stats(); st.Duplicates != 0 {
 		t.Fatalf("%d batches sent again although acked", st.Duplicates)
 	}
-}
-
-func splitLines(b []byte) []string {
-	var out []string
-	sc := bufio.NewScanner(bufioReader(b))
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
 }

@@ -81,16 +81,7 @@ func checkBatch(b Batch, n int) error {
 // then payload (for instance with net.Buffers, one writev) makes the frame
 // without copying the batch.
 func AppendBatchHeader(dst []byte, b Batch, payload []byte) ([]byte, error) {
-	if err := checkBatch(b, len(payload)); err != nil {
-		return dst, err
-	}
-	start := len(dst)
-	dst = slices.Grow(dst, HeaderSize)[:start+HeaderSize]
-	h := dst[start:]
-	n := uint32(len(payload))
-	putHeader(h, KindBatch, uint16(None), b.Stream, b.Seq, uint64(b.Entries)|uint64(n)<<32, n)
-	binary.LittleEndian.PutUint32(h[36:], crcOf(h, payload))
-	return dst, nil
+	return AppendBatchHeaderFor(dst, b, None, len(payload), payload)
 }
 
 // AppendBatch appends a complete batch frame to dst: the header, then

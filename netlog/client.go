@@ -121,6 +121,12 @@ func NewClient[Req, Resp any](codec ClientCodec[Req, Resp], opts ...ClientOption
 	if err != nil {
 		return nil, err
 	}
+	return newClient(codec, cfg)
+}
+
+// newClient starts a Client on a validated configuration.
+func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*Client[Req, Resp], error) {
+	var err error
 	c := &Client[Req, Resp]{
 		codec:     codec,
 		cfg:       cfg,

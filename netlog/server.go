@@ -26,6 +26,9 @@ var (
 	ErrFrameTimeout = errors.New("netlog: request too slow")
 	// ErrHandshakeTimeout: the handshake did not finish in time.
 	ErrHandshakeTimeout = errors.New("netlog: handshake timeout")
+	// ErrTLSHandshake: the TLS handshake failed (no or a bad client
+	// certificate, not TLS at all).
+	ErrTLSHandshake = errors.New("netlog: TLS handshake failed")
 )
 
 // ServerCodec speaks a protocol's server half for a Server.
@@ -219,7 +222,6 @@ type srvConn[Req, Resp any] struct {
 	stopping    bool
 	handshaking bool // reads run under the handshake deadline
 	phase       int  // 0 between requests (idle), 1 inside one
-	started     time.Time
 
 	imu       sync.Mutex // guards the count of requests not answered yet
 	icond     *sync.Cond
@@ -266,8 +268,7 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 		c.dmu.Lock()
 		if c.phase == 0 && !c.stopping {
 			c.phase = 1
-			c.started = time.Now()
-			_ = c.conn.SetReadDeadline(c.started.Add(c.s.cfg.frameTimeout))
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.frameTimeout))
 		}
 		c.dmu.Unlock()
 	}
@@ -297,9 +298,8 @@ func (c *srvConn[Req, Resp]) beginRequest(buffered bool) {
 		// The request's first bytes are already here: it is under way.
 		if c.phase == 0 {
 			c.phase = 1
-			c.started = time.Now()
 			if !c.stopping {
-				_ = c.conn.SetReadDeadline(c.started.Add(c.s.cfg.frameTimeout))
+				_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.frameTimeout))
 			}
 		}
 	} else {
@@ -324,7 +324,7 @@ func (c *srvConn[Req, Resp]) serve() {
 	if s.cfg.tls != nil {
 		tc := tls.Server(c.conn, s.cfg.tls)
 		if err := tc.Handshake(); err != nil {
-			s.connError(c.conn.RemoteAddr(), fmt.Errorf("tls handshake: %w", hsErr(err)))
+			s.connError(c.conn.RemoteAddr(), fmt.Errorf("%w: %w", ErrTLSHandshake, hsErr(err)))
 			return
 		}
 		c.conn = tc

@@ -105,7 +105,7 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	for s.id == 0 {
 		s.id = rand.Uint64()
 	}
-	s.c, err = NewClient[*outBatch, ack](&streamCodec{s: s}, append([]ClientOption{WithAddrs(addr)}, opts...)...)
+	s.c, err = newClient[*outBatch, ack](&streamCodec{s: s}, cfg)
 	if err != nil {
 		if s.sp != nil {
 			s.sp.close()

@@ -50,7 +50,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 			"entries/s, write() calls and call latency.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := envInts(fs, map[string]string{"entries": "SNAIL_BENCH_ENTRIES", "goroutines": "SNAIL_BENCH_GOROUTINES"}); err != nil {
+	if err := envFlags(fs, map[string]string{"entries": "SNAIL_BENCH_ENTRIES", "goroutines": "SNAIL_BENCH_GOROUTINES"}); err != nil {
 		return err
 	}
 	if err := fs.Parse(args); err != nil {
@@ -95,21 +95,6 @@ func bench(args []string, stdout, stderr io.Writer) error {
 			r.lines, c.entries-r.lines, float64(r.writes)*1000/float64(c.entries), r.p50, r.p99, r.rate()/base)
 	}
 	return tw.Flush()
-}
-
-// envInts sets flag defaults from environment variables.
-func envInts(fs *flag.FlagSet, env map[string]string) error {
-	for name, key := range env {
-		if v, ok := os.LookupEnv(key); ok {
-			if _, err := strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%s=%q: not a number", key, v)
-			}
-			if err := fs.Set(name, v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 type benchResult struct {

@@ -12,10 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/snail-log/snail"
 	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/netlog"
@@ -45,31 +45,12 @@ func (s sizeFlag) String() string {
 }
 
 func (s sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := snail.ParseSize(v)
 	if err != nil {
 		return err
 	}
 	*s.n = n
 	return nil
-}
-
-func parseSize(v string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(v, u.suffix) {
-			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
-			break
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(v, &n); err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB)", v)
-	}
-	return n * mult, nil
 }
 
 const collectorHelp = `Usage: snail collector [flags]
