@@ -25,6 +25,8 @@ func (b *itemBuf[T]) ln() *lane            { return &b.lane }
 func (b *itemBuf[T]) open(v uint64) bool   { return v < uint64(len(b.items)) }
 func (b *itemBuf[T]) entries(v uint64) int { return int(min(v, uint64(len(b.items)))) }
 func (b *itemBuf[T]) sealMark() uint64     { return 1 << 62 }
+func (b *itemBuf[T]) freeze(v uint64) int  { return b.entries(v) }
+func (b *itemBuf[T]) begin(uint64)         { b.lane.reset() }
 func (b *itemBuf[T]) emit(v uint64) error {
 	n := b.entries(v)
 	b.waitCommitted(n)
@@ -49,8 +51,8 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 	if c.bytesSet {
 		return nil, fmt.Errorf("%w: WithBatchBytes applies to Bytes only", ErrInvalidOption)
 	}
-	if c.slots {
-		return nil, fmt.Errorf("%w: WithSlots applies to Bytes only", ErrInvalidOption)
+	if c.lanes {
+		return nil, fmt.Errorf("%w: WithLanes applies to Bytes only", ErrInvalidOption)
 	}
 	size := DefaultBatchSize
 	if c.batchSizeSet {

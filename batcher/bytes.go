@@ -24,6 +24,12 @@ type Bytes struct {
 	capBytes   uint64
 	maxEntries uint64
 	out        func([]byte, int) error
+
+	// With lanes (WithLanes): the chunk size, the number of lanes and
+	// the table binding goroutines to lanes for the current batch.
+	chunk  uint64
+	nLanes int
+	owners []atomic.Uint64
 }
 
 // A Bytes tail packs the entry count above the byte offset, so that one
@@ -40,34 +46,43 @@ type byteBuf struct {
 	data       []byte
 	maxEntries uint64
 	out        func([]byte, int) error
-	// With WithSlots, done[i] holds the generation in which entry i was
-	// copied in: a producer publishes its entry with a store to its own
-	// slot instead of an atomic add on the contended tail line (the
-	// Disruptor's availability buffer), and the output waits until every
-	// slot of the batch holds the buffer's generation. Nil otherwise.
-	done []atomic.Uint32
+	// lanes is the chunk state with WithLanes, nil otherwise.
+	lanes *laneSet
 }
 
 func (b *byteBuf) ln() *lane { return &b.lane }
 func (b *byteBuf) open(v uint64) bool {
+	if b.lanes != nil {
+		return v&bytesMask < bytesSeal // chunks are handed out up to the end
+	}
 	return v&bytesMask < uint64(len(b.data)) && v>>countShift < b.maxEntries
 }
-func (b *byteBuf) entries(v uint64) int { return int(v >> countShift) }
-func (b *byteBuf) sealMark() uint64     { return bytesSeal }
+func (b *byteBuf) entries(v uint64) int {
+	if b.lanes != nil {
+		return b.lanes.entries(v)
+	}
+	return int(v >> countShift)
+}
+func (b *byteBuf) freeze(v uint64) int {
+	if b.lanes != nil {
+		return b.lanes.freeze(v)
+	}
+	return b.entries(v)
+}
+func (b *byteBuf) begin(id uint64) {
+	if b.lanes != nil {
+		b.lanes.begin(id)
+	}
+	b.lane.reset()
+}
+func (b *byteBuf) sealMark() uint64 { return bytesSeal }
 func (b *byteBuf) emit(v uint64) error {
+	if b.lanes != nil {
+		length, n := b.lanes.compact(b.data, v)
+		return b.out(b.data[:length], n)
+	}
 	n := b.entries(v)
-	if b.done == nil {
-		b.waitCommitted(n)
-		return b.out(b.data[:v&bytesMask], n)
-	}
-	gen := b.gen
-	for i := range n {
-		for spin := 0; b.done[i].Load() != gen; spin++ {
-			if spin > 16 {
-				runtime.Gosched() // a preempted producer is finishing its copy
-			}
-		}
-	}
+	b.waitCommitted(n)
 	return b.out(b.data[:v&bytesMask], n)
 }
 
@@ -95,11 +110,21 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 		maxEntries = c.batchSize
 	}
 	b := &Bytes{capBytes: uint64(capBytes), maxEntries: uint64(maxEntries), out: output}
+	lanes := c.lanes && haveGetg
+	if lanes {
+		if c.batchSizeSet {
+			return nil, fmt.Errorf("%w: WithLanes does not take WithBatchSize", ErrInvalidOption)
+		}
+		b.nLanes = min(runtime.GOMAXPROCS(0), maxLanes)
+		b.chunk = uint64(chunkSize(capBytes, b.nLanes))
+		b.maxEntries = uint64(capBytes)
+		b.owners = make([]atomic.Uint64, 1<<ownerBits)
+	}
 	bufs := make([]*byteBuf, c.buffers)
 	for i := range bufs {
 		bufs[i] = &byteBuf{data: make([]byte, capBytes), maxEntries: uint64(maxEntries), out: output}
-		if c.slots {
-			bufs[i].done = make([]atomic.Uint32, maxEntries)
+		if lanes {
+			bufs[i].lanes = newLaneSet(b.nLanes, capBytes/int(b.chunk)+2)
 		}
 	}
 	closed := &byteBuf{maxEntries: 1, out: output}
@@ -129,8 +154,11 @@ func (b *Bytes) add(p []byte, drop bool) error {
 		}
 		return nil
 	}
-	if n > b.capBytes {
+	if n > b.capBytes || b.owners != nil && n > chunkMaxBytes {
 		return b.addBig(p, drop)
+	}
+	if b.owners != nil {
+		return b.addLane(p, drop)
 	}
 	delta := n | 1<<countShift
 	b.e.enter()
@@ -141,14 +169,7 @@ func (b *Bytes) add(p []byte, drop bool) error {
 			off, idx := old&bytesMask, old>>countShift
 			if off+n <= b.capBytes && idx < b.maxEntries {
 				copy(c.data[off:off+n], p)
-				if c.done == nil {
-					c.commit(idx, 1)
-				} else {
-					if idx > 0 && c.done[idx-1].Load() != c.gen && !c.contended.Load() {
-						c.contended.Store(true) // the previous claim is not published yet: racing
-					}
-					c.done[idx].Store(c.gen)
-				}
+				c.commit(idx, 1)
 				if idx == 0 {
 					b.e.started(&c.lane)
 				}

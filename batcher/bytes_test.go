@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // lineCollector checks each Bytes batch as it arrives: whole lines only, the
@@ -259,5 +261,67 @@ func TestBytesWriteDoesNotAllocate(t *testing.T) {
 	line = append(line, '\n')
 	if n := testing.AllocsPerRun(100000, func() { _, _ = b.Write(line) }); n != 0 {
 		t.Fatalf("Write: %v allocs per entry, want 0", n)
+	}
+}
+
+// TestLanes runs many goroutines on more Ps than cores, yielding between
+// entries so that the scheduler moves them between Ps in mid-batch, with
+// entries around and above the chunk size: every line must arrive once, in
+// per-goroutine order, and batches must stay nearly full.
+func TestLanes(t *testing.T) {
+	if !haveGetg {
+		t.Skip("lanes need amd64 or arm64")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(6))
+	const capBytes, producers, per = 64 << 10, 48, 4000
+	col := &lineCollector{t: t, capBytes: capBytes}
+	b, err := NewBytes(col.out, WithBatchBytes(capBytes), WithLanes(true), WithWindow(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.nLanes != 6 || b.chunk != uint64(chunkSize(capBytes, 6)) || b.chunk == 0 {
+		t.Fatalf("lanes %d, chunk %d", b.nLanes, b.chunk)
+	}
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	for p := range producers {
+		wg.Go(func() {
+			var buf []byte
+			for s := range per {
+				pad := (p*131 + s*71) % 300
+				if s%997 == 0 {
+					pad = int(b.chunk) + p // a chunk of its own
+				}
+				buf = entry(buf, p, s, pad)
+				total.Add(int64(len(buf)))
+				if _, err := b.Write(buf); err != nil {
+					t.Error(err)
+					return
+				}
+				if s%7 == 0 {
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, col.lines, producers, per)
+	// Every lane's last chunk may be partly empty when a batch seals: a
+	// batch still carries at least 3/4 of a buffer on average.
+	if full := int(total.Load() / capBytes); col.batches > full*4/3+1 {
+		t.Errorf("%d batches for %d buffers' worth of entries", col.batches, full)
+	}
+}
+
+func TestLanesOptions(t *testing.T) {
+	out := func([]byte, int) error { return nil }
+	if _, err := NewBytes(out, WithLanes(true), WithBatchSize(10)); haveGetg && !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Bytes: got %v, want ErrInvalidOption", err)
+	}
+	if _, err := New(func([]int) error { return nil }, WithLanes(true)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Batcher: got %v, want ErrInvalidOption", err)
 	}
 }

@@ -81,8 +81,15 @@ type buffer interface {
 	ln() *lane
 	// open reports whether a buffer whose tail is v still takes claims.
 	open(v uint64) bool
-	// entries is the number of entries in a batch sealed at tail v.
+	// entries is the number of entries in a batch whose tail is v: exact
+	// once the batch is frozen, a snapshot while producers may still claim.
 	entries(v uint64) int
+	// freeze stops the claims of a batch whose tail was sealed at v and
+	// returns its number of entries. Calling it again returns the same.
+	freeze(v uint64) int
+	// begin readies the buffer for a new batch with a fresh id; the engine
+	// calls it under its mutex before it makes the buffer current.
+	begin(id uint64)
 	// emit waits for the batch sealed at v to be fully written and passes
 	// it to the output function.
 	emit(v uint64) error
@@ -125,6 +132,7 @@ type engine[E any, P interface {
 	closedL P // permanently sealed stand-in installed by Close
 
 	mu          sync.Mutex
+	installs    uint64 // ids given to batches; under mu
 	cond        sync.Cond
 	waiters     int
 	closed      bool
@@ -164,11 +172,17 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	for _, b := range bufs {
 		b.ln().sealed.Store(true) // free buffers take no claims until installed
 	}
-	bufs[0].ln().reset()
+	bufs[0].begin(e.nextID())
 	e.cur.Store((*E)(bufs[0]))
 	e.free = append(make([]P, 0, len(bufs)), bufs[1:]...)
 	e.queue = make([]job[P], 0, len(bufs)+1)
 	go e.run()
+}
+
+// nextID returns the id of the next batch: never 0, never repeated.
+func (e *engine[E, P]) nextID() uint64 {
+	e.installs++
+	return e.installs
 }
 
 // now is the engine's clock: monotonic nanoseconds, never 0.
@@ -212,7 +226,7 @@ func (e *engine[E, P]) installLocked() {
 	case len(e.free) > 0:
 		b := e.free[len(e.free)-1]
 		e.free = e.free[:len(e.free)-1]
-		b.ln().reset()
+		b.begin(e.nextID())
 		e.cur.Store((*E)(b))
 		e.needInstall.Store(false)
 	default:
@@ -226,7 +240,7 @@ func (e *engine[E, P]) enqueueLocked(b P, final uint64) {
 	l.sealed.Store(true)
 	l.queued = l.gen
 	e.sealedSeq++
-	n := b.entries(final)
+	n := b.freeze(final)
 	e.queue = append(e.queue, job[P]{buf: b, final: final, seq: e.sealedSeq, entries: n})
 	e.queuedItems += n
 	e.kick()
@@ -471,7 +485,7 @@ func (e *engine[E, P]) close() error {
 				break // its sealer of record will install the stand-in
 			}
 			if l.tail.CompareAndSwap(v, v+c.sealMark()) {
-				if c.entries(v) > 0 {
+				if c.freeze(v) > 0 {
 					e.enqueueLocked(c, v)
 				} else {
 					l.sealed.Store(true)

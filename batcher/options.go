@@ -50,7 +50,7 @@ type config struct {
 	onError      func(error)
 	abort        func() error
 	noCohort     bool
-	slots        bool
+	lanes        bool
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -144,17 +144,20 @@ func WithCohort(on bool) Option {
 	}
 }
 
-// WithSlots makes a Bytes batcher's producers publish each entry with a
-// store to a slot of its own (a per-entry availability mark, as in the LMAX
-// Disruptor) instead of an atomic add on the counter that shares the claim
-// counter's cache line. Measured here: with 64 goroutines that encode log
-// entries between writes, about 20% more entries per second; a single busy
-// producer pays about 10 ns per entry, and pure fan-in of small items,
-// where the cohort keeps claims on one core, is faster without it. Costs 4
-// bytes per possible entry per buffer. Bytes only; off by default.
-func WithSlots(on bool) Option {
+// WithLanes gives each P (the scheduler's processor, about a core) a lane
+// of its own in every batch buffer of a Bytes batcher: producers claim
+// space in chunks of the buffer that belong to their lane, so that
+// producers on different cores never touch the same cache line, and a
+// chunk is taken under a mutex once per few hundred entries. Each goroutine
+// stays in one lane for the whole of a batch, so per-goroutine order holds
+// even when the scheduler moves it between cores. The batch is moved
+// together before it is output (one memmove per chunk). Measured here:
+// with 64 goroutines logging through zerolog, about twice the entries per
+// second of a single shared tail. Bytes only; not with WithBatchSize; on
+// architectures other than amd64 and arm64 it is ignored.
+func WithLanes(on bool) Option {
 	return func(c *config) error {
-		c.slots = on
+		c.lanes = on
 		return nil
 	}
 }

@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -101,11 +102,21 @@ func TestPropertyBytes(t *testing.T) {
 		buffers := rapid.IntRange(2, 5).Draw(rt, "buffers")
 		flushEvery := rapid.IntRange(0, 300).Draw(rt, "flushEvery")
 		bigPct := rapid.IntRange(0, 5).Draw(rt, "bigPercent")
-		slots := rapid.Bool().Draw(rt, "slots")
+		mode := rapid.SampledFrom([]string{"tail", "lanes"}).Draw(rt, "mode")
+		opts := []Option{WithBatchBytes(capBytes), WithBuffers(buffers), WithWindow(50 * time.Microsecond)}
+		switch mode {
+		case "lanes":
+			// More lanes than cores, so that goroutines share cores and
+			// move between Ps while bound to a lane.
+			procs := rapid.IntRange(1, 8).Draw(rt, "procs")
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			opts = append(opts, WithLanes(true))
+		default:
+			opts = append(opts, WithBatchSize(maxEntries))
+		}
 
 		col := &lineCollector{t: t, capBytes: capBytes}
-		b, err := NewBytes(col.out, WithBatchBytes(capBytes), WithBatchSize(maxEntries),
-			WithBuffers(buffers), WithWindow(50*time.Microsecond), WithSlots(slots))
+		b, err := NewBytes(col.out, opts...)
 		if err != nil {
 			rt.Fatal(err)
 		}
