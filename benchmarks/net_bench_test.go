@@ -69,6 +69,8 @@ func startCollectorProc(b *testing.B, extra ...string) *collectorProc {
 		}
 		b.Cleanup(func() { os.RemoveAll(dir) })
 	}
+	// SNAIL_BENCH_COLLECTOR_ARGS adds flags, e.g. "--cpu-profile /tmp/c.prof".
+	extra = append(extra, strings.Fields(os.Getenv("SNAIL_BENCH_COLLECTOR_ARGS"))...)
 	cmd := exec.Command(binPath, append([]string{"collector", "--listen", addr, "--dir", dir, "--log-level", "error"}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

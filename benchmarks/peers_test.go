@@ -94,6 +94,10 @@ var zapTargets = []struct {
 		lj := &lumberjack.Logger{Filename: p, MaxSize: 100_000}
 		return zapTarget(b, zapcore.NewCore(zapEncoder(), zapcore.AddSync(lj), zap.InfoLevel), closer(lj, p))
 	}},
+	{"zap+snail.Discard", func(b *testing.B) target {
+		w := discardWriter(b)
+		return zapTarget(b, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), func() string { w.Close(); return "" })
+	}},
 	{"zap.Discard", func(b *testing.B) target {
 		return zapTarget(b, zapcore.NewCore(zapEncoder(), zapcore.AddSync(io.Discard), zap.InfoLevel), func() string { return "" })
 	}},
@@ -123,6 +127,10 @@ var zerologTargets = []struct {
 		t := zerologTarget(dw, func() string { dw.Close(); return p }) // Close closes f too
 		t.lost = dropped.Load
 		return t
+	}},
+	{"zerolog+snail.Discard", func(b *testing.B) target {
+		w := discardWriter(b)
+		return zerologTarget(w, func() string { w.Close(); return "" })
 	}},
 	{"zerolog.Discard", func(b *testing.B) target { return zerologTarget(io.Discard, func() string { return "" }) }},
 }
@@ -155,9 +163,19 @@ var slogTargets = []struct {
 		return slogTarget(slog.NewJSONHandler(io.Discard, nil), func() string { return "" })
 	}},
 	{"slog+snail.Discard", func(b *testing.B) target {
-		w, _ := sink.New(discardDest{})
+		w := discardWriter(b)
 		return slogTarget(sink.NewSlogHandler(w, nil), func() string { w.Close(); return "" })
 	}},
+}
+
+// discardWriter is a sink Writer whose destination drops every batch:
+// snail's own cost, without the write() into the page cache.
+func discardWriter(b *testing.B) *sink.Writer {
+	w, err := sink.New(discardDest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w
 }
 
 // discardDest is a sink destination that drops batches: snail's own cost
