@@ -131,6 +131,14 @@ func BenchmarkFanInEntry(b *testing.B) {
 			}
 			return snailBytes{s}
 		}},
+		{"snail-lanes", func(out func([]byte, int)) entryWriter {
+			s, err := NewBytes(func(batch []byte, n int) error { out(batch, n); return nil },
+				WithBatchBytes(benchBatchBytes), WithBuffers(benchBuffers), WithLanes(true), WithCohort(false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return snailBytes{s}
+		}},
 		{"chan", func(out func([]byte, int)) entryWriter { return newChanBytesPeer(benchBatchBytes, benchBuffers, out) }},
 		{"mutex", func(out func([]byte, int)) entryWriter {
 			return newLockBytesPeer(benchBatchBytes, benchBuffers, false, out)

@@ -23,6 +23,12 @@
 // hint (the cohort, see WithCohort) makes those on the other core yield a
 // few times before they claim, so that claims come from one core in runs.
 //
+// Producers that do other work between claims (loggers encoding entries)
+// do better with lanes (see WithLanes, Bytes only): each P fills chunks of
+// the buffer of its own, so producers on different cores never share a
+// cache line, and each goroutine stays in one lane for a whole batch so
+// that its order holds when the scheduler moves it between cores.
+//
 // # Back-pressure and memory
 //
 // Memory is bounded by the number of buffers times the batch size, fixed at

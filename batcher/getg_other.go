@@ -7,4 +7,6 @@ const haveGetg = false
 
 func getg() uintptr { return 0 }
 
+const havePrefetch = false
+
 func prefetchWrite(uintptr) {}

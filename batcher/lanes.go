@@ -206,7 +206,9 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 				case claimOK:
 					start := uint64(r.off.Load()) + off
 					copy(c.data[start:start+n], p)
-					prefetchWrite(uintptr(unsafe.Pointer(&c.data[0])) + uintptr(start+n))
+					if havePrefetch {
+						prefetchWrite(uintptr(unsafe.Pointer(&c.data[0])) + uintptr(start+n))
+					}
 					r.written.Add(1)
 					return nil
 				case claimStale:

@@ -14,3 +14,22 @@ TEXT ·prefetchWrite(SB), NOSPLIT, $0-8
 	ADDQ $64, AX
 	PREFETCHW_AX
 	RET
+
+// func cpuPrefetchW() bool: CPUID 0x80000001, ECX bit 8 (PRFCHW). CPUs
+// without it (Intel before Broadwell) may not take PREFETCHW.
+TEXT ·cpuPrefetchW(SB), NOSPLIT, $0-1
+	MOVL $0x80000000, AX
+	XORL CX, CX
+	CPUID
+	CMPL AX, $0x80000001
+	JB   none
+	MOVL $0x80000001, AX
+	XORL CX, CX
+	CPUID
+	SHRL $8, CX
+	ANDL $1, CX
+	MOVB CX, ret+0(FP)
+	RET
+none:
+	MOVB $0, ret+0(FP)
+	RET
