@@ -225,7 +225,11 @@ func BenchmarkNetAck(b *testing.B) {
 func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, front func(*sink.Writer) func(int)) {
 	b.ReportAllocs()
 	name := fmt.Sprintf("s%d", streamSeq.Add(1))
-	st, err := netlog.Dial(c.addr, netlog.WithStreamName(name), netlog.WithCompression(comp))
+	nopts := []netlog.ClientOption{netlog.WithStreamName(name), netlog.WithCompression(comp)}
+	if w, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_WINDOW")); w > 0 {
+		nopts = append(nopts, netlog.WithWindow(w, int64(w)<<20))
+	}
+	st, err := netlog.Dial(c.addr, nopts...)
 	if err != nil {
 		b.Fatal(err)
 	}

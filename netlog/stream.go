@@ -34,7 +34,7 @@ type Stream struct {
 	id    uint64
 	enc   *encoder.Encoder
 	dec   *encoder.Decoder
-	bufs  sync.Pool
+	bufs  bufStack
 	close sync.Once
 	cerr  error
 
@@ -95,7 +95,7 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stream{cfg: cfg, enc: enc, dec: dec}
+	s := &Stream{cfg: cfg, enc: enc, dec: dec, bufs: bufStack{max: cfg.maxFrames + 1}}
 	if cfg.spoolDir != "" {
 		if s.sp, err = openSpool(cfg.spoolDir, cfg.spoolMax, cfg.spoolFull); err != nil {
 			return nil, err
@@ -160,13 +160,10 @@ func (s *Stream) ID() uint64 { return s.id }
 // waits while the window is full. It is called from one goroutine at a time
 // (the sink's), which keeps batches in order.
 func (s *Stream) WriteBatch(batch []byte, entries int) error {
-	bp, _ := s.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := s.bufs.get()
 	payload, comp, err := s.enc.AppendPayload((*bp)[:0], batch, s.cfg.compression)
 	if err != nil {
-		s.bufs.Put(bp)
+		s.bufs.put(bp)
 		return err
 	}
 	*bp = payload
@@ -179,7 +176,7 @@ func (s *Stream) WriteBatch(batch []byte, entries int) error {
 		err = s.spoolOrSend(ob, size, done)
 	}
 	if err != nil {
-		s.bufs.Put(bp)
+		s.bufs.put(bp)
 		return err
 	}
 	s.batches.Add(1)
@@ -209,7 +206,7 @@ func (s *Stream) spoolOrSend(ob *outBatch, size int, done func(ack, error)) erro
 		}
 	}
 	err = sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload)
-	s.bufs.Put(ob.buf) // the spool has a copy
+	s.bufs.put(ob.buf) // the spool has a copy
 	ob.buf, ob.pooled = nil, false
 	if err != nil {
 		return err
@@ -227,8 +224,8 @@ var nowCtx = func() context.Context {
 
 // done is called once per batch with the collector's answer.
 func (s *Stream) done(ob *outBatch, a ack, err error) {
-	if ob.pooled && cap(*ob.buf) <= 8<<20 {
-		s.bufs.Put(ob.buf)
+	if ob.pooled {
+		s.bufs.put(ob.buf)
 	}
 	if s.sp != nil {
 		if errors.Is(err, ErrClosed) && s.sp.has(ob.seq) {
@@ -453,4 +450,39 @@ func (a *ackReader) ReadResponse() (uint64, uint64, ack, error) {
 		return 0, 0, ack{}, &StatusError{Status: encoder.Status(f.Flags), Reason: string(f.Payload)}
 	}
 	return 0, 0, ack{}, fmt.Errorf("%w: unexpected %v frame", ErrProtocol, f.Kind)
+}
+
+// bufStack keeps the payload buffers of acked batches for the next ones,
+// most recently freed on top: that one is the likeliest to still be in a
+// cache. Unlike a sync.Pool, garbage collections do not empty it, so a
+// Stream allocates its buffers once, up to the window, and then reuses
+// them. It holds at most one buffer more than the window has frames, each
+// of at most 8 MiB.
+type bufStack struct {
+	mu   sync.Mutex
+	free []*[]byte
+	max  int
+}
+
+func (b *bufStack) get() *[]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := len(b.free); n > 0 {
+		p := b.free[n-1]
+		b.free[n-1] = nil
+		b.free = b.free[:n-1]
+		return p
+	}
+	return new([]byte)
+}
+
+func (b *bufStack) put(p *[]byte) {
+	if cap(*p) > 8<<20 {
+		return
+	}
+	b.mu.Lock()
+	if len(b.free) < b.max {
+		b.free = append(b.free, p)
+	}
+	b.mu.Unlock()
 }
