@@ -18,23 +18,39 @@ func TestMain(m *testing.M) {
 }
 
 func TestBenchSmall(t *testing.T) {
-	var out, errb bytes.Buffer
-	code := run([]string{"bench", "-entries", "20000", "-goroutines", "8", "-dir", t.TempDir()}, &out, &errb)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	// Both rows report every line found in the file, none lost.
-	for _, row := range []string{"snail sink -> filelog", "snail sink -> netlog -> collector", "mutex, write per entry"} {
-		var line string
-		for _, l := range strings.Split(out.String(), "\n") {
-			if strings.Contains(l, row) {
-				line = l
+	for _, tc := range []struct {
+		args []string
+		rows []string
+	}{
+		{nil, []string{"zap -> snail -> collector (none)", "zap -> snail -> file", "zap BufferedWriteSyncer -> file"}},
+		{[]string{"-front", "zerolog", "-compress", "s2"}, []string{"zerolog -> snail -> collector (s2)", "zerolog -> snail -> file", "zerolog -> file"}},
+		{[]string{"-front", "slog", "-compress", "zstd"}, []string{"slog -> snail -> collector (zstd)", "slog -> snail -> file", "slog.JSONHandler -> file"}},
+		{[]string{"-front", "raw"}, []string{"raw -> snail -> collector (none)", "raw -> snail -> file", "mutex, write() per entry"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			args := append([]string{"bench", "-entries", "20000", "-goroutines", "8", "-dir", t.TempDir()}, tc.args...)
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
 			}
-		}
-		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), row))
-		if len(f) < 5 || f[2] != "20000" || f[3] != "0" {
-			t.Fatalf("row %q: %q\n%s", row, line, out.String())
-		}
+			// Every row finds every line in its file, none lost; the
+			// collector row has them all acked.
+			for k, row := range tc.rows {
+				var line string
+				for _, l := range strings.Split(out.String(), "\n") {
+					if strings.HasPrefix(strings.TrimSpace(l), row) {
+						line = l
+					}
+				}
+				f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), row))
+				if len(f) < 8 || f[3] != "0" {
+					t.Fatalf("row %q: %q\n%s", row, line, out.String())
+				}
+				if acked := f[2]; (k == 0) != (acked == "20000") || k > 0 && acked != "-" {
+					t.Errorf("row %q: acked %q", row, acked)
+				}
+			}
+		})
 	}
 }
 
@@ -48,6 +64,11 @@ func TestUsage(t *testing.T) {
 	}
 	if code := run([]string{"bench", "-entries", "0"}, &out, &errb); code != 1 {
 		t.Fatalf("bad flag value: exit %d", code)
+	}
+	for _, bad := range [][]string{{"-front", "log4j"}, {"-compress", "lz4"}} {
+		if code := run(append([]string{"bench"}, bad...), &out, &errb); code != 1 {
+			t.Fatalf("bench %v: exit %d", bad, code)
+		}
 	}
 	t.Setenv("SNAIL_BENCH_ENTRIES", "many")
 	if code := run([]string{"bench"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "SNAIL_BENCH_ENTRIES") {
