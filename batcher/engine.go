@@ -246,6 +246,19 @@ func (e *engine[E, P]) enqueueLocked(b P, final uint64) {
 	e.kick()
 }
 
+// retireLocked takes buffer b, just sealed at tail v, out of service: it
+// queues its batch for output, or puts it back on the free list if it
+// holds no entry; then it installs the next buffer.
+func (e *engine[E, P]) retireLocked(b P, v uint64) {
+	if b.freeze(v) > 0 {
+		e.enqueueLocked(b, v)
+	} else {
+		b.ln().sealed.Store(true)
+		e.free = append(e.free, b)
+	}
+	e.installLocked()
+}
+
 // rotate is called by the producer whose claim sealed b (its sealer of
 // record): it queues b for output and installs the next buffer.
 func (e *engine[E, P]) rotate(b P, final uint64) {
@@ -485,13 +498,7 @@ func (e *engine[E, P]) close() error {
 				break // its sealer of record will install the stand-in
 			}
 			if l.tail.CompareAndSwap(v, v+c.sealMark()) {
-				if c.freeze(v) > 0 {
-					e.enqueueLocked(c, v)
-				} else {
-					l.sealed.Store(true)
-					e.free = append(e.free, c)
-				}
-				e.installLocked()
+				e.retireLocked(c, v)
 				break
 			}
 		}

@@ -246,13 +246,7 @@ func (b *Bytes) newChunk(c *byteBuf, id uint64, lane int, w uint64, n uint64) {
 		// Full: this producer seals the batch, like a claim that crosses
 		// the end of a buffer without lanes.
 		if l.tail.CompareAndSwap(v, v+bytesSeal) {
-			if c.freeze(v) > 0 {
-				e.enqueueLocked(c, v)
-			} else {
-				l.sealed.Store(true)
-				e.free = append(e.free, c)
-			}
-			e.installLocked()
+			e.retireLocked(c, v)
 		}
 		return
 	}
