@@ -1,8 +1,10 @@
 package batcher_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/snail-log/snail/batcher"
@@ -43,4 +45,34 @@ func ExampleNewBytes() {
 	// Output:
 	// first line
 	// second line
+}
+
+// With lanes, goroutines on different cores fill chunks of their own: the
+// way to batch entries from goroutines that do other work between writes,
+// such as loggers. Each goroutine's entries keep their order.
+func ExampleWithLanes() {
+	var mu sync.Mutex
+	lines := 0
+	b, err := batcher.NewBytes(func(batch []byte, entries int) error {
+		mu.Lock()
+		lines += bytes.Count(batch, []byte("\n")) // whole entries, back to back
+		mu.Unlock()
+		return nil
+	}, batcher.WithLanes(true), batcher.WithCohort(false))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 1000 {
+				fmt.Fprintf(b, "goroutine %d entry %d\n", g, i)
+			}
+		})
+	}
+	wg.Wait()
+	b.Close()
+	fmt.Println(lines, b.Stats().Delivered)
+	// Output: 8000 8000
 }
