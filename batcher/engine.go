@@ -281,12 +281,13 @@ func (e *engine[E, P]) sealLocked(c P) bool {
 		if !c.open(v) {
 			return c == e.closedL
 		}
-		if c.entries(v) == 0 {
-			return true
+		if v == 0 {
+			return true // nothing claimed
 		}
 		if l.tail.CompareAndSwap(v, v+c.sealMark()) {
-			e.enqueueLocked(c, v)
-			e.installLocked()
+			// With lanes a batch may hold chunks and still no entry: it
+			// goes back to the free list instead of to the output.
+			e.retireLocked(c, v)
 			return true
 		}
 	}
