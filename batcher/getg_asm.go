@@ -10,8 +10,3 @@ const haveGetg = true
 // for a later goroutine, which lanes tolerate). It is an identity only;
 // nothing is read through it.
 func getg() uintptr
-
-// prefetchWrite asks the core to fetch, for writing, the 256 bytes from
-// addr: the space its lane's next entry will most likely be copied into.
-// A hint only: it never faults and reads nothing through addr.
-func prefetchWrite(addr uintptr)

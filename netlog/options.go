@@ -146,7 +146,7 @@ func WithTLS(cfg *tls.Config) ClientOption {
 // reached Send waits. Defaults to 16 frames and 16 MiB: with 1 MiB batches
 // that covers about 16 ms of a 1 GB/s stream, far more than a round trip
 // on a LAN, and keeps what is in flight small enough to stay in the
-// caches (a 64-frame window ran 20-35% slower on loopback, the frames
+// caches (a 64-frame window ran 19-29% slower on loopback, the frames
 // going cold while they waited). Raise it for long round trips. A single
 // request larger than the byte bound is still sent, alone.
 func WithWindow(frames int, bytes int64) ClientOption {
