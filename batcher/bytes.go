@@ -44,8 +44,10 @@ const (
 type byteBuf struct {
 	lane
 	data       []byte
+	size       uint64 // len(data), which WithKeep may swap: read this
 	maxEntries uint64
 	out        func([]byte, int) error
+	keep       func([]byte, int) ([]byte, error) // WithKeep, or nil
 	// lanes is the chunk state with WithLanes, nil otherwise.
 	lanes *laneSet
 }
@@ -55,7 +57,7 @@ func (b *byteBuf) open(v uint64) bool {
 	if b.lanes != nil {
 		return v&bytesMask < bytesSeal // chunks are handed out up to the end
 	}
-	return v&bytesMask < uint64(len(b.data)) && v>>countShift < b.maxEntries
+	return v&bytesMask < b.size && v>>countShift < b.maxEntries
 }
 func (b *byteBuf) entries(v uint64) int {
 	if b.lanes != nil {
@@ -79,17 +81,38 @@ func (b *byteBuf) sealMark() uint64 { return bytesSeal }
 func (b *byteBuf) emit(v uint64) error {
 	if b.lanes != nil {
 		length, n := b.lanes.compact(b.data, v)
-		return b.out(b.data[:length], n)
+		return b.deliver(length, n)
 	}
 	n := b.entries(v)
 	b.waitCommitted(n)
-	return b.out(b.data[:v&bytesMask], n)
+	return b.deliver(int(v&bytesMask), n)
+}
+
+// deliver passes the first length bytes of the buffer, n entries, to the
+// output, or to keep, which may take the buffer and give a spare in return.
+// Producers touch data only after a claim in this batch succeeded, and
+// every such claim is committed before emit: swapping data here races with
+// none of them.
+func (b *byteBuf) deliver(length, n int) error {
+	if b.keep == nil {
+		return b.out(b.data[:length], n)
+	}
+	spare, err := b.keep(b.data[:length], n)
+	if spare != nil {
+		if cap(spare) >= int(b.size) {
+			b.data = spare[:b.size]
+		} else {
+			b.data = make([]byte, b.size)
+		}
+	}
+	return err
 }
 
 // NewBytes returns a Bytes batcher that passes each batch and its entry count
 // to output, one call at a time, from a goroutine of its own. The batch slice
-// is reused once output returns: output must not keep it. Errors from output
-// are returned by the next Flush or Close and passed to the error handler.
+// is reused once output returns: output must not keep it (WithKeep lets a
+// destination keep batches without a copy). Errors from output are returned
+// by the next Flush or Close and passed to the error handler.
 //
 // WithBatchBytes sets the buffer size (default 1 MiB) and WithBatchSize the
 // most entries in one batch (default one per 32 bytes of buffer).
@@ -122,7 +145,7 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 	}
 	bufs := make([]*byteBuf, c.buffers)
 	for i := range bufs {
-		bufs[i] = &byteBuf{data: make([]byte, capBytes), maxEntries: uint64(maxEntries), out: output}
+		bufs[i] = &byteBuf{data: make([]byte, capBytes), size: uint64(capBytes), maxEntries: uint64(maxEntries), out: output, keep: c.keep}
 		if lanes {
 			bufs[i].lanes = newLaneSet(b.nLanes, capBytes/int(b.chunk)+2)
 		}

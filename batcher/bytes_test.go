@@ -325,3 +325,100 @@ func TestLanesOptions(t *testing.T) {
 		t.Errorf("Batcher: got %v, want ErrInvalidOption", err)
 	}
 }
+
+// keeper is a WithKeep destination that holds batches as if until an ack:
+// it checks that a held buffer is never written to while it holds it, and
+// gives released ones back as spares (some too small, some calls keep
+// nothing).
+type keeper struct {
+	t        *testing.T
+	col      *lineCollector
+	calls    int
+	held     [][]byte // batches kept, oldest first
+	snapshot [][]byte // their bytes when kept
+	kept     int
+}
+
+func (k *keeper) keep(batch []byte, entries int) ([]byte, error) {
+	k.col.out(batch, entries)
+	k.calls++
+	switch {
+	case k.calls%3 == 0:
+		return nil, nil // not kept: the batcher reuses it
+	case k.calls%5 == 0:
+		k.hold(batch)
+		return make([]byte, 0, 10), nil // too small: the batcher allocates
+	}
+	k.hold(batch)
+	if len(k.held) < 4 {
+		return make([]byte, 0, cap(batch)), nil
+	}
+	k.check(0)
+	spare := k.held[0]
+	k.held, k.snapshot = k.held[1:], k.snapshot[1:]
+	for i := range spare[:cap(spare)] {
+		spare[:cap(spare)][i] = 'Z' // the batcher overwrites it all
+	}
+	return spare[:0], nil
+}
+
+func (k *keeper) hold(batch []byte) {
+	k.held = append(k.held, batch)
+	k.snapshot = append(k.snapshot, bytes.Clone(batch))
+	k.kept++
+}
+
+func (k *keeper) check(i int) {
+	if !bytes.Equal(k.held[i], k.snapshot[i]) {
+		k.t.Errorf("a kept batch was written to after keep returned")
+	}
+}
+
+func TestBytesKeep(t *testing.T) {
+	for _, lanes := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lanes=%v", lanes), func(t *testing.T) {
+			const capBytes, producers, per = 16 << 10, 16, 3000
+			col := &lineCollector{t: t, capBytes: capBytes}
+			k := &keeper{t: t, col: col}
+			b, err := NewBytes(col.out, WithBatchBytes(capBytes), WithLanes(lanes), WithKeep(k.keep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for p := range producers {
+				wg.Go(func() {
+					var buf []byte
+					for s := range per {
+						pad := (p*31 + s*17) % 200
+						if s%499 == 0 {
+							pad = capBytes + 1 // through output, never kept
+						}
+						buf = entry(buf, p, s, pad)
+						if _, err := b.Write(buf); err != nil {
+							t.Error(err)
+							return
+						}
+						clear(buf) // the writer's slice is its own again
+					}
+				})
+			}
+			wg.Wait()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkLines(t, col.lines, producers, per)
+			for i := range k.held {
+				k.check(i)
+			}
+			if k.kept < 10 || k.calls < 15 {
+				t.Fatalf("keep took %d of %d batches", k.kept, k.calls)
+			}
+		})
+	}
+	if _, err := NewBytes(func([]byte, int) error { return nil }, WithKeep(nil)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("nil keep: got %v, want ErrInvalidOption", err)
+	}
+	if _, err := New(func([]int) error { return nil }, WithKeep(func(b []byte, _ int) ([]byte, error) { return nil, nil })); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Batcher: got %v, want ErrInvalidOption", err)
+	}
+}

@@ -1,6 +1,7 @@
 package batcher
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -51,6 +52,7 @@ type config struct {
 	abort        func() error
 	noCohort     bool
 	lanes        bool
+	keep         func([]byte, int) ([]byte, error)
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -163,6 +165,26 @@ func WithCohort(on bool) Option {
 func WithLanes(on bool) Option {
 	return func(c *config) error {
 		c.lanes = on
+		return nil
+	}
+}
+
+// WithKeep lets a Bytes batcher's destination keep batch buffers instead of
+// copying them, for destinations that must hold a batch after they return
+// (until a peer acknowledges it). Each batch from the buffers then goes to
+// keep instead of the output function. keep either keeps the batch and
+// returns a spare buffer, which the batcher fills next in its place, or
+// returns nil and leaves the batch with the batcher, as the output function
+// does. A spare with less capacity than the batch buffer size is dropped and
+// a new buffer allocated. Entries larger than a batch buffer still go to the
+// output function: their slice is the writer's. Errors are handled as the
+// output function's. Bytes only.
+func WithKeep(keep func(batch []byte, entries int) (spare []byte, err error)) Option {
+	return func(c *config) error {
+		if keep == nil {
+			return errors.New("nil keep function")
+		}
+		c.keep = keep
 		return nil
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,6 +104,13 @@ func (c *collectorProc) cpu(b *testing.B) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// selfCPU returns this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reads returns the process's count of read system calls.
@@ -238,7 +246,7 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 		b.Fatal(err)
 	}
 	log := front(w)
-	cpu0, reads0 := c.cpu(b), c.reads()
+	cpu0, reads0, self0 := c.cpu(b), c.reads(), selfCPU()
 	b.ResetTimer()
 	t0 := time.Now()
 	spread(b.N, g, log)
@@ -247,7 +255,7 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	}
 	elapsed := time.Since(t0)
 	b.StopTimer()
-	cpu, reads := c.cpu(b)-cpu0, c.reads()-reads0
+	cpu, reads, self := c.cpu(b)-cpu0, c.reads()-reads0, selfCPU()-self0
 	got := countLines(b, filepath.Join(c.dir, name+".log"))
 	if got != b.N {
 		b.Fatalf("%d of %d entries in the collector's file", got, b.N)
@@ -258,5 +266,9 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	b.ReportMetric(float64(ss.RawBytes)/float64(max(ss.WireBytes, 1)), "ratio")
 	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "collector-cpu-us/entry")
 	b.ReportMetric(float64(reads)/float64(max(ss.Acked, 1)), "collector-reads/frame")
+	b.ReportMetric(self.Seconds()*1e6/float64(b.N), "client-cpu-us/entry")
+	// cores-busy is the CPU both processes used over the wall time: below
+	// the machine's core count, one side waited for the other.
+	b.ReportMetric((cpu+self).Seconds()/elapsed.Seconds(), "cores-busy")
 	os.Remove(filepath.Join(c.dir, name+".log"))
 }

@@ -25,10 +25,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
 	"go.uber.org/goleak"
 )
 
@@ -767,5 +769,60 @@ func TestShutdownUnderLoad(t *testing.T) {
 	checkIDs(t, filepath.Join(dir, "load.log"), n)
 	if st := s.Stats(); st.Reconnects == 0 {
 		t.Fatalf("the client never moved to the second collector: %+v", st)
+	}
+}
+
+// KeepBatch sends the caller's buffer itself and hands back spares: a
+// spare never shares memory with a batch in flight (the caller scribbles
+// over each one at once), and the spares cycle within the window.
+func TestKeepBatch(t *testing.T) {
+	for _, comp := range []encoder.Compression{encoder.None, encoder.S2} {
+		t.Run(comp.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			_, addr := start(t, Config{Dir: dir})
+			const window, n, per = 3, 60000, 500
+			s, err := netlog.Dial(addr, netlog.WithStreamName("keep"), netlog.WithCompression(comp), netlog.WithWindow(window, 1<<20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var _ sink.Keeper = s
+			buf := make([]byte, 0, 16<<10)
+			arrays := map[*byte]bool{}
+			kept := 0
+			for first := 0; first < n; first += per {
+				b := buf[:0]
+				for k := first; k < first+per; k++ {
+					b = fmt.Appendf(b, "id=%d\n", k)
+				}
+				spare, err := s.KeepBatch(b, per)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if spare == nil {
+					buf = b // not kept: ours again
+				} else {
+					kept++
+					if cap(spare) < cap(b) {
+						t.Fatalf("spare of %d bytes for a batch buffer of %d", cap(spare), cap(b))
+					}
+					buf = spare[:0]
+					arrays[unsafe.SliceData(spare[:1])] = true
+				}
+				full := buf[:cap(buf)]
+				for i := range full {
+					full[i] = '#'
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, filepath.Join(dir, "keep.log"), n)
+			if comp == encoder.None && (kept != n/per || len(arrays) > window+2) {
+				t.Fatalf("kept %d of %d batches, %d distinct spares for a window of %d", kept, n/per, len(arrays), window)
+			}
+			if comp != encoder.None && kept != 0 {
+				t.Fatalf("kept %d compressed batches", kept)
+			}
+		})
 	}
 }

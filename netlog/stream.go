@@ -167,20 +167,60 @@ func (s *Stream) WriteBatch(batch []byte, entries int) error {
 		return err
 	}
 	*bp = payload
-	ob := &outBatch{buf: bp, pooled: true, payload: payload, comp: comp, raw: len(batch), entries: entries}
+	if err := s.send(bp, payload, comp, len(batch), entries); err != nil {
+		s.bufs.put(bp)
+		return err
+	}
+	return nil
+}
+
+// maxKept is the largest buffer bufStack keeps, and KeepBatch takes.
+const maxKept = 8 << 20
+
+// KeepBatch makes a Stream a sink.Keeper: without compression it sends
+// batch itself, with no copy, keeps it until the collector acks it, and
+// returns a spare buffer from the batches acked before. With compression
+// the payload is a new buffer anyway: it does what WriteBatch does and
+// keeps nothing.
+func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
+	if s.cfg.compression != encoder.None || cap(batch) > maxKept {
+		return nil, s.WriteBatch(batch, entries)
+	}
+	if len(batch) > encoder.MaxPayload {
+		return nil, fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", encoder.ErrFrameTooLarge, len(batch), encoder.MaxPayload)
+	}
+	bp := s.bufs.get()
+	spare := *bp
+	*bp = batch
+	if err := s.send(bp, batch, encoder.None, len(batch), entries); err != nil {
+		*bp = spare
+		s.bufs.put(bp)
+		return nil, err
+	}
+	if cap(spare) < cap(batch) {
+		spare = make([]byte, 0, cap(batch))
+	}
+	return spare[:0], nil
+}
+
+// send passes payload, held in *bp, to the collector, or to the spool. On
+// success the Stream owns *bp and returns it to s.bufs once done with it; on
+// error the caller keeps it.
+func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw, entries int) error {
+	ob := &outBatch{buf: bp, pooled: true, payload: payload, comp: comp, raw: raw, entries: entries}
 	done := func(a ack, err error) { s.done(ob, a, err) }
 	size := encoder.HeaderSize + len(payload)
+	var err error
 	if s.sp == nil {
 		err = s.c.Send(context.Background(), ob, size, done)
 	} else {
 		err = s.spoolOrSend(ob, size, done)
 	}
 	if err != nil {
-		s.bufs.put(bp)
 		return err
 	}
 	s.batches.Add(1)
-	s.raw.Add(uint64(len(batch)))
+	s.raw.Add(uint64(raw))
 	s.wire.Add(uint64(len(payload)))
 	return nil
 }
@@ -205,12 +245,11 @@ func (s *Stream) spoolOrSend(ob *outBatch, size int, done func(ack, error)) erro
 			return err
 		}
 	}
-	err = sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload)
+	if err := sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload); err != nil {
+		return err // the caller still owns ob.buf
+	}
 	s.bufs.put(ob.buf) // the spool has a copy
 	ob.buf, ob.pooled = nil, false
-	if err != nil {
-		return err
-	}
 	return nil
 }
 
@@ -477,7 +516,7 @@ func (b *bufStack) get() *[]byte {
 }
 
 func (b *bufStack) put(p *[]byte) {
-	if cap(*p) > 8<<20 {
+	if cap(*p) > maxKept {
 		return
 	}
 	b.mu.Lock()

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 )
 
@@ -77,4 +78,41 @@ func bytes2lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// keepDest is a memDest that keeps batches (a sink.Keeper): it holds each
+// batch buffer it is given and hands back a new one, and checks at Close
+// that none it holds was written to after it took it.
+type keepDest struct {
+	*memDest
+	held  [][]byte
+	snaps []string
+}
+
+func (d *keepDest) KeepBatch(b []byte, n int) ([]byte, error) {
+	if err := d.WriteBatch(b, n); err != nil {
+		return nil, err
+	}
+	d.held = append(d.held, b)
+	d.snaps = append(d.snaps, string(b))
+	return make([]byte, 0, cap(b)), nil
+}
+
+func (d *keepDest) Close() error {
+	for i, b := range d.held {
+		if string(b) != d.snaps[i] {
+			return fmt.Errorf("kept batch %d was written to after KeepBatch returned", i)
+		}
+	}
+	return d.memDest.Close()
+}
+
+// dests are the destination kinds that tests run against: one that copies,
+// one that keeps.
+var dests = []struct {
+	name string
+	make func() (Destination, *memDest)
+}{
+	{"copies", func() (Destination, *memDest) { d := &memDest{}; return d, d }},
+	{"keeps", func() (Destination, *memDest) { d := &memDest{}; return &keepDest{memDest: d}, d }},
 }

@@ -21,6 +21,16 @@ type Destination interface {
 	Close() error
 }
 
+// A Keeper is a Destination that can keep a batch's buffer instead of
+// copying it, as netlog's Stream does while it waits for the collector's
+// ack. KeepBatch does what WriteBatch does; when it keeps batch it returns a
+// spare buffer of at least cap(batch) bytes, which the Writer fills next in
+// its place. It returns a nil spare when it did not keep batch (the Writer
+// reuses it), and always does when it returns an error.
+type Keeper interface {
+	KeepBatch(batch []byte, entries int) (spare []byte, err error)
+}
+
 // Errors returned by a Writer.
 var (
 	// ErrClosed is returned by Write and Sync after Close.
@@ -47,7 +57,9 @@ const (
 // Memory is bounded: at most buffers x batch bytes (4 MiB by default) of
 // entries are held, plus one entry larger than a batch while its writer
 // waits for it to be written, plus the lanes' bookkeeping (a 32 KiB table
-// and 64 bytes per core and per chunk: under 64 KiB by default).
+// and 64 bytes per core and per chunk: under 64 KiB by default). A Keeper
+// destination holds the batches it keeps within its own bounds (netlog's
+// window) and gives the Writer a buffer back for each.
 //
 // Errors of the destination are sticky, as with bufio: once a batch fails,
 // Write returns the error (without taking the entry) and Sync returns it,
@@ -63,6 +75,7 @@ const (
 // destination and stops the goroutines. A Writer is safe for concurrent use.
 type Writer struct {
 	dst       Destination
+	keeper    Keeper // dst, when it can keep batches
 	b         *batcher.Bytes
 	dropBelow Level
 	onError   func(error)
@@ -178,6 +191,10 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 			}
 			return nil
 		}))
+	if k, ok := dst.(Keeper); ok {
+		w.keeper = k
+		bopts = append(bopts, batcher.WithKeep(w.keep))
+	}
 	b, err := batcher.NewBytes(w.output, bopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
@@ -271,14 +288,28 @@ func (w *Writer) stickyErr() error {
 	return w.err
 }
 
-// output is the batcher's output: it writes a batch to the destination,
+// output is the batcher's output: it writes a batch to the destination.
+func (w *Writer) output(batch []byte, entries int) error {
+	return w.deliver(entries, func() error { return w.dst.WriteBatch(batch, entries) })
+}
+
+// keep is the batcher's output for batches a Keeper may keep.
+func (w *Writer) keep(batch []byte, entries int) (spare []byte, err error) {
+	err = w.deliver(entries, func() (err error) {
+		spare, err = w.keeper.KeepBatch(batch, entries)
+		return err
+	})
+	return spare, err
+}
+
+// deliver calls write, which passes a batch of entries to the destination,
 // retrying a failing one until it succeeds, or until Close or a waiting
 // Sync asks for an answer.
-func (w *Writer) output(batch []byte, entries int) error {
+func (w *Writer) deliver(entries int, write func() error) error {
 	wait := retryMin
 	var timer *time.Timer
 	for {
-		err := w.dst.WriteBatch(batch, entries)
+		err := write()
 		if err == nil {
 			if w.failing.Load() {
 				w.errMu.Lock()

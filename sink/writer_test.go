@@ -61,9 +61,15 @@ func TestWriterCopiesSyncsAndCloses(t *testing.T) {
 // Write, Sync and the handler; the failing batch is retried, and once the
 // destination recovers it is written, in order.
 func TestStickyErrorsAndRecovery(t *testing.T) {
-	d := &memDest{}
+	for _, dk := range dests {
+		t.Run(dk.name, func(t *testing.T) { testStickyErrorsAndRecovery(t, dk.make) })
+	}
+}
+
+func testStickyErrorsAndRecovery(t *testing.T, mk func() (Destination, *memDest)) {
+	dst, d := mk()
 	var handled atomic.Int32
-	w := newTestWriter(t, d, WithWindow(5*time.Millisecond), WithErrorHandler(func(err error) { handled.Add(1) }))
+	w := newTestWriter(t, dst, WithWindow(5*time.Millisecond), WithErrorHandler(func(err error) { handled.Add(1) }))
 	full := errors.New("no space left on device")
 
 	// A Sync waiting on a failing batch gets the error; the batch is given
@@ -236,8 +242,14 @@ func TestLevels(t *testing.T) {
 }
 
 func TestConcurrentWritersExactlyOnce(t *testing.T) {
-	d := &memDest{}
-	w := newTestWriter(t, d, WithBatchBytes(4096))
+	for _, dk := range dests {
+		t.Run(dk.name, func(t *testing.T) { testConcurrentWritersExactlyOnce(t, dk.make) })
+	}
+}
+
+func testConcurrentWritersExactlyOnce(t *testing.T, mk func() (Destination, *memDest)) {
+	dst, d := mk()
+	w := newTestWriter(t, dst, WithBatchBytes(4096))
 	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Go(func() {
@@ -247,7 +259,9 @@ func TestConcurrentWritersExactlyOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	w.Close()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, l := range d.lines() {
 		if seen[l] {
