@@ -23,7 +23,9 @@
 // The log layer is the client half of snail's log protocol on top of the
 // core: Dial returns a Stream, a destination for sink.New that sends each
 // batch as one frame (encoder's format) and keeps it until the collector
-// acks it. The handshake (Hello, Welcome) and control frames are defined in
+// acks it. Without compression a Stream sends the sink's batch buffer
+// itself, with no copy (sink.Keeper), and gives the sink back a buffer of
+// an acked batch in exchange. The handshake (Hello, Welcome) and control frames are defined in
 // proto.go; the collector package implements the server half.
 //
 // With WithSpool a Stream spills batches to disk when its window is full,
