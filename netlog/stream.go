@@ -27,7 +27,10 @@ import (
 // overflow policy then blocks or drops entries, per level); once the
 // collector has been unreachable for longer than the report delay it returns
 // ErrUnavailable instead, and Sync returns it too, while every batch already
-// taken stays queued and is delivered when a connection succeeds.
+// taken stays queued and is delivered when a connection succeeds. The
+// window's bytes count the memory unacked batches hold (their buffers'
+// capacity), so that it bounds the Stream's memory even when batches leave
+// partly full.
 type Stream struct {
 	c     *Client[*outBatch, ack]
 	cfg   clientConfig
@@ -209,7 +212,7 @@ func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
 func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw, entries int) error {
 	ob := &outBatch{buf: bp, pooled: true, payload: payload, comp: comp, raw: raw, entries: entries}
 	done := func(a ack, err error) { s.done(ob, a, err) }
-	size := encoder.HeaderSize + len(payload)
+	size := encoder.HeaderSize + cap(*bp) // what it holds, not what it sends
 	var err error
 	if s.sp == nil {
 		err = s.c.Send(context.Background(), ob, size, done)
