@@ -435,6 +435,9 @@ func TestBlockWaitsForOutput(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if st := b.Stats(); st.Stalls != 0 {
+			t.Fatalf("%d stalls before any buffer was short", st.Stalls)
+		}
 		var done atomic.Bool
 		go func() {
 			_ = b.Add(30)
@@ -448,6 +451,9 @@ func TestBlockWaitsForOutput(t *testing.T) {
 		synctest.Wait()
 		if !done.Load() {
 			t.Fatal("Add still blocked after the output moved")
+		}
+		if st := b.Stats(); st.Stalls != 1 {
+			t.Fatalf("%d stalls, want the one Add that waited", st.Stalls)
 		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)

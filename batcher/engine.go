@@ -119,6 +119,7 @@ type engine[E any, P interface {
 
 	needInstall atomic.Bool // cur is sealed and queued, and no buffer was free
 	dropped     atomic.Uint64
+	stalls      atomic.Uint64
 	delivered   atomic.Uint64
 	batches     atomic.Uint64
 	outErrors   atomic.Uint64
@@ -319,6 +320,9 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 			continue
 		}
 		e.mu.Lock()
+		if e.needInstall.Load() {
+			e.stalls.Add(1)
+		}
 		for !e.rotated(c) && c != e.closedL && !(drop && e.needInstall.Load()) {
 			if e.abort != nil {
 				if err := e.abort(); err != nil {
@@ -524,6 +528,9 @@ type Stats struct {
 	Batches      uint64 // calls of the output function
 	Dropped      uint64 // items refused by DropNewest or TryAdd/TryWrite
 	OutputErrors uint64 // output calls that returned an error
+	// Stalls counts producers that had to sleep because every buffer was
+	// full (back-pressure: the output was behind), once per wait.
+	Stalls uint64
 }
 
 func (e *engine[E, P]) stats() Stats {
@@ -541,5 +548,6 @@ func (e *engine[E, P]) stats() Stats {
 		Batches:      e.batches.Load(),
 		Dropped:      e.dropped.Load(),
 		OutputErrors: e.outErrors.Load(),
+		Stalls:       e.stalls.Load(),
 	}
 }

@@ -28,6 +28,13 @@ type target struct {
 	log    func(i int)
 	finish func() string
 	lost   func() int64 // entries the target itself reports lost (the diode)
+	stalls func() uint64 // snail: writes that waited for a free buffer
+}
+
+// stalling reports w's stalls with t.
+func stalling(t target, w *sink.Writer) target {
+	t.stalls = func() uint64 { return w.Stats().Stalls }
+	return t
 }
 
 const (
@@ -78,7 +85,7 @@ var zapTargets = []struct {
 }{
 	{"zap+snail", func(b *testing.B) target {
 		w, p := snailWriter(b)
-		return zapTarget(b, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), closer(w, p))
+		return stalling(zapTarget(b, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), closer(w, p)), w)
 	}},
 	{"zap.file", func(b *testing.B) target {
 		f, p := openFile(b, "zap.log")
@@ -96,7 +103,7 @@ var zapTargets = []struct {
 	}},
 	{"zap+snail.Discard", func(b *testing.B) target {
 		w := discardWriter(b)
-		return zapTarget(b, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), func() string { w.Close(); return "" })
+		return stalling(zapTarget(b, sink.NewZapCore(zapEncoder(), w, zap.InfoLevel), func() string { w.Close(); return "" }), w)
 	}},
 	{"zap.Discard", func(b *testing.B) target {
 		return zapTarget(b, zapcore.NewCore(zapEncoder(), zapcore.AddSync(io.Discard), zap.InfoLevel), func() string { return "" })
@@ -118,7 +125,10 @@ var zerologTargets = []struct {
 	name string
 	make func(b *testing.B) target
 }{
-	{"zerolog+snail", func(b *testing.B) target { w, p := snailWriter(b); return zerologTarget(w, closer(w, p)) }},
+	{"zerolog+snail", func(b *testing.B) target {
+		w, p := snailWriter(b)
+		return stalling(zerologTarget(w, closer(w, p)), w)
+	}},
 	{"zerolog.file", func(b *testing.B) target { f, p := openFile(b, "zl.log"); return zerologTarget(f, closer(f, p)) }},
 	{"zerolog.diode", func(b *testing.B) target {
 		f, p := openFile(b, "zl.log")
@@ -130,7 +140,7 @@ var zerologTargets = []struct {
 	}},
 	{"zerolog+snail.Discard", func(b *testing.B) target {
 		w := discardWriter(b)
-		return zerologTarget(w, func() string { w.Close(); return "" })
+		return stalling(zerologTarget(w, func() string { w.Close(); return "" }), w)
 	}},
 	{"zerolog.Discard", func(b *testing.B) target { return zerologTarget(io.Discard, func() string { return "" }) }},
 }
@@ -153,7 +163,7 @@ var slogTargets = []struct {
 }{
 	{"slog+snail", func(b *testing.B) target {
 		w, p := snailWriter(b)
-		return slogTarget(sink.NewSlogHandler(w, nil), closer(w, p))
+		return stalling(slogTarget(sink.NewSlogHandler(w, nil), closer(w, p)), w)
 	}},
 	{"slog.JSONHandler.file", func(b *testing.B) target {
 		f, p := openFile(b, "slog.log")
@@ -164,7 +174,7 @@ var slogTargets = []struct {
 	}},
 	{"slog+snail.Discard", func(b *testing.B) target {
 		w := discardWriter(b)
-		return slogTarget(sink.NewSlogHandler(w, nil), func() string { w.Close(); return "" })
+		return stalling(slogTarget(sink.NewSlogHandler(w, nil), func() string { w.Close(); return "" }), w)
 	}},
 }
 

@@ -87,6 +87,11 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 	}
 	b.ReportMetric(float64(written)/elapsed.Seconds(), "entries/s")
 	b.ReportMetric(100*float64(b.N-written)/float64(b.N), "%lost")
+	if t.stalls != nil {
+		// Writes that slept waiting for a free buffer: where snail's
+		// back-pressure shows in the latency tail.
+		b.ReportMetric(float64(t.stalls())*1e6/float64(b.N), "stalls/1M")
+	}
 	if p != "" {
 		b.ReportMetric(float64(sys)*1000/float64(b.N), "writes/1k")
 	}

@@ -406,13 +406,16 @@ type Stats struct {
 	// DroppedByLevel counts drops per level, from TraceLevel to FatalLevel.
 	DroppedByLevel [numLevels]uint64
 	Lost           uint64 // entries in batches given up after a destination error
-	Failing        bool   // the destination's last write failed
+	// Stalls counts writes that waited because every buffer was full: the
+	// destination was behind and the Block policy held the caller.
+	Stalls  uint64
+	Failing bool // the destination's last write failed
 }
 
 // Stats returns the Writer's counters.
 func (w *Writer) Stats() Stats {
 	bs := w.b.Stats()
-	s := Stats{Batches: bs.Batches, Lost: w.lost.Load(), Failing: w.failing.Load()}
+	s := Stats{Batches: bs.Batches, Lost: w.lost.Load(), Stalls: bs.Stalls, Failing: w.failing.Load()}
 	for i := range s.DroppedByLevel {
 		s.DroppedByLevel[i] = w.dropped[i].Load()
 		s.Dropped += s.DroppedByLevel[i]

@@ -169,6 +169,9 @@ func TestDropBelowPerLevel(t *testing.T) {
 			t.Fatal("a Warn entry was not held back while every buffer was full")
 		default:
 		}
+		if st := w.Stats(); st.Stalls != 1 {
+			t.Fatalf("stats %+v, want the Warn writer's one stall (drops do not stall)", st)
+		}
 		d.mu.Lock()
 		d.gate = nil
 		d.mu.Unlock()
