@@ -27,7 +27,7 @@ import (
 type target struct {
 	log    func(i int)
 	finish func() string
-	lost   func() int64 // entries the target itself reports lost (the diode)
+	lost   func() int64  // entries the target itself reports lost (the diode)
 	stalls func() uint64 // snail: writes that waited for a free buffer
 }
 
