@@ -189,9 +189,7 @@ func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
 	if s.cfg.compression != encoder.None || cap(batch) > maxKept {
 		return nil, s.WriteBatch(batch, entries)
 	}
-	if len(batch) > encoder.MaxPayload {
-		return nil, fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", encoder.ErrFrameTooLarge, len(batch), encoder.MaxPayload)
-	}
+	// A batch of at most maxKept bytes always fits a frame.
 	bp := s.bufs.get()
 	spare := *bp
 	*bp = batch
