@@ -76,3 +76,39 @@ func ExampleWithLanes() {
 	fmt.Println(lines, b.Stats().Delivered)
 	// Output: 8000 8000
 }
+
+// A destination that must hold batches until a peer acknowledges them keeps
+// the batcher's buffers instead of copying them, and hands back buffers it
+// is done with.
+func ExampleWithKeep() {
+	var inFlight [][]byte // batches sent and not yet acknowledged
+	var free [][]byte     // acknowledged: reusable
+	sent, allocated := 0, 0
+	send := func(batch []byte, entries int) (spare []byte, err error) {
+		inFlight = append(inFlight, batch) // sent as is, kept for a resend
+		sent += entries
+		if len(inFlight) > 2 { // the oldest is acknowledged
+			free = append(free, inFlight[0][:0])
+			inFlight = inFlight[1:]
+		}
+		if n := len(free); n > 0 {
+			spare, free = free[n-1], free[:n-1]
+			return spare, nil
+		}
+		allocated++
+		return make([]byte, 0, cap(batch)), nil
+	}
+	b, err := batcher.NewBytes(func([]byte, int) error { return nil }, // entries larger than a buffer
+		batcher.WithBatchBytes(4096), batcher.WithKeep(send),
+		batcher.WithWindow(0)) // batches leave when full, and at Close
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i := range 1000 {
+		fmt.Fprintf(b, "entry %d\n", i)
+	}
+	b.Close()
+	fmt.Println(b.Stats().Batches, "batches,", sent, "entries sent,", allocated, "buffers allocated")
+	// Output: 8 batches, 1000 entries sent, 2 buffers allocated
+}
