@@ -776,12 +776,22 @@ func TestShutdownUnderLoad(t *testing.T) {
 // spare never shares memory with a batch in flight (the caller scribbles
 // over each one at once), and the spares cycle within the window.
 func TestKeepBatch(t *testing.T) {
-	for _, comp := range []encoder.Compression{encoder.None, encoder.S2} {
-		t.Run(comp.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		comp encoder.Compression
+		cuts bool // connections cut while sending: kept batches are resent
+	}{{encoder.None, false}, {encoder.S2, false}, {encoder.None, true}} {
+		comp := tc.comp
+		t.Run(fmt.Sprintf("%v/cuts=%v", comp, tc.cuts), func(t *testing.T) {
 			dir := t.TempDir()
-			_, addr := start(t, Config{Dir: dir})
+			c, addr := start(t, Config{Dir: dir})
 			const window, n, per = 3, 60000, 500
-			s, err := netlog.Dial(addr, netlog.WithStreamName("keep"), netlog.WithCompression(comp), netlog.WithWindow(window, 1<<20))
+			var p *proxy
+			if tc.cuts {
+				p = newProxy(t, addr, false)
+				addr = p.addr()
+			}
+			s, err := netlog.Dial(addr, netlog.WithStreamName("keep"), netlog.WithCompression(comp), netlog.WithWindow(window, 1<<20),
+				netlog.WithBackoff(time.Millisecond, 10*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -793,6 +803,9 @@ func TestKeepBatch(t *testing.T) {
 				b := buf[:0]
 				for k := first; k < first+per; k++ {
 					b = fmt.Appendf(b, "id=%d\n", k)
+				}
+				if p != nil && first%(20*per) == 10*per {
+					p.cutAll()
 				}
 				spare, err := s.KeepBatch(b, per)
 				if err != nil {
@@ -822,6 +835,11 @@ func TestKeepBatch(t *testing.T) {
 			}
 			if comp != encoder.None && kept != 0 {
 				t.Fatalf("kept %d compressed batches", kept)
+			}
+			if st := s.Stats(); tc.cuts && (st.Reconnects == 0 || st.Resent == 0) {
+				t.Fatalf("no kept batch was resent: %+v", st)
+			} else if tc.cuts {
+				t.Logf("%d reconnects, %d frames resent, %d duplicates skipped", st.Reconnects, st.Resent, c.Stats().Duplicates)
 			}
 		})
 	}
