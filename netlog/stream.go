@@ -210,7 +210,7 @@ func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
 func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw, entries int) error {
 	ob := &outBatch{buf: bp, pooled: true, payload: payload, comp: comp, raw: raw, entries: entries}
 	done := func(a ack, err error) { s.done(ob, a, err) }
-	size := encoder.HeaderSize + cap(*bp) // what it holds, not what it sends
+	size := cap(*bp) // the memory it holds, not what it sends (the header is the client's)
 	var err error
 	if s.sp == nil {
 		err = s.c.Send(context.Background(), ob, size, done)
