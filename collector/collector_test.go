@@ -777,11 +777,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 // over each one at once), and the spares cycle within the window.
 func TestKeepBatch(t *testing.T) {
 	for _, tc := range []struct {
-		comp encoder.Compression
-		cuts bool // connections cut while sending: kept batches are resent
-	}{{encoder.None, false}, {encoder.S2, false}, {encoder.None, true}} {
+		comp  encoder.Compression
+		cuts  bool // connections cut while sending: kept batches are resent
+		spool bool // batches that find the window full go to the spool
+	}{{encoder.None, false, false}, {encoder.S2, false, false}, {encoder.None, true, false}, {encoder.None, true, true}} {
 		comp := tc.comp
-		t.Run(fmt.Sprintf("%v/cuts=%v", comp, tc.cuts), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/cuts=%v/spool=%v", comp, tc.cuts, tc.spool), func(t *testing.T) {
 			dir := t.TempDir()
 			c, addr := start(t, Config{Dir: dir})
 			const window, n, per = 3, 60000, 500
@@ -790,8 +791,12 @@ func TestKeepBatch(t *testing.T) {
 				p = newProxy(t, addr, false)
 				addr = p.addr()
 			}
-			s, err := netlog.Dial(addr, netlog.WithStreamName("keep"), netlog.WithCompression(comp), netlog.WithWindow(window, 1<<20),
-				netlog.WithBackoff(time.Millisecond, 10*time.Millisecond))
+			opts := []netlog.ClientOption{netlog.WithStreamName("keep"), netlog.WithCompression(comp), netlog.WithWindow(window, 1<<20),
+				netlog.WithBackoff(time.Millisecond, 10*time.Millisecond)}
+			if tc.spool {
+				opts = append(opts, netlog.WithSpool(t.TempDir(), 64<<20, netlog.SpoolBlock))
+			}
+			s, err := netlog.Dial(addr, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

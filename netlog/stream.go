@@ -71,7 +71,7 @@ type ack struct {
 
 // StreamStats are a Stream's counters since Dial.
 type StreamStats struct {
-	Batches   uint64 // batches taken by WriteBatch
+	Batches   uint64 // batches taken by WriteBatch or KeepBatch
 	Acked     uint64 // batches acked by the collector
 	Entries   uint64 // entries in acked batches
 	Lost      uint64 // entries in batches refused or given up at Close
