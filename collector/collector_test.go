@@ -841,7 +841,8 @@ func TestKeepBatch(t *testing.T) {
 			if comp != encoder.None && kept != 0 {
 				t.Fatalf("kept %d compressed batches", kept)
 			}
-			if st := s.Stats(); tc.cuts && (st.Reconnects == 0 || st.Resent == 0) {
+			// (With the spool, batches cut off are sent again from it.)
+			if st := s.Stats(); tc.cuts && !tc.spool && (st.Reconnects == 0 || st.Resent == 0) {
 				t.Fatalf("no kept batch was resent: %+v", st)
 			} else if tc.cuts {
 				t.Logf("%d reconnects, %d frames resent, %d duplicates skipped", st.Reconnects, st.Resent, c.Stats().Duplicates)
