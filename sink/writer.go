@@ -290,26 +290,27 @@ func (w *Writer) stickyErr() error {
 
 // output is the batcher's output: it writes a batch to the destination.
 func (w *Writer) output(batch []byte, entries int) error {
-	return w.deliver(entries, func() error { return w.dst.WriteBatch(batch, entries) })
+	_, err := w.deliver(batch, entries, false)
+	return err
 }
 
 // keep is the batcher's output for batches a Keeper may keep.
 func (w *Writer) keep(batch []byte, entries int) (spare []byte, err error) {
-	err = w.deliver(entries, func() (err error) {
-		spare, err = w.keeper.KeepBatch(batch, entries)
-		return err
-	})
-	return spare, err
+	return w.deliver(batch, entries, true)
 }
 
-// deliver calls write, which passes a batch of entries to the destination,
-// retrying a failing one until it succeeds, or until Close or a waiting
-// Sync asks for an answer.
-func (w *Writer) deliver(entries int, write func() error) error {
+// deliver passes a batch to the destination (KeepBatch if keep, else
+// WriteBatch), retrying a failing one until it succeeds, or until Close or
+// a waiting Sync asks for an answer.
+func (w *Writer) deliver(batch []byte, entries int, keep bool) (spare []byte, err error) {
 	wait := retryMin
 	var timer *time.Timer
 	for {
-		err := write()
+		if keep {
+			spare, err = w.keeper.KeepBatch(batch, entries)
+		} else {
+			err = w.dst.WriteBatch(batch, entries)
+		}
 		if err == nil {
 			if w.failing.Load() {
 				w.errMu.Lock()
@@ -317,7 +318,7 @@ func (w *Writer) deliver(entries int, write func() error) error {
 				w.failing.Store(false)
 				w.errMu.Unlock()
 			}
-			return nil
+			return spare, nil
 		}
 		// Report the first failure of an episode, and any change of error;
 		// not every retry of the same one.
@@ -338,7 +339,7 @@ func (w *Writer) deliver(entries int, write func() error) error {
 			// the next entries are taken and probe the destination.
 			w.lost.Add(uint64(entries))
 			w.failing.Store(false)
-			return err
+			return nil, err
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
