@@ -7,6 +7,7 @@ replace github.com/snail-log/snail => ../
 require (
 	github.com/rs/zerolog v1.35.1
 	github.com/snail-log/snail v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
