@@ -3,24 +3,15 @@
 // PREFETCHW (AX), which the Go assembler does not name: 0F 0D /1.
 #define PREFETCHW_AX BYTE $0x0F; BYTE $0x0D; BYTE $0x08
 
-// func prefetchWrite(addr uintptr)
+// func prefetchWrite(addr uintptr): the 8 cache lines from addr.
 TEXT ·prefetchWrite(SB), NOSPLIT, $0-8
 	MOVQ addr+0(FP), AX
+	MOVQ $8, CX
+next:
 	PREFETCHW_AX
 	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
-	ADDQ $64, AX
-	PREFETCHW_AX
+	DECQ CX
+	JNZ  next
 	RET
 
 // func cpuPrefetchW() bool: CPUID 0x80000001, ECX bit 8 (PRFCHW). CPUs
