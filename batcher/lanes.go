@@ -215,7 +215,16 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 					continue
 				}
 			}
-			b.newChunk(c, id, lane, w, n)
+			// Only one producer needs the mutex to hand the lane its next
+			// chunk: the others wait for it without queuing on the mutex,
+			// so that a holder descheduled at a chunk boundary does not
+			// line every producer up behind it (a lock convoy).
+			if !b.e.mu.TryLock() {
+				runtime.Gosched()
+				continue
+			}
+			b.newChunkLocked(c, id, lane, w, n)
+			b.e.mu.Unlock()
 			continue
 		}
 		if err := b.e.waitRotation(c, drop, 1); err != nil {
@@ -224,13 +233,12 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 	}
 }
 
-// newChunk hands lane a new chunk of batch c for an entry of n bytes, or
-// seals c when it has no room left for one. The caller starts over either
-// way; nothing happens if c, its id or the lane's chunk w changed.
-func (b *Bytes) newChunk(c *byteBuf, id uint64, lane int, w uint64, n uint64) {
+// newChunkLocked hands lane a new chunk of batch c for an entry of n bytes,
+// or seals c when it has no room left for one. The caller holds the engine
+// mutex and starts over either way; nothing happens if c, its id or the
+// lane's chunk w changed.
+func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint64) {
 	e := &b.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	ls := c.lanes
 	if e.cur.Load() != c || c.sealed.Load() || ls.id.Load() != id || ls.slots[lane].w.Load() != w {
 		return
