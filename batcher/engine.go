@@ -251,14 +251,28 @@ func (e *engine[E, P]) enqueueLocked(b P, final uint64) {
 // queues its batch for output, or puts it back on the free list if it
 // holds no entry; then it installs the next buffer.
 func (e *engine[E, P]) retireLocked(b P, v uint64) {
-	if b.freeze(v) > 0 {
+	// Sealed before frozen: a producer whose claim finds its chunk frozen
+	// then sees the batch sealed and waits in waitRotation (yielding, then
+	// asleep on the mutex). Frozen but not yet sealed, it retried its claim
+	// in a loop that never yields, and with the mutex holder descheduled
+	// here every producer kept a core busy until the scheduler preempted
+	// it, 10 ms at a time.
+	b.ln().sealed.Store(true)
+	n := b.freeze(v)
+	if testHookRetire != nil {
+		testHookRetire()
+	}
+	if n > 0 {
 		e.enqueueLocked(b, v)
 	} else {
-		b.ln().sealed.Store(true)
 		e.free = append(e.free, b)
 	}
 	e.installLocked()
 }
+
+// testHookRetire, set by tests only, runs in retireLocked between freezing
+// a batch and queuing it, with the engine mutex held.
+var testHookRetire func()
 
 // rotate is called by the producer whose claim sealed b (its sealer of
 // record): it queues b for output and installs the next buffer.

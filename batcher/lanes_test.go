@@ -3,7 +3,10 @@ package batcher
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestGetg checks the identity lanes bind goroutines by: the same for the
@@ -51,4 +54,66 @@ func growStack(depth int) byte {
 		return pad[0]
 	}
 	return growStack(depth-1) + pad[depth%len(pad)]
+}
+
+// TestProducersSleepWhileBatchRetires holds the engine mutex in the middle
+// of retiring a batch, as a descheduled holder would, and checks that the
+// producers wait asleep meanwhile instead of spinning on their claims: the
+// process must stay nearly idle while the holder is stuck.
+func TestProducersSleepWhileBatchRetires(t *testing.T) {
+	if !haveGetg {
+		t.Skip("no lanes on " + runtime.GOARCH)
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	testHookRetire = func() {
+		once.Do(func() {
+			close(holding)
+			<-release
+		})
+	}
+	defer func() { testHookRetire = nil }()
+
+	b, err := NewBytes(func([]byte, int) error { return nil },
+		WithLanes(true), WithBatchBytes(64<<10), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	entry := make([]byte, 100)
+	for range 8 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if _, err := b.Write(entry); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	<-holding
+	const hold = 300 * time.Millisecond
+	cpu0 := processCPU()
+	time.Sleep(hold)
+	cpu := processCPU() - cpu0
+	stop.Store(true)
+	close(release)
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Spinning producers keep every core busy: GOMAXPROCS x hold of CPU.
+	// Asleep, they use next to none.
+	if cpu > hold/3 {
+		t.Errorf("producers used %v of CPU in the %v the retiring batch was held; want them asleep", cpu, hold)
+	}
+	t.Logf("%v of CPU in %v", cpu, hold)
+}
+
+// processCPU returns the process's user and system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
