@@ -157,11 +157,11 @@ func WithCohort(on bool) Option {
 // 2 cores, against a single shared tail in the same run: 1.5x to 1.8x the
 // entries per second with 8 to 1024 goroutines logging through zerolog
 // into a file, 2.4x to 2.9x for goroutines doing nothing but write
-// 200-byte entries; 0.86x for a lone producer of those. A chunk is a quarter of the batch buffer
-// divided by the number of lanes, between 4 KiB and 256 KiB: on machines
-// with many cores, raise WithBatchBytes so that chunks stay large and
-// batches full. Bytes only; not with WithBatchSize; on architectures other
-// than amd64 and arm64 it is ignored.
+// 200-byte entries; 0.86x for a lone producer of those. A chunk is a
+// quarter of the batch buffer divided by the number of lanes, between 4 KiB
+// and 256 KiB: on machines with many cores, raise WithBatchBytes so that
+// chunks stay large and batches full. Bytes only; not with WithBatchSize;
+// on architectures other than amd64 and arm64 it is ignored.
 func WithLanes(on bool) Option {
 	return func(c *config) error {
 		c.lanes = on
