@@ -62,12 +62,13 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 		size = c.batchSize
 	}
 	b := &Batcher[T]{size: uint64(size)}
+	newBuf := func() *itemBuf[T] { return &itemBuf[T]{items: make([]T, size), out: output} }
 	bufs := make([]*itemBuf[T], c.buffers)
 	for i := range bufs {
-		bufs[i] = &itemBuf[T]{items: make([]T, size), out: output}
+		bufs[i] = newBuf()
 	}
 	closed := &itemBuf[T]{out: output}
-	b.e.init(&c, bufs, closed, nil)
+	b.e.init(&c, bufs, closed, nil, newBuf)
 	return b, nil
 }
 

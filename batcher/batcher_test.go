@@ -55,6 +55,12 @@ func TestNewOptions(t *testing.T) {
 		{"buffers 2", []Option{WithBuffers(2)}, true},
 		{"buffers 1", []Option{WithBuffers(1)}, false},
 		{"buffers 5000", []Option{WithBuffers(5000)}, false},
+		{"max buffers 16", []Option{WithMaxBuffers(16)}, true},
+		{"max buffers 2 lowers the default count", []Option{WithMaxBuffers(2)}, true},
+		{"max buffers 1", []Option{WithMaxBuffers(1)}, false},
+		{"max buffers 5000", []Option{WithMaxBuffers(5000)}, false},
+		{"max buffers below buffers", []Option{WithBuffers(4), WithMaxBuffers(3)}, false},
+		{"max buffers equal to buffers", []Option{WithBuffers(4), WithMaxBuffers(4)}, true},
 		{"window 0", []Option{WithWindow(0)}, true},
 		{"window negative", []Option{WithWindow(-time.Second)}, false},
 		{"overflow drop", []Option{WithOverflow(DropNewest)}, true},
@@ -508,6 +514,58 @@ func TestDropNewestBoundsMemory(t *testing.T) {
 	}
 	if got := len(col.all()); int64(got) != accepted.Load() {
 		t.Fatalf("delivered %d, accepted %d", got, accepted.Load())
+	}
+}
+
+// TestMaxBuffersGrowsThenBounds: with the output stuck, producers fill the
+// buffers made up front, then the batcher makes more, one at a time up to
+// WithMaxBuffers, and only then applies the overflow policy. Everything
+// accepted is delivered once the output moves.
+func TestMaxBuffersGrowsThenBounds(t *testing.T) {
+	const size, buffers, most = 10, 2, 6
+	gate := make(chan struct{})
+	var col collector[uint64]
+	b, err := New(func(batch []uint64) error {
+		<-gate
+		return col.out(batch)
+	}, WithBatchSize(size), WithBuffers(buffers), WithMaxBuffers(most), WithOverflow(DropNewest), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Buffers != buffers {
+		t.Fatalf("Stats.Buffers = %d before any add, want %d", st.Buffers, buffers)
+	}
+	var accepted uint64
+	for s := range 1000 {
+		switch err := b.Add(uint64(s)); {
+		case err == nil:
+			accepted++
+		case errors.Is(err, ErrDropped):
+		default:
+			t.Fatal(err)
+		}
+	}
+	// Each full batch but the one the stuck output holds waits in a buffer;
+	// the current one takes size more.
+	if accepted < size*(most-1) || accepted > size*most {
+		t.Fatalf("accepted %d with the output stuck, want %d..%d", accepted, size*(most-1), size*most)
+	}
+	st := b.Stats()
+	if st.Buffers != most || st.Dropped != 1000-accepted {
+		t.Fatalf("stats %+v: want %d buffers and %d dropped", st, most, 1000-accepted)
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := col.all()
+	if uint64(len(got)) != accepted {
+		t.Fatalf("delivered %d, accepted %d", len(got), accepted)
+	}
+	for i, v := range got {
+		if v != uint64(i) {
+			t.Fatalf("item %d is %d: out of order or lost", i, v)
+		}
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // returns. An entry is never split across batches. An entry larger than the
 // batch buffer is passed to the output as a batch of its own; the writer then
 // waits until the output has seen it (so that its slice is not kept), and
-// memory stays bounded by buffers x batch bytes.
+// memory stays bounded by buffers x batch bytes (max buffers with
+// WithMaxBuffers).
 //
 // Every entry whose Write returned without error is passed to the output
 // exactly once, in per-goroutine order. Bytes is safe for concurrent use; the
@@ -143,15 +144,19 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 		b.maxEntries = uint64(capBytes)
 		b.owners = make([]atomic.Uint64, 1<<ownerBits)
 	}
+	newBuf := func() *byteBuf {
+		nb := &byteBuf{data: make([]byte, capBytes), size: uint64(capBytes), maxEntries: uint64(maxEntries), out: output, keep: c.keep}
+		if lanes {
+			nb.lanes = newLaneSet(b.nLanes, capBytes/int(b.chunk)+2)
+		}
+		return nb
+	}
 	bufs := make([]*byteBuf, c.buffers)
 	for i := range bufs {
-		bufs[i] = &byteBuf{data: make([]byte, capBytes), size: uint64(capBytes), maxEntries: uint64(maxEntries), out: output, keep: c.keep}
-		if lanes {
-			bufs[i].lanes = newLaneSet(b.nLanes, capBytes/int(b.chunk)+2)
-		}
+		bufs[i] = newBuf()
 	}
 	closed := &byteBuf{maxEntries: 1, out: output}
-	b.e.init(&c, bufs, closed, func(p []byte) error { return output(p, 1) })
+	b.e.init(&c, bufs, closed, func(p []byte) error { return output(p, 1) }, newBuf)
 	return b, nil
 }
 

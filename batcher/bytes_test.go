@@ -92,19 +92,25 @@ func TestBytesExactlyOnceWholeEntries(t *testing.T) {
 	for _, tc := range []struct {
 		producers, per, capBytes, maxEntries, buffers int
 		bigEvery                                      int // every n-th entry is larger than a batch
+		maxBuffers                                    int // WithMaxBuffers, if not 0
 	}{
-		{1, 20000, 4096, 0, 3, 0},
-		{8, 5000, 1000, 0, 2, 0},
-		{64, 1000, 64 << 10, 0, 3, 0},
-		{32, 1000, 300, 5, 2, 0},
-		{16, 2000, 2048, 0, 3, 97},
-		{100, 200, 50, 0, 2, 0}, // most entries close to the batch size
+		{1, 20000, 4096, 0, 3, 0, 0},
+		{8, 5000, 1000, 0, 2, 0, 0},
+		{64, 1000, 64 << 10, 0, 3, 0, 0},
+		{32, 1000, 300, 5, 2, 0, 0},
+		{16, 2000, 2048, 0, 3, 97, 0},
+		{100, 200, 50, 0, 2, 0, 0}, // most entries close to the batch size
+		{64, 1000, 1000, 0, 2, 0, 16},
+		{16, 2000, 2048, 0, 2, 97, 8},
 	} {
-		t.Run(fmt.Sprintf("p%d_cap%d_max%d_big%d", tc.producers, tc.capBytes, tc.maxEntries, tc.bigEvery), func(t *testing.T) {
+		t.Run(fmt.Sprintf("p%d_cap%d_max%d_big%d_grow%d", tc.producers, tc.capBytes, tc.maxEntries, tc.bigEvery, tc.maxBuffers), func(t *testing.T) {
 			col := &lineCollector{t: t, capBytes: tc.capBytes}
 			opts := []Option{WithBatchBytes(tc.capBytes), WithBuffers(tc.buffers)}
 			if tc.maxEntries > 0 {
 				opts = append(opts, WithBatchSize(tc.maxEntries))
+			}
+			if tc.maxBuffers > 0 {
+				opts = append(opts, WithMaxBuffers(tc.maxBuffers))
 			}
 			b, err := NewBytes(col.out, opts...)
 			if err != nil {
@@ -143,6 +149,9 @@ func TestBytesExactlyOnceWholeEntries(t *testing.T) {
 			st := b.Stats()
 			if want := uint64(tc.producers * tc.per); st.Added != want || st.Delivered != want || st.Batches != uint64(col.batches) {
 				t.Fatalf("stats %+v, want %d entries in %d batches", st, want, col.batches)
+			}
+			if most := max(tc.maxBuffers, tc.buffers); st.Buffers < tc.buffers || st.Buffers > most {
+				t.Fatalf("Stats.Buffers = %d, want %d..%d", st.Buffers, tc.buffers, most)
 			}
 		})
 	}
@@ -314,6 +323,49 @@ func TestLanes(t *testing.T) {
 	if full := int(total.Load() / capBytes); col.batches > full*4/3+1 {
 		t.Errorf("%d batches for %d buffers' worth of entries", col.batches, full)
 	}
+}
+
+// TestLanesGrow: with lanes, buffers made under WithMaxBuffers get chunk
+// state of their own, and a stuck output lets producers fill every one of
+// them before the overflow policy applies.
+func TestLanesGrow(t *testing.T) {
+	if !haveGetg {
+		t.Skip("lanes need amd64 or arm64")
+	}
+	const capBytes, most = 4 << 10, 5
+	gate := make(chan struct{})
+	col := &lineCollector{t: t, capBytes: capBytes}
+	b, err := NewBytes(func(p []byte, n int) error {
+		<-gate
+		return col.out(p, n)
+	}, WithBatchBytes(capBytes), WithLanes(true), WithBuffers(2), WithMaxBuffers(most),
+		WithOverflow(DropNewest), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	accepted := 0
+	for range 1000 {
+		buf = entry(buf, 0, accepted, 50)
+		switch _, err := b.Write(buf); {
+		case err == nil:
+			accepted++
+		case errors.Is(err, ErrDropped):
+		default:
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); st.Buffers != most || st.Dropped == 0 {
+		t.Fatalf("stats %+v: want %d buffers and drops", st, most)
+	}
+	if min := (most - 1) * capBytes / 2 / len(buf); accepted < min {
+		t.Fatalf("accepted %d entries with %d buffers, want at least %d", accepted, most, min)
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, col.lines, 1, accepted)
 }
 
 func TestLanesOptions(t *testing.T) {

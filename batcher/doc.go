@@ -31,10 +31,13 @@
 //
 // # Back-pressure and memory
 //
-// Memory is bounded by the number of buffers times the batch size, fixed at
-// New. When every buffer is full and the output is slow, the overflow policy
-// decides: [Block] (the default) makes producers wait; [DropNewest] makes them
-// return [ErrDropped] at once and counts the item as dropped.
+// Memory is bounded by the number of buffers times the batch size. The
+// buffers are made by New; with [WithMaxBuffers] the batcher makes more, up
+// to that count, when a batch is full and none is free, rather than make
+// producers wait, and keeps them. When every buffer is full and the output
+// is slow, the overflow policy decides: [Block] (the default) makes
+// producers wait; [DropNewest] makes them return [ErrDropped] at once and
+// counts the item as dropped.
 //
 // Two batchers share the same machinery: [Batcher] for values of any type, and
 // [Bytes], which copies byte entries (log lines) into contiguous buffers so

@@ -130,7 +130,8 @@ type engine[E any, P interface {
 	abort   func() error
 	epoch   time.Time
 	emitBig func([]byte) error
-	closedL P // permanently sealed stand-in installed by Close
+	closedL P        // permanently sealed stand-in installed by Close
+	grow    func() P // makes one more buffer (WithMaxBuffers), or nil
 
 	mu          sync.Mutex
 	installs    uint64 // ids given to batches; under mu
@@ -138,6 +139,8 @@ type engine[E any, P interface {
 	waiters     int
 	closed      bool
 	free        []P
+	nBufs       int // buffers made so far; under mu
+	maxBufs     int // most buffers grow may bring nBufs to
 	queue       []job[P]
 	queuedItems int
 	sealedSeq   uint64 // sequence of the last batch queued
@@ -153,7 +156,7 @@ type engine[E any, P interface {
 
 const maxPendingErrs = 8
 
-func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) error) {
+func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) error, grow func() P) {
 	e.window = int64(c.window)
 	e.drop = c.overflow == DropNewest
 	e.onError = c.onError
@@ -175,8 +178,12 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	}
 	bufs[0].begin(e.nextID())
 	e.cur.Store((*E)(bufs[0]))
-	e.free = append(make([]P, 0, len(bufs)), bufs[1:]...)
-	e.queue = make([]job[P], 0, len(bufs)+1)
+	e.nBufs, e.maxBufs = len(bufs), max(c.maxBuffers, len(bufs))
+	if e.maxBufs > e.nBufs {
+		e.grow = grow
+	}
+	e.free = append(make([]P, 0, e.maxBufs), bufs[1:]...)
+	e.queue = make([]job[P], 0, e.maxBufs+1)
 	go e.run()
 }
 
@@ -217,9 +224,16 @@ func (e *engine[E, P]) broadcastLocked() {
 }
 
 // installLocked makes a free buffer current, or the closed stand-in after
-// Close. With no free buffer it records that the output goroutine must
-// install the next buffer it frees.
+// Close. With no free buffer it makes one more if WithMaxBuffers allows,
+// and otherwise records that the output goroutine must install the next
+// buffer it frees.
 func (e *engine[E, P]) installLocked() {
+	if !e.closed && len(e.free) == 0 && e.grow != nil && e.nBufs < e.maxBufs {
+		b := e.grow()
+		b.ln().sealed.Store(true)
+		e.free = append(e.free, b)
+		e.nBufs++
+	}
 	switch {
 	case e.closed:
 		e.cur.Store((*E)(e.closedL))
@@ -545,6 +559,9 @@ type Stats struct {
 	// Stalls counts producers that had to sleep because every buffer was
 	// full (back-pressure: the output was behind), once per wait.
 	Stalls uint64
+	// Buffers is the number of batch buffers the batcher holds: WithBuffers'
+	// count, plus those made since under WithMaxBuffers.
+	Buffers int
 }
 
 func (e *engine[E, P]) stats() Stats {
@@ -563,5 +580,6 @@ func (e *engine[E, P]) stats() Stats {
 		Dropped:      e.dropped.Load(),
 		OutputErrors: e.outErrors.Load(),
 		Stalls:       e.stalls.Load(),
+		Buffers:      e.nBufs,
 	}
 }

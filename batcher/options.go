@@ -46,6 +46,8 @@ type config struct {
 	batchBytes   int
 	bytesSet     bool
 	buffers      int
+	buffersSet   bool
+	maxBuffers   int
 	window       time.Duration
 	overflow     Overflow
 	onError      func(error)
@@ -93,7 +95,25 @@ func WithBuffers(n int) Option {
 		if n < 2 || n > maxBuffers {
 			return fmt.Errorf("buffers %d out of range [2, %d]", n, maxBuffers)
 		}
-		c.buffers = n
+		c.buffers, c.buffersSet = n, true
+		return nil
+	}
+}
+
+// WithMaxBuffers lets the batcher make more buffers when producers would
+// otherwise wait, up to n in all: when a batch is sealed and no buffer is
+// free (the output is busy, or its goroutine not yet scheduled), the batcher
+// allocates one more instead of making producers wait. Buffers it made are
+// kept for the life of the batcher. Memory is then bounded by n x batch
+// size, and the overflow policy applies once n buffers are full. Defaults
+// to WithBuffers' count (no growth); at least 2, at most 1024. Given alone
+// below the default count of buffers, it lowers that count to n.
+func WithMaxBuffers(n int) Option {
+	return func(c *config) error {
+		if n < 2 || n > maxBuffers {
+			return fmt.Errorf("max buffers %d out of range [2, %d]", n, maxBuffers)
+		}
+		c.maxBuffers = n
 		return nil
 	}
 }
@@ -210,6 +230,12 @@ func newConfig(opts []Option) (config, error) {
 		if err := o(&c); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 		}
+	}
+	if c.maxBuffers > 0 && c.maxBuffers < c.buffers {
+		if c.buffersSet {
+			return c, fmt.Errorf("%w: max buffers %d below buffers %d", ErrInvalidOption, c.maxBuffers, c.buffers)
+		}
+		c.buffers = c.maxBuffers
 	}
 	return c, nil
 }
