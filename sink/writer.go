@@ -322,16 +322,18 @@ func (w *Writer) deliver(batch []byte, entries int, keep bool) (spare []byte, er
 		}
 		// Report the first failure of an episode, and any change of error;
 		// not every retry of the same one.
+		// The handler runs before writers can see the error, so that one
+		// who got it knows the handler has too.
 		w.errMu.Lock()
 		report := !w.failing.Load() || w.err == nil || w.err.Error() != err.Error()
 		w.err = err
-		w.failing.Store(true)
 		w.errMu.Unlock()
+		if report && w.onError != nil {
+			w.onError(err)
+		}
+		w.failing.Store(true)
 		if report {
 			w.b.Wake() // writers waiting for space get the error instead
-			if w.onError != nil {
-				w.onError(err)
-			}
 		}
 		if w.syncers.Load() > 0 || isClosed(w.closing) {
 			// Give the batch up: its error goes to the waiting Sync (or
