@@ -224,7 +224,7 @@ func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
 		}
 	}
 	if w.pendingDrop.Load() != 0 && w.notice {
-		w.writeNotice()
+		w.writeNotice(false)
 	}
 	var err error
 	if level < w.dropBelow {
@@ -246,9 +246,12 @@ func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
 }
 
 // writeNotice writes the "snail dropped entries" record for the drops since
-// the last one, if there is room now.
-func (w *Writer) writeNotice() {
-	if !w.noticeMu.TryLock() {
+// the last one: if there is room now, or, with wait (Sync and Close, so that
+// drops at the end of a stream are announced too), once there is.
+func (w *Writer) writeNotice(wait bool) {
+	if wait {
+		w.noticeMu.Lock()
+	} else if !w.noticeMu.TryLock() {
 		return // another goroutine is writing it
 	}
 	defer w.noticeMu.Unlock()
@@ -273,7 +276,11 @@ func (w *Writer) writeNotice() {
 	}
 	b = append(b, "}\n"...)
 	w.noticeBuf = b
-	if w.b.TryWrite(b) != nil {
+	if wait {
+		if _, err := w.b.Write(b); err != nil {
+			return // failing or closed: Sync and Close report that
+		}
+	} else if w.b.TryWrite(b) != nil {
 		return // still full: try again with the next entry
 	}
 	for i := range counts {
@@ -376,6 +383,9 @@ func (w *Writer) Sync() error {
 			return err
 		}
 	}
+	if w.pendingDrop.Load() != 0 && w.notice {
+		w.writeNotice(true)
+	}
 	w.syncers.Add(1)
 	err := w.b.Flush()
 	w.syncers.Add(-1)
@@ -394,6 +404,9 @@ func (w *Writer) Sync() error {
 func (w *Writer) Close() error {
 	w.closeOnce.Do(func() {
 		close(w.closing)
+		if w.pendingDrop.Load() != 0 && w.notice {
+			w.writeNotice(true)
+		}
 		errs := []error{w.b.Close()}
 		errs = append(errs, w.dst.Sync(), w.dst.Close())
 		w.closeErr = errors.Join(errs...)

@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,6 +196,33 @@ func TestDropBelowPerLevel(t *testing.T) {
 	})
 }
 
+// TestDropNoticeAtClose: drops with no entry after them are still announced
+// in the stream, by Close.
+func TestDropNoticeAtClose(t *testing.T) {
+	gate := make(chan struct{})
+	d := &memDest{gate: gate}
+	w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	line := []byte(strings.Repeat("i", 99) + "\n")
+	for range 50 {
+		w.WriteEntry(InfoLevel, line)
+	}
+	dropped := w.Stats().Dropped
+	if dropped == 0 {
+		t.Fatal("nothing dropped with the destination stalled")
+	}
+	close(gate)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ls := d.lines()
+	if want := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_info":%[1]d}`, dropped); ls[len(ls)-1] != want {
+		t.Fatalf("last line %q, want the notice %s", ls[len(ls)-1], want)
+	}
+	if got := int(dropped) + len(ls) - 1; got != 50 {
+		t.Fatalf("written + dropped = %d, want 50", got)
+	}
+}
+
 func TestZerologLevelWriter(t *testing.T) {
 	gate := make(chan struct{})
 	d := &memDest{gate: gate}
@@ -211,9 +239,18 @@ func TestZerologLevelWriter(t *testing.T) {
 	d.mu.Unlock()
 	close(gate)
 	zl.Error().Str("k", "v").Msg("kept")
-	w.Sync()
-	if ls := d.lines(); ls[len(ls)-1] != `{"level":"error","k":"v","message":"kept"}` {
-		t.Fatalf("last line %q", ls[len(ls)-1])
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The Error entry waited for room instead of being dropped, and the
+	// drop notice went out by Sync at the latest.
+	ls := d.lines()
+	notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_info":%[1]d}`, w.Stats().Dropped)
+	if !slices.Contains(ls, `{"level":"error","k":"v","message":"kept"}`) || !slices.Contains(ls, notice) {
+		t.Fatalf("the Error entry or the notice %s is missing; last lines %q", notice, ls[max(len(ls)-3, 0):])
+	}
+	if got := int(w.Stats().Dropped) + len(ls); got != 100+2 {
+		t.Fatalf("written + dropped = %d, want 102", got)
 	}
 }
 
