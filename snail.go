@@ -88,6 +88,7 @@ func OpenURL(u *url.URL) (*sink.Writer, error) {
 //	drop_below=warn    when full, drop entries below this level (trace ... fatal, all)
 //	window=100ms       how long a batch may wait for more entries
 //	batch=1MiB         size of one batch buffer
+//	buffers=16         most batch buffers held (4 are allocated up front)
 func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 	bad := func(format string, args ...any) (string, []filelog.Option, []sink.Option, error) {
 		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", u.String(), fmt.Sprintf(format, args...))
@@ -129,6 +130,12 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 			default:
 				sopts = append(sopts, sink.WithWindow(d))
 			}
+		case "buffers":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return bad("buffers: %v", err)
+			}
+			sopts = append(sopts, sink.WithMaxBuffers(n))
 		case "maxbackups":
 			n := filelog.Unlimited
 			if v != "unlimited" {

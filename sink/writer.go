@@ -43,6 +43,7 @@ var (
 const (
 	DefaultBatchBytes = 1 << 20
 	DefaultBuffers    = 4
+	DefaultMaxBuffers = 16
 	DefaultWindow     = 100 * time.Millisecond
 
 	retryMin = 10 * time.Millisecond
@@ -54,8 +55,9 @@ const (
 // a zapcore.WriteSyncer and a zerolog.LevelWriter. Write copies the entry
 // (callers may reuse their buffer) and never does I/O.
 //
-// Memory is bounded: at most buffers x batch bytes (4 MiB by default) of
-// entries are held, plus one entry larger than a batch while its writer
+// Memory is bounded: at most max buffers x batch bytes of entries are held
+// (16 MiB by default, of which 4 MiB are allocated by New and the rest only
+// when writers outpace the destination or its goroutine), plus one entry larger than a batch while its writer
 // waits for it to be written, plus the lanes' bookkeeping (a 32 KiB table
 // and 64 bytes per core and per chunk: under 64 KiB by default). A Keeper
 // destination holds the batches it keeps within its own bounds (netlog's
@@ -103,6 +105,8 @@ var _ zerolog.LevelWriter = (*Writer)(nil)
 
 type config struct {
 	batch     []batcher.Option // buffer size, count and window, validated by the batcher
+	buffers   int              // WithBuffers, or 0
+	most      int              // WithMaxBuffers, or 0
 	dropBelow Level
 	onError   func(error)
 	notice    bool
@@ -114,8 +118,35 @@ type Option func(*config) error
 // WithBatchBytes sets the size of one batch buffer. Defaults to 1 MiB.
 func WithBatchBytes(n int) Option { return batchOption(batcher.WithBatchBytes(n)) }
 
-// WithBuffers sets the number of batch buffers. Defaults to 4; at least 2.
-func WithBuffers(n int) Option { return batchOption(batcher.WithBuffers(n)) }
+// WithBuffers sets the number of batch buffers allocated by New. Defaults to
+// 4; at least 2. Given without WithMaxBuffers, it also sets the most
+// buffers: the Writer never makes more.
+func WithBuffers(n int) Option {
+	return func(c *config) error {
+		if n < 2 {
+			return fmt.Errorf("buffers %d below 2", n)
+		}
+		c.buffers = n // the batcher checks the upper bound
+		return nil
+	}
+}
+
+// WithMaxBuffers sets the most batch buffers the Writer may hold. When a
+// batch is full and no buffer is free, because the destination is behind
+// or the Writer's goroutine has not been scheduled yet, the Writer
+// allocates one more buffer, up to this count, instead of making writers
+// wait; buffers made are kept until Close. Defaults to 16 (16 MiB with
+// 1 MiB batches, 4 of them allocated by New); at least 2, and not below
+// WithBuffers. The overflow policy applies once every buffer is full.
+func WithMaxBuffers(n int) Option {
+	return func(c *config) error {
+		if n < 2 {
+			return fmt.Errorf("max buffers %d below 2", n)
+		}
+		c.most = n // the batcher checks the upper bound
+		return nil
+	}
+}
 
 // WithWindow sets how long a batch may wait for more entries before it is
 // written. Defaults to 100ms: an entry reaches the destination within about
@@ -175,8 +206,17 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	}
 	w := &Writer{dst: dst, dropBelow: c.dropBelow, onError: c.onError, notice: c.notice,
 		closing: make(chan struct{})}
-	bopts := []batcher.Option{batcher.WithBatchBytes(DefaultBatchBytes), batcher.WithBuffers(DefaultBuffers),
-		batcher.WithWindow(DefaultWindow)}
+	buffers, most := DefaultBuffers, DefaultMaxBuffers
+	switch {
+	case c.buffers > 0 && c.most > 0:
+		buffers, most = c.buffers, c.most
+	case c.buffers > 0:
+		buffers, most = c.buffers, c.buffers
+	case c.most > 0:
+		buffers, most = min(buffers, c.most), c.most
+	}
+	bopts := []batcher.Option{batcher.WithBatchBytes(DefaultBatchBytes), batcher.WithBuffers(buffers),
+		batcher.WithMaxBuffers(most), batcher.WithWindow(DefaultWindow)}
 	bopts = append(bopts, c.batch...) // the caller's settings win
 	bopts = append(bopts,
 		// Loggers encode between writes: yielding to keep claims on one
@@ -426,12 +466,15 @@ type Stats struct {
 	// destination was behind and the Block policy held the caller.
 	Stalls  uint64
 	Failing bool // the destination's last write failed
+	// Buffers is the number of batch buffers held: those allocated by New
+	// and those made since, up to WithMaxBuffers.
+	Buffers int
 }
 
 // Stats returns the Writer's counters.
 func (w *Writer) Stats() Stats {
 	bs := w.b.Stats()
-	s := Stats{Batches: bs.Batches, Lost: w.lost.Load(), Stalls: bs.Stalls, Failing: w.failing.Load()}
+	s := Stats{Batches: bs.Batches, Lost: w.lost.Load(), Stalls: bs.Stalls, Failing: w.failing.Load(), Buffers: bs.Buffers}
 	for i := range s.DroppedByLevel {
 		s.DroppedByLevel[i] = w.dropped[i].Load()
 		s.Dropped += s.DroppedByLevel[i]

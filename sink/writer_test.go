@@ -15,8 +15,9 @@ import (
 )
 
 func TestNewOptions(t *testing.T) {
-	for _, o := range []Option{WithBatchBytes(0), WithBuffers(1), WithWindow(-1), WithDropBelow(42)} {
-		if _, err := New(&memDest{}, o); !errors.Is(err, ErrInvalidOption) {
+	for _, opts := range [][]Option{{WithBatchBytes(0)}, {WithBuffers(1)}, {WithWindow(-1)}, {WithDropBelow(42)},
+		{WithMaxBuffers(1)}, {WithBuffers(8), WithMaxBuffers(4)}} {
+		if _, err := New(&memDest{}, opts...); !errors.Is(err, ErrInvalidOption) {
 			t.Fatalf("New = %v, want ErrInvalidOption", err)
 		}
 	}
@@ -220,6 +221,57 @@ func TestDropNoticeAtClose(t *testing.T) {
 	}
 	if got := int(dropped) + len(ls) - 1; got != 50 {
 		t.Fatalf("written + dropped = %d, want 50", got)
+	}
+}
+
+// TestBuffersGrowToTheBound: with the destination stalled, a Writer with
+// default settings takes DefaultMaxBuffers batches' worth of entries (4
+// buffers allocated up front, the rest made as they fill) before its
+// overflow policy drops anything; WithBuffers alone fixes the count.
+func TestBuffersGrowToTheBound(t *testing.T) {
+	line := []byte(strings.Repeat("g", 199) + "\n")
+	for _, tc := range []struct {
+		name             string
+		opts             []Option
+		initial, buffers int
+	}{
+		{"default", nil, DefaultBuffers, DefaultMaxBuffers},
+		{"WithBuffers alone", []Option{WithBuffers(3)}, 3, 3},
+		{"WithMaxBuffers", []Option{WithMaxBuffers(6)}, DefaultBuffers, 6},
+		{"WithMaxBuffers below the default count", []Option{WithMaxBuffers(2)}, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			d := &memDest{gate: gate}
+			opts := append([]Option{WithDropBelow(WarnLevel), WithBatchBytes(64 << 10), WithWindow(0)}, tc.opts...)
+			w := newTestWriter(t, d, opts...)
+			if got := w.Stats().Buffers; got != tc.initial {
+				t.Fatalf("Stats.Buffers = %d right after New, want %d", got, tc.initial)
+			}
+			const total = 64 << 10 * (DefaultMaxBuffers + 2) / 200
+			for range total {
+				if _, err := w.WriteEntry(InfoLevel, line); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := w.Stats()
+			if st.Buffers != tc.buffers || st.Dropped == 0 {
+				t.Fatalf("stats %+v, want %d buffers and drops", st, tc.buffers)
+			}
+			// Every buffer full but for the lanes' unused chunk ends, and
+			// no more than fits in them.
+			accepted := total - int(st.Dropped)
+			if lo, hi := (tc.buffers-1)*(64<<10)/len(line), tc.buffers*(64<<10)/len(line); accepted < lo || accepted > hi {
+				t.Fatalf("accepted %d entries in %d buffers, want %d..%d", accepted, tc.buffers, lo, hi)
+			}
+			close(gate)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(d.lines()); got != accepted+1 { // and the drop notice
+				t.Fatalf("%d lines written, want %d entries and the notice", got, accepted)
+			}
+		})
 	}
 }
 
