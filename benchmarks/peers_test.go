@@ -29,11 +29,13 @@ type target struct {
 	finish func() string
 	lost   func() int64  // entries the target itself reports lost (the diode)
 	stalls func() uint64 // snail: writes that waited for a free buffer
+	bufs   func() int    // snail: batch buffers held at the end
 }
 
 // stalling reports w's stalls with t.
 func stalling(t target, w *sink.Writer) target {
 	t.stalls = func() uint64 { return w.Stats().Stalls }
+	t.bufs = func() int { return w.Stats().Buffers }
 	return t
 }
 

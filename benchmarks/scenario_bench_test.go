@@ -93,6 +93,7 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 		// Writes that slept waiting for a free buffer: where snail's
 		// back-pressure shows in the latency tail.
 		b.ReportMetric(float64(t.stalls())*1e6/float64(b.N), "stalls/1M")
+		b.ReportMetric(float64(t.bufs()), "buffers")
 	}
 	if p != "" {
 		b.ReportMetric(float64(sys)*1000/float64(b.N), "writes/1k")
