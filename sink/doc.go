@@ -9,9 +9,11 @@
 // Sync returns once the destination has everything written before it;
 // Close drains everything and stops every goroutine.
 //
-// When the destination cannot keep up, the overflow policy decides per
-// level: by default every level blocks; WithDropBelow(WarnLevel) drops
-// Debug and Info entries while the buffers are full but still blocks for
-// Warn and above. Dropped entries are counted per level and announced in
-// the stream itself by a "snail dropped entries" record once space returns.
+// When writers outpace the destination, the Writer first takes more batch
+// buffers, up to WithMaxBuffers (16 MiB by default); once all are full the
+// overflow policy decides per level: by default every level blocks;
+// WithDropBelow(WarnLevel) drops Debug and Info entries while the buffers
+// are full but still blocks for Warn and above. Dropped entries are counted
+// per level and announced in the stream itself by a "snail dropped entries"
+// record once space returns, or at the next Sync or Close.
 package sink
