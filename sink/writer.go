@@ -122,13 +122,7 @@ func WithBatchBytes(n int) Option { return batchOption(batcher.WithBatchBytes(n)
 // 4; at least 2. Given without WithMaxBuffers, it also sets the most
 // buffers: the Writer never makes more.
 func WithBuffers(n int) Option {
-	return func(c *config) error {
-		if n < 2 {
-			return fmt.Errorf("buffers %d below 2", n)
-		}
-		c.buffers = n // the batcher checks the upper bound
-		return nil
-	}
+	return bufferCount("buffers", n, func(c *config) *int { return &c.buffers })
 }
 
 // WithMaxBuffers sets the most batch buffers the Writer may hold. When a
@@ -139,11 +133,17 @@ func WithBuffers(n int) Option {
 // 1 MiB batches, 4 of them allocated by New); at least 2, and not below
 // WithBuffers. The overflow policy applies once every buffer is full.
 func WithMaxBuffers(n int) Option {
+	return bufferCount("max buffers", n, func(c *config) *int { return &c.most })
+}
+
+// bufferCount sets the count field picks to n, at least 2; the batcher
+// checks the upper bound.
+func bufferCount(what string, n int, field func(*config) *int) Option {
 	return func(c *config) error {
 		if n < 2 {
-			return fmt.Errorf("max buffers %d below 2", n)
+			return fmt.Errorf("%s %d below 2", what, n)
 		}
-		c.most = n // the batcher checks the upper bound
+		*field(c) = n
 		return nil
 	}
 }
