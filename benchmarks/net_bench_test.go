@@ -306,5 +306,8 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	// cores-busy is the CPU both processes used over the wall time: below
 	// the machine's core count, one side waited for the other.
 	b.ReportMetric((cpu+self).Seconds()/elapsed.Seconds(), "cores-busy")
+	// Writes that slept because every sink buffer was full: the window of
+	// unacked frames was full, the collector behind.
+	b.ReportMetric(float64(w.Stats().Stalls)*1e6/float64(b.N), "stalls/1M")
 	os.Remove(filepath.Join(c.dir, name+".log"))
 }
