@@ -57,11 +57,12 @@ const (
 //
 // Memory is bounded: at most max buffers x batch bytes of entries are held
 // (16 MiB by default, of which 4 MiB are allocated by New and the rest only
-// when writers outpace the destination or its goroutine), plus one entry larger than a batch while its writer
-// waits for it to be written, plus the lanes' bookkeeping (a 32 KiB table
-// and 64 bytes per core and per chunk: under 64 KiB by default). A Keeper
-// destination holds the batches it keeps within its own bounds (netlog's
-// window) and gives the Writer a buffer back for each.
+// when writers outpace the destination or its goroutine), plus one entry
+// larger than a batch while its writer waits for it to be written, plus
+// the lanes' bookkeeping (a 32 KiB table and 64 bytes per core and per
+// chunk: under 64 KiB by default). A Keeper destination holds the batches
+// it keeps within its own bounds (netlog's window) and gives the Writer a
+// buffer back for each.
 //
 // Errors of the destination are sticky, as with bufio: once a batch fails,
 // Write returns the error (without taking the entry) and Sync returns it,
@@ -368,9 +369,8 @@ func (w *Writer) deliver(batch []byte, entries int, keep bool) (spare []byte, er
 			return spare, nil
 		}
 		// Report the first failure of an episode, and any change of error;
-		// not every retry of the same one.
-		// The handler runs before writers can see the error, so that one
-		// who got it knows the handler has too.
+		// not every retry of the same one. The handler runs before writers
+		// can see the error, so that one who got it knows the handler has.
 		w.errMu.Lock()
 		report := !w.failing.Load() || w.err == nil || w.err.Error() != err.Error()
 		w.err = err
