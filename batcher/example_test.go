@@ -112,3 +112,32 @@ func ExampleWithKeep() {
 	fmt.Println(b.Stats().Batches, "batches,", sent, "entries sent,", allocated, "buffers allocated")
 	// Output: 8 batches, 1000 entries sent, 2 buffers allocated
 }
+
+// With WithMaxBuffers the batcher makes buffers while the output is busy,
+// up to a bound, instead of making producers wait; past the bound the
+// overflow policy applies.
+func ExampleWithMaxBuffers() {
+	release := make(chan struct{})
+	delivered := 0
+	b, err := batcher.New(func(batch []int) error {
+		<-release // a slow output: busy with the first batch
+		delivered += len(batch)
+		return nil
+	}, batcher.WithBatchSize(100), batcher.WithBuffers(2), batcher.WithMaxBuffers(8),
+		batcher.WithOverflow(batcher.DropNewest), batcher.WithWindow(0))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i := range 1000 {
+		b.Add(i) // never waits: a new buffer, or ErrDropped past 8
+	}
+	st := b.Stats()
+	fmt.Println("buffers:", st.Buffers, "dropped:", st.Dropped)
+	close(release)
+	b.Close()
+	fmt.Println("delivered:", delivered)
+	// Output:
+	// buffers: 8 dropped: 200
+	// delivered: 800
+}
