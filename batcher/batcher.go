@@ -54,6 +54,9 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 	if c.lanes {
 		return nil, fmt.Errorf("%w: WithLanes applies to Bytes only", ErrInvalidOption)
 	}
+	if c.vec != nil {
+		return nil, fmt.Errorf("%w: WithVectors applies to Bytes only", ErrInvalidOption)
+	}
 	if c.keep != nil {
 		return nil, fmt.Errorf("%w: WithKeep applies to Bytes only", ErrInvalidOption)
 	}

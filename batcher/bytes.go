@@ -49,6 +49,8 @@ type byteBuf struct {
 	maxEntries uint64
 	out        func([]byte, int) error
 	keep       func([]byte, int) ([]byte, error) // WithKeep, or nil
+	vec        func([][]byte, int) error         // WithVectors (with lanes), or nil
+	pieces     [][]byte                          // reused by emit for vec
 	// lanes is the chunk state with WithLanes, nil otherwise.
 	lanes *laneSet
 }
@@ -81,6 +83,17 @@ func (b *byteBuf) begin(id uint64) {
 func (b *byteBuf) sealMark() uint64 { return bytesSeal }
 func (b *byteBuf) emit(v uint64) error {
 	if b.lanes != nil {
+		if b.vec != nil {
+			var n int
+			b.pieces, n = b.lanes.pieces(b.data, v, b.pieces[:0])
+			switch len(b.pieces) {
+			case 0:
+				return b.out(b.data[:0], n)
+			case 1:
+				return b.out(b.pieces[0], n) // in one piece after all
+			}
+			return b.vec(b.pieces, n)
+		}
 		length, n := b.lanes.compact(b.data, v)
 		return b.deliver(length, n)
 	}
@@ -134,6 +147,9 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 		maxEntries = c.batchSize
 	}
 	b := &Bytes{capBytes: uint64(capBytes), maxEntries: uint64(maxEntries), out: output}
+	if c.vec != nil && c.keep != nil {
+		return nil, fmt.Errorf("%w: WithVectors does not go with WithKeep", ErrInvalidOption)
+	}
 	lanes := c.lanes && haveGetg
 	if lanes {
 		if c.batchSizeSet {
@@ -148,6 +164,7 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 		nb := &byteBuf{data: make([]byte, capBytes), size: uint64(capBytes), maxEntries: uint64(maxEntries), out: output, keep: c.keep}
 		if lanes {
 			nb.lanes = newLaneSet(b.nLanes, capBytes/int(b.chunk)+2)
+			nb.vec = c.vec
 		}
 		return nb
 	}

@@ -278,13 +278,32 @@ func TestBytesWriteDoesNotAllocate(t *testing.T) {
 // entries around and above the chunk size: every line must arrive once, in
 // per-goroutine order, and batches must stay nearly full.
 func TestLanes(t *testing.T) {
+	for _, vectors := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vectors=%v", vectors), func(t *testing.T) { testLanes(t, vectors) })
+	}
+}
+
+func testLanes(t *testing.T, vectors bool) {
 	if !haveGetg {
 		t.Skip("lanes need amd64 or arm64")
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(6))
 	const capBytes, producers, per = 64 << 10, 48, 4000
 	col := &lineCollector{t: t, capBytes: capBytes}
-	b, err := NewBytes(col.out, WithBatchBytes(capBytes), WithLanes(true), WithWindow(time.Hour))
+	opts := []Option{WithBatchBytes(capBytes), WithLanes(true), WithWindow(time.Hour)}
+	var vecCalls int
+	if vectors {
+		// Pieces come in order and hold whole entries: joined, they are
+		// the batch compaction would have made.
+		opts = append(opts, WithVectors(func(bufs [][]byte, n int) error {
+			vecCalls++
+			if len(bufs) < 2 {
+				t.Errorf("vectors function called with %d pieces", len(bufs))
+			}
+			return col.out(bytes.Join(bufs, nil), n)
+		}))
+	}
+	b, err := NewBytes(col.out, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +337,9 @@ func TestLanes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLines(t, col.lines, producers, per)
+	if vectors && vecCalls == 0 {
+		t.Error("no batch came in pieces: the vectors path went untested")
+	}
 	// Every lane's last chunk may be partly empty when a batch seals: a
 	// batch still carries at least 3/4 of a buffer on average.
 	if full := int(total.Load() / capBytes); col.batches > full*4/3+1 {
@@ -375,6 +397,23 @@ func TestLanesOptions(t *testing.T) {
 	}
 	if _, err := New(func([]int) error { return nil }, WithLanes(true)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("Batcher: got %v, want ErrInvalidOption", err)
+	}
+	vec := func([][]byte, int) error { return nil }
+	keep := func([]byte, int) ([]byte, error) { return nil, nil }
+	for name, opts := range map[string][]Option{
+		"nil vectors":          {WithVectors(nil)},
+		"vectors with keep":    {WithLanes(true), WithVectors(vec), WithKeep(keep)},
+		"vectors with Batcher": nil, // below
+	} {
+		var err error
+		if opts == nil {
+			_, err = New(func([]int) error { return nil }, WithVectors(vec))
+		} else {
+			_, err = NewBytes(out, opts...)
+		}
+		if !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: got %v, want ErrInvalidOption", name, err)
+		}
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 // scheduler's processor) fills a chunk of its own, claiming entries with a
 // compare-and-swap on a counter that stays in its core's cache, and takes
 // the next chunk under the engine mutex once per chunk. The batch leaves
-// with its chunks moved together, in the order they were handed out.
+// with its chunks moved together, in the order they were handed out, or,
+// with WithVectors, as those chunks where they lie.
 //
 // Per-goroutine order survives goroutines moving between Ps: for each batch
 // a goroutine is bound to one lane (the lane of the P it first wrote from),
@@ -155,6 +156,37 @@ func (ls *laneSet) compact(data []byte, v uint64) (length, entries int) {
 		entries += n
 	}
 	return length, entries
+}
+
+// pieces waits, as compact does, until every entry of the frozen batch
+// whose tail is v has been copied in, and appends to dst the batch's
+// pieces of data in order, chunks that touch merged into one. It returns
+// them and the batch's entry count.
+func (ls *laneSet) pieces(data []byte, v uint64, dst [][]byte) ([][]byte, int) {
+	entries, start, end := 0, 0, -1
+	for i := range ls.regions(v) {
+		r := &ls.recs[i]
+		t := r.tail.Load()
+		n := int(t>>chunkCountShift) & chunkCountMax
+		for spin := 0; int(r.written.Load()) != n; spin++ {
+			if spin > 16 {
+				runtime.Gosched() // a preempted producer is finishing its copy
+			}
+		}
+		entries += n
+		used, off := int(t&chunkMaxBytes), int(r.off.Load())
+		if used == 0 {
+			continue
+		}
+		if off == end { // it follows the previous piece: one piece
+			end += used
+			dst[len(dst)-1] = data[start:end]
+			continue
+		}
+		start, end = off, off+used
+		dst = append(dst, data[start:end])
+	}
+	return dst, entries
 }
 
 // ownerSlot maps a goroutine identity to its slot in the owner table.

@@ -55,6 +55,7 @@ type config struct {
 	noCohort     bool
 	lanes        bool
 	keep         func([]byte, int) ([]byte, error)
+	vec          func([][]byte, int) error
 }
 
 // Option configures a batcher. Options validate their value and New returns
@@ -205,6 +206,24 @@ func WithKeep(keep func(batch []byte, entries int) (spare []byte, err error)) Op
 			return errors.New("nil keep function")
 		}
 		c.keep = keep
+		return nil
+	}
+}
+
+// WithVectors passes each batch that lanes left in several pieces of its
+// buffer to vec, as those pieces in order, instead of moving them together
+// and passing the result to the output function: a destination that writes
+// a vector of buffers with one system call (writev) saves the batcher a
+// copy of most of the batch. Batches in one piece, and entries larger than
+// a batch buffer, still go to the output function. vec must not keep the
+// slices. It applies with WithLanes only, and not with WithKeep. Bytes
+// only.
+func WithVectors(vec func(bufs [][]byte, entries int) error) Option {
+	return func(c *config) error {
+		if vec == nil {
+			return errors.New("nil vectors function")
+		}
+		c.vec = vec
 		return nil
 	}
 }
