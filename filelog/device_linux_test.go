@@ -92,6 +92,12 @@ func TestPseudoTerminal(t *testing.T) {
 // TestDiskFull fills a small tmpfs: the error names ENOSPC, no entry is left
 // half-written, and writing resumes once space is freed.
 func TestDiskFull(t *testing.T) {
+	for _, wm := range writeModes {
+		t.Run(wm.name, func(t *testing.T) { testDiskFull(t, wm.write) })
+	}
+}
+
+func testDiskFull(t *testing.T, write func(*File, []byte, int) error) {
 	dir := mountSmallTmpfs(t, 256<<10)
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 64<<10), 0o600); err != nil {
@@ -103,7 +109,7 @@ func TestDiskFull(t *testing.T) {
 	var werr error
 	for i := 0; i < 10000; i++ {
 		b := lines(37, i*37) // ~1 KB batches that do not divide the space
-		if werr = f.WriteBatch(b, 37); werr != nil {
+		if werr = write(f, b, 37); werr != nil {
 			break
 		}
 		written = append(written, b...)
@@ -118,7 +124,7 @@ func TestDiskFull(t *testing.T) {
 	// Free space: the next batch goes through.
 	os.Remove(filler)
 	b := lines(37, 1_000_000)
-	if err := f.WriteBatch(b, 37); err != nil {
+	if err := write(f, b, 37); err != nil {
 		t.Fatalf("after freeing space: %v", err)
 	}
 	got, _ = os.ReadFile(path)

@@ -1,5 +1,5 @@
 // Package filelog writes batches of log entries to a file with one write()
-// per batch, and keeps the file in shape: rotation by size or time on batch
+// per batch (one writev() for a batch given in pieces), and keeps the file in shape: rotation by size or time on batch
 // boundaries, retention, background compression of rotated files, fsync
 // policies, and reopening after external rotation (logrotate, SIGHUP).
 //

@@ -30,6 +30,26 @@ func mustOpen(t *testing.T, path string, opts ...Option) *File {
 	return f
 }
 
+// split cuts b into k pieces at uneven places, not on entry boundaries.
+func split(b []byte, k int) [][]byte {
+	var out [][]byte
+	for i := k; i > 1 && len(b) > 0; i-- {
+		cut := len(b) / (i + 1)
+		out = append(out, b[:cut])
+		b = b[cut:]
+	}
+	return append(out, b)
+}
+
+// writeModes are the two ways a batch reaches a File: whole, or in pieces.
+var writeModes = []struct {
+	name  string
+	write func(f *File, b []byte, n int) error
+}{
+	{"whole", func(f *File, b []byte, n int) error { return f.WriteBatch(b, n) }},
+	{"pieces", func(f *File, b []byte, n int) error { return f.WriteBatchVec(split(b, 3), n) }},
+}
+
 func lines(n, from int) []byte {
 	var b []byte
 	for i := from; i < from+n; i++ {
@@ -169,6 +189,51 @@ func readFile(t *testing.T, name string) []byte {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return b
+}
+
+// TestWriteBatchVec: a batch in pieces lands as the pieces joined, with one
+// writev(); rotation counts the whole batch; after Close it is ErrClosed.
+func TestWriteBatchVec(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithMaxSize(3000))
+	var want []byte
+	for i := range 20 {
+		b := lines(10, i*10) // ~250 bytes
+		pieces := split(b, 1+i%5)
+		pieces = append(pieces, nil) // an empty piece is fine
+		if err := f.WriteBatchVec(pieces, 10); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b...)
+	}
+	if st := f.Stats(); st.Writes != 20 {
+		t.Fatalf("%d write calls for 20 batches, want one writev each", st.Writes)
+	}
+	if err := f.WriteBatchVec(nil, 0); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatchVec([][]byte{[]byte("x\n")}, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteBatchVec after Close = %v", err)
+	}
+	// Rotated files sort by name, oldest first, and none is over the size.
+	var got []byte
+	backups, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "app-*.log")) // sorted: names sort by time
+	for _, p := range append(backups, path) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 3000 {
+			t.Fatalf("%s holds %d bytes, over the 3000 limit", p, len(b))
+		}
+		got = append(got, b...)
+	}
+	if len(backups) == 0 || !bytes.Equal(got, want) {
+		t.Fatalf("%d backups; content %d bytes, want the %d bytes written in order", len(backups), len(got), len(want))
+	}
 }
 
 func TestRotateBySizeOnBatchBoundaries(t *testing.T) {
@@ -374,6 +439,12 @@ func TestSIGHUPReopens(t *testing.T) {
 }
 
 func TestFIFO(t *testing.T) {
+	for _, wm := range writeModes {
+		t.Run(wm.name, func(t *testing.T) { testFIFO(t, wm.write) })
+	}
+}
+
+func testFIFO(t *testing.T, write func(*File, []byte, int) error) {
 	p := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		t.Fatal(err)
@@ -395,7 +466,7 @@ func TestFIFO(t *testing.T) {
 	for i := range 200 { // more than a pipe buffer holds: writes wait for the reader
 		b := lines(50, i*50)
 		want = append(want, b...)
-		if err := f.WriteBatch(b, 50); err != nil {
+		if err := write(f, b, 50); err != nil {
 			t.Fatal(err)
 		}
 	}
