@@ -28,6 +28,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// A File is a sink destination that takes batches in pieces (one writev).
+var _ interface {
+	sink.Destination
+	sink.VectorWriter
+} = (*filelog.File)(nil)
+
 func TestParseURL(t *testing.T) {
 	good := "snail:///var/log/app.log?maxsize=100MiB&every=1h&maxbackups=unlimited&maxage=168h&compress=zstd" +
 		"&fsync=1s&mode=0600&drop_below=warn&window=50ms&batch=256KiB&buffers=8"

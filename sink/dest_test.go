@@ -107,12 +107,33 @@ func (d *keepDest) Close() error {
 	return d.memDest.Close()
 }
 
+// vecDest is a memDest that takes batches in pieces (a sink.VectorWriter)
+// and counts the batches that came that way.
+type vecDest struct {
+	*memDest
+	vectored int
+}
+
+func (d *vecDest) WriteBatchVec(pieces [][]byte, n int) error {
+	if len(pieces) < 2 {
+		return fmt.Errorf("WriteBatchVec with %d pieces: one piece goes to WriteBatch", len(pieces))
+	}
+	if err := d.WriteBatch(bytes.Join(pieces, nil), n); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.vectored++
+	d.mu.Unlock()
+	return nil
+}
+
 // dests are the destination kinds that tests run against: one that copies,
-// one that keeps.
+// one that keeps, one that takes batches in pieces.
 var dests = []struct {
 	name string
 	make func() (Destination, *memDest)
 }{
 	{"copies", func() (Destination, *memDest) { d := &memDest{}; return d, d }},
 	{"keeps", func() (Destination, *memDest) { d := &memDest{}; return &keepDest{memDest: d}, d }},
+	{"pieces", func() (Destination, *memDest) { d := &memDest{}; return &vecDest{memDest: d}, d }},
 }

@@ -31,6 +31,15 @@ type Keeper interface {
 	KeepBatch(batch []byte, entries int) (spare []byte, err error)
 }
 
+// A VectorWriter is a Destination that can write a batch given in pieces,
+// in order, with one system call (writev), as filelog's File does. The
+// Writer's goroutines fill a batch in chunks, one per core; a batch that
+// ends in several pieces goes to WriteBatchVec as they are, which saves
+// moving them together first. WriteBatchVec must not keep the pieces.
+type VectorWriter interface {
+	WriteBatchVec(pieces [][]byte, entries int) error
+}
+
 // Errors returned by a Writer.
 var (
 	// ErrClosed is returned by Write and Sync after Close.
@@ -78,7 +87,8 @@ const (
 // destination and stops the goroutines. A Writer is safe for concurrent use.
 type Writer struct {
 	dst       Destination
-	keeper    Keeper // dst, when it can keep batches
+	keeper    Keeper       // dst, when it can keep batches
+	vw        VectorWriter // dst, when it writes batches in pieces
 	b         *batcher.Bytes
 	dropBelow Level
 	onError   func(error)
@@ -235,6 +245,9 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	if k, ok := dst.(Keeper); ok {
 		w.keeper = k
 		bopts = append(bopts, batcher.WithKeep(w.keep))
+	} else if vw, ok := dst.(VectorWriter); ok {
+		w.vw = vw
+		bopts = append(bopts, batcher.WithVectors(w.outputVec))
 	}
 	b, err := batcher.NewBytes(w.output, bopts...)
 	if err != nil {
@@ -338,25 +351,35 @@ func (w *Writer) stickyErr() error {
 
 // output is the batcher's output: it writes a batch to the destination.
 func (w *Writer) output(batch []byte, entries int) error {
-	_, err := w.deliver(batch, entries, false)
+	_, err := w.deliver(batch, nil, entries, false)
+	return err
+}
+
+// outputVec is the batcher's output for batches in pieces (VectorWriter).
+func (w *Writer) outputVec(pieces [][]byte, entries int) error {
+	_, err := w.deliver(nil, pieces, entries, false)
 	return err
 }
 
 // keep is the batcher's output for batches a Keeper may keep.
 func (w *Writer) keep(batch []byte, entries int) (spare []byte, err error) {
-	return w.deliver(batch, entries, true)
+	return w.deliver(batch, nil, entries, true)
 }
 
-// deliver passes a batch to the destination (KeepBatch if keep, else
-// WriteBatch), retrying a failing one until it succeeds, or until Close or
-// a waiting Sync asks for an answer.
-func (w *Writer) deliver(batch []byte, entries int, keep bool) (spare []byte, err error) {
+// deliver passes a batch to the destination (KeepBatch if keep,
+// WriteBatchVec if it comes in pieces, else WriteBatch), retrying a failing
+// one until it succeeds, or until Close or a waiting Sync asks for an
+// answer.
+func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) (spare []byte, err error) {
 	wait := retryMin
 	var timer *time.Timer
 	for {
-		if keep {
+		switch {
+		case keep:
 			spare, err = w.keeper.KeepBatch(batch, entries)
-		} else {
+		case pieces != nil:
+			err = w.vw.WriteBatchVec(pieces, entries)
+		default:
 			err = w.dst.WriteBatch(batch, entries)
 		}
 		if err == nil {
