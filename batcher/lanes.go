@@ -135,20 +135,26 @@ func (ls *laneSet) begin(id uint64) {
 	}
 }
 
+// settled waits until every entry claimed in the frozen chunk has been
+// copied in, and returns where the chunk starts, the bytes it holds and
+// its entry count.
+func (r *chunkRec) settled() (off, used, entries int) {
+	t := r.tail.Load()
+	n := int(t>>chunkCountShift) & chunkCountMax
+	for spin := 0; int(r.written.Load()) != n; spin++ {
+		if spin > 16 {
+			runtime.Gosched() // a preempted producer is finishing its copy
+		}
+	}
+	return int(r.off.Load()), int(t & chunkMaxBytes), n
+}
+
 // compact waits until every entry of the frozen batch whose tail is v has
 // been copied in, then moves the chunks together at the start of data. It
 // returns the batch's length and entry count.
 func (ls *laneSet) compact(data []byte, v uint64) (length, entries int) {
 	for i := range ls.regions(v) {
-		r := &ls.recs[i]
-		t := r.tail.Load()
-		n := int(t>>chunkCountShift) & chunkCountMax
-		for spin := 0; int(r.written.Load()) != n; spin++ {
-			if spin > 16 {
-				runtime.Gosched() // a preempted producer is finishing its copy
-			}
-		}
-		used, off := int(t&chunkMaxBytes), int(r.off.Load())
+		off, used, n := ls.recs[i].settled()
 		if off != length {
 			copy(data[length:length+used], data[off:off+used])
 		}
@@ -165,16 +171,8 @@ func (ls *laneSet) compact(data []byte, v uint64) (length, entries int) {
 func (ls *laneSet) pieces(data []byte, v uint64, dst [][]byte) ([][]byte, int) {
 	entries, start, end := 0, 0, -1
 	for i := range ls.regions(v) {
-		r := &ls.recs[i]
-		t := r.tail.Load()
-		n := int(t>>chunkCountShift) & chunkCountMax
-		for spin := 0; int(r.written.Load()) != n; spin++ {
-			if spin > 16 {
-				runtime.Gosched() // a preempted producer is finishing its copy
-			}
-		}
+		off, used, n := ls.recs[i].settled()
 		entries += n
-		used, off := int(t&chunkMaxBytes), int(r.off.Load())
 		if used == 0 {
 			continue
 		}
