@@ -131,7 +131,7 @@ type engine[E any, P interface {
 	epoch   time.Time
 	emitBig func([]byte) error
 	closedL P        // permanently sealed stand-in installed by Close
-	grow    func() P // makes one more buffer (WithMaxBuffers), or nil
+	grow    func() P // makes one more buffer (WithMaxBuffers)
 
 	mu          sync.Mutex
 	installs    uint64 // ids given to batches; under mu
@@ -179,9 +179,7 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	bufs[0].begin(e.nextID())
 	e.cur.Store((*E)(bufs[0]))
 	e.nBufs, e.maxBufs = len(bufs), max(c.maxBuffers, len(bufs))
-	if e.maxBufs > e.nBufs {
-		e.grow = grow
-	}
+	e.grow = grow
 	e.free = append(make([]P, 0, e.maxBufs), bufs[1:]...)
 	e.queue = make([]job[P], 0, e.maxBufs+1)
 	go e.run()
@@ -228,7 +226,7 @@ func (e *engine[E, P]) broadcastLocked() {
 // and otherwise records that the output goroutine must install the next
 // buffer it frees.
 func (e *engine[E, P]) installLocked() {
-	if !e.closed && len(e.free) == 0 && e.grow != nil && e.nBufs < e.maxBufs {
+	if !e.closed && len(e.free) == 0 && e.nBufs < e.maxBufs {
 		b := e.grow()
 		b.ln().sealed.Store(true)
 		e.free = append(e.free, b)

@@ -144,15 +144,23 @@ func TestCloseWhileFailingReportsLoss(t *testing.T) {
 	}
 }
 
+// stalledWriter returns a Writer with two 512-byte buffers that drops below
+// level, over a destination stalled until gate is closed, and a 100-byte
+// line to fill it with.
+func stalledWriter(t *testing.T, below Level) (*Writer, *memDest, chan struct{}, []byte) {
+	t.Helper()
+	gate := make(chan struct{})
+	d := &memDest{gate: gate}
+	w := newTestWriter(t, d, WithDropBelow(below), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	return w, d, gate, []byte(strings.Repeat("i", 99) + "\n")
+}
+
 // TestDropBelowPerLevel: with the destination stalled, Debug and Info are
 // dropped and counted, Warn waits; when space returns a notice record
 // reports the drops by level.
 func TestDropBelowPerLevel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		gate := make(chan struct{})
-		d := &memDest{gate: gate}
-		w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
-		line := []byte(strings.Repeat("i", 99) + "\n")
+		w, d, gate, line := stalledWriter(t, WarnLevel)
 		for range 50 {
 			w.WriteEntry(InfoLevel, line)
 			w.WriteEntry(DebugLevel, line)
@@ -201,10 +209,7 @@ func TestDropBelowPerLevel(t *testing.T) {
 // TestDropNoticeAtClose: drops with no entry after them are still announced
 // in the stream, by Close.
 func TestDropNoticeAtClose(t *testing.T) {
-	gate := make(chan struct{})
-	d := &memDest{gate: gate}
-	w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
-	line := []byte(strings.Repeat("i", 99) + "\n")
+	w, d, gate, line := stalledWriter(t, WarnLevel)
 	for range 50 {
 		w.WriteEntry(InfoLevel, line)
 	}
@@ -277,9 +282,7 @@ func TestBuffersGrowToTheBound(t *testing.T) {
 }
 
 func TestZerologLevelWriter(t *testing.T) {
-	gate := make(chan struct{})
-	d := &memDest{gate: gate}
-	w := newTestWriter(t, d, WithDropBelow(ErrorLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	w, d, gate, _ := stalledWriter(t, ErrorLevel)
 	zl := zerolog.New(w)
 	for i := range 100 {
 		zl.Info().Int("i", i).Msg("filler to fill the buffers while the destination is stalled")
