@@ -277,6 +277,9 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	if n, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_BATCH")); n > 0 {
 		sopts = append(sopts, sink.WithBatchBytes(n))
 	}
+	if n, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_BUFFERS")); n > 0 {
+		sopts = append(sopts, sink.WithBuffers(n))
+	}
 	w, err := sink.New(st, sopts...)
 	if err != nil {
 		b.Fatal(err)
@@ -309,5 +312,6 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	// Writes that slept because every sink buffer was full: the window of
 	// unacked frames was full, the collector behind.
 	b.ReportMetric(float64(w.Stats().Stalls)*1e6/float64(b.N), "stalls/1M")
+	b.ReportMetric(float64(w.Stats().Buffers), "buffers")
 	os.Remove(filepath.Join(c.dir, name+".log"))
 }

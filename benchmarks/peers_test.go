@@ -70,7 +70,12 @@ func openFile(b *testing.B, name string) (*os.File, string) {
 
 func snailWriter(b *testing.B) (*sink.Writer, string) {
 	p := filepath.Join(b.TempDir(), "snail.log")
-	w, err := snail.OpenFile(p, nil)
+	// SNAIL_BENCH_BATCH sets the sink's batch bytes, as in BenchmarkNet.
+	var sopts []sink.Option
+	if n, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_BATCH")); n > 0 {
+		sopts = append(sopts, sink.WithBatchBytes(n))
+	}
+	w, err := snail.OpenFile(p, nil, sopts...)
 	if err != nil {
 		b.Fatal(err)
 	}
