@@ -74,8 +74,10 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 	cpu0, t0 := selfCPU(), time.Now()
 	close(start)
 	wg.Wait()
+	tf := time.Now()
 	p := t.finish()
 	elapsed := time.Since(t0)
+	finish := time.Since(tf)
 	cpu := selfCPU() - cpu0
 	b.StopTimer()
 	sys := writeSyscalls() - sys0
@@ -88,6 +90,9 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 		b.Fatalf("%d of %d entries in the file", written, b.N)
 	}
 	b.ReportMetric(float64(written)/elapsed.Seconds(), "entries/s")
+	// close-ms is the part of the time after the last log call: Close
+	// (or Sync) writing what was still buffered, inside the measurement.
+	b.ReportMetric(float64(finish.Microseconds())/1e3, "close-ms")
 	b.ReportMetric(100*float64(b.N-written)/float64(b.N), "%lost")
 	if t.stalls != nil {
 		// Writes that slept waiting for a free buffer: where snail's
