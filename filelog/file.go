@@ -159,16 +159,16 @@ func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 	if l.closed {
 		return ErrClosed
 	}
-	total := 0
-	for _, p := range pieces {
-		total += len(p)
-	}
 	if l.device || l.cfg.recordPerWrite {
 		l.joined = l.joined[:0]
 		for _, p := range pieces {
 			l.joined = append(l.joined, p...)
 		}
 		return l.writeBatch(l.joined)
+	}
+	total := 0
+	for _, p := range pieces {
+		total += len(p)
 	}
 	if total == 0 {
 		return nil
@@ -178,12 +178,9 @@ func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 	}
 	n, calls, err := writev(l.f, pieces, &l.iov)
 	clear(l.iov[:cap(l.iov)]) // hold no reference to the caller's buffers
-	l.stats.Writes += int64(calls)
-	if err != nil {
-		return l.cutBack(n, err)
+	if err := l.account(n, calls, err); err != nil {
+		return err
 	}
-	l.size += int64(n)
-	l.stats.Bytes += int64(n)
 	return l.afterWrite()
 }
 
@@ -218,7 +215,13 @@ func (l *File) writeBatch(batch []byte) error {
 // EINTR and EAGAIN) and cuts a partial write back.
 func (l *File) write(p []byte) error {
 	n, err := l.f.Write(p)
-	l.stats.Writes++
+	return l.account(n, 1, err)
+}
+
+// account counts calls write()s that wrote n bytes in all, and cuts a
+// partial write back if they ended in err.
+func (l *File) account(n, calls int, err error) error {
+	l.stats.Writes += int64(calls)
 	if err != nil {
 		return l.cutBack(n, err)
 	}
