@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,116 +430,140 @@ func TestHostileClients(t *testing.T) {
 		checkIDs(t, filepath.Join(dir, name+".log"), n)
 		return time.Since(start)
 	}
-	const n = 1_000_000
-	alone := good("alone", n)
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	// attackAll starts every kind of hostile client, each in a loop, plus
+	// idle connections that say nothing, and returns what stops them.
 	var attacks atomic.Int64
-	attack := func(f func()) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+	attackAll := func() (stopAll func()) {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		attack := func(f func()) {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					f()
+					attacks.Add(1)
 				}
-				f()
-				attacks.Add(1)
+			})
+		}
+		dialAuth := func() net.Conn {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				return nil
+			}
+			b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 5, Name: "evil", Token: "t"})
+			conn.Write(b)
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			hdr := make([]byte, encoder.HeaderSize)
+			io.ReadFull(conn, hdr)
+			return conn
+		}
+		drain := func(conn net.Conn) {
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			io.Copy(io.Discard, conn)
+			conn.Close()
+		}
+		attack(func() { // garbage instead of a hello
+			conn, err := net.Dial("tcp", addr)
+			if err == nil {
+				conn.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 10))
+				drain(conn)
 			}
 		})
-	}
-	dialAuth := func() net.Conn {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			return nil
-		}
-		b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 5, Name: "evil", Token: "t"})
-		conn.Write(b)
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		hdr := make([]byte, encoder.HeaderSize)
-		io.ReadFull(conn, hdr)
-		return conn
-	}
-	drain := func(conn net.Conn) {
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		io.Copy(io.Discard, conn)
-		conn.Close()
-	}
-	attack(func() { // garbage instead of a hello
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 10))
-			drain(conn)
-		}
-	})
-	attack(func() { // a batch announcing a 1 GiB payload
-		if conn := dialAuth(); conn != nil {
-			h, _ := encoder.AppendBatchHeader(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("x\n"))
-			h[32], h[33], h[34], h[35] = 0, 0, 0, 0x40
-			conn.Write(h)
-			drain(conn)
-		}
-	})
-	attack(func() { // a bad CRC
-		if conn := dialAuth(); conn != nil {
-			f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("evil\n"), encoder.None)
-			f[len(f)-2] ^= 0xff
-			conn.Write(f)
-			drain(conn)
-		}
-	})
-	attack(func() { // a wrong token
-		if conn, err := net.Dial("tcp", addr); err == nil {
-			b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 6, Name: "evil", Token: "guess"})
-			conn.Write(b)
-			drain(conn)
-		}
-	})
-	attack(func() { // slowloris: a frame one byte at a time
-		if conn := dialAuth(); conn != nil {
-			f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("slow\n"), encoder.None)
-		slow:
-			for _, b := range f {
-				if _, err := conn.Write([]byte{b}); err != nil {
-					break
-				}
-				select {
-				case <-stop:
-					break slow // never finish the frame
-				case <-time.After(50 * time.Millisecond):
-				}
+		attack(func() { // a batch announcing a 1 GiB payload
+			if conn := dialAuth(); conn != nil {
+				h, _ := encoder.AppendBatchHeader(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("x\n"))
+				h[32], h[33], h[34], h[35] = 0, 0, 0, 0x40
+				conn.Write(h)
+				drain(conn)
 			}
-			drain(conn)
+		})
+		attack(func() { // a bad CRC
+			if conn := dialAuth(); conn != nil {
+				f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("evil\n"), encoder.None)
+				f[len(f)-2] ^= 0xff
+				conn.Write(f)
+				drain(conn)
+			}
+		})
+		attack(func() { // a wrong token
+			if conn, err := net.Dial("tcp", addr); err == nil {
+				b, _ := netlog.AppendHello(nil, netlog.Hello{Version: 1, StreamID: 6, Name: "evil", Token: "guess"})
+				conn.Write(b)
+				drain(conn)
+			}
+		})
+		attack(func() { // slowloris: a frame one byte at a time
+			if conn := dialAuth(); conn != nil {
+				f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("slow\n"), encoder.None)
+			slow:
+				for _, b := range f {
+					if _, err := conn.Write([]byte{b}); err != nil {
+						break
+					}
+					select {
+					case <-stop:
+						break slow // never finish the frame
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				drain(conn)
+			}
+		})
+		var idleConns []net.Conn
+		for range idle { // connect and say nothing
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idleConns = append(idleConns, conn)
 		}
-	})
-	var idleConns []net.Conn
-	for range idle { // connect and say nothing
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
+		return func() {
+			close(stop)
+			wg.Wait()
+			for _, conn := range idleConns {
+				conn.Close()
+			}
 		}
-		idleConns = append(idleConns, conn)
 	}
 
-	under := good("under-attack", n)
-	waitFor(t, func() bool { return c.Stats().Rejects["slow_frame"] > 0 })
-	// Memory stays bounded: the heap (client and collector share this
-	// process) stays far below what the attacks announce (a 1 GiB frame
-	// each), within the frame budget plus buffers.
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	if ms.HeapInuse > 512<<20 {
-		t.Errorf("heap in use %d MiB under attack", ms.HeapInuse>>20)
+	// Rounds pair the good client alone with the good client under attack
+	// right after, and the median of the rounds' ratios decides: the other
+	// packages' tests share this machine's cores, and one busy second must
+	// not decide the outcome either way.
+	const rounds = 5
+	n := 2_000_000
+	if raceEnabled {
+		n = 1_000_000
 	}
-	close(stop)
-	wg.Wait()
-	for _, conn := range idleConns {
-		conn.Close()
+	var ratios []float64
+	var report strings.Builder
+	for i := range rounds {
+		alone := good(fmt.Sprintf("alone-%d", i), n)
+		stopAll := attackAll()
+		under := good(fmt.Sprintf("under-attack-%d", i), n)
+		if i == 0 {
+			waitFor(t, func() bool { return c.Stats().Rejects["slow_frame"] > 0 })
+			// Memory stays bounded: the heap (client and collector share
+			// this process) stays far below what the attacks announce (a
+			// 1 GiB frame each), within the frame budget plus buffers.
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > 512<<20 {
+				t.Errorf("heap in use %d MiB under attack", ms.HeapInuse>>20)
+			}
+		}
+		stopAll()
+		ratios = append(ratios, under.Seconds()/alone.Seconds())
+		fmt.Fprintf(&report, " %v/%v", under.Round(time.Millisecond), alone.Round(time.Millisecond))
 	}
-	t.Logf("alone %v, under attack %v (%d attacks, %d idle connections)", alone, under, attacks.Load(), idle)
-	if under > 2*alone+time.Second {
-		t.Errorf("good client took %v under attack, %v alone: slowed by more than half", under, alone)
+	slices.Sort(ratios)
+	t.Logf("under attack/alone per round:%s; %d attacks, %d idle connections each round", report.String(), attacks.Load(), idle)
+	if med := ratios[rounds/2]; med >= 2 {
+		t.Errorf("good client slowed by more than half under attack: median time ratio %.2f (%v)", med, ratios)
 	}
 	waitFor(t, func() bool { return c.Stats().Conns == 0 })
 	r := c.Stats().Rejects
