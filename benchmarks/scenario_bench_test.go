@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"fmt"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -37,6 +38,13 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
+// gcCycles returns the count of garbage collections completed so far.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 func runTarget(b *testing.B, g int, t target, latency bool) {
 	b.ReportAllocs()
 	samples := make([][]time.Duration, g)
@@ -69,7 +77,7 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 			samples[k] = s
 		})
 	}
-	sys0 := writeSyscalls()
+	sys0, gc0 := writeSyscalls(), gcCycles()
 	b.ResetTimer()
 	cpu0, t0 := selfCPU(), time.Now()
 	close(start)
@@ -80,7 +88,7 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 	finish := time.Since(tf)
 	cpu := selfCPU() - cpu0
 	b.StopTimer()
-	sys := writeSyscalls() - sys0
+	sys, gcs := writeSyscalls()-sys0, gcCycles()-gc0
 
 	written := b.N
 	if p != "" {
@@ -106,6 +114,9 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 	// The process's CPU over the wall time: below 2 on this 2-core
 	// machine, cores sat idle (writers asleep, the output waiting on I/O).
 	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores-busy")
+	// Garbage collections per million entries: the allocating loggers'
+	// tails follow them, and a sink's buffers space them out.
+	b.ReportMetric(float64(gcs)*1e6/float64(b.N), "gc/1M")
 	if latency {
 		all := slices.Concat(samples...)
 		slices.Sort(all)
