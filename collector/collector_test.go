@@ -561,7 +561,7 @@ func TestHostileClients(t *testing.T) {
 		fmt.Fprintf(&report, " %v/%v", under.Round(time.Millisecond), alone.Round(time.Millisecond))
 	}
 	slices.Sort(ratios)
-	t.Logf("under attack/alone per round:%s; %d attacks, %d idle connections each round", report.String(), attacks.Load(), idle)
+	t.Logf("under attack/alone per round:%s; %d attacks in all, %d idle connections in each round", report.String(), attacks.Load(), idle)
 	if med := ratios[rounds/2]; med >= 2 {
 		t.Errorf("good client slowed by more than half under attack: median time ratio %.2f (%v)", med, ratios)
 	}
