@@ -264,6 +264,7 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	b.ReportAllocs()
 	name := fmt.Sprintf("s%d", streamSeq.Add(1))
 	nopts := []netlog.ClientOption{netlog.WithStreamName(name), netlog.WithCompression(comp)}
+	// SNAIL_BENCH_WINDOW sets the client's window: that many frames and MiB.
 	if w, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_WINDOW")); w > 0 {
 		nopts = append(nopts, netlog.WithWindow(w, int64(w)<<20))
 	}
@@ -271,16 +272,7 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 	if err != nil {
 		b.Fatal(err)
 	}
-	// SNAIL_BENCH_BATCH sets the sink's batch bytes (256 KiB ran 0.6-0.8x
-	// the default 1 MiB on raw lines here), SNAIL_BENCH_WINDOW the window.
-	var sopts []sink.Option
-	if n, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_BATCH")); n > 0 {
-		sopts = append(sopts, sink.WithBatchBytes(n))
-	}
-	if n, _ := strconv.Atoi(os.Getenv("SNAIL_BENCH_BUFFERS")); n > 0 {
-		sopts = append(sopts, sink.WithBuffers(n))
-	}
-	w, err := sink.New(st, sopts...)
+	w, err := sink.New(st, envSinkOptions()...)
 	if err != nil {
 		b.Fatal(err)
 	}

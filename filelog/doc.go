@@ -1,7 +1,8 @@
 // Package filelog writes batches of log entries to a file with one write()
-// per batch (one writev() for a batch given in pieces), and keeps the file in shape: rotation by size or time on batch
-// boundaries, retention, background compression of rotated files, fsync
-// policies, and reopening after external rotation (logrotate, SIGHUP).
+// per batch (one writev() for a batch given in pieces), and keeps the file
+// in shape: rotation by size or time on batch boundaries, retention,
+// background compression of rotated files, fsync policies, and reopening
+// after external rotation (logrotate, SIGHUP).
 //
 // A File is a destination for snail's sink: it takes whole batches, never
 // splits an entry across files, and never leaves half an entry behind when
