@@ -285,6 +285,29 @@ func TestWindowBlocksSend(t *testing.T) {
 	}
 }
 
+// A reply given after Serve returned, with nothing else in flight, leaves
+// at once instead of waiting out the response window (an hour here).
+func TestLateReplyLeavesAtOnce(t *testing.T) {
+	hold := make(chan struct{})
+	_, addr := startEcho(t, &echoServer{hold: hold}, WithResponseWindow(time.Hour))
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, body := range []string{"one", "two", "three"} {
+		if err := c.Send(context.Background(), body, len(body), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(hold) // the three replies come from other goroutines, after Serve
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("Wait = %v: the replies waited for the window", err)
+	}
+}
+
 // A peer that stops reading becomes an error (the write deadline), not a
 // hang; the client reconnects and resends.
 func TestStalledPeerBreaksTheConnection(t *testing.T) {

@@ -47,7 +47,10 @@ type ServerConn[Req, Resp any] interface {
 	ReadRequest() (Req, error)
 	// Serve handles req and calls reply exactly once with its response,
 	// before it returns or later from any goroutine. Requests of one
-	// connection are served one after another, in order.
+	// connection are served one after another, in order. Replies leave
+	// together: when nothing more is buffered to read, when 256 wait, or
+	// at the end of the response window; a reply given after Serve
+	// returned, with no other request in flight, leaves at once.
 	Serve(req Req, reply func(Resp))
 	// AppendResponses appends the frames of resps to dst; it may merge
 	// them (one ack for a range of requests).
@@ -226,6 +229,7 @@ type srvConn[Req, Resp any] struct {
 	imu       sync.Mutex // guards the count of requests not answered yet
 	icond     *sync.Cond
 	inflight  int
+	serving   bool // the reader is inside Serve
 	abandoned bool // Close: do not wait for answers
 }
 
@@ -374,8 +378,15 @@ func (c *srvConn[Req, Resp]) serve() {
 		_ = rb.Add(r) // fails after Close only: the connection is gone anyway
 		c.imu.Lock()
 		c.inflight--
+		// A reply that comes after Serve returned, with nothing else in
+		// flight, has no other to wait for: it leaves now, not at the
+		// end of the response window.
+		alone := c.inflight == 0 && !c.serving
 		c.icond.Broadcast()
 		c.imu.Unlock()
+		if alone {
+			rb.Ship()
+		}
 	}
 	var cause error
 	for {
@@ -389,8 +400,12 @@ func (c *srvConn[Req, Resp]) serve() {
 		}
 		c.imu.Lock()
 		c.inflight++
+		c.serving = true
 		c.imu.Unlock()
 		state.Serve(req, reply)
+		c.imu.Lock()
+		c.serving = false
+		c.imu.Unlock()
 		if br.Buffered() == 0 {
 			rb.Ship() // nothing more to read now: answer what we have
 		}
