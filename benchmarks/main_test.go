@@ -3,7 +3,6 @@ package benchmarks
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -14,8 +13,8 @@ import (
 // started (snail's sinks and Streams, the diode).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
 	if code == 0 {
 		// lumberjack starts a goroutine to compress and prune backups on

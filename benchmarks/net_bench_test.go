@@ -35,16 +35,24 @@ type collectorProc struct {
 var (
 	buildOnce sync.Once
 	binPath   string
+	binDir    string // where binPath was built, removed by TestMain
 	buildErr  error
 )
 
 func startCollectorProc(b *testing.B, extra ...string) *collectorProc {
 	buildOnce.Do(func() {
+		// SNAIL_BENCH_COLLECTOR_BIN runs that snail binary instead of one
+		// built from this checkout (an A/B of two collectors).
+		if p := os.Getenv("SNAIL_BENCH_COLLECTOR_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "snail-bench-bin-")
 		if err != nil {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "snail")
 		out, err := exec.Command("go", "build", "-C", "..", "-o", binPath, "./cmd/snail").CombinedOutput()
 		if err != nil {
@@ -257,6 +265,33 @@ func BenchmarkNetAck(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkNetSync measures what a caller of Sync waits for on a quiet
+// stream: one entry written, then Sync, which returns once the collector
+// has acked it (after write(), or after fsync).
+func BenchmarkNetSync(b *testing.B) {
+	for _, ack := range []string{"write", "fsync"} {
+		c := startCollectorProc(b, "--ack", ack)
+		b.Run("ack="+ack, func(b *testing.B) {
+			st, err := netlog.Dial(c.addr, netlog.WithStreamName(fmt.Sprintf("s%d", streamSeq.Add(1))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := sink.New(st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			line := rawLines[0]
+			for b.Loop() {
+				w.Write(line)
+				if err := w.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
