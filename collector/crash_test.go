@@ -128,16 +128,20 @@ func TestJournalCompaction(t *testing.T) {
 }
 
 // proxy forwards connections to a target. The test can cut them all
-// (cutAll); a faulty one also misbehaves by itself: it cuts connections at
-// random points (mid-frame), flips or drops bytes, and delays them.
+// (cutAll) and hold back what the target sends (holdReplies); a faulty one
+// also misbehaves by itself: it cuts connections at random points
+// (mid-frame), flips or drops bytes, and delays them.
 type proxy struct {
 	l      net.Listener
 	target string
 	faulty bool
 	wg     sync.WaitGroup
 	mu     sync.Mutex
+	cond   *sync.Cond // on mu: held or cuts changed
 	conns  []net.Conn
 	faults int
+	held   bool // bytes from the target wait
+	cuts   int  // cutAll calls so far
 }
 
 func newProxy(t *testing.T, target string, faulty bool) *proxy {
@@ -146,6 +150,7 @@ func newProxy(t *testing.T, target string, faulty bool) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{l: l, target: target, faulty: faulty}
+	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -164,8 +169,8 @@ func newProxy(t *testing.T, target string, faulty bool) *proxy {
 			p.mu.Unlock()
 			up, down := uint64(2*n), uint64(2*n+1)
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); p.pipe(out, in, up); in.Close(); out.Close() }()
-			go func() { defer p.wg.Done(); p.pipe(in, out, down); in.Close(); out.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(out, in, up, false); in.Close(); out.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(in, out, down, true); in.Close(); out.Close() }()
 		}
 	}()
 	t.Cleanup(func() {
@@ -184,13 +189,28 @@ func (p *proxy) cutAll() {
 		c.Close()
 	}
 	p.conns = nil
+	p.cuts++
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// holdReplies makes what the target sends (acks) wait in the proxy until
+// it is called with false, or the connection is cut: the client's
+// batches stay unacked meanwhile.
+func (p *proxy) holdReplies(on bool) {
+	p.mu.Lock()
+	p.held = on
+	p.cond.Broadcast()
 	p.mu.Unlock()
 }
 
 // pipe copies src to dst in chunks; after a random amount it does one
 // fault: cut, corrupt a byte, drop a chunk, or stall, then carries on (if
-// the connection survived).
-func (p *proxy) pipe(dst, src net.Conn, seed uint64) {
+// the connection survived). fromTarget chunks wait while replies are held.
+func (p *proxy) pipe(dst, src net.Conn, seed uint64, fromTarget bool) {
+	p.mu.Lock()
+	gen := p.cuts
+	p.mu.Unlock()
 	r := rand.New(rand.NewPCG(seed, 2))
 	buf := make([]byte, 32<<10)
 	budget := 4<<10 + r.IntN(256<<10) // bytes before the next fault
@@ -214,6 +234,13 @@ func (p *proxy) pipe(dst, src net.Conn, seed uint64) {
 				case 3: // stall
 					time.Sleep(time.Duration(r.IntN(50)) * time.Millisecond)
 				}
+			}
+			if fromTarget {
+				p.mu.Lock()
+				for p.held && p.cuts == gen {
+					p.cond.Wait()
+				}
+				p.mu.Unlock()
 			}
 			if _, err := dst.Write(chunk); err != nil {
 				return
