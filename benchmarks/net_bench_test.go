@@ -283,13 +283,15 @@ func BenchmarkNetSync(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer w.Close()
 			line := rawLines[0]
 			for b.Loop() {
 				w.Write(line)
 				if err := w.Sync(); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
 			}
 		})
 	}
