@@ -149,6 +149,13 @@ func (b *Batcher[T]) Flush() error { return b.e.flush() }
 // instead of at the end of the window.
 func (b *Batcher[T]) Ship() { b.e.ship() }
 
+// ShipHere is Ship, except that when the output goroutine is idle the
+// batch goes through the output in the calling goroutine, before ShipHere
+// returns. It saves waking the output goroutine, which costs more than a
+// small batch on a machine where waking a thread is expensive; the caller
+// must be free to run the output (hold nothing the output needs).
+func (b *Batcher[T]) ShipHere() { b.e.shipHere() }
+
 // Close delivers every value added, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
 // Add and Flush return ErrClosed afterwards.

@@ -3,6 +3,8 @@ package batcher
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -688,4 +690,114 @@ func TestShipSendsWithoutWaiting(t *testing.T) {
 			})
 		})
 	}
+}
+
+// goid returns the calling goroutine's id, for tests that check which
+// goroutine ran the output.
+func goid() string {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	f := strings.Fields(string(buf[:n]))
+	return f[1] // "goroutine N [running]:"
+}
+
+// ShipHere runs the output in the caller when the output goroutine is
+// idle, and never next to it: with producers filling batches (which the
+// output goroutine takes) and a goroutine calling ShipHere in a loop, the
+// output never runs twice at once, and every value arrives exactly once,
+// in order per producer.
+func TestShipHere(t *testing.T) {
+	t.Run("idle output runs in the caller", func(t *testing.T) {
+		var ranIn string
+		b, err := New(func(batch []int) error { ranIn = goid(); return nil }, WithWindow(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		b.ShipHere() // nothing to ship
+		if ranIn != "" {
+			t.Fatal("ShipHere sent an empty batch")
+		}
+		for i := range 3 {
+			if err := b.Add(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.ShipHere()
+		if me := goid(); ranIn != me {
+			t.Fatalf("the output ran in goroutine %q, want the caller's %q", ranIn, me)
+		}
+		if st := b.Stats(); st.Delivered != 3 {
+			t.Fatalf("delivered %d before ShipHere returned, want 3", st.Delivered)
+		}
+	})
+	t.Run("contended", func(t *testing.T) {
+		const producers, per = 16, 3000
+		var col collector[uint64]
+		var running atomic.Int32
+		b, err := New(func(batch []uint64) error {
+			if running.Add(1) != 1 {
+				t.Error("the output ran twice at once")
+			}
+			defer running.Add(-1)
+			return col.out(batch)
+		}, WithBatchSize(64), WithBuffers(2), WithWindow(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		shipper := make(chan struct{})
+		go func() {
+			defer close(shipper)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					b.ShipHere()
+					runtime.Gosched()
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		for p := range producers {
+			wg.Go(func() {
+				for s := range per {
+					if err := b.Add(uint64(p)<<32 | uint64(s)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		<-shipper
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkDelivery(t, col.all(), producers, per)
+	})
+	t.Run("racing Close", func(t *testing.T) {
+		for range 200 {
+			var n atomic.Int64
+			b, err := NewBytes(func(batch []byte, entries int) error { n.Add(int64(entries)); return nil }, WithWindow(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Write([]byte("x\n")); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); b.ShipHere() }()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			b.ShipHere() // after Close: nothing happens
+			if n.Load() != 1 {
+				t.Fatalf("delivered %d entries, want 1", n.Load())
+			}
+		}
+	})
 }

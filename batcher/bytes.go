@@ -274,6 +274,11 @@ func (b *Bytes) Flush() error { return b.e.flush() }
 // instead of at the end of the window.
 func (b *Bytes) Ship() { b.e.ship() }
 
+// ShipHere is Ship, except that when the output goroutine is idle the
+// batch goes through the output in the calling goroutine before ShipHere
+// returns (see Batcher.ShipHere).
+func (b *Bytes) ShipHere() { b.e.shipHere() }
+
 // Close delivers every entry written, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
 func (b *Bytes) Close() error { return b.e.close() }

@@ -143,6 +143,8 @@ type engine[E any, P interface {
 	maxBufs     int // most buffers grow may bring nBufs to
 	queue       []job[P]
 	queuedItems int
+	emitting    bool   // a goroutine is running the output; under mu
+	quiet       bool   // queue without waking the output goroutine; under mu
 	sealedSeq   uint64 // sequence of the last batch queued
 	doneSeq     uint64 // sequence of the last batch through the output
 	errs        []error
@@ -256,7 +258,9 @@ func (e *engine[E, P]) enqueueLocked(b P, final uint64) {
 	n := b.freeze(final)
 	e.queue = append(e.queue, job[P]{buf: b, final: final, seq: e.sealedSeq, entries: n})
 	e.queuedItems += n
-	e.kick()
+	if !e.quiet {
+		e.kick()
+	}
 }
 
 // retireLocked takes buffer b, just sealed at tail v, out of service: it
@@ -383,11 +387,15 @@ func (e *engine[E, P]) run() {
 	timer.Stop()
 	for {
 		e.mu.Lock()
+		if e.emitting {
+			// ShipHere's caller is running the output: it takes every
+			// batch queued meanwhile too.
+			e.mu.Unlock()
+			<-e.wake
+			continue
+		}
 		if len(e.queue) > 0 {
-			j := e.queue[0]
-			copy(e.queue, e.queue[1:])
-			e.queue[len(e.queue)-1] = job[P]{}
-			e.queue = e.queue[:len(e.queue)-1]
+			j := e.popLocked()
 			e.mu.Unlock()
 			e.process(j)
 			continue
@@ -425,6 +433,16 @@ func (e *engine[E, P]) run() {
 	}
 }
 
+// popLocked takes the first queued batch and marks the output busy.
+func (e *engine[E, P]) popLocked() job[P] {
+	j := e.queue[0]
+	copy(e.queue, e.queue[1:])
+	e.queue[len(e.queue)-1] = job[P]{}
+	e.queue = e.queue[:len(e.queue)-1]
+	e.emitting = true
+	return j
+}
+
 func (e *engine[E, P]) process(j job[P]) {
 	var err error
 	if j.buf != nil {
@@ -452,6 +470,7 @@ func (e *engine[E, P]) process(j job[P]) {
 	}
 	e.queuedItems -= j.entries
 	e.doneSeq = j.seq
+	e.emitting = false
 	if j.buf != nil {
 		e.free = append(e.free, j.buf)
 		if e.needInstall.Load() {
@@ -505,6 +524,31 @@ func (e *engine[E, P]) ship() {
 		e.sealLocked(P(e.cur.Load()))
 	}
 	e.mu.Unlock()
+}
+
+// shipHere seals the current batch and, when no other goroutine is running
+// the output, runs it in the caller for every queued batch, in order;
+// otherwise it leaves them to the output goroutine, as ship does.
+func (e *engine[E, P]) shipHere() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.quiet = true
+	e.sealLocked(P(e.cur.Load()))
+	e.quiet = false
+	for len(e.queue) > 0 && !e.emitting {
+		j := e.popLocked()
+		e.mu.Unlock()
+		e.process(j)
+		e.mu.Lock()
+	}
+	if len(e.queue) > 0 || e.closed {
+		// Queued while the output goroutine was busy, or Close came
+		// meanwhile: the output goroutine takes it from here.
+		e.kick()
+	}
 }
 
 // close seals the current batch, installs the closed stand-in, waits for the
