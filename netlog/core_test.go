@@ -85,6 +85,7 @@ type echoResp struct {
 type echoServer struct {
 	shuffle bool          // answer each request after a random delay
 	hold    chan struct{} // if set, answers wait for it to close
+	held    string        // if set, only the answer to this body waits for hold
 	seen    sync.Map      // id -> times received
 	conns   atomic.Int64
 }
@@ -146,7 +147,7 @@ func (c *echoConn) Serve(req echoReq, reply func(echoResp)) {
 		return
 	}
 	c.wg.Go(func() {
-		if c.s.hold != nil {
+		if c.s.hold != nil && (c.s.held == "" || c.s.held == req.body) {
 			<-c.s.hold
 		}
 		if c.s.shuffle {
@@ -305,6 +306,40 @@ func TestLateReplyLeavesAtOnce(t *testing.T) {
 	defer cancel()
 	if err := c.Wait(ctx); err != nil {
 		t.Fatalf("Wait = %v: the replies waited for the window", err)
+	}
+}
+
+// A reply given after Serve returned while another request is still in
+// flight (held here until the test ends) leaves within the response window:
+// it does not wait for the other one.
+func TestLateReplyLeavesWithinWindow(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	_, addr := startEcho(t, &echoServer{hold: hold, held: "slow"}, WithResponseWindow(20*time.Millisecond))
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Send(context.Background(), "slow", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	if err := c.Send(context.Background(), "fast", 4, func(r string, err error) {
+		if err != nil {
+			r = err.Error()
+		}
+		got <- r
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r != "tsaf" {
+			t.Fatalf("reply %q, want %q", r, "tsaf")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reply waited for the held request")
 	}
 }
 

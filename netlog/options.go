@@ -359,8 +359,9 @@ func WithServerWriteTimeout(d time.Duration) ServerOption {
 }
 
 // WithResponseWindow sets how long a response may wait for others to leave
-// with it, when the connection still has requests to read. Defaults to
-// 500µs.
+// with it, when the connection still has requests to read. The reader
+// checks it after each request, so a response can also wait for the
+// request being read to arrive whole. Defaults to 500µs.
 func WithResponseWindow(d time.Duration) ServerOption {
 	return func(c *serverConfig) error { return positive("response window", d, &c.respWindow) }
 }
