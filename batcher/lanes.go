@@ -253,8 +253,11 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 				runtime.Gosched()
 				continue
 			}
-			b.newChunkLocked(c, id, lane, w, n)
+			sealed := b.newChunkLocked(c, id, lane, w, n)
 			b.e.mu.Unlock()
+			if sealed {
+				yieldToOutput()
+			}
 			continue
 		}
 		if err := b.e.waitRotation(c, drop, 1); err != nil {
@@ -267,16 +270,16 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 // or seals c when it has no room left for one. The caller holds the engine
 // mutex and starts over either way; nothing happens if c, its id or the
 // lane's chunk w changed.
-func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint64) {
+func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint64) (sealed bool) {
 	e := &b.e
 	ls := c.lanes
 	if e.cur.Load() != c || c.sealed.Load() || ls.id.Load() != id || ls.slots[lane].w.Load() != w {
-		return
+		return false
 	}
 	l := &c.lane
 	v := l.tail.Load()
 	if !c.open(v) {
-		return
+		return false
 	}
 	idx, used := v>>countShift, v&bytesMask
 	room := b.capBytes - used
@@ -285,8 +288,9 @@ func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint
 		// the end of a buffer without lanes.
 		if l.tail.CompareAndSwap(v, v+bytesSeal) {
 			e.retireLocked(c, v)
+			return true
 		}
-		return
+		return false
 	}
 	size := max(min(b.chunk, room), n)
 	r := &ls.recs[idx]
@@ -299,4 +303,5 @@ func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint
 		e.started(l)
 	}
 	ls.slots[lane].w.Store(uint64(uint32(id))<<32 | (idx + 1))
+	return false
 }
