@@ -801,3 +801,68 @@ func TestShipHere(t *testing.T) {
 		}
 	})
 }
+
+// A producer that fills a batch yields to the output goroutine it woke:
+// with one processor and a producer that never blocks, every batch goes out
+// before the next one fills, so the batcher never needs more than the
+// buffers it started with. Without the yield the output goroutine waited
+// for the producer's time slice to end, and each batch took a new buffer.
+func TestFullBatchYieldsToOutput(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	opts := []Option{WithBuffers(2), WithMaxBuffers(64), WithWindow(0)}
+	entry := make([]byte, 100)
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T) Stats
+	}{
+		{"Batcher", func(t *testing.T) Stats {
+			b, err := New(func([]int) error { return nil }, append(opts, WithBatchSize(160))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			for i := range 2000 {
+				if err := b.Add(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return b.Stats()
+		}},
+		{"Bytes", func(t *testing.T) Stats {
+			b, err := NewBytes(func([]byte, int) error { return nil }, append(opts, WithBatchBytes(16<<10))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			for range 2000 {
+				if _, err := b.Write(entry); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return b.Stats()
+		}},
+		{"Bytes with lanes", func(t *testing.T) Stats {
+			b, err := NewBytes(func([]byte, int) error { return nil }, append(opts, WithBatchBytes(16<<10), WithLanes(true))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			for range 2000 {
+				if _, err := b.Write(entry); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return b.Stats()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.run(t)
+			if st.Batches < 10 {
+				t.Fatalf("%d batches out while the producer ran, want at least 10: the output waited", st.Batches)
+			}
+			if st.Buffers > 3 {
+				t.Fatalf("the batcher made %d buffers for one producer: the output did not run between batches", st.Buffers)
+			}
+		})
+	}
+}
