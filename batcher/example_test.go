@@ -141,3 +141,28 @@ func ExampleWithMaxBuffers() {
 	// buffers: 8 dropped: 200
 	// delivered: 800
 }
+
+// A server that answers requests as it reads them: replies gather in the
+// batcher while more requests are buffered, and leave together, written by
+// the reading goroutine itself, when it has nothing more to read.
+func ExampleBatcher_ShipHere() {
+	var out bytes.Buffer
+	replies, err := batcher.New(func(batch []string) error {
+		fmt.Fprintf(&out, "one write: %v\n", batch) // e.g. conn.Write
+		return nil
+	}, batcher.WithWindow(0)) // no timer: the reader decides when replies leave
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	buffered := []string{"a", "b", "c"} // requests already read off the socket
+	for i, req := range buffered {
+		replies.Add("ok " + req)
+		if i == len(buffered)-1 { // nothing more to read: answer now
+			replies.ShipHere()
+		}
+	}
+	fmt.Print(out.String()) // written before ShipHere returned
+	replies.Close()
+	// Output: one write: [ok a ok b ok c]
+}

@@ -15,7 +15,9 @@
 //   - On the server, each connection is read by one goroutine that passes
 //     requests to the codec's handler; replies go through a batcher per
 //     connection and leave together, as soon as the connection has nothing
-//     more to read, or after a short window.
+//     more to read, or after a short window. The reader writes them itself
+//     when the batcher's output goroutine is idle, which saves waking a
+//     thread per group of replies.
 //
 // Every read and write has a deadline: a peer that stops reading or sends a
 // frame byte by byte becomes an error, not a hang.
