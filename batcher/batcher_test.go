@@ -810,7 +810,20 @@ func TestShipHere(t *testing.T) {
 func TestFullBatchYieldsToOutput(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	opts := []Option{WithBuffers(2), WithMaxBuffers(64), WithWindow(0)}
-	entry := make([]byte, 100)
+	writeBytes := func(t *testing.T, more ...Option) Stats {
+		b, err := NewBytes(func([]byte, int) error { return nil }, append(opts, more...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		entry := make([]byte, 100)
+		for range 2000 {
+			if _, err := b.Write(entry); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.Stats()
+	}
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T) Stats
@@ -828,32 +841,8 @@ func TestFullBatchYieldsToOutput(t *testing.T) {
 			}
 			return b.Stats()
 		}},
-		{"Bytes", func(t *testing.T) Stats {
-			b, err := NewBytes(func([]byte, int) error { return nil }, append(opts, WithBatchBytes(16<<10))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			for range 2000 {
-				if _, err := b.Write(entry); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return b.Stats()
-		}},
-		{"Bytes with lanes", func(t *testing.T) Stats {
-			b, err := NewBytes(func([]byte, int) error { return nil }, append(opts, WithBatchBytes(16<<10), WithLanes(true))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			for range 2000 {
-				if _, err := b.Write(entry); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return b.Stats()
-		}},
+		{"Bytes", func(t *testing.T) Stats { return writeBytes(t, WithBatchBytes(16<<10)) }},
+		{"Bytes with lanes", func(t *testing.T) Stats { return writeBytes(t, WithBatchBytes(16<<10), WithLanes(true)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := tc.run(t)
