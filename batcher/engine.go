@@ -356,13 +356,7 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 				return err
 			}
 		}
-		// Yielding covers the moment between a batch being sealed and the
-		// next buffer being installed. With no buffer free the wait is for
-		// the output (a write, an ack), and yields only burn the CPU it
-		// needs: to a collector at 1024 goroutines, 550 thousand of them
-		// per 7 million entries, 8 or more per producer each time the
-		// window filled.
-		if spin < 8 && !e.needInstall.Load() {
+		if spin < 8 {
 			runtime.Gosched()
 			continue
 		}
