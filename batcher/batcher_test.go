@@ -778,6 +778,45 @@ func TestShipHere(t *testing.T) {
 		}
 		checkDelivery(t, col.all(), producers, per)
 	})
+	t.Run("window still runs", func(t *testing.T) {
+		// A batch that starts while ShipHere's caller runs the output still
+		// leaves when its window ends: the output goroutine, woken to time
+		// it while the caller was busy, must not miss it.
+		var b *Batcher[int]
+		delivered := make(chan int, 8)
+		first := true
+		b, err := New(func(batch []int) error {
+			if first {
+				first = false
+				if err := b.Add(2); err != nil { // starts the next batch
+					t.Error(err)
+				}
+				time.Sleep(50 * time.Millisecond) // the output goroutine wakes meanwhile
+			}
+			for _, v := range batch {
+				delivered <- v
+			}
+			return nil
+		}, WithWindow(10*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if err := b.Add(1); err != nil {
+			t.Fatal(err)
+		}
+		b.ShipHere()
+		for _, want := range []int{1, 2} {
+			select {
+			case v := <-delivered:
+				if v != want {
+					t.Fatalf("delivered %d, want %d", v, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("value %d not delivered: its window never ended", want)
+			}
+		}
+	})
 	t.Run("racing Close", func(t *testing.T) {
 		for range 200 {
 			var n atomic.Int64

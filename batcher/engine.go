@@ -555,9 +555,11 @@ func (e *engine[E, P]) shipHere() {
 		e.process(j)
 		e.mu.Lock()
 	}
-	if len(e.queue) > 0 || e.closed {
-		// Queued while the output goroutine was busy, or Close came
-		// meanwhile: the output goroutine takes it from here.
+	// The output goroutine takes it from here if batches were queued while
+	// it was busy, if Close came meanwhile, or if a batch has started
+	// whose window it must time: woken for that while this goroutine ran
+	// the output, it went back to waiting.
+	if len(e.queue) > 0 || e.closed || e.window > 0 && P(e.cur.Load()).ln().start.Load() != 0 {
 		e.kick()
 	}
 }
