@@ -153,7 +153,9 @@ func (b *Batcher[T]) Ship() { b.e.ship() }
 // batch goes through the output in the calling goroutine, before ShipHere
 // returns. It saves waking the output goroutine, which costs more than a
 // small batch on a machine where waking a thread is expensive; the caller
-// must be free to run the output (hold nothing the output needs).
+// must be free to run the output (hold nothing the output needs). The
+// output's errors are reported as usual (Flush, Close, WithErrorHandler); a
+// panic in it reaches the caller and leaves the batcher unusable.
 func (b *Batcher[T]) ShipHere() { b.e.shipHere() }
 
 // Close delivers every value added, stops the output goroutine and returns
