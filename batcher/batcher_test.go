@@ -782,16 +782,33 @@ func TestShipHere(t *testing.T) {
 		// A batch that starts while ShipHere's caller runs the output still
 		// leaves when its window ends: the output goroutine, woken to time
 		// it while the caller was busy, must not miss it.
+		busy := make(chan struct{}, 16)
+		testHookOutputBusy = func() {
+			select {
+			case busy <- struct{}{}:
+			default:
+			}
+		}
+		defer func() { testHookOutputBusy = nil }()
 		var b *Batcher[int]
 		delivered := make(chan int, 8)
 		first := true
 		b, err := New(func(batch []int) error {
 			if first {
 				first = false
+				for len(busy) > 0 {
+					<-busy
+				}
 				if err := b.Add(2); err != nil { // starts the next batch
 					t.Error(err)
 				}
-				time.Sleep(50 * time.Millisecond) // the output goroutine wakes meanwhile
+				// The output goroutine, woken to time it, finds this one
+				// running the output and goes back to waiting.
+				select {
+				case <-busy:
+				case <-time.After(5 * time.Second):
+					t.Error("the output goroutine did not wake for the new batch")
+				}
 			}
 			for _, v := range batch {
 				delivered <- v

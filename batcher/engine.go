@@ -290,6 +290,11 @@ func (e *engine[E, P]) retireLocked(b P, v uint64) {
 // a batch and queuing it, with the engine mutex held.
 var testHookRetire func()
 
+// testHookOutputBusy, set by tests only, runs when the output goroutine,
+// woken, finds ShipHere's caller running the output, with the engine mutex
+// held.
+var testHookOutputBusy func()
+
 // rotate is called by the producer whose claim sealed b (its sealer of
 // record): it queues b for output and installs the next buffer.
 func (e *engine[E, P]) rotate(b P, final uint64) {
@@ -401,6 +406,9 @@ func (e *engine[E, P]) run() {
 		if e.emitting {
 			// ShipHere's caller is running the output: it takes every
 			// batch queued meanwhile too.
+			if testHookOutputBusy != nil {
+				testHookOutputBusy()
+			}
 			e.mu.Unlock()
 			<-e.wake
 			continue
