@@ -858,12 +858,13 @@ func TestShipHere(t *testing.T) {
 	})
 }
 
-// A producer that fills a batch yields to the output goroutine it woke:
-// with one processor and a producer that never blocks, every batch goes out
-// before the next one fills, so the batcher never needs more than the
-// buffers it started with. Without the yield the output goroutine waited
-// for the producer's time slice to end, and each batch took a new buffer.
-func TestFullBatchYieldsToOutput(t *testing.T) {
+// A producer that fills a batch hands the processor to the output goroutine
+// it woke: with one processor and a producer that never blocks, every batch
+// goes out before the next one fills, so the batcher never needs more than
+// the buffers it started with. Without the hand-off the output goroutine
+// waited for the producer's time slice to end, and each batch took a new
+// buffer.
+func TestFullBatchHandsOffToOutput(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	opts := []Option{WithBuffers(2), WithMaxBuffers(64), WithWindow(0)}
 	writeBytes := func(t *testing.T, more ...Option) Stats {
@@ -907,6 +908,57 @@ func TestFullBatchYieldsToOutput(t *testing.T) {
 			}
 			if st.Buffers > 3 {
 				t.Fatalf("the batcher made %d buffers for one producer: the output did not run between batches", st.Buffers)
+			}
+		})
+	}
+}
+
+// The hand-off waits only for an output goroutine that is asleep: while it
+// is busy with an earlier batch, producers that fill batches go on into the
+// free buffers, whatever the overflow policy.
+func TestHandOffSkipsBusyOutput(t *testing.T) {
+	for _, lanes := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lanes=%v", lanes), func(t *testing.T) {
+			release := make(chan struct{})
+			busy := make(chan struct{})
+			var outs atomic.Int64
+			b, err := NewBytes(func([]byte, int) error {
+				if outs.Add(1) == 1 {
+					close(busy)
+					<-release
+				}
+				return nil
+			}, WithBatchBytes(16<<10), WithBuffers(4), WithWindow(0), WithLanes(lanes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			entry := make([]byte, 100)
+			write := func(n int) {
+				for range n {
+					if _, err := b.Write(entry); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			write(200) // fills the first batch: the output takes it and blocks
+			<-busy
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				write(300) // two more batches, into free buffers
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("a producer waited for a busy output with buffers free")
+			}
+			close(release)
+			if err := b.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if st := b.Stats(); st.Delivered != 500 || st.Stalls != 0 {
+				t.Fatalf("delivered %d of 500, %d stalls, want 0", st.Delivered, st.Stalls)
 			}
 		})
 	}

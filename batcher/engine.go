@@ -143,10 +143,12 @@ type engine[E any, P interface {
 	maxBufs     int // most buffers grow may bring nBufs to
 	queue       []job[P]
 	queuedItems int
-	emitting    bool   // a goroutine is running the output; under mu
-	quiet       bool   // queue without waking the output goroutine; under mu
-	sealedSeq   uint64 // sequence of the last batch queued
-	doneSeq     uint64 // sequence of the last batch through the output
+	emitting    bool          // a goroutine is running the output; under mu
+	outIdle     bool          // the output goroutine has not run since it went to sleep; under mu
+	outWoke     chan struct{} // closed when it next runs (handOffLocked); under mu
+	quiet       bool          // queue without waking the output goroutine; under mu
+	sealedSeq   uint64        // sequence of the last batch queued
+	doneSeq     uint64        // sequence of the last batch through the output
 	errs        []error
 	moreErrs    int
 
@@ -184,6 +186,7 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	e.grow = grow
 	e.free = append(make([]P, 0, e.maxBufs), bufs[1:]...)
 	e.queue = make([]job[P], 0, e.maxBufs+1)
+	e.outIdle = true // until the goroutine first runs
 	go e.run()
 }
 
@@ -301,19 +304,52 @@ func (e *engine[E, P]) rotate(b P, final uint64) {
 	e.mu.Lock()
 	e.enqueueLocked(b, final)
 	e.installLocked()
+	w := e.handOffLocked()
 	e.mu.Unlock()
-	yieldToOutput()
+	if w != nil {
+		<-w
+	}
 }
 
-// yieldToOutput is called by a producer that has just queued a full batch
-// and woken the output goroutine. The scheduler runs a goroutine it wakes
-// on the waker's processor, but only once the waker stops; producers that
-// log in a loop stop only when preempted, every 10 ms. Until then the
-// batch waited: 3-10 ms for most batches of zerolog + snail into a file at
-// 64 goroutines on 2 cores, with all 16 buffers in use. Yielding once per
-// batch lets the output start within microseconds, and its buffer comes
-// back while still in the caches.
-func yieldToOutput() { runtime.Gosched() }
+// handOffLocked is called, with the mutex held, by a producer that has just
+// queued a full batch. If the output goroutine was asleep, the wake-up put
+// it first in line on this producer's processor, where it runs only once
+// the producer stops; producers that log in a loop stop only when
+// preempted, every 10 ms. Until then the batch waited: 3-10 ms for most
+// batches of zerolog + snail into a file at 64 goroutines on 2 cores, with
+// all 16 buffers in use. So handOffLocked returns a channel for the
+// producer to wait on, once it has released the mutex, until the output
+// goroutine is up; it returns nil if that goroutine is busy (it takes the
+// batch when done, without a wake-up).
+//
+// The producer does not yield (runtime.Gosched) instead: a yielding
+// goroutine queues behind every runnable one, and with 64 goroutines
+// logging its call took 6 ms or more, once per batch. Asleep on the
+// channel, it is woken by the output goroutine into that goroutine's
+// first place in line, and it needs no mutex to go on: woken on a
+// condition variable, it had to take the mutex again, and waited for it
+// behind producers that run until preempted.
+func (e *engine[E, P]) handOffLocked() chan struct{} {
+	if !e.outIdle || e.closed {
+		return nil
+	}
+	if e.outWoke == nil {
+		e.outWoke = make(chan struct{})
+	}
+	return e.outWoke
+}
+
+// awakeLocked is called by the output goroutine, with the mutex held, each
+// time it wakes up: it releases the producers waiting in a hand-off.
+func (e *engine[E, P]) awakeLocked() {
+	if e.outIdle {
+		e.outIdle = false
+		if e.outWoke != nil {
+			close(e.outWoke)
+			e.outWoke = nil
+		}
+	}
+}
 
 // sealLocked seals the current buffer c from outside (timer, Flush) if it
 // holds entries and is still open. It reports false when a producer has
@@ -403,6 +439,7 @@ func (e *engine[E, P]) run() {
 	timer.Stop()
 	for {
 		e.mu.Lock()
+		e.awakeLocked()
 		if e.emitting {
 			// ShipHere's caller is running the output: it takes every
 			// batch queued meanwhile too.
@@ -423,6 +460,7 @@ func (e *engine[E, P]) run() {
 			e.mu.Unlock()
 			return
 		}
+		e.outIdle = true
 		e.mu.Unlock()
 
 		c := P(e.cur.Load())
@@ -441,6 +479,7 @@ func (e *engine[E, P]) run() {
 			continue
 		}
 		e.mu.Lock()
+		e.awakeLocked()
 		sealed := true
 		if P(e.cur.Load()) == c && c.ln().start.Load() == st {
 			sealed = e.sealLocked(c)
