@@ -125,6 +125,12 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 			b.ReportMetric(q(0.5), "p50-us")
 			b.ReportMetric(q(0.99), "p99-us")
 			b.ReportMetric(q(0.999), "p99.9-us")
+			b.ReportMetric(q(0.9999), "p99.99-us")
+			// Calls of a millisecond or more: a goroutine that stopped
+			// mid-call (asleep, yielding, preempted) waits behind every
+			// runnable goroutine, each running until preempted.
+			i, _ := slices.BinarySearch(all, time.Millisecond)
+			b.ReportMetric(float64(len(all)-i)*1e6/float64(len(all)), "over-1ms/1M")
 		}
 	}
 }
