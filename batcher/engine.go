@@ -324,7 +324,7 @@ func (e *engine[E, P]) rotate(b P, final uint64) {
 //
 // The producer does not yield (runtime.Gosched) instead: a yielding
 // goroutine queues behind every runnable one, and with 64 goroutines
-// logging its call took 6 ms or more, once per batch. Asleep on the
+// logging its call took 5 ms or more, once per batch. Asleep on the
 // channel, it is woken by the output goroutine into that goroutine's
 // first place in line, and it needs no mutex to go on: woken on a
 // condition variable, it had to take the mutex again, and waited for it

@@ -253,7 +253,7 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 			// line every producer up behind it (a lock convoy). They retry
 			// a while first, since the holder is most often running on
 			// another core for well under a microsecond; a yield queues
-			// the caller behind every runnable goroutine, for 6 ms or more
+			// the caller behind every runnable goroutine, for 5 ms or more
 			// with 64 goroutines logging on 2 cores.
 			if !b.e.mu.TryLock() {
 				if busy++; b.nLanes == 1 || busy%maxLockRetries == 0 {
