@@ -304,6 +304,13 @@ func (e *engine[E, P]) rotate(b P, final uint64) {
 	e.mu.Lock()
 	e.enqueueLocked(b, final)
 	e.installLocked()
+	e.unlockHandingOff()
+}
+
+// unlockHandingOff releases the mutex held by a producer that has just
+// queued a full batch and, if the output goroutine was asleep, waits until
+// it is up (see handOffLocked).
+func (e *engine[E, P]) unlockHandingOff() {
 	w := e.handOffLocked()
 	e.mu.Unlock()
 	if w != nil {

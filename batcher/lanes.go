@@ -261,13 +261,10 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 				}
 				continue
 			}
-			var woke chan struct{}
 			if b.newChunkLocked(c, id, lane, w, n) {
-				woke = b.e.handOffLocked()
-			}
-			b.e.mu.Unlock()
-			if woke != nil {
-				<-woke
+				b.e.unlockHandingOff() // it sealed the batch
+			} else {
+				b.e.mu.Unlock()
 			}
 			continue
 		}
