@@ -75,7 +75,8 @@ type Client[Req, Resp any] struct {
 	inBytes   int64
 	conn      net.Conn
 	connGen   uint64
-	downSince time.Time // zero while connected
+	src       *respBuf[Resp] // conn's responses, if Poll can read them
+	downSince time.Time      // zero while connected
 	lastErr   error
 	failing   bool // down for longer than reportAfter
 	closed    bool // no more Sends
@@ -157,7 +158,7 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 // for space, for ctx, or returns ErrUnavailable once the peer has been
 // unreachable for longer than the report delay.
 func (c *Client[Req, Resp]) Send(ctx context.Context, req Req, size int, done func(Resp, error)) error {
-	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done})
+	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done}, false)
 }
 
 // SendID is Send with an id chosen by the caller instead of the next one:
@@ -168,12 +169,15 @@ func (c *Client[Req, Resp]) SendID(ctx context.Context, id uint64, req Req, size
 	if id == 0 {
 		return fmt.Errorf("%w: id 0", ErrInvalidOption)
 	}
-	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done, id: id})
+	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done, id: id}, false)
 }
 
-func (c *Client[Req, Resp]) send(ctx context.Context, cl *call[Req, Resp]) error {
+// send queues cl. With poll, a full window makes it read the responses that
+// have arrived (Poll) before it waits: its caller holds nothing the
+// callbacks take.
+func (c *Client[Req, Resp]) send(ctx context.Context, cl *call[Req, Resp], poll bool) error {
 	c.mu.Lock()
-	if err := c.reserveLocked(ctx, cl.size); err != nil {
+	if err := c.reserveLocked(ctx, cl.size, poll); err != nil {
 		c.mu.Unlock()
 		return err
 	}
@@ -187,8 +191,20 @@ func (c *Client[Req, Resp]) send(ctx context.Context, cl *call[Req, Resp]) error
 	return nil
 }
 
+// sendNow writes what Send queued from the calling goroutine, if no other
+// write is under way, and takes the responses that have arrived: for the
+// log Stream, whose requests are whole batches, one at a time, that gain
+// nothing from waiting for others, and whose sender would otherwise wait
+// for two goroutines to be scheduled (the batcher's output and the reader)
+// before its window has room again. The caller holds nothing the output or
+// the callbacks take.
+func (c *Client[Req, Resp]) sendNow() {
+	c.b.ShipHere()
+	c.Poll()
+}
+
 // reserveLocked waits for room in the window for one request of size bytes.
-func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64) error {
+func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll bool) error {
 	var stopWait func() bool
 	defer func() {
 		if stopWait != nil {
@@ -209,6 +225,14 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64) error
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if poll {
+			c.mu.Unlock()
+			answered := c.Poll()
+			c.mu.Lock()
+			if answered {
+				continue
+			}
 		}
 		if stopWait == nil && ctx.Done() != nil {
 			stopWait = context.AfterFunc(ctx, func() {
@@ -381,12 +405,12 @@ func (c *Client[Req, Resp]) broken(gen uint64, err error) {
 		return
 	}
 	conn := c.conn
-	c.conn = nil
+	c.conn, c.src = nil, nil
 	c.downSince = time.Now()
 	c.lastErr = err
 	c.mu.Unlock()
-	conn.Close()
 	c.cfg.report(fmt.Errorf("netlog: connection to %s lost: %w", conn.RemoteAddr(), err))
+	conn.Close()
 	select {
 	case c.wakeSup <- struct{}{}:
 	default:
@@ -539,6 +563,8 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.connGen++
 	gen := c.connGen
 	c.conn = conn
+	c.src = newRespBuf(c.codec, conn, gen)
+	src := c.src
 	c.downSince = time.Time{}
 	c.failing = false
 	c.lastErr = nil
@@ -550,7 +576,11 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.wmu.Unlock()
 
 	c.wg.Add(1)
-	go c.readLoop(conn, gen)
+	if src != nil {
+		go c.pollLoop(src)
+	} else {
+		go c.readLoop(conn, gen)
+	}
 	return nil
 }
 
@@ -561,23 +591,11 @@ func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
 	for {
 		first, last, resp, err := rr.ReadResponse()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				err = fmt.Errorf("no answer for %v: %w", c.cfg.ackTimeout, err)
-			}
-			c.broken(gen, err)
+			c.broken(gen, readErr(err, c.cfg.ackTimeout))
 			return
 		}
 		c.answer(first, last, resp, nil)
-		c.mu.Lock()
-		if c.conn == conn {
-			if len(c.pending) == 0 {
-				_ = conn.SetReadDeadline(time.Time{}) // nothing to wait for
-			} else {
-				_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
-			}
-		}
-		c.mu.Unlock()
+		c.rearm(conn)
 	}
 }
 
@@ -701,7 +719,7 @@ func (c *Client[Req, Resp]) Close() error {
 	c.closed = true
 	c.stopped = true
 	conn := c.conn
-	c.conn = nil
+	c.conn, c.src = nil, nil
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.cancel()

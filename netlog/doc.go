@@ -11,7 +11,10 @@
 //     (fan-out). Requests stay pending until answered, inside a window
 //     bounded in count and bytes, and are sent again, in order, on the next
 //     connection when one breaks. Reconnection uses exponential backoff with
-//     jitter and cycles through a list of addresses (failover).
+//     jitter and cycles through a list of addresses (failover). With a codec
+//     that can parse responses out of bytes (ResponseParser), a sender can
+//     take the responses that have arrived itself (Poll) instead of waiting
+//     for the reader goroutine to be scheduled.
 //   - On the server, each connection is read by one goroutine that passes
 //     requests to the codec's handler; replies go through a batcher per
 //     connection and leave together, as soon as the connection has nothing
@@ -27,7 +30,8 @@
 // batch as one frame (encoder's format) and keeps it until the collector
 // acks it. Without compression a Stream sends the sink's batch buffer
 // itself, with no copy (sink.Keeper), and gives the sink back a buffer of
-// an acked batch in exchange. The handshake (Hello, Welcome) and control frames are defined in
+// an acked batch in exchange. It writes each frame from the sink's goroutine
+// at once, then polls for acks. The handshake (Hello, Welcome) and control frames are defined in
 // proto.go; the collector package implements the server half.
 //
 // With WithSpool a Stream spills batches to disk when its window is full,

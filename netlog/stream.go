@@ -213,13 +213,14 @@ func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw,
 	size := cap(*bp) // the memory it holds, not what it sends (the header is the client's)
 	var err error
 	if s.sp == nil {
-		err = s.c.Send(context.Background(), ob, size, done)
+		err = s.c.send(context.Background(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done}, true)
 	} else {
 		err = s.spoolOrSend(ob, size, done)
 	}
 	if err != nil {
 		return err
 	}
+	s.c.sendNow()
 	s.batches.Add(1)
 	s.raw.Add(uint64(raw))
 	s.wire.Add(uint64(len(payload)))
@@ -473,10 +474,37 @@ func (a *ackReader) ReadResponse() (uint64, uint64, ack, error) {
 	if err != nil {
 		return 0, 0, ack{}, err
 	}
+	return ackOf(f, a.id)
+}
+
+// ParseResponse makes the codec a ResponseParser: the Stream polls for acks
+// after each batch it sends.
+func (c *streamCodec) ParseResponse(b []byte) (int, uint64, uint64, ack, error) {
+	if len(b) < encoder.HeaderSize {
+		return 0, 0, 0, ack{}, nil
+	}
+	h, err := c.s.dec.ParseHeader(b[:encoder.HeaderSize])
+	if err != nil {
+		return 0, 0, 0, ack{}, err
+	}
+	n := encoder.HeaderSize + int(h.PayloadLen)
+	if len(b) < n {
+		return 0, 0, 0, ack{}, nil
+	}
+	f, _, err := c.s.dec.Decode(b[:n], nil)
+	if err != nil {
+		return 0, 0, 0, ack{}, err
+	}
+	first, last, a, err := ackOf(f, c.s.id)
+	return n, first, last, a, err
+}
+
+// ackOf reads the answer in frame f to stream id.
+func ackOf(f encoder.Frame, id uint64) (uint64, uint64, ack, error) {
 	switch f.Kind {
 	case encoder.KindAck:
-		if f.Stream != a.id {
-			return 0, 0, ack{}, fmt.Errorf("%w: ack for stream %x, we are %x", ErrProtocol, f.Stream, a.id)
+		if f.Stream != id {
+			return 0, 0, ack{}, fmt.Errorf("%w: ack for stream %x, we are %x", ErrProtocol, f.Stream, id)
 		}
 		if f.Status == encoder.StatusOK {
 			return f.Seq, f.LastSeq, ack{}, nil

@@ -1,0 +1,365 @@
+package netlog
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// parsingEcho is the echo client with ResponseParser: its connections are
+// read through the Client's buffer, and Poll can take answers.
+type parsingEcho struct{ echoClient }
+
+const echoMaxBody = 1 << 20
+
+func (p *parsingEcho) ParseResponse(b []byte) (int, uint64, uint64, string, error) {
+	if len(b) < 20 {
+		return 0, 0, 0, "", nil
+	}
+	n := binary.LittleEndian.Uint32(b[16:])
+	if n > echoMaxBody {
+		return 0, 0, 0, "", fmt.Errorf("%w: answer of %d bytes", ErrProtocol, n)
+	}
+	if len(b) < 20+int(n) {
+		return 0, 0, 0, "", nil
+	}
+	return 20 + int(n), binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), string(b[20 : 20+n]), nil
+}
+
+func appendEchoAnswer(dst []byte, id uint64, body string) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, id)
+	dst = binary.LittleEndian.AppendUint64(dst, id)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...)
+}
+
+// rawEcho serves the echo handshake on a loopback listener and hands each
+// connection, with a reader of its requests, to handle (one goroutine per
+// connection, stopped by the test's end).
+func rawEcho(t *testing.T, handle func(n int, conn net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				r := bufio.NewReader(conn)
+				if _, err := io.ReadFull(r, make([]byte, 4)); err != nil {
+					return
+				}
+				if _, err := conn.Write([]byte("OK")); err != nil {
+					return
+				}
+				handle(n, conn, r)
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+func readEchoRequest(r *bufio.Reader) (uint64, string, error) {
+	for {
+		var h [12]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return 0, "", err
+		}
+		b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
+		if _, err := io.ReadFull(r, b); err != nil {
+			return 0, "", err
+		}
+		if id := binary.LittleEndian.Uint64(h[:]); id != 0 {
+			return id, string(b), nil
+		}
+	}
+}
+
+// blockPollLoop keeps the connections' reader goroutines from reading until
+// the returned function is called, so that only Poll takes answers. Call
+// it before anything closes the connection (Close, an error): closing
+// waits for the reader.
+func blockPollLoop(t *testing.T) (release func()) {
+	ch := make(chan struct{})
+	hook := func() { <-ch }
+	testHookPollLoop.Store(&hook)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			testHookPollLoop.Store(nil)
+			close(ch)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// With a ResponseParser, Poll answers from the calling goroutine what has
+// arrived, an answer split across many reads included, and only once it
+// is whole.
+func TestPollTakesAnswersInCaller(t *testing.T) {
+	release := blockPollLoop(t)
+	half := make(chan struct{})
+	rest := make(chan struct{})
+	addr := rawEcho(t, func(_ int, conn net.Conn, r *bufio.Reader) {
+		id, body, err := readEchoRequest(r)
+		if err != nil {
+			return
+		}
+		ans := appendEchoAnswer(nil, id, reverse(body))
+		for i := range 10 { // the header in pieces
+			conn.Write(ans[i : i+1])
+		}
+		close(half)
+		<-rest
+		conn.Write(ans[10:])
+	})
+	c, err := NewClient[string, string](&parsingEcho{}, WithAddrs(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer release()
+	var got string
+	var calls atomic.Int32
+	if err := c.Send(context.Background(), "hello", 5, func(resp string, err error) {
+		calls.Add(1)
+		got = resp // read below without a lock: Poll runs this in the test's goroutine
+		if err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-half
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 20; i++ { // part of the answer has come: nothing to answer
+		if c.Poll() {
+			t.Fatal("Poll answered half an answer")
+		}
+	}
+	close(rest)
+	for !c.Poll() {
+		if time.Now().After(deadline) {
+			t.Fatal("Poll never answered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got != "olleh" || calls.Load() != 1 {
+		t.Fatalf("answer %q in %d calls", got, calls.Load())
+	}
+	if c.Poll() {
+		t.Fatal("Poll answered again")
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Many senders poll while the reader goroutine reads too, the server
+// answering in random order: every request is answered once, correctly.
+func TestPollAndReaderTogether(t *testing.T) {
+	_, addr := startEcho(t, &echoServer{shuffle: true})
+	c, err := NewClient[string, string](&parsingEcho{}, WithAddrs(addr), WithWindow(64, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const goroutines, per = 16, 500
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range per {
+				body := fmt.Sprintf("g%d-i%d", g, i)
+				var once atomic.Int32
+				err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
+					if once.Add(1) != 1 {
+						t.Errorf("%s answered twice", body)
+					}
+					if err != nil || resp != reverse(body) {
+						t.Errorf("%s: answer %q, %v", body, resp, err)
+					}
+					answered.Add(1)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.Poll()
+			}
+		})
+	}
+	wg.Wait()
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := answered.Load(); got != goroutines*per {
+		t.Fatalf("%d answered, want %d", got, goroutines*per)
+	}
+}
+
+// An answer the parser rejects, or one larger than the Client's buffer,
+// ends the connection with a reported error, whether Poll or the reader
+// goroutine reads it; the request goes again on the next connection and is
+// answered there.
+func TestBadAnswerBreaksTheConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		poll  bool
+		bad   func(id uint64) []byte
+		wants string
+	}{
+		{"too long for the parser/reader", false, func(id uint64) []byte {
+			return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, id), id), 1<<30)
+		}, "answer of"},
+		{"too long for the parser/poll", true, func(id uint64) []byte {
+			return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, id), id), 1<<30)
+		}, "answer of"},
+		{"larger than the buffer/reader", false, func(id uint64) []byte {
+			return appendEchoAnswer(nil, id, strings.Repeat("x", respBufSize))
+		}, "response larger than"},
+		{"larger than the buffer/poll", true, func(id uint64) []byte {
+			return appendEchoAnswer(nil, id, strings.Repeat("x", respBufSize))
+		}, "response larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := func() {}
+			if tc.poll {
+				release = blockPollLoop(t)
+			}
+			addr := rawEcho(t, func(n int, conn net.Conn, r *bufio.Reader) {
+				id, body, err := readEchoRequest(r)
+				if err != nil {
+					return
+				}
+				if n == 0 {
+					conn.Write(tc.bad(id))
+				} else {
+					conn.Write(appendEchoAnswer(nil, id, reverse(body)))
+				}
+				io.Copy(io.Discard, r)
+			})
+			errs := make(chan error, 16)
+			c, err := NewClient[string, string](&parsingEcho{}, WithAddrs(addr), WithBackoff(time.Millisecond, 10*time.Millisecond),
+				WithErrorHandler(func(err error) {
+					release() // the connection is about to close
+					select {
+					case errs <- err:
+					default:
+					}
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			defer release()
+			answer := make(chan string, 1)
+			if err := c.Send(context.Background(), "abc", 3, func(resp string, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				answer <- resp
+			}); err != nil {
+				t.Fatal(err)
+			}
+			timeout := time.After(10 * time.Second)
+			for {
+				if tc.poll {
+					c.Poll()
+				}
+				select {
+				case err := <-errs:
+					if !strings.Contains(err.Error(), tc.wants) {
+						t.Fatalf("reported %v, want %q", err, tc.wants)
+					}
+					errs = nil // seen; now the answer on the next connection
+					continue
+				case got := <-answer:
+					if errs != nil { // both may be ready: the select picks either
+						select {
+						case err := <-errs:
+							if !strings.Contains(err.Error(), tc.wants) {
+								t.Fatalf("reported %v, want %q", err, tc.wants)
+							}
+						default:
+							t.Fatal("answered before the bad answer was reported")
+						}
+					}
+					if got != "cba" {
+						t.Fatalf("answer %q", got)
+					}
+					return
+				case <-timeout:
+					t.Fatal("no answer")
+				case <-time.After(time.Millisecond):
+				}
+			}
+		})
+	}
+}
+
+// A peer that reads requests and never answers breaks the connection after
+// the ack timeout, through either reader.
+func TestAckTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		codec ClientCodec[string, string]
+	}{{"reader", &echoClient{}}, {"buffered reader", &parsingEcho{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawEcho(t, func(_ int, _ net.Conn, r *bufio.Reader) { io.Copy(io.Discard, r) })
+			errs := make(chan error, 16)
+			c, err := NewClient(tc.codec, WithAddrs(addr), WithAckTimeout(50*time.Millisecond),
+				WithErrorHandler(func(err error) {
+					select {
+					case errs <- err:
+					default:
+					}
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Send(context.Background(), "abc", 3, nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-errs:
+				var ne net.Error
+				if !strings.Contains(err.Error(), "no answer for 50ms") || !errors.As(err, &ne) || !ne.Timeout() {
+					t.Fatalf("reported %v, want an ack timeout", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("silent peer not detected")
+			}
+		})
+	}
+}
