@@ -136,10 +136,14 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	window := cfg.sendWindow
+	if cfg.shipEach {
+		window = 0 // a timer would only wake the output goroutine for nothing
+	}
 	c.b, err = batcher.New(c.output,
 		batcher.WithBatchSize(cfg.maxFrames),
 		batcher.WithBuffers(2),
-		batcher.WithWindow(cfg.sendWindow),
+		batcher.WithWindow(window),
 		batcher.WithCohort(false))
 	if err != nil {
 		c.cancel()

@@ -47,6 +47,7 @@ type clientConfig struct {
 	reportAfter      time.Duration
 	keepAlive        time.Duration
 	sendWindow       time.Duration
+	shipEach         bool // every request is shipped by its sender (Stream): no window timer
 	onError          func(error)
 
 	// log layer
@@ -215,7 +216,8 @@ func WithKeepAlive(d time.Duration) ClientOption {
 }
 
 // WithSendWindow sets how long a request may wait for others to leave with
-// it in one write. Defaults to 200µs. Wait and Shutdown send at once.
+// it in one write. Defaults to 200µs. Wait and Shutdown send at once. A
+// Stream (Dial) sends each batch at once and does not use it.
 func WithSendWindow(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("send window", d, &c.sendWindow) }
 }

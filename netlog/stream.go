@@ -90,6 +90,7 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.shipEach = true // send and drain ship what they queue
 	enc, err := encoder.NewEncoder(encoder.WithZstdLevel(cfg.zstdLevel))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
@@ -153,6 +154,7 @@ func (s *Stream) drain() {
 		if err != nil {
 			return // closing: the record stays in the spool for the next run
 		}
+		s.c.sendNow()
 	}
 }
 
