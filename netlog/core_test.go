@@ -191,47 +191,59 @@ func startEcho(t *testing.T, s *echoServer, opts ...ServerOption) (*Server[echoR
 }
 
 // Many goroutines send at once; the server answers in random order; every
-// caller gets its own answer, exactly once.
+// caller gets its own answer, exactly once. With a ResponseParser, the
+// senders also Poll after each Send, while the reader goroutine reads too.
 func TestFanInFanOut(t *testing.T) {
-	_, addr := startEcho(t, &echoServer{shuffle: true})
-	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithWindow(256, 1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	const goroutines, per = 32, 500
-	var answered atomic.Int64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range per {
-				body := fmt.Sprintf("g%d-i%d", g, i)
-				var once atomic.Int32
-				err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
-					if once.Add(1) != 1 {
-						t.Errorf("%s answered twice", body)
+	for _, tc := range []struct {
+		name  string
+		codec ClientCodec[string, string]
+		poll  bool
+	}{{"reader", &echoClient{}, false}, {"buffered reader and Poll", &parsingEcho{}, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr := startEcho(t, &echoServer{shuffle: true})
+			c, err := NewClient(tc.codec, WithAddrs(addr), WithWindow(256, 1<<20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const goroutines, per = 32, 500
+			var answered atomic.Int64
+			var wg sync.WaitGroup
+			for g := range goroutines {
+				wg.Go(func() {
+					for i := range per {
+						body := fmt.Sprintf("g%d-i%d", g, i)
+						var once atomic.Int32
+						err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
+							if once.Add(1) != 1 {
+								t.Errorf("%s answered twice", body)
+							}
+							if err != nil || resp != reverse(body) {
+								t.Errorf("%s: answer %q, %v", body, resp, err)
+							}
+							answered.Add(1)
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if tc.poll {
+							c.Poll()
+						}
 					}
-					if err != nil || resp != reverse(body) {
-						t.Errorf("%s: answer %q, %v", body, resp, err)
-					}
-					answered.Add(1)
 				})
-				if err != nil {
-					t.Error(err)
-					return
-				}
+			}
+			wg.Wait()
+			if err := c.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := answered.Load(); got != goroutines*per {
+				t.Fatalf("%d answered, want %d", got, goroutines*per)
+			}
+			if st := c.Stats(); st.Sent != goroutines*per || st.Answered != goroutines*per || st.Pending != 0 {
+				t.Fatalf("stats %+v", st)
 			}
 		})
-	}
-	wg.Wait()
-	if err := c.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := answered.Load(); got != goroutines*per {
-		t.Fatalf("%d answered, want %d", got, goroutines*per)
-	}
-	if st := c.Stats(); st.Sent != goroutines*per || st.Answered != goroutines*per || st.Pending != 0 {
-		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -376,12 +388,7 @@ func TestStalledPeerBreaksTheConnection(t *testing.T) {
 	}()
 	errs := make(chan error, 16)
 	c, err := NewClient[string, string](&echoClient{}, WithAddrs(l.Addr().String()), WithWriteTimeout(100*time.Millisecond),
-		WithWindow(1024, 1<<30), WithErrorHandler(func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		}))
+		WithWindow(1024, 1<<30), reportTo(errs, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

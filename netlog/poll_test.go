@@ -122,6 +122,20 @@ func blockPollLoop(t *testing.T) (release func()) {
 	return release
 }
 
+// reportTo is an error handler that calls before, if set, and passes the
+// error to errs unless errs is full.
+func reportTo(errs chan<- error, before func()) ClientOption {
+	return WithErrorHandler(func(err error) {
+		if before != nil {
+			before()
+		}
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+}
+
 // With a ResponseParser, Poll answers from the calling goroutine what has
 // arrived, an answer split across many reads included, and only once it
 // is whole.
@@ -184,49 +198,6 @@ func TestPollTakesAnswersInCaller(t *testing.T) {
 	}
 }
 
-// Many senders poll while the reader goroutine reads too, the server
-// answering in random order: every request is answered once, correctly.
-func TestPollAndReaderTogether(t *testing.T) {
-	_, addr := startEcho(t, &echoServer{shuffle: true})
-	c, err := NewClient[string, string](&parsingEcho{}, WithAddrs(addr), WithWindow(64, 1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	const goroutines, per = 16, 500
-	var answered atomic.Int64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range per {
-				body := fmt.Sprintf("g%d-i%d", g, i)
-				var once atomic.Int32
-				err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
-					if once.Add(1) != 1 {
-						t.Errorf("%s answered twice", body)
-					}
-					if err != nil || resp != reverse(body) {
-						t.Errorf("%s: answer %q, %v", body, resp, err)
-					}
-					answered.Add(1)
-				})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				c.Poll()
-			}
-		})
-	}
-	wg.Wait()
-	if err := c.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := answered.Load(); got != goroutines*per {
-		t.Fatalf("%d answered, want %d", got, goroutines*per)
-	}
-}
-
 // An answer the parser rejects, or one larger than the Client's buffer,
 // ends the connection with a reported error, whether Poll or the reader
 // goroutine reads it; the request goes again on the next connection and is
@@ -270,13 +241,7 @@ func TestBadAnswerBreaksTheConnection(t *testing.T) {
 			})
 			errs := make(chan error, 16)
 			c, err := NewClient[string, string](&parsingEcho{}, WithAddrs(addr), WithBackoff(time.Millisecond, 10*time.Millisecond),
-				WithErrorHandler(func(err error) {
-					release() // the connection is about to close
-					select {
-					case errs <- err:
-					default:
-					}
-				}))
+				reportTo(errs, release)) // release: the connection is about to close
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,13 +302,7 @@ func TestAckTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := rawEcho(t, func(_ int, _ net.Conn, r *bufio.Reader) { io.Copy(io.Discard, r) })
 			errs := make(chan error, 16)
-			c, err := NewClient(tc.codec, WithAddrs(addr), WithAckTimeout(50*time.Millisecond),
-				WithErrorHandler(func(err error) {
-					select {
-					case errs <- err:
-					default:
-					}
-				}))
+			c, err := NewClient(tc.codec, WithAddrs(addr), WithAckTimeout(50*time.Millisecond), reportTo(errs, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
