@@ -195,15 +195,16 @@ func (c *Client[Req, Resp]) send(ctx context.Context, cl *call[Req, Resp], poll 
 	return nil
 }
 
-// sendNow writes what Send queued from the calling goroutine, if no other
-// write is under way, and takes the responses that have arrived: for the
-// log Stream, whose requests are whole batches, one at a time, that gain
-// nothing from waiting for others, and whose sender would otherwise wait
-// for two goroutines to be scheduled (the batcher's output and the reader)
-// before its window has room again. The caller holds nothing the output or
-// the callbacks take.
+// sendNow ships what Send queued at once and takes the responses that have
+// arrived: for the log Stream, whose requests are whole batches, one at a
+// time, that gain nothing from waiting for others. The caller holds nothing
+// the callbacks take. The frame leaves from the batcher's output goroutine,
+// not from the caller (ShipHere): with one logger, the caller's write()
+// held up the logger's processor, and the logger ran 9% slower (A/B, 4
+// rounds: 0.71x against 0.78x of zerolog into io.Discard; the same at 64
+// and 1024 goroutines).
 func (c *Client[Req, Resp]) sendNow() {
-	c.b.ShipHere()
+	c.b.Ship()
 	c.Poll()
 }
 

@@ -30,8 +30,8 @@
 // batch as one frame (encoder's format) and keeps it until the collector
 // acks it. Without compression a Stream sends the sink's batch buffer
 // itself, with no copy (sink.Keeper), and gives the sink back a buffer of
-// an acked batch in exchange. It writes each frame from the sink's goroutine
-// at once, then polls for acks. The handshake (Hello, Welcome) and control frames are defined in
+// an acked batch in exchange. It sends each frame at once, without a
+// window timer, then polls for acks. The handshake (Hello, Welcome) and control frames are defined in
 // proto.go; the collector package implements the server half.
 //
 // With WithSpool a Stream spills batches to disk when its window is full,
