@@ -20,9 +20,9 @@ import (
 // Why: the connection's reader goroutine is woken by the runtime's network
 // poller, which a processor consults only when it runs out of work or, with
 // every processor busy, about every 10 ms. With loggers keeping both cores
-// of a small machine busy, acks waited 4-16 ms for that goroutine, the
-// window filled, and writers stalled. A sender that polls once per request
-// takes them at once.
+// of a small machine busy, acks often waited 2-16 ms for that goroutine,
+// the window filled, and writers stalled. A sender that polls once per
+// request takes them at once.
 type ResponseParser[Resp any] interface {
 	// ParseResponse parses the response at the start of b and returns its
 	// length in bytes, or 0 if b holds only part of it. An error ends the
