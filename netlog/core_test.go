@@ -113,20 +113,24 @@ type echoConn struct {
 }
 
 func (c *echoConn) ReadRequest() (echoReq, error) {
+	id, body, err := readEchoRequest(c.r)
+	return echoReq{id: id, body: body}, err
+}
+
+// readEchoRequest reads the next request, skipping pings (id 0).
+func readEchoRequest(r *bufio.Reader) (uint64, string, error) {
 	for {
 		var h [12]byte
-		if _, err := io.ReadFull(c.r, h[:]); err != nil {
-			return echoReq{}, err
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return 0, "", err
 		}
-		id := binary.LittleEndian.Uint64(h[:])
 		b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
-		if _, err := io.ReadFull(c.r, b); err != nil {
-			return echoReq{}, err
+		if _, err := io.ReadFull(r, b); err != nil {
+			return 0, "", err
 		}
-		if id == 0 {
-			continue // ping
+		if id := binary.LittleEndian.Uint64(h[:]); id != 0 {
+			return id, string(b), nil
 		}
-		return echoReq{id: id, body: string(b)}, nil
 	}
 }
 
@@ -159,12 +163,17 @@ func (c *echoConn) Serve(req echoReq, reply func(echoResp)) {
 
 func (c *echoConn) AppendResponses(dst []byte, resps []echoResp) []byte {
 	for _, r := range resps {
-		dst = binary.LittleEndian.AppendUint64(dst, r.first)
-		dst = binary.LittleEndian.AppendUint64(dst, r.last)
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.body)))
-		dst = append(dst, r.body...)
+		dst = appendEchoAnswer(dst, r.first, r.last, r.body)
 	}
 	return dst
+}
+
+// appendEchoAnswer appends the answer to requests first..last.
+func appendEchoAnswer(dst []byte, first, last uint64, body string) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, first)
+	dst = binary.LittleEndian.AppendUint64(dst, last)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...)
 }
 
 func (c *echoConn) Close(error) {}

@@ -116,16 +116,17 @@ func (c *Client[Req, Resp]) parseLocked(s *respBuf[Resp]) bool {
 	return any
 }
 
-// takeLocked reads what has arrived on s's connection and answers it.
-func (c *Client[Req, Resp]) takeLocked(s *respBuf[Resp], fd uintptr) (got bool) {
+// takeLocked reads what has arrived on s's connection and answers it. It
+// reports whether it got bytes and whether it answered a response.
+func (c *Client[Req, Resp]) takeLocked(s *respBuf[Resp], fd uintptr) (got, answered bool) {
 	got, err := s.readLocked(fd)
 	if got {
-		c.parseLocked(s)
+		answered = c.parseLocked(s)
 	}
 	if err != nil && s.err == nil {
 		s.err = err
 	}
-	return got
+	return got, answered
 }
 
 // pollLoop is readLoop for a connection with a respBuf: it waits until the
@@ -145,7 +146,8 @@ func (c *Client[Req, Resp]) pollLoop(s *respBuf[Resp]) {
 			// Without bytes, wait for the socket to become readable: any
 			// that arrive after this read's EAGAIN wake the wait, even if
 			// they arrived before it began.
-			return c.takeLocked(s, fd) || s.err != nil
+			got, _ := c.takeLocked(s, fd)
+			return got || s.err != nil
 		})
 		if err == nil {
 			s.mu.Lock()
@@ -182,14 +184,7 @@ func (c *Client[Req, Resp]) Poll() bool {
 		return false
 	}
 	var answered bool
-	cerr := s.rc.Control(func(fd uintptr) {
-		if got, err := s.readLocked(fd); got || err != nil {
-			answered = got && c.parseLocked(s)
-			if err != nil && s.err == nil {
-				s.err = err
-			}
-		}
-	})
+	cerr := s.rc.Control(func(fd uintptr) { _, answered = c.takeLocked(s, fd) })
 	err := s.err
 	s.mu.Unlock()
 	// Closing the connection waits for the reader goroutine to leave its

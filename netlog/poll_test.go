@@ -35,13 +35,6 @@ func (p *parsingEcho) ParseResponse(b []byte) (int, uint64, uint64, string, erro
 	return 20 + int(n), binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), string(b[20 : 20+n]), nil
 }
 
-func appendEchoAnswer(dst []byte, id uint64, body string) []byte {
-	dst = binary.LittleEndian.AppendUint64(dst, id)
-	dst = binary.LittleEndian.AppendUint64(dst, id)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
-	return append(dst, body...)
-}
-
 // rawEcho serves the echo handshake on a loopback listener and hands each
 // connection, with a reader of its requests, to handle (one goroutine per
 // connection, stopped by the test's end).
@@ -85,22 +78,6 @@ func rawEcho(t *testing.T, handle func(n int, conn net.Conn, r *bufio.Reader)) s
 		}
 	})
 	return l.Addr().String()
-}
-
-func readEchoRequest(r *bufio.Reader) (uint64, string, error) {
-	for {
-		var h [12]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return 0, "", err
-		}
-		b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
-		if _, err := io.ReadFull(r, b); err != nil {
-			return 0, "", err
-		}
-		if id := binary.LittleEndian.Uint64(h[:]); id != 0 {
-			return id, string(b), nil
-		}
-	}
 }
 
 // blockPollLoop keeps the connections' reader goroutines from reading until
@@ -148,7 +125,7 @@ func TestPollTakesAnswersInCaller(t *testing.T) {
 		if err != nil {
 			return
 		}
-		ans := appendEchoAnswer(nil, id, reverse(body))
+		ans := appendEchoAnswer(nil, id, id, reverse(body))
 		for i := range 10 { // the header in pieces
 			conn.Write(ans[i : i+1])
 		}
@@ -203,25 +180,27 @@ func TestPollTakesAnswersInCaller(t *testing.T) {
 // goroutine reads it; the request goes again on the next connection and is
 // answered there.
 func TestBadAnswerBreaksTheConnection(t *testing.T) {
-	for _, tc := range []struct {
+	type badAnswer struct {
 		name  string
 		poll  bool
 		bad   func(id uint64) []byte
 		wants string
-	}{
-		{"too long for the parser/reader", false, func(id uint64) []byte {
-			return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, id), id), 1<<30)
-		}, "answer of"},
-		{"too long for the parser/poll", true, func(id uint64) []byte {
-			return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, id), id), 1<<30)
-		}, "answer of"},
-		{"larger than the buffer/reader", false, func(id uint64) []byte {
-			return appendEchoAnswer(nil, id, strings.Repeat("x", respBufSize))
-		}, "response larger than"},
-		{"larger than the buffer/poll", true, func(id uint64) []byte {
-			return appendEchoAnswer(nil, id, strings.Repeat("x", respBufSize))
-		}, "response larger than"},
-	} {
+	}
+	var cases []badAnswer
+	for _, poll := range []bool{false, true} {
+		reader := "reader"
+		if poll {
+			reader = "poll"
+		}
+		cases = append(cases,
+			badAnswer{"too long for the parser/" + reader, poll, func(id uint64) []byte {
+				return binary.LittleEndian.AppendUint32(appendEchoAnswer(nil, id, id, "")[:16], 1<<30)
+			}, "answer of"},
+			badAnswer{"larger than the buffer/" + reader, poll, func(id uint64) []byte {
+				return appendEchoAnswer(nil, id, id, strings.Repeat("x", respBufSize))
+			}, "response larger than"})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			release := func() {}
 			if tc.poll {
@@ -235,7 +214,7 @@ func TestBadAnswerBreaksTheConnection(t *testing.T) {
 				if n == 0 {
 					conn.Write(tc.bad(id))
 				} else {
-					conn.Write(appendEchoAnswer(nil, id, reverse(body)))
+					conn.Write(appendEchoAnswer(nil, id, id, reverse(body)))
 				}
 				io.Copy(io.Discard, r)
 			})
