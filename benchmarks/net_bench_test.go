@@ -87,7 +87,9 @@ func startCollectorProc(b *testing.B, extra ...string) *collectorProc {
 	// With the kernel's autogroups (sched_autogroup_enabled), CPU time is
 	// then shared between the two processes first, not between all their
 	// threads: the collector's one busy thread no longer competes with
-	// the client's two or three as an equal.
+	// the client's two or three as an equal. (A benchmark stopped with
+	// Ctrl-C then leaves it running: the signal goes to the terminal's
+	// session only.)
 	if os.Getenv("SNAIL_BENCH_COLLECTOR_SETSID") == "1" {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
