@@ -107,14 +107,14 @@ func (h *SlogHandler) Handle(_ context.Context, r slog.Record) error {
 	if !r.Time.IsZero() {
 		t := r.Time.Round(0)
 		if rep == nil {
-			s.key(slog.TimeKey)
+			s.rawKey(`"time":`) // slog.TimeKey, escaped
 			s.time(t)
 		} else {
 			s.attr(slog.Time(slog.TimeKey, t))
 		}
 	}
 	if rep == nil {
-		s.key(slog.LevelKey)
+		s.rawKey(`"level":`) // slog.LevelKey, escaped
 		s.level(r.Level)
 	} else {
 		s.attr(slog.Any(slog.LevelKey, r.Level))
@@ -127,7 +127,7 @@ func (h *SlogHandler) Handle(_ context.Context, r slog.Record) error {
 		s.attr(slog.Any(slog.SourceKey, src))
 	}
 	if rep == nil {
-		s.key(slog.MessageKey)
+		s.rawKey(`"msg":`) // slog.MessageKey, escaped
 		s.str(r.Message)
 	} else {
 		s.attr(slog.String(slog.MessageKey, r.Message))
@@ -177,12 +177,28 @@ type encState struct {
 	sep     bool     // a comma is due before the next key
 	groups  []string // open groups, kept only for ReplaceAttr
 	builtin bool
+
+	// The last whole second time formatted, for records that come many
+	// to a second: its date and clock, and its zone.
+	tSec   int64
+	tLoc   *time.Location
+	tClock [19]byte // 2006-01-02T15:04:05
+	tZone  [6]byte  // Z or -07:00
+	tZLen  int
 }
 
 func (s *encState) comma() {
 	if s.sep {
 		s.buf = append(s.buf, ',')
 	}
+}
+
+// rawKey appends a key already quoted and followed by its colon: the
+// built-in keys, which need no escaping each time.
+func (s *encState) rawKey(k string) {
+	s.comma()
+	s.buf = append(s.buf, k...)
+	s.sep = true
 }
 
 func (s *encState) key(k string) {
@@ -230,14 +246,14 @@ func (s *encState) attrs(as []slog.Attr) bool {
 // applied to non-groups, empty attrs and empty groups elided, groups with
 // an empty key inlined. It reports whether a was not empty.
 func (s *encState) attr(a slog.Attr) bool {
-	a.Value = a.Value.Resolve()
+	a.Value = resolve(a.Value)
 	if rep := s.h.opts.ReplaceAttr; rep != nil && a.Value.Kind() != slog.KindGroup {
 		var gs []string
 		if !s.builtin {
 			gs = s.groups
 		}
 		a = rep(gs, a)
-		a.Value = a.Value.Resolve()
+		a.Value = resolve(a.Value)
 	}
 	if a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil {
 		return false
@@ -271,6 +287,16 @@ func (s *encState) attr(a slog.Attr) bool {
 		s.closeGroup()
 	}
 	return true
+}
+
+// resolve is v.Resolve() for a LogValuer and v itself otherwise: Resolve
+// sets up a deferred recover on every call, about 3% of the CPU of slog +
+// snail in a profile (6 attributes a record).
+func resolve(v slog.Value) slog.Value {
+	if v.Kind() == slog.KindLogValuer {
+		return v.Resolve()
+	}
+	return v
 }
 
 func sourceGroup(src *slog.Source) slog.Value {
@@ -339,6 +365,10 @@ func (s *encState) float(f float64) {
 		s.str(fmt.Sprintf("!ERROR:json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64)))
 		return
 	}
+	if b, ok := appendShortFloat(s.buf, f); ok {
+		s.buf = b
+		return
+	}
 	abs := math.Abs(f)
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
@@ -356,13 +386,91 @@ func (s *encState) float(f float64) {
 	}
 }
 
-func (s *encState) time(t time.Time) {
-	if y := t.Year(); y < 0 || y >= 10000 {
-		s.str(fmt.Sprintf("!ERROR:%v", errors.New("time.Time year outside of range [0,9999]")))
+// time appends t as slog's JSONHandler does (time.RFC3339Nano). The date,
+// clock and zone of the last second it formatted are kept: they are the
+// same for every record of that second, and formatting them took more than
+// half of the time's cost.
+// appendShortFloat appends f as strconv's shortest 'f' form would, when f
+// is a decimal of at most three fractional digits well inside float64's
+// precision (latencies, prices, ratios), without strconv's general search
+// for the shortest digits; ok is false otherwise. Below 2^50 (scaled), an
+// ulp of f is under a quarter of 10^-k, so n/10^k, the first that converts
+// back to f exactly, is the only decimal of k or fewer fractional digits
+// that does: the shortest. Zero is left to strconv (it keeps -0's sign).
+func appendShortFloat(b []byte, f float64) ([]byte, bool) {
+	const limit = 1 << 50
+	if f == 0 {
+		return b, false
 	}
-	s.buf = append(s.buf, '"')
-	s.buf = t.AppendFormat(s.buf, time.RFC3339Nano)
-	s.buf = append(s.buf, '"')
+	p := 1.0
+	for k := 0; k <= 3; k++ {
+		v := f * p
+		if v <= -limit || v >= limit {
+			return b, false
+		}
+		if n := int64(v); float64(n) == v && float64(n)/p == f {
+			return appendFixed(b, n, k), true
+		}
+		p *= 10
+	}
+	return b, false
+}
+
+// appendFixed appends n/10^k in decimal, with no trailing zeros after the
+// point and no point for a whole number.
+func appendFixed(b []byte, n int64, k int) []byte {
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	for k > 0 && n%10 == 0 {
+		n /= 10
+		k--
+	}
+	pow := [...]int64{1, 10, 100, 1000}[k]
+	b = strconv.AppendInt(b, n/pow, 10)
+	if k > 0 {
+		b = append(b, '.')
+		for d, frac := pow/10, n%pow; d > 0; d /= 10 {
+			b = append(b, byte('0'+frac/d%10))
+		}
+	}
+	return b
+}
+
+func (s *encState) time(t time.Time) {
+	sec, loc := t.Unix(), t.Location()
+	if sec != s.tSec || loc != s.tLoc || s.tZLen == 0 {
+		if y := t.Year(); y < 0 || y >= 10000 {
+			s.str(fmt.Sprintf("!ERROR:%v", errors.New("time.Time year outside of range [0,9999]")))
+			s.buf = append(s.buf, '"')
+			s.buf = t.AppendFormat(s.buf, time.RFC3339Nano)
+			s.buf = append(s.buf, '"')
+			return
+		}
+		var tmp [32]byte
+		whole := t.Add(-time.Duration(t.Nanosecond())).AppendFormat(tmp[:0], time.RFC3339)
+		copy(s.tClock[:], whole)
+		s.tZLen = copy(s.tZone[:], whole[len(s.tClock):])
+		s.tSec, s.tLoc = sec, loc
+	}
+	b := append(s.buf, '"')
+	b = append(b, s.tClock[:]...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	b = append(b, s.tZone[:s.tZLen]...)
+	s.buf = append(b, '"')
 }
 
 // level appends l quoted, spelled as slog.Level.String spells it ("INFO",
@@ -401,12 +509,24 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 
 // str appends a JSON string the way slog's JSONHandler escapes it: quotes,
 // backslashes and control characters escaped, invalid UTF-8 as \ufffd,
-// U+2028 and U+2029 escaped, HTML characters left alone.
+// U+2028 and U+2029 escaped, HTML characters left alone. Runs of plain
+// ASCII are found 8 or 4 bytes at a time and copied whole: keys and values
+// are mostly that, and this loop was the handler's largest single cost.
 func (s *encState) str(str string) {
 	b := append(s.buf, '"')
 	start := 0
 	for i := 0; i < len(str); {
-		if c := str[i]; c < utf8.RuneSelf {
+		for i+8 <= len(str) && plain8(load8(str, i)) {
+			i += 8
+		}
+		if i+4 <= len(str) && plain4(load4(str, i)) {
+			i += 4
+		}
+		if i >= len(str) {
+			break
+		}
+		c := str[i]
+		if c < utf8.RuneSelf {
 			if jsonSafe[c] {
 				i++
 				continue
@@ -447,4 +567,40 @@ func (s *encState) str(str string) {
 	}
 	b = append(b, str[start:]...)
 	s.buf = append(b, '"')
+}
+
+// Byte-parallel tests on 8 (or 4) bytes in one word. A byte is plain when
+// it is ASCII, not a control character, and neither '"' nor '\\': exactly
+// the bytes jsonSafe admits. has0 and hasLess flag a word with some byte
+// zero, or below n; they never miss one, and str rechecks a flagged word
+// byte by byte, so a false alarm only costs time.
+const (
+	ones8  = 0x0101010101010101
+	highs8 = 0x8080808080808080
+)
+
+func plain8(w uint64) bool {
+	q, bs := w^(ones8*'"'), w^(ones8*'\\')
+	ctl := (w - ones8*0x20) &^ w
+	return (ctl|(q-ones8)&^q|(bs-ones8)&^bs|w)&highs8 == 0
+}
+
+func plain4(w uint32) bool {
+	const ones4, highs4 = 0x01010101, 0x80808080
+	q, bs := w^(ones4*'"'), w^(ones4*'\\')
+	ctl := (w - ones4*0x20) &^ w
+	return (ctl|(q-ones4)&^q|(bs-ones4)&^bs|w)&highs4 == 0
+}
+
+// load8 and load4 read 8 or 4 bytes of str from i, little-endian (the
+// compiler makes each one load).
+func load8(str string, i int) uint64 {
+	b := str[i : i+8] // one bounds check
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func load4(str string, i int) uint32 {
+	b := str[i : i+4]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }

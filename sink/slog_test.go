@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 	"testing/slogtest"
 	"time"
@@ -174,5 +176,143 @@ func TestSlogNoAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocs per record with 8 attributes, want 0", n)
+	}
+}
+
+// FuzzSlogString checks the string encoder (messages, keys and values)
+// against slog.JSONHandler's escaping, byte for byte.
+func FuzzSlogString(f *testing.F) {
+	for _, s := range []string{"", "plain ascii key", "quote \" backslash \\ nl \n", "\x00\x1f\x7f", "é\u2028\u2029", "\xff\xfe", "12345678\"", "abcdefg\x01hij", "日本語のテキスト"} {
+		f.Add(s, s+"k", s+"v")
+	}
+	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	f.Fuzz(func(t *testing.T, msg, key, val string) {
+		if key == "" {
+			key = "k" // an empty key drops the attribute in both
+		}
+		var want bytes.Buffer
+		ref := slog.NewJSONHandler(&want, noTimeLevel)
+		r := slog.NewRecord(time.Time{}, slog.LevelInfo, msg, 0)
+		r.AddAttrs(slog.String(key, val))
+		if err := ref.Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		s := &encState{buf: []byte(`{"msg":`)}
+		s.str(msg)
+		s.buf = append(s.buf, ',')
+		s.str(key)
+		s.buf = append(s.buf, ':')
+		s.str(val)
+		s.buf = append(s.buf, "}\n"...)
+		if string(s.buf) != want.String() {
+			t.Fatalf("got  %q\nwant %q", s.buf, want.String())
+		}
+	})
+}
+
+// FuzzSlogTime checks time values against slog.JSONHandler, byte for byte,
+// twice in a row and then a nanosecond later, so that the second and the
+// third are formatted from the encoder's cached second when they share it.
+func FuzzSlogTime(f *testing.F) {
+	f.Add(int64(1764200000), uint32(123456000), int32(3600))
+	f.Add(int64(0), uint32(0), int32(0))
+	f.Add(int64(-62135596800), uint32(999999999), int32(-36000)) // year 1
+	f.Add(int64(253402300799), uint32(1), int32(45))             // year 9999, an offset in seconds
+	f.Add(int64(253402300800), uint32(5), int32(0))              // year 10000: an error, as slog writes it
+	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	f.Fuzz(func(t *testing.T, sec int64, nsec uint32, offset int32) {
+		loc := time.UTC
+		if offset%7 == 1 {
+			loc = time.Local
+		} else if offset != 0 {
+			loc = time.FixedZone("Z", int(offset%(24*3600)))
+		}
+		s := &encState{}
+		for i, tm := range []time.Time{time.Unix(sec, int64(nsec%1e9)).In(loc), {}, {}} {
+			switch i {
+			case 1:
+				tm = time.Unix(sec, int64(nsec%1e9)).In(loc)
+			case 2:
+				tm = time.Unix(sec, int64(nsec%1e9)).In(loc).Add(time.Nanosecond)
+			}
+			var want bytes.Buffer
+			r := slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
+			r.AddAttrs(slog.Time("t", tm))
+			if err := slog.NewJSONHandler(&want, noTimeLevel).Handle(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+			s.buf = append(s.buf[:0], `{"msg":"m","t":`...)
+			s.time(slog.TimeValue(tm).Time()) // as Handle gets it: the zero instant in any zone is time.Time{}
+			s.buf = append(s.buf, "}\n"...)
+			if string(s.buf) != want.String() {
+				t.Fatalf("time %d: got  %q\nwant %q", i, s.buf, want.String())
+			}
+		}
+	})
+}
+
+// FuzzSlogFloat checks float values against slog.JSONHandler, byte for
+// byte: the short decimals taken without strconv, and the rest.
+func FuzzSlogFloat(f *testing.F) {
+	for _, v := range []float64{12.5, 0.1, 0.3, 1.0 / 3, -0.05, 0.001, 0.0005, 123.456, 1e15, 9.007e14 + 0.5,
+		1 << 50, 1<<50 - 0.5, -7, 42, 1e21, 1e-7, math.Copysign(0, -1), 0, math.MaxFloat64, math.SmallestNonzeroFloat64} {
+		f.Add(v)
+	}
+	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	f.Fuzz(func(t *testing.T, v float64) {
+		var want bytes.Buffer
+		r := slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
+		r.AddAttrs(slog.Float64("f", v))
+		if err := slog.NewJSONHandler(&want, noTimeLevel).Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		s := &encState{buf: []byte(`{"msg":"m","f":`)}
+		s.float(v)
+		s.buf = append(s.buf, "}\n"...)
+		if string(s.buf) != want.String() {
+			t.Fatalf("%v: got  %q\nwant %q", v, s.buf, want.String())
+		}
+	})
+}
+
+// TestShortFloatMatchesStrconv runs the short-decimal path over decimals it
+// is meant for and their float64 neighbours, at every scale up to its
+// limit: whatever it takes, it must write what strconv writes.
+func TestShortFloatMatchesStrconv(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	taken := 0
+	for i := range 400000 {
+		bits := 1 + i%53 // spread the magnitudes evenly
+		n := r.Int64N(1<<bits) - 1<<(bits-1)
+		k := r.IntN(5)
+		f := float64(n) / math.Pow10(k)
+		for _, v := range []float64{f, math.Nextafter(f, math.Inf(1)), math.Nextafter(f, math.Inf(-1))} {
+			got, ok := appendShortFloat(nil, v)
+			if !ok {
+				continue
+			}
+			taken++
+			if want := strconv.AppendFloat(nil, v, 'f', -1, 64); string(got) != string(want) {
+				t.Fatalf("%v (n %d, k %d): got %s, want %s", v, n, k, got, want)
+			}
+		}
+	}
+	if taken < 100000 {
+		t.Fatalf("the short path took only %d values", taken)
 	}
 }
