@@ -179,18 +179,21 @@ func TestSlogNoAllocs(t *testing.T) {
 	}
 }
 
+// noTimeLevel makes slog.JSONHandler leave out the time and the level, so
+// that its output is only what a fuzz target compares.
+var noTimeLevel = &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+		return slog.Attr{}
+	}
+	return a
+}}
+
 // FuzzSlogString checks the string encoder (messages, keys and values)
 // against slog.JSONHandler's escaping, byte for byte.
 func FuzzSlogString(f *testing.F) {
 	for _, s := range []string{"", "plain ascii key", "quote \" backslash \\ nl \n", "\x00\x1f\x7f", "é\u2028\u2029", "\xff\xfe", "12345678\"", "abcdefg\x01hij", "日本語のテキスト"} {
 		f.Add(s, s+"k", s+"v")
 	}
-	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
-			return slog.Attr{}
-		}
-		return a
-	}}
 	f.Fuzz(func(t *testing.T, msg, key, val string) {
 		if key == "" {
 			key = "k" // an empty key drops the attribute in both
@@ -224,12 +227,6 @@ func FuzzSlogTime(f *testing.F) {
 	f.Add(int64(-62135596800), uint32(999999999), int32(-36000)) // year 1
 	f.Add(int64(253402300799), uint32(1), int32(45))             // year 9999, an offset in seconds
 	f.Add(int64(253402300800), uint32(5), int32(0))              // year 10000: an error, as slog writes it
-	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
-			return slog.Attr{}
-		}
-		return a
-	}}
 	f.Fuzz(func(t *testing.T, sec int64, nsec uint32, offset int32) {
 		loc := time.UTC
 		if offset%7 == 1 {
@@ -268,12 +265,6 @@ func FuzzSlogFloat(f *testing.F) {
 		1 << 50, 1<<50 - 0.5, -7, 42, 1e21, 1e-7, math.Copysign(0, -1), 0, math.MaxFloat64, math.SmallestNonzeroFloat64} {
 		f.Add(v)
 	}
-	noTimeLevel := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
-			return slog.Attr{}
-		}
-		return a
-	}}
 	f.Fuzz(func(t *testing.T, v float64) {
 		var want bytes.Buffer
 		r := slog.NewRecord(time.Time{}, slog.LevelInfo, "m", 0)
