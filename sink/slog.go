@@ -386,10 +386,6 @@ func (s *encState) float(f float64) {
 	}
 }
 
-// time appends t as slog's JSONHandler does (time.RFC3339Nano). The date,
-// clock and zone of the last second it formatted are kept: they are the
-// same for every record of that second, and formatting them took more than
-// half of the time's cost.
 // appendShortFloat appends f as strconv's shortest 'f' form would, when f
 // is a decimal of at most three fractional digits well inside float64's
 // precision (latencies, prices, ratios), without strconv's general search
@@ -438,6 +434,9 @@ func appendFixed(b []byte, n int64, k int) []byte {
 	return b
 }
 
+// time appends t as slog's JSONHandler does (time.RFC3339Nano). The date,
+// clock and zone of the last second it formatted are kept, since they are
+// the same for every record of that second: only the fraction is new.
 func (s *encState) time(t time.Time) {
 	sec, loc := t.Unix(), t.Location()
 	if sec != s.tSec || loc != s.tLoc || s.tZLen == 0 {
@@ -571,9 +570,11 @@ func (s *encState) str(str string) {
 
 // Byte-parallel tests on 8 (or 4) bytes in one word. A byte is plain when
 // it is ASCII, not a control character, and neither '"' nor '\\': exactly
-// the bytes jsonSafe admits. has0 and hasLess flag a word with some byte
-// zero, or below n; they never miss one, and str rechecks a flagged word
-// byte by byte, so a false alarm only costs time.
+// the bytes jsonSafe admits. (x-ones)&^x flags a word with a zero byte (x
+// being the word xor the quote, or the backslash), and (w-ones*0x20)&^w
+// one with a byte below 0x20, in the bytes' high bits; neither misses one,
+// and str rechecks a flagged word byte by byte, so a false alarm (a borrow
+// into a higher byte) only costs time.
 const (
 	ones8  = 0x0101010101010101
 	highs8 = 0x8080808080808080
