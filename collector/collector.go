@@ -332,6 +332,9 @@ func (c *Collector) output(name string) (*output, error) {
 			c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
 		}
 		c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
+	} else if err := j.baseline(path, seen); err != nil {
+		j.close()
+		return nil, fmt.Errorf("%w: state of %s: %w", ErrUnavailable, name, err)
 	}
 	opts := append(c.cfg.fileOptions(), filelog.WithErrorHandler(func(err error) {
 		c.log.Error("output file", "stream", name, "err", err)

@@ -77,6 +77,27 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	}
 }
 
+// A crash after the first batch is written and before it is journaled: the
+// restart cuts the batch, which the client sends again, back to the
+// journal's first record, made before the collector first wrote to the
+// file. What the file held before then stays.
+func TestRecoveryBeforeFirstBatchRecord(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "first.log")
+	if err := os.WriteFile(live, []byte("before snail\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sendThenStop(t, dir, 5, "first", 0) // opens the output, sends nothing
+	f, _ := os.OpenFile(live, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("id=0\n") // batch 1 written, then the crash: not journaled
+	f.Close()
+	_, addr := start(t, Config{Dir: dir})
+	sendRaw(t, addr, 5, "first", 1, 2)
+	if b, _ := os.ReadFile(live); string(b) != "before snail\nid=0\nid=1\n" {
+		t.Fatalf("live file %q", b)
+	}
+}
+
 // A file rotated after the last journal record holds nothing acked: a
 // restart empties it rather than keep a batch the client will send again.
 func TestRecoveryOfRotatedFile(t *testing.T) {

@@ -25,7 +25,11 @@ import (
 //     ended (or to nothing, if it is a newer file than the journal knows):
 //     the client sends that batch again;
 //   - a batch sent again after a restart is recognised by its sequence
-//     number and not written twice.
+//     number and not written twice;
+//   - a journal's first record, made when the collector first opens the
+//     output, says where the live file ended then (stream 0, no batch), so
+//     that a crash before the first batch's record is recovered the same
+//     way.
 //
 // Record (40 bytes, little-endian): magic "SNST", stream id, sequence
 // number, inode, size, CRC-32C of the first 36 bytes. A torn last record
@@ -142,12 +146,8 @@ func recoverLive(path string, last record) (int64, error) {
 	if !fi.Mode().IsRegular() {
 		return 0, nil
 	}
-	var ino uint64
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = sys.Ino
-	}
 	keep := last.size
-	if ino != last.ino {
+	if inode(fi) != last.ino {
 		keep = 0 // a file newer than the journal's last record: nothing in it was acked
 	}
 	if fi.Size() <= keep {
@@ -157,6 +157,34 @@ func recoverLive(path string, last record) (int64, error) {
 		return 0, fmt.Errorf("cut torn tail of %s: %w", path, err)
 	}
 	return fi.Size() - keep, nil
+}
+
+func inode(fi os.FileInfo) uint64 {
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino
+	}
+	return 0
+}
+
+// baseline journals where the live file at path ends before the collector
+// first writes to it, with no client's sequence number (stream 0, seq 0):
+// what is in the file then was not written by this journal's batches, and
+// a crash before the first batch's record still finds a record to cut the
+// file back to. Without it, a restart kept a batch written but never
+// journaled, and wrote it again when its client resent it.
+func (j *journal) baseline(path string, seen map[uint64]uint64) error {
+	var r record
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		r.ino, r.size = inode(fi), fi.Size()
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := j.add(r, seen); err != nil {
+		return err
+	}
+	return j.sync()
 }
 
 // add appends a record. Called with the output's lock held.
