@@ -458,7 +458,15 @@ func (c *Client[Req, Resp]) supervise() {
 				attempt = 0
 				break
 			}
-			c.stats.dialErrors.Add(1)
+			var re *resendError
+			if errors.As(err, &re) {
+				// The peer took the handshake, then the requests did not
+				// go through (it stopped reading, or went away): a lost
+				// connection, reported as one, not a failed dial.
+				c.cfg.report(err)
+			} else {
+				c.stats.dialErrors.Add(1)
+			}
 			addr++
 			c.failed(err)
 			d := backoff(c.cfg.backoffMin, c.cfg.backoffMax, attempt)
@@ -473,6 +481,20 @@ func (c *Client[Req, Resp]) supervise() {
 		}
 	}
 }
+
+// A resendError is a connection that was made, handshake included, and
+// lost while the pending requests were written on it again.
+type resendError struct {
+	addr string
+	n    int
+	err  error
+}
+
+func (e *resendError) Error() string {
+	return fmt.Sprintf("netlog: connection to %s lost while resending %d requests: %v", e.addr, e.n, e.err)
+}
+
+func (e *resendError) Unwrap() error { return e.err }
 
 // backoff is min x 2^attempt, at most max, times a random factor in
 // [0.5, 1.5) so that many clients do not come back at the same instant.
@@ -555,7 +577,7 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 		if _, err := c.writeCalls(conn, resend); err != nil {
 			c.wmu.Unlock()
 			conn.Close()
-			return err
+			return &resendError{addr: addr, n: len(resend), err: err}
 		}
 	}
 	c.mu.Lock()

@@ -367,57 +367,87 @@ func TestLateReplyLeavesWithinWindow(t *testing.T) {
 // A peer that stops reading becomes an error (the write deadline), not a
 // hang; the client reconnects and resends.
 func TestStalledPeerBreaksTheConnection(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			conn, err := l.Accept()
+	for _, tc := range []struct {
+		name string
+		// queued: the requests are sent before the handshake is answered,
+		// so that they go out as the connection's resend, not as batches.
+		queued bool
+	}{{"connected first", false}, {"queued before connecting", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
-				return
+				t.Fatal(err)
 			}
-			// Handshake, then never read again.
-			io.ReadFull(conn, make([]byte, 4))
-			conn.Write([]byte("OK"))
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	errs := make(chan error, 16)
-	c, err := NewClient[string, string](&echoClient{}, WithAddrs(l.Addr().String()), WithWriteTimeout(100*time.Millisecond),
-		WithWindow(1024, 1<<30), reportTo(errs, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	big := string(make([]byte, 1<<20))
-	for range 64 { // more than the socket buffers hold
-		if err := c.Send(context.Background(), big, len(big), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case err := <-errs:
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("reported %v, want a write timeout", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("stalled peer not detected")
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
+			defer l.Close()
+			sent := make(chan struct{})
+			var conns []net.Conn
+			var mu sync.Mutex
+			go func() {
+				for {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					conns = append(conns, conn)
+					mu.Unlock()
+					if tc.queued {
+						<-sent
+					}
+					// Handshake, then never read again.
+					io.ReadFull(conn, make([]byte, 4))
+					conn.Write([]byte("OK"))
+				}
+			}()
+			defer func() {
+				mu.Lock()
+				for _, c := range conns {
+					c.Close()
+				}
+				mu.Unlock()
+			}()
+			errs := make(chan error, 16)
+			c, err := NewClient[string, string](&echoClient{}, WithAddrs(l.Addr().String()), WithWriteTimeout(100*time.Millisecond),
+				WithWindow(1024, 1<<30), reportTo(errs, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.queued {
+				for deadline := time.Now().Add(10 * time.Second); !c.Stats().Connected; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("no connection")
+					}
+				}
+			}
+			big := string(make([]byte, 1<<20))
+			for range 64 { // more than the socket buffers hold
+				if err := c.Send(context.Background(), big, len(big), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.queued {
+				if err := c.b.Flush(); err != nil { // into pending, with no connection to write them to
+					t.Fatal(err)
+				}
+				if st := c.Stats(); st.Connected || st.Sent != 0 {
+					t.Fatalf("connected before the handshake was answered: %+v", st)
+				}
+			}
+			close(sent)
+			select {
+			case err := <-errs:
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					t.Fatalf("reported %v, want a write timeout", err)
+				}
+				t.Log(err)
+			case <-time.After(10 * time.Second): // the report delay is 10 s
+				t.Fatal("stalled peer not detected")
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
