@@ -116,6 +116,14 @@ func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, erro
 	if err != nil {
 		return nil, false, err
 	}
+	if data == nil {
+		// Created: its name, and its directory's, must survive a
+		// power loss with the records fsynced into it.
+		if err := syncDirs(filepath.Dir(path), dir); err != nil {
+			f.Close()
+			return nil, false, err
+		}
+	}
 	if valid != len(data) {
 		// Cut the torn tail so that new records follow valid ones.
 		if err := f.Truncate(int64(valid)); err != nil {
@@ -238,15 +246,38 @@ func (j *journal) compact(seen map[uint64]uint64, r record) error {
 		os.Remove(tmp)
 		return fmt.Errorf("compact state journal %s: %w", j.path, err)
 	}
-	old := j.f
-	if j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640); err != nil {
-		return err
+	// The new journal is in place: records go to it from now on, even if
+	// its directory cannot be synced (that error is returned).
+	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("compact state journal %s: %w", j.path, err)
 	}
-	old.Close()
+	j.f.Close()
+	j.f = nf
 	j.records = n
+	if err := syncDirs(filepath.Dir(j.path)); err != nil {
+		return fmt.Errorf("compact state journal %s: %w", j.path, err)
+	}
 	return nil
 }
 
 func (j *journal) sync() error { return j.f.Sync() }
+
+// syncDirs fsyncs each directory: fsync on a file makes its data durable,
+// not the directory entry that names it.
+func syncDirs(dirs ...string) error {
+	for _, dir := range dirs {
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		d.Close()
+		if err != nil && !errors.Is(err, syscall.EINVAL) { // a file system that cannot
+			return fmt.Errorf("fsync %s: %w", dir, err)
+		}
+	}
+	return nil
+}
 
 func (j *journal) close() error { return j.f.Close() }

@@ -172,6 +172,10 @@ func (c *compressor) compress(name string) (err error) {
 	if err = os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("filelog: compress %s: %w", name, err)
 	}
+	// The compressed file's name is durable before the original goes.
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("filelog: compress %s: %w", name, err)
+	}
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("filelog: compress: remove original: %w", err)
 	}

@@ -28,6 +28,7 @@ type File struct {
 	size       int64
 	ino        uint64 // inode of the live file
 	syncUsed   bool   // Fsync has run: rotated files are fsynced before they are closed
+	dirDirty   bool   // the directory changed (file created, rotated) since its last fsync
 	inSync     map[*os.File]int
 	retired    map[*os.File]bool
 	nextRotate time.Time
@@ -119,6 +120,7 @@ func (l *File) open() error {
 	}
 	l.f = f
 	if !l.device {
+		l.dirDirty = true // maybe created, or another file at the path
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
@@ -269,8 +271,39 @@ func (l *File) fsync() error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
 	}
+	if l.dirDirty {
+		if err := syncDir(filepath.Dir(l.path)); err != nil {
+			return err
+		}
+		l.dirDirty = false
+	}
 	return nil
 }
+
+// syncDir fsyncs directory dir, so that the names created, renamed or
+// removed in it survive a power loss as the data fsynced in its files
+// does: fsync on a file covers its data, not the directory entry that
+// names it.
+func syncDir(dir string) error {
+	if testHookSyncDir != nil {
+		testHookSyncDir(dir)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("filelog: fsync directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, syscall.EINVAL) { // a file system that cannot
+		return fmt.Errorf("filelog: fsync directory: %w", err)
+	}
+	return nil
+}
+
+// testHookSyncDir, set by tests only, sees each directory syncDir fsyncs.
+var testHookSyncDir func(dir string)
 
 // Sync makes what was written durable as the fsync policy says: with
 // FsyncNever, data written is already with the operating system and Sync
@@ -306,6 +339,8 @@ func (l *File) Fsync() error {
 		return nil
 	}
 	f := l.f
+	dirty := l.dirDirty
+	l.dirDirty = false
 	l.syncUsed = true
 	if l.inSync == nil {
 		l.inSync = make(map[*os.File]int)
@@ -314,8 +349,16 @@ func (l *File) Fsync() error {
 	l.mu.Unlock()
 
 	err := f.Sync()
+	if err != nil {
+		err = fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
+	} else if dirty {
+		err = syncDir(filepath.Dir(l.path))
+	}
 
 	l.mu.Lock()
+	if err != nil && dirty {
+		l.dirDirty = true // the next Fsync tries again
+	}
 	l.inSync[f]--
 	var cerr error
 	if l.inSync[f] == 0 {
@@ -327,7 +370,7 @@ func (l *File) Fsync() error {
 	}
 	l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
+		return err
 	}
 	return cerr
 }

@@ -684,3 +684,76 @@ func TestFsyncConcurrentWithRotation(t *testing.T) {
 		t.Fatalf("%d lines across %d files, want 2000", total, len(files))
 	}
 }
+
+// The name of a file survives a power loss only once its directory is
+// fsynced: the first fsync after the live file is created or rotated
+// fsyncs the directory too, once; with FsyncNever nothing is synced; a
+// compressed backup's name is synced before its original is removed.
+func TestFsyncSyncsDirectoryOnce(t *testing.T) {
+	var mu sync.Mutex
+	synced := map[string]int{}
+	testHookSyncDir = func(dir string) {
+		mu.Lock()
+		synced[dir]++
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookSyncDir = nil })
+	count := func(dir string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return synced[dir]
+	}
+	batch := []byte("one\n")
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		fsync func(*File) error
+		want  []int // directory syncs after the first batch, a second, a rotation and a batch
+	}{
+		{"never", nil, (*File).Sync, []int{0, 0, 0}},
+		{"every batch", []Option{WithFsync(FsyncBatch)}, (*File).Sync, []int{1, 1, 2}},
+		{"Fsync", nil, (*File).Fsync, []int{1, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := mustOpen(t, filepath.Join(dir, "d.log"), tc.opts...)
+			defer f.Close()
+			step := func(i int) {
+				t.Helper()
+				if err := f.WriteBatch(batch, 1); err != nil {
+					t.Fatal(err)
+				}
+				if err := tc.fsync(f); err != nil {
+					t.Fatal(err)
+				}
+				if got := count(dir); got != tc.want[i] {
+					t.Fatalf("step %d: directory synced %d times, want %d", i, got, tc.want[i])
+				}
+			}
+			step(0)
+			step(1)
+			if err := f.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+			step(2)
+		})
+	}
+	t.Run("compression", func(t *testing.T) {
+		dir := t.TempDir()
+		f := mustOpen(t, filepath.Join(dir, "c.log"), WithCompression(Zstd), WithMaxBackups(Unlimited))
+		if err := f.WriteBatch(batch, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		f.comp.waitIdle()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		matches, _ := filepath.Glob(filepath.Join(dir, "c-*.zst"))
+		if len(matches) != 1 || count(dir) != 1 {
+			t.Fatalf("compressed backups %v, directory synced %d times, want 1 and 1", matches, count(dir))
+		}
+	})
+}

@@ -13,7 +13,9 @@ var ErrInvalidOption = errors.New("filelog: invalid option")
 // ErrClosed is returned by a File's methods after Close.
 var ErrClosed = errors.New("filelog: closed")
 
-// Fsync is when a File calls fsync.
+// Fsync is when a File calls fsync. The first fsync after the live file
+// was created or rotated also fsyncs its directory, so that the file's
+// name survives a power loss with its data.
 type Fsync int
 
 const (
