@@ -178,12 +178,13 @@ func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 	if err := l.maybeRotate(total); err != nil {
 		return err
 	}
+	start := l.size
 	n, calls, err := writev(l.f, pieces, &l.iov)
 	clear(l.iov[:cap(l.iov)]) // hold no reference to the caller's buffers
 	if err := l.account(n, calls, err); err != nil {
 		return err
 	}
-	return l.afterWrite()
+	return l.durable(start)
 }
 
 // writeBatch is WriteBatch with the lock held.
@@ -194,11 +195,12 @@ func (l *File) writeBatch(batch []byte) error {
 	if err := l.maybeRotate(len(batch)); err != nil {
 		return err
 	}
+	start := l.size
 	if !l.cfg.recordPerWrite {
 		if err := l.write(batch); err != nil {
 			return err
 		}
-		return l.afterWrite()
+		return l.durable(start)
 	}
 	for len(batch) > 0 {
 		rec := batch
@@ -210,7 +212,7 @@ func (l *File) writeBatch(batch []byte) error {
 		}
 		batch = batch[len(rec):]
 	}
-	return l.afterWrite()
+	return l.durable(start)
 }
 
 // write writes p with one write() (which Go repeats on a short write,
@@ -251,6 +253,24 @@ func unwrapPath(err error) error {
 	return err
 }
 
+// durable applies the fsync policy to a batch just written from offset
+// start. If the fsync fails, the batch is cut back as a failed write is:
+// the caller (the sink) writes it again, and it is in the file once, not
+// twice. After a failed fsync Linux may have dropped the data it could not
+// write out, so writing the batch again is also what makes it durable.
+func (l *File) durable(start int64) error {
+	err := l.afterWrite()
+	if err == nil || l.device {
+		return err
+	}
+	if terr := l.f.Truncate(start); terr != nil {
+		return fmt.Errorf("%w (and cutting the batch back: %v)", err, terr)
+	}
+	l.stats.Bytes -= l.size - start
+	l.size = start
+	return err
+}
+
 func (l *File) afterWrite() error {
 	switch l.cfg.fsync {
 	case FsyncBatch:
@@ -286,7 +306,9 @@ func (l *File) fsync() error {
 // names it.
 func syncDir(dir string) error {
 	if testHookSyncDir != nil {
-		testHookSyncDir(dir)
+		if err := testHookSyncDir(dir); err != nil {
+			return fmt.Errorf("filelog: fsync directory: %w", err)
+		}
 	}
 	d, err := os.Open(dir)
 	if err != nil {
@@ -302,8 +324,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// testHookSyncDir, set by tests only, sees each directory syncDir fsyncs.
-var testHookSyncDir func(dir string)
+// testHookSyncDir, set by tests only, sees each directory syncDir fsyncs,
+// and makes that fsync fail with the error it returns.
+var testHookSyncDir func(dir string) error
 
 // Sync makes what was written durable as the fsync policy says: with
 // FsyncNever, data written is already with the operating system and Sync

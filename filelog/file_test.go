@@ -692,10 +692,11 @@ func TestFsyncConcurrentWithRotation(t *testing.T) {
 func TestFsyncSyncsDirectoryOnce(t *testing.T) {
 	var mu sync.Mutex
 	synced := map[string]int{}
-	testHookSyncDir = func(dir string) {
+	testHookSyncDir = func(dir string) error {
 		mu.Lock()
 		synced[dir]++
 		mu.Unlock()
+		return nil
 	}
 	t.Cleanup(func() { testHookSyncDir = nil })
 	count := func(dir string) int {
@@ -756,4 +757,51 @@ func TestFsyncSyncsDirectoryOnce(t *testing.T) {
 			t.Fatalf("compressed backups %v, directory synced %d times, want 1 and 1", matches, count(dir))
 		}
 	})
+}
+
+// A batch whose fsync fails (FsyncBatch) is cut back like a failed write:
+// the error reaches the caller, and the batch written again is in the file
+// once.
+func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
+	fail := errors.New("injected fsync failure")
+	failing := true
+	testHookSyncDir = func(string) error {
+		if failing {
+			return fail
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookSyncDir = nil })
+	for _, vec := range []bool{false, true} {
+		t.Run(fmt.Sprint("vector=", vec), func(t *testing.T) {
+			failing = true
+			path := filepath.Join(t.TempDir(), "f.log")
+			f := mustOpen(t, path, WithFsync(FsyncBatch))
+			defer f.Close()
+			write := func(b string) error {
+				if vec {
+					return f.WriteBatchVec([][]byte{[]byte(b[:2]), []byte(b[2:])}, 1)
+				}
+				return f.WriteBatch([]byte(b), 1)
+			}
+			if err := write("one\n"); !errors.Is(err, fail) {
+				t.Fatalf("write with a failing fsync: %v, want the fsync's error", err)
+			}
+			if got := string(readFile(t, path)); got != "" {
+				t.Fatalf("file holds %q after the failed batch, want nothing", got)
+			}
+			if _, size := f.Position(); size != 0 {
+				t.Fatalf("position %d after the failed batch", size)
+			}
+			failing = false
+			for _, b := range []string{"one\n", "two\n"} { // the retry, then the next
+				if err := write(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := string(readFile(t, path)); got != "one\ntwo\n" {
+				t.Fatalf("file holds %q, want each batch once", got)
+			}
+		})
+	}
 }
