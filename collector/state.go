@@ -273,7 +273,7 @@ func syncDirs(dirs ...string) error {
 		}
 		err = d.Sync()
 		d.Close()
-		if err != nil && !errors.Is(err, syscall.EINVAL) { // a file system that cannot
+		if err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: the file system cannot fsync a directory
 			return fmt.Errorf("fsync %s: %w", dir, err)
 		}
 	}

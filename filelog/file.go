@@ -318,7 +318,7 @@ func syncDir(dir string) error {
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil && !errors.Is(err, syscall.EINVAL) { // a file system that cannot
+	if err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: the file system cannot fsync a directory
 		return fmt.Errorf("filelog: fsync directory: %w", err)
 	}
 	return nil
