@@ -374,40 +374,15 @@ func TestStalledPeerBreaksTheConnection(t *testing.T) {
 		queued bool
 	}{{"connected first", false}, {"queued before connecting", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
 			sent := make(chan struct{})
-			var conns []net.Conn
-			var mu sync.Mutex
-			go func() {
-				for {
-					conn, err := l.Accept()
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					conns = append(conns, conn)
-					mu.Unlock()
-					if tc.queued {
-						<-sent
-					}
-					// Handshake, then never read again.
-					io.ReadFull(conn, make([]byte, 4))
-					conn.Write([]byte("OK"))
-				}
-			}()
-			defer func() {
-				mu.Lock()
-				for _, c := range conns {
-					c.Close()
-				}
-				mu.Unlock()
-			}()
+			gate := sent
+			if !tc.queued {
+				gate = nil
+			}
+			// Handshake, then never read again.
+			addr := rawEchoAfter(t, gate, func(int, net.Conn, *bufio.Reader) {})
 			errs := make(chan error, 16)
-			c, err := NewClient[string, string](&echoClient{}, WithAddrs(l.Addr().String()), WithWriteTimeout(100*time.Millisecond),
+			c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithWriteTimeout(100*time.Millisecond),
 				WithWindow(1024, 1<<30), reportTo(errs, nil))
 			if err != nil {
 				t.Fatal(err)

@@ -40,6 +40,19 @@ func (p *parsingEcho) ParseResponse(b []byte) (int, uint64, uint64, string, erro
 // connection, stopped by the test's end).
 func rawEcho(t *testing.T, handle func(n int, conn net.Conn, r *bufio.Reader)) string {
 	t.Helper()
+	return rawEchoAfter(t, nil, handle)
+}
+
+// rawEchoAfter is rawEcho with each handshake held until gate is closed
+// (or the test ends): until then a client's requests wait, connected but
+// not answered.
+func rawEchoAfter(t *testing.T, gate <-chan struct{}, handle func(n int, conn net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	if gate == nil { // no gate: handshakes at once
+		open := make(chan struct{})
+		close(open)
+		gate = open
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +60,9 @@ func rawEcho(t *testing.T, handle func(n int, conn net.Conn, r *bufio.Reader)) s
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	done := make(chan struct{})
 	t.Cleanup(func() {
+		close(done)
 		l.Close()
 		mu.Lock()
 		for _, c := range conns {
@@ -66,6 +81,11 @@ func rawEcho(t *testing.T, handle func(n int, conn net.Conn, r *bufio.Reader)) s
 			conns = append(conns, conn)
 			mu.Unlock()
 			wg.Go(func() {
+				select {
+				case <-gate:
+				case <-done:
+					return
+				}
 				r := bufio.NewReader(conn)
 				if _, err := io.ReadFull(r, make([]byte, 4)); err != nil {
 					return
