@@ -202,10 +202,20 @@ func (s *encState) rawKey(k string) {
 }
 
 func (s *encState) key(k string) {
-	s.comma()
-	s.str(k)
-	s.buf = append(s.buf, ':')
+	b := s.buf
+	if s.sep {
+		b = append(b, ',')
+	}
 	s.sep = true
+	if plain(k) {
+		b = append(b, '"')
+		b = append(b, k...)
+		s.buf = append(b, '"', ':')
+		return
+	}
+	s.buf = b
+	s.escape(k)
+	s.buf = append(s.buf, ':')
 }
 
 func (s *encState) openGroups(names []string) {
@@ -246,6 +256,28 @@ func (s *encState) attrs(as []slog.Attr) bool {
 // applied to non-groups, empty attrs and empty groups elided, groups with
 // an empty key inlined. It reports whether a was not empty.
 func (s *encState) attr(a slog.Attr) bool {
+	if s.h.opts.ReplaceAttr == nil && a.Key != "" {
+		// The common case, a named value of a built-in kind: one look at
+		// the kind instead of the general path's several.
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s.key(a.Key)
+			s.str(a.Value.String())
+			return true
+		case slog.KindInt64:
+			s.key(a.Key)
+			s.buf = strconv.AppendInt(s.buf, a.Value.Int64(), 10)
+			return true
+		case slog.KindFloat64:
+			s.key(a.Key)
+			s.float(a.Value.Float64())
+			return true
+		case slog.KindBool:
+			s.key(a.Key)
+			s.buf = strconv.AppendBool(s.buf, a.Value.Bool())
+			return true
+		}
+	}
 	a.Value = resolve(a.Value)
 	if rep := s.h.opts.ReplaceAttr; rep != nil && a.Value.Kind() != slog.KindGroup {
 		var gs []string
@@ -458,10 +490,13 @@ func (s *encState) time(t time.Time) {
 	if ns := t.Nanosecond(); ns != 0 {
 		var frac [10]byte
 		frac[0] = '.'
-		for i := 9; i > 0; i-- {
-			frac[i] = byte('0' + ns%10)
-			ns /= 10
+		for i := 9; i > 1; i -= 2 { // two digits a division
+			q := ns / 100
+			r := ns - q*100
+			frac[i-1], frac[i] = digitPairs[2*r], digitPairs[2*r+1]
+			ns = q
 		}
+		frac[1] = byte('0' + ns)
 		n := len(frac)
 		for frac[n-1] == '0' {
 			n--
@@ -497,6 +532,11 @@ func (s *encState) level(l slog.Level) {
 
 const hexDigits = "0123456789abcdef"
 
+// digitPairs holds "00" to "99", for writing two decimal digits at once.
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
 // jsonSafe[c] reports whether ASCII byte c stands for itself in a JSON
 // string (as encoding/json's safeSet: no HTML escaping).
 var jsonSafe = func() (t [utf8.RuneSelf]bool) {
@@ -512,6 +552,42 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 // ASCII are found 8 or 4 bytes at a time and copied whole: keys and values
 // are mostly that, and this loop was the handler's largest single cost.
 func (s *encState) str(str string) {
+	if plain(str) {
+		b := append(s.buf, '"')
+		b = append(b, str...)
+		s.buf = append(b, '"')
+		return
+	}
+	s.escape(str)
+}
+
+// plain reports whether every byte of str stands for itself in a JSON
+// string, testing 8 (or 4) bytes at a time; the last word overlaps the one
+// before it rather than falling back to single bytes.
+func plain(str string) bool {
+	n := len(str)
+	switch {
+	case n >= 8:
+		for i := 0; i < n-8; i += 8 {
+			if !plain8(load8(str, i)) {
+				return false
+			}
+		}
+		return plain8(load8(str, n-8))
+	case n >= 4:
+		return plain4(load4(str, 0)) && plain4(load4(str, n-4))
+	}
+	for i := range n {
+		if c := str[i]; c >= utf8.RuneSelf || !jsonSafe[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// escape appends str quoted and escaped: str's slow path, for strings with
+// at least one byte that does not stand for itself.
+func (s *encState) escape(str string) {
 	b := append(s.buf, '"')
 	start := 0
 	for i := 0; i < len(str); {

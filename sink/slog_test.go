@@ -207,15 +207,37 @@ func FuzzSlogString(f *testing.F) {
 		}
 		s := &encState{buf: []byte(`{"msg":`)}
 		s.str(msg)
-		s.buf = append(s.buf, ',')
-		s.str(key)
-		s.buf = append(s.buf, ':')
+		s.sep = true
+		s.key(key)
 		s.str(val)
 		s.buf = append(s.buf, "}\n"...)
 		if string(s.buf) != want.String() {
 			t.Fatalf("got  %q\nwant %q", s.buf, want.String())
 		}
 	})
+}
+
+// TestPlainFindsEveryEscape puts each byte that needs escaping, and each
+// that does not but sits next to one in value, at every position of
+// strings of every length up to three words, so that every word, the
+// overlapping last word and the single-byte tail are each tried.
+func TestPlainFindsEveryEscape(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		base := bytes.Repeat([]byte{'a'}, n)
+		if !plain(string(base)) {
+			t.Fatalf("plain(%q) = false", base)
+		}
+		for i := range n {
+			for c := range 256 {
+				b := bytes.Clone(base)
+				b[i] = byte(c)
+				want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+				if got := plain(string(b)); got != want {
+					t.Fatalf("plain(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
 }
 
 // FuzzSlogTime checks time values against slog.JSONHandler, byte for byte,
