@@ -193,7 +193,20 @@ var slogTargets = []struct {
 		w := discardWriter(b)
 		return stalling(slogTarget(sink.NewSlogHandler(w, nil), func() string { w.Close(); return "" }), w)
 	}},
+	{"slog.noopHandler", func(b *testing.B) target {
+		return slogTarget(noopHandler{}, func() string { return "" })
+	}},
 }
+
+// noopHandler accepts every record and does nothing with it: slog.Logger's
+// own cost per call (the clock, the caller's PC, the record), which bounds
+// what any handler can reach through slog.Logger.
+type noopHandler struct{}
+
+func (noopHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (noopHandler) Handle(context.Context, slog.Record) error { return nil }
+func (h noopHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h noopHandler) WithGroup(string) slog.Handler           { return h }
 
 // discardWriter is a sink Writer whose destination drops every batch:
 // snail's own cost, without the write() into the page cache.
