@@ -99,6 +99,8 @@ func TestSlogSameBytesAsJSONHandler(t *testing.T) {
 		{name: "escaping", msg: "quote \" backslash \\ newline \n tab \t ctrl \x01 html <&> bad \xff utf8 é ls \u2028 ps \u2029", attrs: []slog.Attr{
 			slog.String("k\"ey", "v\nal"), slog.String("", "empty key")}},
 		{name: "levels", level: slog.LevelWarn + 2, msg: "offset"},
+		{name: "error", level: slog.LevelError, msg: "named"},
+		{name: "debug", level: slog.LevelDebug, msg: "named", opts: &slog.HandlerOptions{Level: slog.LevelDebug}},
 		{name: "debug-1", level: slog.LevelDebug - 1, msg: "below", opts: &slog.HandlerOptions{Level: slog.LevelDebug - 4}},
 		{name: "groups", msg: "g", attrs: []slog.Attr{
 			slog.Group("req", slog.String("method", "GET"), slog.Group("inner", slog.Int("n", 1))),
