@@ -214,7 +214,7 @@ func (s *sconn) Serve(r *request, reply func(ackResp)) {
 		reply(*r.goodbye)
 		return
 	}
-	dup, err := s.c.write(s.out, r)
+	dup, n, err := s.c.write(s.out, r)
 	s.release(r)
 	a := ackResp{stream: r.stream, first: r.seq, last: r.seq}
 	switch {
@@ -227,7 +227,7 @@ func (s *sconn) Serve(r *request, reply func(ackResp)) {
 	}
 	// With AckFsync the ack waits for the output's next group fsync (a
 	// duplicate too: its first copy may not be synced yet).
-	s.out.ack(a, reply)
+	s.out.ack(a, n, reply)
 }
 
 // AppendResponses writes acks, merging consecutive ok acks of the stream

@@ -59,6 +59,18 @@ type output struct {
 	j    *journal
 	seen map[uint64]uint64
 
+	// With AckFsync, what a failed fsync leaves to do (under mu). Linux
+	// reports a failed writeback once and may have dropped the pages it
+	// could not write, so every batch written since the last fsync that
+	// succeeded may be lost, and a later fsync that succeeds does not
+	// mean otherwise. Those batches go to redo: they are not acked, and
+	// when their clients send them again they are written again instead
+	// of being taken for duplicates.
+	writes   uint64              // batches written so far, a clock for waiters
+	unsynced []batchID           // written since the last fsync that succeeded
+	redo     map[uint64][]uint64 // per client stream id, sequence numbers to write again
+	failedAt uint64              // if not 0, a batch written at or before this write count is in redo
+
 	// Group commit (AckFsync): replies wait here for the next fsync.
 	smu     sync.Mutex
 	scond   *sync.Cond
@@ -67,10 +79,16 @@ type output struct {
 	sdone   chan struct{}
 }
 
-// waiter is a reply held until the batch it acks is fsynced.
+// batchID names one written batch: its client stream id and sequence
+// number, and the output's write count after it.
+type batchID struct{ stream, seq, n uint64 }
+
+// waiter is a reply held until the batch it acks is fsynced. n is the
+// output's write count when the batch was written (or found a duplicate).
 type waiter struct {
 	reply func(ackResp)
 	a     ackResp
+	n     uint64
 }
 
 // New returns a Collector for cfg, after cfg.Validate. It creates the
@@ -407,8 +425,12 @@ func (o *output) syncLoop(c *Collector) {
 		start := time.Now()
 		o.mu.Lock()
 		jf := o.j.f
+		upTo := o.writes // every waiter of ws was written by now
 		o.mu.Unlock()
 		err := o.f.Fsync()
+		if err == nil && testHookFsync != nil {
+			err = testHookFsync(o.name)
+		}
 		if err == nil {
 			// A compaction that replaced jf meanwhile fsynced its new
 			// journal, records of these batches included.
@@ -417,11 +439,21 @@ func (o *output) syncLoop(c *Collector) {
 			}
 		}
 		c.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
+		o.mu.Lock()
 		if err != nil {
 			c.metrics.writeErrors.Inc()
-			c.log.Error("fsync failed; the batches are not acked", "stream", o.name, "err", err)
+			c.log.Error("fsync failed; the batches written since the last fsync are not acked and will be written again",
+				"stream", o.name, "batches", len(o.unsynced), "err", err)
+			o.failSynced(c)
+		} else {
+			o.synced(upTo)
 		}
+		failedAt := o.failedAt
+		o.mu.Unlock()
 		for _, w := range ws {
+			if err == nil && failedAt > 0 && w.n <= failedAt {
+				err = fmt.Errorf("%w: an fsync failed before this batch was known durable", ErrUnavailable)
+			}
 			if err != nil {
 				w.a.status, w.a.reason = encoder.StatusUnavailable, err.Error()
 			}
@@ -430,14 +462,109 @@ func (o *output) syncLoop(c *Collector) {
 	}
 }
 
-// ack sends a once its batch is as durable as the ack level says.
-func (o *output) ack(a ackResp, reply func(ackResp)) {
+// testHookFsync, set by tests only, can fail an output's group fsync after
+// it ran.
+var testHookFsync func(stream string) error
+
+// synced drops the batches written up to write count upTo from unsynced:
+// an fsync that started after them succeeded. Called with o.mu held.
+func (o *output) synced(upTo uint64) {
+	i := 0
+	for i < len(o.unsynced) && o.unsynced[i].n <= upTo {
+		i++
+	}
+	o.unsynced = append(o.unsynced[:0], o.unsynced[i:]...)
+}
+
+// failSynced moves every batch written since the last fsync that
+// succeeded to redo, and journals each stream's lowered mark, so that a
+// restarted collector writes those batches again too. Waiters of batches
+// written so far are answered "unavailable"; the write count moves on so
+// that a duplicate found from now on is not. Called with o.mu held.
+func (o *output) failSynced(c *Collector) {
+	streams := map[uint64]bool{}
+	for _, b := range o.unsynced {
+		if o.redo == nil {
+			o.redo = make(map[uint64][]uint64)
+		}
+		o.redo[b.stream] = append(o.redo[b.stream], b.seq)
+		streams[b.stream] = true
+	}
+	o.unsynced = o.unsynced[:0]
+	o.failedAt = o.writes
+	o.writes++
+	ino, size := o.f.Position()
+	for id := range streams {
+		if err := o.j.add(record{stream: id, seq: o.mark(id), ino: ino, size: size}, o.marks); err != nil {
+			c.log.Error("journal the batches to write again", "stream", o.name, "err", err)
+		}
+	}
+	if err := o.j.sync(); err != nil {
+		c.log.Error("journal the batches to write again", "stream", o.name, "err", err)
+	}
+}
+
+// mark is what the journal keeps for client stream id: the highest
+// sequence number up to which every batch is written and not waiting to
+// be written again. Called with o.mu held.
+func (o *output) mark(id uint64) uint64 {
+	m := o.seen[id]
+	for _, seq := range o.redo[id] {
+		m = min(m, seq-1)
+	}
+	return m
+}
+
+// marks returns mark for every client stream id, for a journal
+// compaction. Called with o.mu held.
+func (o *output) marks() map[uint64]uint64 {
+	if len(o.redo) == 0 {
+		return o.seen
+	}
+	m := make(map[uint64]uint64, len(o.seen))
+	for id := range o.seen {
+		m[id] = o.mark(id)
+	}
+	return m
+}
+
+// inRedo reports whether seq of stream id is to be written again. Called
+// with o.mu held.
+func (o *output) inRedo(id, seq uint64) bool {
+	for _, s := range o.redo[id] {
+		if s == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// doneRedo forgets seq of stream id once it is written again. Called with
+// o.mu held.
+func (o *output) doneRedo(id, seq uint64) {
+	rs := o.redo[id]
+	for i, s := range rs {
+		if s == seq {
+			rs = append(rs[:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(o.redo, id)
+	} else {
+		o.redo[id] = rs
+	}
+}
+
+// ack sends a once its batch is as durable as the ack level says; n is the
+// output's write count from write.
+func (o *output) ack(a ackResp, n uint64, reply func(ackResp)) {
 	if o.scond == nil {
 		reply(a)
 		return
 	}
 	o.smu.Lock()
-	o.waiters = append(o.waiters, waiter{reply: reply, a: a})
+	o.waiters = append(o.waiters, waiter{reply: reply, a: a, n: n})
 	o.scond.Signal()
 	o.smu.Unlock()
 }
@@ -459,12 +586,14 @@ func (o *output) stopSync() {
 // until it succeeds or the collector stops: the connection stops reading
 // meanwhile, so memory stays bounded and the client's window fills. A
 // failing journal write is retried alone, so the batch is never written
-// twice. It reports whether the batch was a duplicate.
-func (c *Collector) write(o *output, r *request) (dup bool, err error) {
+// twice. It reports whether the batch was a duplicate, and the output's
+// write count after it, for ack.
+func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if r.seq <= o.seen[r.stream] {
-		return true, nil
+	redo := o.inRedo(r.stream, r.seq)
+	if r.seq <= o.seen[r.stream] && !redo {
+		return true, o.writes, nil
 	}
 	if err := c.retry(o, func() error {
 		start := time.Now()
@@ -472,17 +601,30 @@ func (c *Collector) write(o *output, r *request) (dup bool, err error) {
 		c.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 		return err
 	}); err != nil {
-		return false, err
+		return false, 0, err
+	}
+	prev := o.seen[r.stream]
+	o.seen[r.stream] = max(prev, r.seq)
+	if redo {
+		o.doneRedo(r.stream, r.seq)
 	}
 	ino, size := o.f.Position()
-	rec := record{stream: r.stream, seq: r.seq, ino: ino, size: size}
-	if err := c.retry(o, func() error { return o.j.add(rec, o.seen) }); err != nil {
-		return false, err
+	rec := record{stream: r.stream, seq: o.mark(r.stream), ino: ino, size: size}
+	if err := c.retry(o, func() error { return o.j.add(rec, o.marks) }); err != nil {
+		// Not journaled, so not acked: as if not written, though it is.
+		o.seen[r.stream] = prev
+		if redo {
+			o.redo[r.stream] = append(o.redo[r.stream], r.seq)
+		}
+		return false, 0, err
 	}
-	o.seen[r.stream] = r.seq
+	o.writes++
+	if o.scond != nil {
+		o.unsynced = append(o.unsynced, batchID{r.stream, r.seq, o.writes})
+	}
 	c.metrics.bytesWritten.Add(float64(len(r.payload)))
 	c.metrics.entries.Add(float64(r.entries))
-	return false, nil
+	return false, o.writes, nil
 }
 
 // retry runs f until it succeeds, backing off from 10ms to 1s, or until
@@ -505,11 +647,12 @@ func (c *Collector) retry(o *output, f func() error) error {
 	}
 }
 
-// seenOf returns the highest sequence number written for stream id.
+// seenOf returns the highest sequence number up to which every batch of
+// stream id is written (and none waits to be written again).
 func (o *output) seenOf(id uint64) uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.seen[id]
+	return o.mark(id)
 }
 
 // Stats are a collector's main counters, for tests and the snail binary.

@@ -123,7 +123,7 @@ func TestJournalCompaction(t *testing.T) {
 	}
 	for i := uint64(1); i <= compactAt+10; i++ {
 		r := record{stream: i % 3, seq: i, ino: 5, size: int64(i)}
-		if err := j.add(r, seen); err != nil {
+		if err := j.add(r, func() map[uint64]uint64 { return seen }); err != nil {
 			t.Fatal(err)
 		}
 		seen[r.stream] = r.seq

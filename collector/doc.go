@@ -18,7 +18,12 @@
 // written in part (it was not acked) and recognises the batches its clients
 // send again. With AckFsync, acks wait for a group commit: one fsync of the
 // file and the journal covers every batch written meanwhile, over all
-// connections.
+// connections. When that fsync fails, Linux may have dropped the pages it
+// could not write and reports it only once, so every batch written since
+// the last fsync that succeeded is answered "unavailable" and, when its
+// client sends it again, written again rather than taken for a duplicate
+// (the journal keeps that too): it is then in the file more than once
+// unless the failed fsync lost it, and never acked while it may be lost.
 //
 // An output file is open while a connection uses its stream; the last
 // connection to end closes it. The output directory belongs to one

@@ -13,9 +13,9 @@ import (
 
 // The deduplication state of an output, kept beside its data so that it
 // survives a crash of the collector: a journal of fixed-size records, one
-// appended after each batch is written, saying which client stream id wrote
-// which sequence number and where the live file ended after it (inode,
-// size). The ack of a batch is sent only after its record is written, so:
+// appended after each batch is written, saying up to which sequence number
+// a client stream id has written every batch and where the live file ended
+// then (inode, size). The ack of a batch is sent only after its record is written, so:
 //
 //   - an acked batch is in the file and in the journal (both in the page
 //     cache, which a killed process does not lose; with AckFsync both are
@@ -26,6 +26,10 @@ import (
 //     the client sends that batch again;
 //   - a batch sent again after a restart is recognised by its sequence
 //     number and not written twice;
+//   - a stream's latest record wins: records normally go up, one per
+//     batch, and go down after a failed fsync (AckFsync) to below the
+//     batches it may have lost, so that those are written again when
+//     their client sends them again, after a restart too;
 //   - a journal's first record, made when the collector first opens the
 //     output, says where the live file ended then (stream 0, no batch), so
 //     that a crash before the first batch's record is recovered the same
@@ -105,9 +109,9 @@ func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, erro
 		if !ok {
 			break // a torn last record (or garbage after it): ignored
 		}
-		if r.seq > seen[r.stream] {
-			seen[r.stream] = r.seq
-		}
+		// The latest record of a stream wins: records go up with each
+		// batch, and down when an fsync failed (output.failSynced).
+		seen[r.stream] = r.seq
 		j.last, found = r, true
 		j.records++
 		valid += recordSize
@@ -189,16 +193,17 @@ func (j *journal) baseline(path string, seen map[uint64]uint64) error {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	if err := j.add(r, seen); err != nil {
+	if err := j.add(r, func() map[uint64]uint64 { return seen }); err != nil {
 		return err
 	}
 	return j.sync()
 }
 
-// add appends a record. Called with the output's lock held.
-func (j *journal) add(r record, seen map[uint64]uint64) error {
+// add appends a record; all returns every stream's latest sequence
+// number, for a compaction. Called with the output's lock held.
+func (j *journal) add(r record, all func() map[uint64]uint64) error {
 	if j.records >= compactAt {
-		if err := j.compact(seen, r); err != nil {
+		if err := j.compact(all(), r); err != nil {
 			return err
 		}
 		j.last = r
