@@ -52,6 +52,21 @@ func startB(t testing.TB, cfg Config) (*Collector, string) {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
+	c, addr, stop := serve(t, cfg)
+	t.Cleanup(func() {
+		if err, serr := stop(true); err != nil || !errors.Is(serr, netlog.ErrServerClosed) {
+			t.Errorf("Shutdown = %v, Serve = %v", err, serr)
+		}
+	})
+	return c, addr
+}
+
+// serve runs a collector for cfg on a loopback port until stop, which
+// ends it with Shutdown (graceful) or Close and returns that error and
+// Serve's once Serve has returned: for tests that stop a collector and
+// start another on its directory.
+func serve(t testing.TB, cfg Config) (c *Collector, addr string, stop func(graceful bool) (error, error)) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet()
 	}
@@ -63,17 +78,29 @@ func startB(t testing.TB, cfg Config) (*Collector, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(l) }()
-	t.Cleanup(func() {
-		if err := c.Shutdown(context.Background()); err != nil {
-			t.Error(err)
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(l) }()
+	return c, l.Addr().String(), func(graceful bool) (error, error) {
+		if graceful {
+			err = c.Shutdown(context.Background())
+		} else {
+			err = c.Close()
 		}
-		if err := <-done; !errors.Is(err, netlog.ErrServerClosed) {
-			t.Errorf("Serve = %v", err)
-		}
-	})
-	return c, l.Addr().String()
+		return err, <-served
+	}
+}
+
+// deliver sends n numbered lines through s (as send), waits for their acks
+// and closes s.
+func deliver(t *testing.T, s *netlog.Stream, n, per int) {
+	t.Helper()
+	send(t, s, 0, n, per)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // send writes n numbered lines "id=K\n" (K from first) through s in batches
@@ -197,14 +224,7 @@ func TestResentFrameWrittenOnce(t *testing.T) {
 	var stream uint64 = 77
 	for round := range 2 {
 		conn := handshake(t, addr, stream, "dup", "")
-		var out []byte
-		for seq := uint64(1); seq <= 3; seq++ {
-			out, _ = (&encoder.Encoder{}).AppendBatch(out, encoder.Batch{Stream: stream, Seq: seq, Entries: 1},
-				fmt.Appendf(nil, "id=%d\n", seq-1), encoder.None)
-		}
-		if _, err := conn.Write(out); err != nil {
-			t.Fatal(err)
-		}
+		writeSeqs(t, conn, stream, 1, 3)
 		acked := readAcks(t, conn, stream, 3)
 		if acked != 3 {
 			t.Fatalf("round %d: acked up to %d", round, acked)

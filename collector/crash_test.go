@@ -14,12 +14,20 @@ import (
 	"github.com/snail-log/snail/netlog"
 )
 
-// sendRaw sends batches seq first..last ("id=K\n", one entry each, K =
-// seq-1) for stream on a new connection and waits for their acks.
+// sendRaw sends batches first..last of stream (writeSeqs) on a new
+// connection and waits for their acks.
 func sendRaw(t *testing.T, addr string, stream uint64, name string, first, last uint64) {
 	t.Helper()
 	conn := handshake(t, addr, stream, name, "")
 	defer conn.Close()
+	writeSeqs(t, conn, stream, first, last)
+	readAcks(t, conn, stream, last)
+}
+
+// writeSeqs writes batches first..last of stream to conn ("id=K\n", one
+// entry each, K = seq-1).
+func writeSeqs(t *testing.T, conn net.Conn, stream, first, last uint64) {
+	t.Helper()
 	var out []byte
 	for seq := first; seq <= last; seq++ {
 		out, _ = (&encoder.Encoder{}).AppendBatch(out, encoder.Batch{Stream: stream, Seq: seq, Entries: 1},
@@ -28,26 +36,15 @@ func sendRaw(t *testing.T, addr string, stream uint64, name string, first, last 
 	if _, err := conn.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	readAcks(t, conn, stream, last)
 }
 
 // sendThenStop runs a collector on dir, sends batches 1..last of stream to
 // it, and closes it (what a crash leaves is then made by hand).
 func sendThenStop(t *testing.T, dir string, stream uint64, name string, last uint64) {
 	t.Helper()
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { c.Serve(l); close(served) }()
-	sendRaw(t, l.Addr().String(), stream, name, 1, last)
-	c.Close()
-	<-served
+	_, addr, stop := serve(t, Config{Dir: dir})
+	sendRaw(t, addr, stream, name, 1, last)
+	stop(false)
 }
 
 // After a crash, the journal tells a restarted collector what was written:
@@ -286,14 +283,8 @@ func TestFaultyNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n, per = 1_000_000, 2000
-	send(t, s, 0, n, per)
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	const n = 1_000_000
+	deliver(t, s, n, 2000)
 	checkIDs(t, filepath.Join(dir, "faulty.log"), n)
 	p.mu.Lock()
 	faults := p.faults

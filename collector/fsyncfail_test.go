@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,14 +33,7 @@ func failFsyncs(t *testing.T) *atomic.Bool {
 // each, K = seq-1) and returns the status each was answered with.
 func sendSeqs(t *testing.T, conn net.Conn, stream, first, last uint64) map[uint64]encoder.Status {
 	t.Helper()
-	var out []byte
-	for seq := first; seq <= last; seq++ {
-		out, _ = (&encoder.Encoder{}).AppendBatch(out, encoder.Batch{Stream: stream, Seq: seq, Entries: 1},
-			fmt.Appendf(nil, "id=%d\n", seq-1), encoder.None)
-	}
-	if _, err := conn.Write(out); err != nil {
-		t.Fatal(err)
-	}
+	writeSeqs(t, conn, stream, first, last)
 	got := map[uint64]encoder.Status{}
 	for uint64(len(got)) < last-first+1 {
 		f := readFrame(t, conn)
@@ -122,24 +114,14 @@ func TestFailedFsyncSurvivesRestart(t *testing.T) {
 	fail := failFsyncs(t)
 	dir := t.TempDir()
 	const stream = 9
-	c, err := New(Config{Dir: dir, Ack: AckFsync, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { c.Serve(l); close(served) }()
-	conn := handshake(t, l.Addr().String(), stream, "f", "")
+	_, addr, stop := serve(t, Config{Dir: dir, Ack: AckFsync})
+	conn := handshake(t, addr, stream, "f", "")
 	wantStatus(t, sendSeqs(t, conn, stream, 1, 3), encoder.StatusUnavailable)
 	conn.Close()
-	c.Close()
-	<-served
+	stop(false)
 
 	fail.Store(false)
-	_, addr := start(t, Config{Dir: dir, Ack: AckFsync})
+	_, addr = start(t, Config{Dir: dir, Ack: AckFsync})
 	conn = handshake(t, addr, stream, "f", "")
 	defer conn.Close()
 	wantStatus(t, sendSeqs(t, conn, stream, 1, 3), encoder.StatusOK)
@@ -189,13 +171,7 @@ func TestFailedFsyncsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n, per = 20000, 50
-	send(t, s, 0, n, per)
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	deliver(t, s, n, per)
 	lines, again := 0, 0
 	counts := countIDs(t, filepath.Join(dir, "load.log"), n)
 	for id, k := range counts {

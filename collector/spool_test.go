@@ -149,14 +149,7 @@ func spoolChild() {
 // record is dropped, and nothing acked before the kill is sent again.
 func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	dir, spoolDir := t.TempDir(), t.TempDir()
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	served := make(chan struct{})
-	go func() { c.Serve(l); close(served) }()
+	_, addr, stop := serve(t, Config{Dir: dir})
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SPOOL_CHILD=1", "SPOOL_CHILD_ADDR="+addr, "SPOOL_CHILD_DIR="+spoolDir)
@@ -175,8 +168,7 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 		}
 	}
 	expect("acked")
-	c.Shutdown(context.Background())
-	<-served
+	stop(true)
 	io.WriteString(stdin, "go\n")
 	expect("spooled")
 	if err := cmd.Process.Kill(); err != nil {
