@@ -29,6 +29,8 @@ type File struct {
 	ino        uint64 // inode of the live file
 	syncUsed   bool   // Fsync has run: rotated files are fsynced before they are closed
 	dirDirty   bool   // the directory changed (file created, rotated) since its last fsync
+	unsynced   bool   // batches written to the live file since its last fsync that succeeded
+	syncLost   error  // an fsync failed with such batches: for the next Sync
 	inSync     map[*os.File]int
 	retired    map[*os.File]bool
 	nextRotate time.Time
@@ -121,6 +123,7 @@ func (l *File) open() error {
 	l.f = f
 	if !l.device {
 		l.dirDirty = true // maybe created, or another file at the path
+		l.unsynced = false
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
@@ -258,16 +261,27 @@ func unwrapPath(err error) error {
 // the caller (the sink) writes it again, and it is in the file once, not
 // twice. After a failed fsync Linux may have dropped the data it could not
 // write out, so writing the batch again is also what makes it durable.
+//
+// With FsyncInterval the batches written before it since the last fsync
+// that succeeded were already reported written, and may be lost too: no
+// later fsync says so (Linux reports a failed writeback once), so the next
+// Sync returns this error.
 func (l *File) durable(start int64) error {
+	earlier := l.unsynced
+	l.unsynced = true
 	err := l.afterWrite()
 	if err == nil || l.device {
 		return err
+	}
+	if earlier && l.syncLost == nil {
+		l.syncLost = fmt.Errorf("%w: batches written before it since the last fsync that succeeded may be lost", err)
 	}
 	if terr := l.f.Truncate(start); terr != nil {
 		return fmt.Errorf("%w (and cutting the batch back: %v)", err, terr)
 	}
 	l.stats.Bytes -= l.size - start
 	l.size = start
+	l.unsynced = earlier // this batch is gone
 	return err
 }
 
@@ -288,9 +302,14 @@ func (l *File) fsync() error {
 		return nil
 	}
 	l.lastSync = l.cfg.now()
-	if err := l.f.Sync(); err != nil {
+	err := l.f.Sync()
+	if err == nil && testHookFsync != nil {
+		err = testHookFsync(l.path)
+	}
+	if err != nil {
 		return fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
 	}
+	l.unsynced = false
 	if l.dirDirty {
 		if err := syncDir(filepath.Dir(l.path)); err != nil {
 			return err
@@ -324,6 +343,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// testHookFsync, set by tests only, can fail a file's fsync after it ran.
+var testHookFsync func(path string) error
+
 // testHookSyncDir, set by tests only, sees each directory syncDir fsyncs,
 // and makes that fsync fail with the error it returns.
 var testHookSyncDir func(dir string) error
@@ -341,7 +363,12 @@ func (l *File) Sync() error {
 	if l.cfg.fsync == FsyncNever {
 		return nil
 	}
-	return l.fsync()
+	err := l.fsync()
+	if lost := l.syncLost; lost != nil {
+		l.syncLost = nil
+		err = errors.Join(lost, err)
+	}
+	return err
 }
 
 // Fsync flushes the live file to stable storage now, whatever the fsync

@@ -805,3 +805,66 @@ func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
 		})
 	}
 }
+
+// With FsyncInterval, an fsync that fails after batches were already
+// reported written makes the next Sync fail too: Linux may have dropped
+// them and says so only once, so a Sync whose own fsync succeeds must not
+// call them durable. The failing batch itself is cut back as always.
+func TestFailedIntervalFsyncReachesSync(t *testing.T) {
+	fail := errors.New("injected fsync failure")
+	failing := false
+	testHookFsync = func(string) error {
+		if failing {
+			return fail
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookFsync = nil })
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "i.log")
+	f := mustOpen(t, path, WithFsyncInterval(time.Second), WithClock(func() time.Time { return now }))
+	defer f.Close()
+	write := func(b string) error { return f.WriteBatch([]byte(b), 1) }
+	if err := write("a\n"); err != nil { // the first batch is fsynced
+		t.Fatal(err)
+	}
+	now = now.Add(100 * time.Millisecond)
+	if err := write("b\n"); err != nil { // not yet: reported written, not durable
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	failing = true
+	if err := write("c\n"); !errors.Is(err, fail) {
+		t.Fatalf("batch with a failing fsync: %v, want the fsync's error", err)
+	}
+	failing = false
+	if err := write("c\n"); err != nil { // the sink's retry
+		t.Fatal(err)
+	}
+	if err := f.Sync(); !errors.Is(err, fail) || !strings.Contains(err.Error(), "may be lost") {
+		t.Fatalf("Sync after the failed fsync: %v, want the failure and that earlier batches may be lost", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("second Sync: %v", err)
+	}
+	if got := string(readFile(t, path)); got != "a\nb\nc\n" {
+		t.Fatalf("file holds %q", got)
+	}
+
+	// With FsyncBatch every earlier batch was fsynced: a failure is the
+	// failing batch's alone, and Sync has nothing to report.
+	path = filepath.Join(t.TempDir(), "b.log")
+	g := mustOpen(t, path, WithFsync(FsyncBatch))
+	defer g.Close()
+	if err := g.WriteBatch([]byte("a\n"), 1); err != nil {
+		t.Fatal(err)
+	}
+	failing = true
+	if err := g.WriteBatch([]byte("b\n"), 1); !errors.Is(err, fail) {
+		t.Fatalf("batch with a failing fsync: %v", err)
+	}
+	failing = false
+	if err := g.Sync(); err != nil {
+		t.Fatalf("Sync after a failed batch fsync: %v", err)
+	}
+}
