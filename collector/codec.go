@@ -168,6 +168,11 @@ func (s *sconn) ReadRequest() (*request, error) {
 		if h.Stream != s.stream {
 			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: %x on the connection of %x", ErrWrongStream, h.Stream, s.stream))
 		}
+		if h.Seq == 0 {
+			// Sequence numbers start at 1; a 0 would be taken for a
+			// duplicate, acked and never written.
+			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: batch with sequence number 0", netlog.ErrProtocol))
+		}
 		n := encoder.HeaderSize + int(h.PayloadLen)
 		hold := int64(n)
 		if h.Compression != encoder.None {

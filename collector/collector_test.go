@@ -237,6 +237,24 @@ func TestResentFrameWrittenOnce(t *testing.T) {
 	}
 }
 
+// A batch numbered 0, which sequence numbering never gives (it starts at
+// 1), ends the connection with a Goodbye instead of being acked as a
+// duplicate of nothing and never written.
+func TestSequenceZeroRejected(t *testing.T) {
+	c, addr := start(t, Config{})
+	conn := handshake(t, addr, 3, "zero", "")
+	defer conn.Close()
+	writeSeqs(t, conn, 3, 0, 0)
+	f := readFrame(t, conn)
+	if f.Kind != netlog.KindGoodbye || encoder.Status(f.Flags) != encoder.StatusBadFrame {
+		t.Fatalf("answer to batch 0: %v status %d %q, want a goodbye with bad frame", f.Kind, f.Flags, f.Payload)
+	}
+	waitFor(t, func() bool { return c.Stats().Rejects["protocol"] == 1 })
+	if st := c.Stats(); st.Entries != 0 || st.Acks != 0 {
+		t.Fatalf("stats %+v: batch 0 written or acked", st)
+	}
+}
+
 // handshake dials addr and completes a Hello/Welcome.
 func handshake(t *testing.T, addr string, stream uint64, name, token string) net.Conn {
 	t.Helper()
