@@ -595,9 +595,18 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	if r.seq <= o.seen[r.stream] && !redo {
 		return true, o.writes, nil
 	}
+	// Several clients may share the file: a batch that does not end its
+	// last line gets a newline, so that the next batch's first line stays
+	// its own.
+	unterminated := len(r.payload) > 0 && r.payload[len(r.payload)-1] != '\n'
 	if err := c.retry(o, func() error {
 		start := time.Now()
-		err := o.f.WriteBatch(r.payload, r.entries)
+		var err error
+		if unterminated {
+			err = o.f.WriteBatchVec([][]byte{r.payload, newline}, r.entries)
+		} else {
+			err = o.f.WriteBatch(r.payload, r.entries)
+		}
 		c.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 		return err
 	}); err != nil {
@@ -623,9 +632,14 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 		o.unsynced = append(o.unsynced, batchID{r.stream, r.seq, o.writes})
 	}
 	c.metrics.bytesWritten.Add(float64(len(r.payload)))
+	if unterminated {
+		c.metrics.bytesWritten.Add(1)
+	}
 	c.metrics.entries.Add(float64(r.entries))
 	return false, o.writes, nil
 }
+
+var newline = []byte{'\n'}
 
 // retry runs f until it succeeds, backing off from 10ms to 1s, or until
 // the collector stops.

@@ -255,6 +255,35 @@ func TestSequenceZeroRejected(t *testing.T) {
 	}
 }
 
+// A batch whose last line has no newline gets one, so that the next
+// batch in the file, from any client, starts a line of its own.
+func TestUnterminatedBatchGetsNewline(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir})
+	for i, payload := range []string{"a\nb", "c\n", "", "d"} {
+		stream := uint64(20 + i)
+		conn := handshake(t, addr, stream, "lines", "")
+		f, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: stream, Seq: 1, Entries: 1}, []byte(payload), encoder.None)
+		if _, err := conn.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		readAcks(t, conn, stream, 1)
+		conn.Close()
+	}
+	if got := string(readAll(t, filepath.Join(dir, "lines.log"))); got != "a\nb\nc\nd\n" {
+		t.Fatalf("file holds %q", got)
+	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // handshake dials addr and completes a Hello/Welcome.
 func handshake(t *testing.T, addr string, stream uint64, name, token string) net.Conn {
 	t.Helper()

@@ -1,7 +1,8 @@
 // Package collector is the library behind `snail collector`: a daemon that
 // receives batches of log entries from snail clients (netlog.Stream) over
 // TCP, writes each batch whole to the file of its stream with filelog, and
-// acks it.
+// acks it. A batch whose last line lacks its newline gets one, so that
+// clients sharing a stream's file never run into each other's lines.
 //
 // It is the server half of the log protocol (netlog/proto.go) on netlog's
 // generic server. Per connection: a handshake (version, stream name, stream
