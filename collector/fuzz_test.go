@@ -129,7 +129,7 @@ func frameReaderTarget(f *testing.F, sealed bool) func(*testing.T, []byte) {
 		rest := data
 		for {
 			fr, n, err := c.dec.Decode(rest, nil)
-			if err != nil || !(fr.Kind == encoder.KindBatch && fr.Stream == 3 || fr.Kind == netlog.KindPing && fr.PayloadLen == 0) {
+			if err != nil || !(fr.Kind == encoder.KindBatch && fr.Stream == 3 && fr.Seq != 0 || fr.Kind == netlog.KindPing && fr.PayloadLen == 0) {
 				break
 			}
 			if fr.Kind == encoder.KindBatch {
