@@ -15,7 +15,8 @@ import (
 // survives a crash of the collector: a journal of fixed-size records, one
 // appended after each batch is written, saying up to which sequence number
 // a client stream id has written every batch and where the live file ended
-// then (inode, size). The ack of a batch is sent only after its record is written, so:
+// then (inode, size). The ack of a batch is sent only after its record is
+// written, so:
 //
 //   - an acked batch is in the file and in the journal (both in the page
 //     cache, which a killed process does not lose; with AckFsync both are
