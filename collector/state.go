@@ -67,17 +67,20 @@ func (r record) append(b []byte) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[len(b)-36:], castagnoli))
 }
 
+// parseRecord reads a record, or reports false for a torn or corrupt one
+// (its CRC, or a size no file has).
 func parseRecord(b []byte) (record, bool) {
 	if len(b) < recordSize || [4]byte(b[:4]) != stateMagic ||
 		crc32.Checksum(b[:36], castagnoli) != binary.LittleEndian.Uint32(b[36:]) {
 		return record{}, false
 	}
-	return record{
+	r := record{
 		stream: binary.LittleEndian.Uint64(b[4:]),
 		seq:    binary.LittleEndian.Uint64(b[12:]),
 		ino:    binary.LittleEndian.Uint64(b[20:]),
 		size:   int64(binary.LittleEndian.Uint64(b[28:])),
-	}, true
+	}
+	return r, r.size >= 0
 }
 
 // journal is an output's state file.
