@@ -2,6 +2,12 @@ package netlog
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/snail-log/snail/encoder"
@@ -32,4 +38,144 @@ func FuzzParseHello(f *testing.F) {
 			t.Fatalf("re-encoded %x, parsed from %x", b[encoder.HeaderSize:], payload)
 		}
 	})
+}
+
+// FuzzSpool opens a spool whose state file and two segments are arbitrary
+// bytes: openSpool never fails on their content or panics; it queues
+// exactly the records an independent reading finds valid, in order and
+// above the acked mark, cuts each segment after its last valid record (or
+// removes it when nothing in it is left to send), and gives out sequence
+// numbers above every record it recovered. With sealed, the state and
+// every record along each segment get their magic and CRC first, so that
+// the fuzzer explores their values rather than the CRC checks.
+func FuzzSpool(f *testing.F) {
+	var seg []byte
+	for seq := uint64(1); seq <= 3; seq++ {
+		seg = appendSpoolRec(seg, seq, []byte("entry\n"))
+	}
+	var state [spoolStateSize]byte
+	binary.LittleEndian.PutUint64(state[4:], 42)
+	binary.LittleEndian.PutUint64(state[12:], 4)
+	binary.LittleEndian.PutUint64(state[20:], 1)
+	f.Add(state[:], seg, seg[:50], true)
+	f.Add(state[:], seg[:40], appendSpoolRec(nil, 2, nil), true)
+	f.Add([]byte{}, []byte{}, []byte{}, false)
+	f.Add(state[:], seg, seg, false)
+	dir := f.TempDir() // one for every input: a directory each costs more than the test
+	f.Fuzz(func(t *testing.T, state, seg1, seg2 []byte, sealed bool) {
+		state, seg1, seg2 = bytes.Clone(state), bytes.Clone(seg1), bytes.Clone(seg2)
+		if sealed {
+			if len(state) >= spoolStateSize {
+				copy(state, stateMagic[:])
+				binary.LittleEndian.PutUint32(state[28:], crc32.Checksum(state[:28], crcTable))
+			}
+			sealSpool(seg1)
+			sealSpool(seg2)
+		}
+		names := []string{filepath.Join(dir, "seg-00000000000000000001.spool"), filepath.Join(dir, "seg-00000000000000000002.spool")}
+		for i, b := range [][]byte{state, seg1, seg2} {
+			name := filepath.Join(dir, "state")
+			if i > 0 {
+				name = names[i-1]
+			}
+			if err := os.WriteFile(name, b, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// What an independent reading says the spool holds.
+		var acked uint64
+		if len(state) >= spoolStateSize && [4]byte(state[:4]) == stateMagic &&
+			crc32.Checksum(state[:28], crcTable) == binary.LittleEndian.Uint32(state[28:]) {
+			acked = binary.LittleEndian.Uint64(state[20:])
+		}
+		var want []uint64
+		var keep [2]int // bytes of each segment kept
+		last := uint64(0)
+		for i, data := range [][]byte{seg1, seg2} {
+			off, pending := 0, 0
+			for len(data)-off >= spoolRecHeader {
+				h := data[off:]
+				n := int(binary.LittleEndian.Uint32(h[24:]))
+				seq := binary.LittleEndian.Uint64(h[4:])
+				if [4]byte(h[:4]) != spoolMagic || len(h)-spoolRecHeader < n ||
+					crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, h[spoolRecHeader:spoolRecHeader+n]) != binary.LittleEndian.Uint32(h[28:]) ||
+					seq <= last || seq == math.MaxUint64 {
+					break
+				}
+				last = seq
+				off += spoolRecHeader + n
+				if seq > acked {
+					want = append(want, seq)
+					pending++
+				}
+			}
+			if pending > 0 {
+				keep[i] = off
+			} else {
+				keep[i] = -1 // removed
+			}
+		}
+
+		sp, err := openSpool(dir, 1<<30, SpoolBlock)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		defer sp.closeFiles()
+		var got []uint64
+		for _, r := range sp.queue {
+			got = append(got, r.seq)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("queued %v, want %v", got, want)
+		}
+		for i, name := range names {
+			fi, err := os.Stat(name)
+			switch {
+			case keep[i] < 0 && err == nil:
+				t.Fatalf("segment %d kept (%d bytes) with nothing to send", i, fi.Size())
+			case keep[i] >= 0 && (err != nil || fi.Size() != int64(keep[i])):
+				t.Fatalf("segment %d: %v, want %d bytes", i, err, keep[i])
+			}
+		}
+		if last > 0 && sp.nextSeq <= last || sp.nextSeq == 0 {
+			t.Fatalf("next sequence number %d, after records up to %d", sp.nextSeq, last)
+		}
+		// The payloads it would send are the ones in the files.
+		for _, r := range sp.queue {
+			b := make([]byte, r.n)
+			if _, err := r.seg.f.ReadAt(b, r.off); err != nil {
+				t.Fatalf("record %d: %v", r.seq, err)
+			}
+		}
+		sp.closeFiles()
+		for _, name := range names {
+			os.Remove(name)
+		}
+	})
+}
+
+// appendSpoolRec appends a spool record of seq with payload, sealed.
+func appendSpoolRec(b []byte, seq uint64, payload []byte) []byte {
+	var h [spoolRecHeader]byte
+	copy(h[:], spoolMagic[:])
+	binary.LittleEndian.PutUint64(h[4:], seq)
+	binary.LittleEndian.PutUint32(h[12:], 1)
+	binary.LittleEndian.PutUint32(h[16:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[24:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[28:], crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, payload))
+	return append(append(b, h[:]...), payload...)
+}
+
+// sealSpool gives each record along data, as far as the lengths in the
+// headers lead, its magic and CRC.
+func sealSpool(data []byte) {
+	for off := 0; len(data)-off >= spoolRecHeader; {
+		h := data[off:]
+		n := min(int(binary.LittleEndian.Uint32(h[24:])), len(h)-spoolRecHeader)
+		binary.LittleEndian.PutUint32(h[24:], uint32(n))
+		copy(h, spoolMagic[:])
+		binary.LittleEndian.PutUint32(h[28:], crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, h[spoolRecHeader:spoolRecHeader+n]))
+		off += spoolRecHeader + n
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -104,14 +105,15 @@ type spool struct {
 	bytes   int64
 	closed  bool
 
-	state   *os.File
-	id      uint64
-	nextSeq uint64
-	acked   uint64          // every sequence number up to this one is done
-	done    map[uint64]bool // done above acked
-	dropped uint64          // entries dropped by SpoolDropOldest
-	torn    int             // torn records found at open
-	buf     []byte
+	state     *os.File
+	id        uint64
+	nextSeq   uint64
+	acked     uint64          // every sequence number up to this one is done
+	done      map[uint64]bool // done above acked
+	dropped   uint64          // entries dropped by SpoolDropOldest
+	torn      int             // torn records found at open
+	recovered uint64          // the last sequence number recovered at open
+	buf       []byte
 }
 
 // openSpool opens (or creates) the spool in dir and recovers what a previous
@@ -158,7 +160,10 @@ func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
 
 // recoverSegment reads one segment left by a previous process: valid
 // records above acked are queued; a torn record ends the segment (it is cut
-// there).
+// there), and so does one whose sequence number does not follow the
+// records before it, over all segments (they only ever grow; a record that
+// breaks that is corrupt even with a good CRC, and would be sent twice or
+// out of order).
 func (sp *spool) recoverSegment(name string) error {
 	data, err := os.ReadFile(name)
 	if err != nil {
@@ -179,6 +184,10 @@ func (sp *spool) recoverSegment(name string) error {
 		r := &spoolRec{seq: binary.LittleEndian.Uint64(h[4:]), entries: int(binary.LittleEndian.Uint32(h[12:])),
 			raw: int(binary.LittleEndian.Uint32(h[16:])), comp: encoder.Compression(h[20]), seg: seg,
 			off: int64(off + spoolRecHeader), n: n}
+		if r.seq <= sp.recovered || r.seq == math.MaxUint64 { // the last leaves no next number
+			break
+		}
+		sp.recovered = r.seq
 		off += spoolRecHeader + n
 		sp.nextSeq = max(sp.nextSeq, r.seq+1)
 		if r.seq <= sp.acked {
