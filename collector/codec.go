@@ -149,7 +149,14 @@ func (s *sconn) ReadRequest() (*request, error) {
 		}
 		h, err := c.dec.ParseHeader(hdr)
 		if err != nil {
-			return s.fail(statusOf(err), err)
+			g, rerr := s.fail(statusOf(err), err)
+			if h.Kind == encoder.KindBatch && h.Stream == s.stream &&
+				(errors.Is(err, encoder.ErrFrameTooLarge) || errors.Is(err, encoder.ErrDecompressedTooLarge)) {
+				// Name the batch: its client gives it up rather than
+				// sending it again on every connection.
+				g.goodbye.stream, g.goodbye.first = h.Stream, h.Seq
+			}
+			return g, rerr
 		}
 		switch h.Kind {
 		case netlog.KindPing:
@@ -251,7 +258,7 @@ func (s *sconn) AppendResponses(dst []byte, resps []ackResp) []byte {
 		switch {
 		case r.goodbye:
 			flush()
-			dst = netlog.AppendGoodbye(dst, r.status, r.reason)
+			dst = netlog.AppendGoodbye(dst, r.stream, r.first, r.status, r.reason)
 		case have && r.status == encoder.StatusOK && p.status == encoder.StatusOK && r.stream == p.stream && r.first == p.last+1:
 			p.last = r.last
 		default:

@@ -237,6 +237,45 @@ func TestResentFrameWrittenOnce(t *testing.T) {
 	}
 }
 
+// A batch larger than the collector takes is refused by name in the
+// goodbye: its client gives it up (counted lost, its error reported and
+// returned by Sync) and delivers the batches around it, instead of sending
+// it again on every new connection forever.
+func TestTooLargeBatchGivenUp(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10})
+	var reported atomic.Int64
+	s, err := netlog.Dial(addr, netlog.WithStreamName("big"), netlog.WithBackoff(time.Millisecond, 10*time.Millisecond),
+		netlog.WithErrorHandler(func(error) { reported.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := append(bytes.Repeat([]byte{'x'}, 100<<10), '\n')
+	for i, b := range [][]byte{[]byte("id=0\n"), huge, []byte("id=1\n")} {
+		if err := s.WriteBatch(b, 1); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if i == 0 {
+			if err := s.Sync(); err != nil { // the first on its own, before the refusal
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Sync(); !errors.Is(err, netlog.ErrRejected) {
+		t.Fatalf("Sync after a batch too large: %v, want the refusal", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "big.log"), 2)
+	if st := s.Stats(); st.Lost != 1 || st.Acked != 2 {
+		t.Fatalf("client stats %+v: want the big batch lost and the two others acked", st)
+	}
+	if n := reported.Load(); n == 0 || n > 5 {
+		t.Fatalf("%d errors reported, want the refusal (and the connection it ended)", n)
+	}
+}
+
 // A batch numbered 0, which sequence numbering never gives (it starts at
 // 1), ends the connection with a Goodbye instead of being acked as a
 // duplicate of nothing and never written.

@@ -145,12 +145,14 @@ func AppendWelcome(dst []byte, stream, written uint64, status encoder.Status, re
 }
 
 // AppendGoodbye appends the message a collector sends before it closes a
-// connection for a reason.
-func AppendGoodbye(dst []byte, status encoder.Status, reason string) []byte {
+// connection for a reason. When one batch is the reason (a frame too large
+// to take), stream and seq name it, so that the client gives that batch up
+// instead of sending it again forever; otherwise both are 0.
+func AppendGoodbye(dst []byte, stream, seq uint64, status encoder.Status, reason string) []byte {
 	if len(reason) > encoder.MaxAckReason {
 		reason = reason[:encoder.MaxAckReason]
 	}
-	out, _ := encoder.AppendControl(dst, KindGoodbye, uint16(status), 0, 0, 0, []byte(reason))
+	out, _ := encoder.AppendControl(dst, KindGoodbye, uint16(status), stream, seq, 0, []byte(reason))
 	return out
 }
 

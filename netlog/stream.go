@@ -517,7 +517,14 @@ func ackOf(f encoder.Frame, id uint64) (uint64, uint64, ack, error) {
 		}
 		return f.Seq, f.LastSeq, ack{status: f.Status, reason: se.Reason}, nil
 	case KindGoodbye:
-		return 0, 0, ack{}, &StatusError{Status: encoder.Status(f.Flags), Reason: string(f.Payload)}
+		st := encoder.Status(f.Flags)
+		if st == encoder.StatusTooLarge && f.Stream == id && f.Seq != 0 {
+			// The collector cannot take this batch at all: it is
+			// refused, and the connection that ends with this goodbye
+			// is made again for the others.
+			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload)}, nil
+		}
+		return 0, 0, ack{}, &StatusError{Status: st, Reason: string(f.Payload)}
 	}
 	return 0, 0, ack{}, fmt.Errorf("%w: unexpected %v frame", ErrProtocol, f.Kind)
 }
