@@ -30,6 +30,7 @@ type ackResp struct {
 	status              encoder.Status
 	reason              string
 	goodbye             bool
+	maxFrame, maxRaw    uint32 // a goodbye that refuses batch first: the limits it broke
 }
 
 // codec is the server half of the log protocol, for netlog.Server.
@@ -132,6 +133,18 @@ func (s *sconn) fail(st encoder.Status, err error) (*request, error) {
 	return &request{goodbye: &ackResp{goodbye: true, status: st, reason: err.Error()}}, nil
 }
 
+// refuse ends the connection with a goodbye that names batch h as one the
+// collector can never take (netlog.AppendRefusal): too large by its header
+// (maxFrame and maxRaw the limits), or intact but not decodable (both 0).
+// Its client gives that batch up, where it would otherwise send it again
+// on every new connection.
+func (s *sconn) refuse(h encoder.Header, err error, maxFrame, maxRaw uint32) (*request, error) {
+	g, rerr := s.fail(statusOf(err), err)
+	g.goodbye.stream, g.goodbye.first = h.Stream, h.Seq
+	g.goodbye.maxFrame, g.goodbye.maxRaw = maxFrame, maxRaw
+	return g, rerr
+}
+
 // ReadRequest reads the next batch frame. Pings are read and skipped. A
 // frame that fails a check ends the connection, with a Goodbye that says why.
 func (s *sconn) ReadRequest() (*request, error) {
@@ -149,14 +162,13 @@ func (s *sconn) ReadRequest() (*request, error) {
 		}
 		h, err := c.dec.ParseHeader(hdr)
 		if err != nil {
-			g, rerr := s.fail(statusOf(err), err)
 			if h.Kind == encoder.KindBatch && h.Stream == s.stream &&
 				(errors.Is(err, encoder.ErrFrameTooLarge) || errors.Is(err, encoder.ErrDecompressedTooLarge)) {
-				// Name the batch: its client gives it up rather than
-				// sending it again on every connection.
-				g.goodbye.stream, g.goodbye.first = h.Stream, h.Seq
+				// Over the limits by its header alone: the client checks
+				// its own copy against them before it gives the batch up.
+				return s.refuse(h, err, uint32(c.cfg.MaxFrameSize), uint32(c.cfg.MaxDecompressedSize))
 			}
-			return g, rerr
+			return s.fail(statusOf(err), err)
 		}
 		switch h.Kind {
 		case netlog.KindPing:
@@ -204,7 +216,13 @@ func (s *sconn) ReadRequest() (*request, error) {
 		f, _, err := c.dec.Decode(*r.frame, raw)
 		if err != nil {
 			s.release(r)
-			return s.fail(statusOf(err), err)
+			if !errors.Is(err, encoder.ErrChecksum) {
+				// The CRC held, so the frame arrived as it was sent: it
+				// will fail the same way every time (a payload that does
+				// not decompress to what it announces).
+				return s.refuse(h, err, 0, 0)
+			}
+			return s.fail(statusOf(err), err) // damaged on the way: sent again, it may pass
 		}
 		r.payload = f.Payload
 		c.metrics.frames.Inc()
@@ -258,7 +276,7 @@ func (s *sconn) AppendResponses(dst []byte, resps []ackResp) []byte {
 		switch {
 		case r.goodbye:
 			flush()
-			dst = netlog.AppendGoodbye(dst, r.stream, r.first, r.status, r.reason)
+			dst = netlog.AppendRefusal(dst, r.stream, r.first, r.maxFrame, r.maxRaw, r.status, r.reason)
 		case have && r.status == encoder.StatusOK && p.status == encoder.StatusOK && r.stream == p.stream && r.first == p.last+1:
 			p.last = r.last
 		default:

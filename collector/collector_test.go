@@ -276,6 +276,46 @@ func TestTooLargeBatchGivenUp(t *testing.T) {
 	}
 }
 
+// A batch that arrived intact (its CRC holds) but does not decompress is
+// named in the goodbye, as one its client must give up; one damaged on the
+// way (a bad CRC) is not: sent again, it may pass.
+func TestGoodbyeNamesOnlyBatchesThatFailAgain(t *testing.T) {
+	_, addr := start(t, Config{})
+	for _, tc := range []struct {
+		name    string
+		damage  func(f []byte)
+		wantSeq uint64
+	}{
+		{"intact but not decodable", func(f []byte) {
+			for i := encoder.HeaderSize; i < len(f); i++ {
+				f[i] = 0xff
+			}
+			seal(f)
+		}, 7},
+		{"bad CRC", func(f []byte) { f[len(f)-1] ^= 1 }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := handshake(t, addr, 4, "named", "")
+			defer conn.Close()
+			f, err := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 4, Seq: 7, Entries: 1},
+				bytes.Repeat([]byte("entry\n"), 100), encoder.S2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.damage(f)
+			if _, err := conn.Write(f); err != nil {
+				t.Fatal(err)
+			}
+			g := readFrame(t, conn)
+			if g.Kind != netlog.KindGoodbye || encoder.Status(g.Flags) != encoder.StatusBadFrame || g.Seq != tc.wantSeq ||
+				(tc.wantSeq != 0) != (g.Stream == 4) || g.LastSeq != 0 {
+				t.Fatalf("answer: %v status %d stream %x seq %d %q, want a bad-frame goodbye naming seq %d",
+					g.Kind, g.Flags, g.Stream, g.Seq, g.Payload, tc.wantSeq)
+			}
+		})
+	}
+}
+
 // A batch numbered 0, which sequence numbering never gives (it starts at
 // 1), ends the connection with a Goodbye instead of being acked as a
 // duplicate of nothing and never written.

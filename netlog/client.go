@@ -356,6 +356,18 @@ func (c *Client[Req, Resp]) armReadDeadline(conn net.Conn) {
 	c.mu.Unlock()
 }
 
+// Pending returns request id if it is still waiting for its answer.
+func (c *Client[Req, Resp]) Pending(id uint64) (Req, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := sort.Search(len(c.pending), func(i int) bool { return c.pending[i].id >= id })
+	if i < len(c.pending) && c.pending[i].id == id && !c.pending[i].answered {
+		return c.pending[i].req, true
+	}
+	var zero Req
+	return zero, false
+}
+
 // answer completes the pending requests first..last with resp or err.
 // Ids outside the pending range (answered before, or never sent) are
 // ignored: a peer may answer a request it receives twice.

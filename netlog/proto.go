@@ -145,14 +145,25 @@ func AppendWelcome(dst []byte, stream, written uint64, status encoder.Status, re
 }
 
 // AppendGoodbye appends the message a collector sends before it closes a
-// connection for a reason. When one batch is the reason (a frame too large
-// to take), stream and seq name it, so that the client gives that batch up
-// instead of sending it again forever; otherwise both are 0.
-func AppendGoodbye(dst []byte, stream, seq uint64, status encoder.Status, reason string) []byte {
+// connection for a reason.
+func AppendGoodbye(dst []byte, status encoder.Status, reason string) []byte {
+	return AppendRefusal(dst, 0, 0, 0, 0, status, reason)
+}
+
+// AppendRefusal appends a goodbye that names the batch (stream, seq) it is
+// for, one the collector can never take: sent again it would fail the same
+// way, so its client gives it up instead of sending it again on every
+// connection. With maxFrame and maxRaw 0 the collector checked the frame
+// whole (its CRC held) and it cannot be decoded. Otherwise the frame was
+// over those limits (payload as sent, and decompressed) by its header
+// alone, which nothing checked yet: the client gives the batch up only if
+// its own copy is over them too, and otherwise takes the goodbye for a
+// header damaged on the way.
+func AppendRefusal(dst []byte, stream, seq uint64, maxFrame, maxRaw uint32, status encoder.Status, reason string) []byte {
 	if len(reason) > encoder.MaxAckReason {
 		reason = reason[:encoder.MaxAckReason]
 	}
-	out, _ := encoder.AppendControl(dst, KindGoodbye, uint16(status), stream, seq, 0, []byte(reason))
+	out, _ := encoder.AppendControl(dst, KindGoodbye, uint16(status), stream, seq, uint64(maxFrame)<<32|uint64(maxRaw), []byte(reason))
 	return out
 }
 

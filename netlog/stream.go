@@ -463,12 +463,13 @@ func (c *streamCodec) AppendRequest(dst []byte, id uint64, b *outBatch) ([]byte,
 func (c *streamCodec) AppendPing(dst []byte) []byte { return AppendPing(dst) }
 
 func (c *streamCodec) NewResponseReader(r io.Reader) ResponseReader[ack] {
-	return &ackReader{r: encoder.NewReader(r, c.s.dec), id: c.s.id}
+	return &ackReader{r: encoder.NewReader(r, c.s.dec), id: c.s.id, batch: c.s.c.Pending}
 }
 
 type ackReader struct {
-	r  *encoder.Reader
-	id uint64
+	r     *encoder.Reader
+	id    uint64
+	batch func(seq uint64) (*outBatch, bool)
 }
 
 func (a *ackReader) ReadResponse() (uint64, uint64, ack, error) {
@@ -476,7 +477,7 @@ func (a *ackReader) ReadResponse() (uint64, uint64, ack, error) {
 	if err != nil {
 		return 0, 0, ack{}, err
 	}
-	return ackOf(f, a.id)
+	return ackOf(f, a.id, a.batch)
 }
 
 // ParseResponse makes the codec a ResponseParser: the Stream polls for acks
@@ -497,12 +498,27 @@ func (c *streamCodec) ParseResponse(b []byte) (int, uint64, uint64, ack, error) 
 	if err != nil {
 		return 0, 0, 0, ack{}, err
 	}
-	first, last, a, err := ackOf(f, c.s.id)
+	first, last, a, err := ackOf(f, c.s.id, c.s.c.Pending)
 	return n, first, last, a, err
 }
 
-// ackOf reads the answer in frame f to stream id.
-func ackOf(f encoder.Frame, id uint64) (uint64, uint64, ack, error) {
+// refused reports whether goodbye f, which names a batch, makes the client
+// give that batch up: always when the collector checked the frame whole,
+// and when it went by the frame's header only if the batch as batch finds
+// it (payload as sent, decompressed size) is over the limits the goodbye
+// gives, so that a header damaged on the way costs a resend, not the batch.
+func refused(f encoder.Frame, batch func(seq uint64) (*outBatch, bool)) bool {
+	maxFrame, maxRaw := int64(f.LastSeq>>32), int64(uint32(f.LastSeq))
+	if maxFrame == 0 && maxRaw == 0 {
+		return true
+	}
+	b, ok := batch(f.Seq)
+	return ok && (int64(len(b.payload)) > maxFrame || int64(b.raw) > maxRaw)
+}
+
+// ackOf reads the answer in frame f to stream id; batch finds a batch
+// still waiting for its answer by sequence number.
+func ackOf(f encoder.Frame, id uint64, batch func(seq uint64) (*outBatch, bool)) (uint64, uint64, ack, error) {
 	switch f.Kind {
 	case encoder.KindAck:
 		if f.Stream != id {
@@ -518,10 +534,10 @@ func ackOf(f encoder.Frame, id uint64) (uint64, uint64, ack, error) {
 		return f.Seq, f.LastSeq, ack{status: f.Status, reason: se.Reason}, nil
 	case KindGoodbye:
 		st := encoder.Status(f.Flags)
-		if st == encoder.StatusTooLarge && f.Stream == id && f.Seq != 0 {
-			// The collector cannot take this batch at all: it is
-			// refused, and the connection that ends with this goodbye
-			// is made again for the others.
+		if f.Stream == id && f.Seq != 0 && st != encoder.StatusOK && refused(f, batch) {
+			// The collector names a batch it can never take (see
+			// AppendRefusal): it is refused, and the connection that
+			// ends with this goodbye is made again for the others.
 			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload)}, nil
 		}
 		return 0, 0, ack{}, &StatusError{Status: st, Reason: string(f.Payload)}

@@ -1,0 +1,57 @@
+package netlog
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/snail-log/snail/encoder"
+)
+
+// A goodbye that names a batch makes the client give it up only when
+// sending it again would fail the same way: when the collector checked the
+// frame whole, or when the batch as the client holds it is over the limits
+// the goodbye gives. A batch that fits them (its header was damaged on the
+// way) is sent again, as is everything after a goodbye that names no batch
+// or another stream's.
+func TestRefusalGivesUpOnlyWhatFailsAgain(t *testing.T) {
+	const id, seq = 5, 9
+	fits := &outBatch{payload: make([]byte, 100), raw: 100}
+	big := &outBatch{payload: make([]byte, 2000), raw: 2000}
+	bigRaw := &outBatch{payload: make([]byte, 100), raw: 5000}
+	for _, tc := range []struct {
+		name             string
+		stream, seq      uint64
+		maxFrame, maxRaw uint32
+		batch            *outBatch // nil: not pending
+		giveUp           bool
+	}{
+		{"checked whole", id, seq, 0, 0, nil, true},
+		{"payload over the frame limit", id, seq, 1000, 4000, big, true},
+		{"decompressed over its limit", id, seq, 1000, 4000, bigRaw, true},
+		{"fits: a damaged header", id, seq, 1000, 4000, fits, false},
+		{"not pending", id, seq, 1000, 4000, nil, false},
+		{"no batch named", id, 0, 0, 0, nil, false},
+		{"another stream's", id + 1, seq, 0, 0, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := AppendRefusal(nil, tc.stream, tc.seq, tc.maxFrame, tc.maxRaw, encoder.StatusTooLarge, "too large")
+			d, _ := encoder.NewDecoder()
+			f, _, err := d.Decode(b, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lookup := func(s uint64) (*outBatch, bool) { return tc.batch, s == seq && tc.batch != nil }
+			first, last, a, err := ackOf(f, id, lookup)
+			if !tc.giveUp {
+				var se *StatusError
+				if !errors.As(err, &se) || se.Status != encoder.StatusTooLarge {
+					t.Fatalf("got %d..%d %+v %v, want the connection ended (everything sent again)", first, last, a, err)
+				}
+				return
+			}
+			if err != nil || first != seq || last != seq || a.status != encoder.StatusTooLarge || a.reason != "too large" {
+				t.Fatalf("got %d..%d %+v %v, want batch %d refused", first, last, a, err, seq)
+			}
+		})
+	}
+}
