@@ -246,6 +246,25 @@ func TestSendAndCollectorErrors(t *testing.T) {
 	}
 }
 
+// A line larger than the collector takes (here over 1 MiB, so that it
+// leaves as a batch of its own, against --max-frame 64KiB) is given up:
+// `snail send` reports it and exits 1 at once, and the lines around it
+// arrive, instead of the batch going again on every new connection.
+func TestSendGivesUpALineTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, freeAddr(t), dir, "--max-frame", "64KiB")
+	in := "id=0 end\n" + strings.Repeat("x", 3<<19) + "\nid=1 end\n"
+	var out, errb bytes.Buffer
+	err := sendCmd([]string{"--to", d.addr, "--stream", "big"}, strings.NewReader(in), &out, &errb)
+	if err == nil || !strings.Contains(errb.String(), "3 lines") || !strings.Contains(errb.String(), "1 not delivered") ||
+		!strings.Contains(errb.String(), "too large") {
+		t.Fatalf("send: %v\n%s", err, errb.String())
+	}
+	checkLines(t, filepath.Join(dir, "big.log"), 2)
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
 // With the collector gone, `snail send` does not hang: it reports what it
 // could not deliver and exits 1 after its drain timeout.
 func TestSendWithoutCollectorFails(t *testing.T) {
