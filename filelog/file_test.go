@@ -759,22 +759,29 @@ func TestFsyncSyncsDirectoryOnce(t *testing.T) {
 	})
 }
 
-// A batch whose fsync fails (FsyncBatch) is cut back like a failed write:
-// the error reaches the caller, and the batch written again is in the file
-// once.
-func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
+// injectFailure sets test hook *hook to fail with the returned error while
+// the returned flag is set (it starts set), until the test ends.
+func injectFailure(t *testing.T, hook *func(string) error) (*bool, error) {
 	fail := errors.New("injected fsync failure")
 	failing := true
-	testHookSyncDir = func(string) error {
+	*hook = func(string) error {
 		if failing {
 			return fail
 		}
 		return nil
 	}
-	t.Cleanup(func() { testHookSyncDir = nil })
+	t.Cleanup(func() { *hook = nil })
+	return &failing, fail
+}
+
+// A batch whose fsync fails (FsyncBatch) is cut back like a failed write:
+// the error reaches the caller, and the batch written again is in the file
+// once.
+func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
+	failing, fail := injectFailure(t, &testHookSyncDir)
 	for _, vec := range []bool{false, true} {
 		t.Run(fmt.Sprint("vector=", vec), func(t *testing.T) {
-			failing = true
+			*failing = true
 			path := filepath.Join(t.TempDir(), "f.log")
 			f := mustOpen(t, path, WithFsync(FsyncBatch))
 			defer f.Close()
@@ -793,7 +800,7 @@ func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
 			if _, size := f.Position(); size != 0 {
 				t.Fatalf("position %d after the failed batch", size)
 			}
-			failing = false
+			*failing = false
 			for _, b := range []string{"one\n", "two\n"} { // the retry, then the next
 				if err := write(b); err != nil {
 					t.Fatal(err)
@@ -811,15 +818,8 @@ func TestFailedFsyncCutsTheBatchBack(t *testing.T) {
 // them and says so only once, so a Sync whose own fsync succeeds must not
 // call them durable. The failing batch itself is cut back as always.
 func TestFailedIntervalFsyncReachesSync(t *testing.T) {
-	fail := errors.New("injected fsync failure")
-	failing := false
-	testHookFsync = func(string) error {
-		if failing {
-			return fail
-		}
-		return nil
-	}
-	t.Cleanup(func() { testHookFsync = nil })
+	failing, fail := injectFailure(t, &testHookFsync)
+	*failing = false
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "i.log")
 	f := mustOpen(t, path, WithFsyncInterval(time.Second), WithClock(func() time.Time { return now }))
@@ -833,11 +833,11 @@ func TestFailedIntervalFsyncReachesSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Second)
-	failing = true
+	*failing = true
 	if err := write("c\n"); !errors.Is(err, fail) {
 		t.Fatalf("batch with a failing fsync: %v, want the fsync's error", err)
 	}
-	failing = false
+	*failing = false
 	if err := write("c\n"); err != nil { // the sink's retry
 		t.Fatal(err)
 	}
@@ -859,11 +859,11 @@ func TestFailedIntervalFsyncReachesSync(t *testing.T) {
 	if err := g.WriteBatch([]byte("a\n"), 1); err != nil {
 		t.Fatal(err)
 	}
-	failing = true
+	*failing = true
 	if err := g.WriteBatch([]byte("b\n"), 1); !errors.Is(err, fail) {
 		t.Fatalf("batch with a failing fsync: %v", err)
 	}
-	failing = false
+	*failing = false
 	if err := g.Sync(); err != nil {
 		t.Fatalf("Sync after a failed batch fsync: %v", err)
 	}
