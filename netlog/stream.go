@@ -109,7 +109,11 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	for s.id == 0 {
 		s.id = rand.Uint64()
 	}
-	s.c, err = newClient[*outBatch, ack](&streamCodec{s: s}, cfg)
+	codec := &streamCodec{s: s}
+	s.c, err = newClient[*outBatch, ack](codec, cfg)
+	if err == nil {
+		codec.client.Store(s.c) // its goroutines already run: s.c is not theirs to read
+	}
 	if err != nil {
 		if s.sp != nil {
 			s.sp.close()
@@ -401,7 +405,17 @@ func (s *Stream) spoolDropped() uint64 {
 
 // streamCodec is the client half of the log protocol.
 type streamCodec struct {
-	s *Stream
+	s      *Stream
+	client atomic.Pointer[Client[*outBatch, ack]] // set once Dial has it
+}
+
+// pending finds a batch still waiting for its answer (Client.Pending), or
+// nothing while Dial has not made the client yet.
+func (c *streamCodec) pending(seq uint64) (*outBatch, bool) {
+	if cl := c.client.Load(); cl != nil {
+		return cl.Pending(seq)
+	}
+	return nil, false
 }
 
 func (c *streamCodec) Handshake(conn net.Conn) error {
@@ -463,7 +477,7 @@ func (c *streamCodec) AppendRequest(dst []byte, id uint64, b *outBatch) ([]byte,
 func (c *streamCodec) AppendPing(dst []byte) []byte { return AppendPing(dst) }
 
 func (c *streamCodec) NewResponseReader(r io.Reader) ResponseReader[ack] {
-	return &ackReader{r: encoder.NewReader(r, c.s.dec), id: c.s.id, batch: c.s.c.Pending}
+	return &ackReader{r: encoder.NewReader(r, c.s.dec), id: c.s.id, batch: c.pending}
 }
 
 type ackReader struct {
@@ -498,7 +512,7 @@ func (c *streamCodec) ParseResponse(b []byte) (int, uint64, uint64, ack, error) 
 	if err != nil {
 		return 0, 0, 0, ack{}, err
 	}
-	first, last, a, err := ackOf(f, c.s.id, c.s.c.Pending)
+	first, last, a, err := ackOf(f, c.s.id, c.pending)
 	return n, first, last, a, err
 }
 
