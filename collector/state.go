@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/snail-log/snail/filelog"
 )
 
 // The deduplication state of an output, kept beside its data so that it
@@ -127,7 +129,7 @@ func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, erro
 	if data == nil {
 		// Created: its name, and its directory's, must survive a
 		// power loss with the records fsynced into it.
-		if err := syncDirs(filepath.Dir(path), dir); err != nil {
+		if err := errors.Join(filelog.SyncDir(filepath.Dir(path)), filelog.SyncDir(dir)); err != nil {
 			f.Close()
 			return nil, false, err
 		}
@@ -264,29 +266,12 @@ func (j *journal) compact(seen map[uint64]uint64, r record) error {
 	j.f.Close()
 	j.f = nf
 	j.records = n
-	if err := syncDirs(filepath.Dir(j.path)); err != nil {
+	if err := filelog.SyncDir(filepath.Dir(j.path)); err != nil {
 		return fmt.Errorf("compact state journal %s: %w", j.path, err)
 	}
 	return nil
 }
 
 func (j *journal) sync() error { return j.f.Sync() }
-
-// syncDirs fsyncs each directory: fsync on a file makes its data durable,
-// not the directory entry that names it.
-func syncDirs(dirs ...string) error {
-	for _, dir := range dirs {
-		d, err := os.Open(dir)
-		if err != nil {
-			return err
-		}
-		err = d.Sync()
-		d.Close()
-		if err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: the file system cannot fsync a directory
-			return fmt.Errorf("fsync %s: %w", dir, err)
-		}
-	}
-	return nil
-}
 
 func (j *journal) close() error { return j.f.Close() }

@@ -173,7 +173,7 @@ func (c *compressor) compress(name string) (err error) {
 		return fmt.Errorf("filelog: compress %s: %w", name, err)
 	}
 	// The compressed file's name is durable before the original goes.
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := SyncDir(filepath.Dir(final)); err != nil {
 		return fmt.Errorf("filelog: compress %s: %w", name, err)
 	}
 	if err := os.Remove(name); err != nil {

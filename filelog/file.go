@@ -311,7 +311,7 @@ func (l *File) fsync() error {
 	}
 	l.unsynced = false
 	if l.dirDirty {
-		if err := syncDir(filepath.Dir(l.path)); err != nil {
+		if err := SyncDir(filepath.Dir(l.path)); err != nil {
 			return err
 		}
 		l.dirDirty = false
@@ -319,11 +319,12 @@ func (l *File) fsync() error {
 	return nil
 }
 
-// syncDir fsyncs directory dir, so that the names created, renamed or
+// SyncDir fsyncs directory dir, so that the names created, renamed or
 // removed in it survive a power loss as the data fsynced in its files
 // does: fsync on a file covers its data, not the directory entry that
-// names it.
-func syncDir(dir string) error {
+// names it. A file system that cannot fsync a directory (EINVAL) is not an
+// error.
+func SyncDir(dir string) error {
 	if testHookSyncDir != nil {
 		if err := testHookSyncDir(dir); err != nil {
 			return fmt.Errorf("filelog: fsync directory: %w", err)
@@ -346,7 +347,7 @@ func syncDir(dir string) error {
 // testHookFsync, set by tests only, can fail a file's fsync after it ran.
 var testHookFsync func(path string) error
 
-// testHookSyncDir, set by tests only, sees each directory syncDir fsyncs,
+// testHookSyncDir, set by tests only, sees each directory SyncDir fsyncs,
 // and makes that fsync fail with the error it returns.
 var testHookSyncDir func(dir string) error
 
@@ -402,7 +403,7 @@ func (l *File) Fsync() error {
 	if err != nil {
 		err = fmt.Errorf("filelog: fsync %s: %w", l.path, unwrapPath(err))
 	} else if dirty {
-		err = syncDir(filepath.Dir(l.path))
+		err = SyncDir(filepath.Dir(l.path))
 	}
 
 	l.mu.Lock()

@@ -356,8 +356,8 @@ func (c *Client[Req, Resp]) armReadDeadline(conn net.Conn) {
 	c.mu.Unlock()
 }
 
-// Pending returns request id if it is still waiting for its answer.
-func (c *Client[Req, Resp]) Pending(id uint64) (Req, bool) {
+// pendingReq returns request id if it is still waiting for its answer.
+func (c *Client[Req, Resp]) pendingReq(id uint64) (Req, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := sort.Search(len(c.pending), func(i int) bool { return c.pending[i].id >= id })

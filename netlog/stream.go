@@ -409,11 +409,11 @@ type streamCodec struct {
 	client atomic.Pointer[Client[*outBatch, ack]] // set once Dial has it
 }
 
-// pending finds a batch still waiting for its answer (Client.Pending), or
+// pending finds a batch still waiting for its answer (Client.pendingReq), or
 // nothing while Dial has not made the client yet.
 func (c *streamCodec) pending(seq uint64) (*outBatch, bool) {
 	if cl := c.client.Load(); cl != nil {
-		return cl.Pending(seq)
+		return cl.pendingReq(seq)
 	}
 	return nil, false
 }
