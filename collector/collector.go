@@ -651,7 +651,7 @@ func (c *Collector) retry(o *output, f func() error) error {
 			return nil
 		}
 		c.metrics.writeErrors.Inc()
-		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay)
+		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay.String())
 		select {
 		case <-c.stopping:
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)

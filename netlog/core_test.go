@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -556,8 +557,11 @@ func TestOptionsValidate(t *testing.T) {
 		"zstd":    WithZstdLevel(9),
 		"dial":    WithDialTimeout(0),
 	} {
-		if _, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt); !errors.Is(err, ErrInvalidOption) {
+		_, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt)
+		if !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("%s: %v", name, err)
+		} else if n := strings.Count(err.Error(), ErrInvalidOption.Error()); n != 1 {
+			t.Errorf("%s: %q says %q %d times", name, err, ErrInvalidOption, n)
 		}
 	}
 	if _, err := NewClient[string, string](&echoClient{}); !errors.Is(err, ErrInvalidOption) {

@@ -2,6 +2,7 @@ package netlog
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -89,7 +90,7 @@ func newClientConfig(opts []ClientOption) (clientConfig, error) {
 			continue
 		}
 		if err := o(&c); err != nil {
-			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return c, invalidOption(err)
 		}
 	}
 	if len(c.addrs) == 0 {
@@ -320,7 +321,7 @@ func newServerConfig(opts []ServerOption) (serverConfig, error) {
 			continue
 		}
 		if err := o(&c); err != nil {
-			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return c, invalidOption(err)
 		}
 	}
 	return c, nil
@@ -388,4 +389,12 @@ func WithServerTLS(cfg *tls.Config) ServerOption {
 // connections), but not when the client closes cleanly. It must not block.
 func WithConnErrorHandler(f func(remote net.Addr, err error)) ServerOption {
 	return func(c *serverConfig) error { c.onConnError = f; return nil }
+}
+
+// invalidOption wraps an option's error in ErrInvalidOption, once.
+func invalidOption(err error) error {
+	if errors.Is(err, ErrInvalidOption) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 }

@@ -192,7 +192,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		}
 		break
 	}
-	cfg.Logger.Info("stopping", "timeout", shutdownTimeout)
+	cfg.Logger.Info("stopping", "timeout", shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err = c.Shutdown(sctx)

@@ -19,8 +19,9 @@ Usage:
                                --dir (./logs), ack every batch
   snail send [flags] [FILE...] ship lines from files or stdin to a collector
                                (--to ADDR) or batched into a file (--file PATH)
-  snail bench [flags]          measure snail's batched log writes into a file
-                               against a write per entry (embedded defaults)
+  snail bench [flags]          log through zap -> snail -> a collector in this
+                               process, and into a file, against the logger's
+                               usual file writer (embedded defaults)
   snail help                   this text
 
 Run "snail COMMAND -h" for the flags of a command.

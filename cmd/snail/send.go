@@ -75,8 +75,16 @@ func sendCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// At the end, Close waits for the acks twice: Sync gives up once the
+		// collector has been unreachable for the report delay, then the
+		// stream's Close drains for the rest of --drain-timeout.
+		if drain <= 0 {
+			return fmt.Errorf("--drain-timeout %v: must be positive", drain)
+		}
+		report := max(min(drain/2, netlog.DefaultReportAfter), time.Nanosecond)
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
-			netlog.WithDrainTimeout(drain), netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+			netlog.WithDrainTimeout(max(drain-report, time.Nanosecond)), netlog.WithReportAfter(report),
+			netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
 		if tlsCA != "" {
 			pool, err := loadPool(tlsCA)
 			if err != nil {
@@ -92,9 +100,6 @@ func sendCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			}
 			nopts = append(nopts, netlog.WithTLS(tc))
 		}
-		// Close waits for the acks (Sync, then Close) at most about the
-		// drain timeout when the collector is down.
-		nopts = append(nopts, netlog.WithReportAfter(min(drain, netlog.DefaultReportAfter)))
 		if ns, err = netlog.Dial(to, nopts...); err != nil {
 			return err
 		}
