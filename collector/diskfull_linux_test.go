@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,4 +64,56 @@ func TestDiskFullBackPressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkIDs(t, filepath.Join(dir, "full.log"), n)
+}
+
+// TestDiskFullSyncAndCloseEnd fills the collector's disk after the client's
+// handshake, so that the collector holds the client's batches (and its next
+// handshakes) while it retries the write: the client's Sync reports the
+// collector unavailable instead of waiting for it, and Close gives up after
+// the drain timeout, even while a handshake is under way, and counts what was
+// not acked as lost.
+func TestDiskFullSyncAndCloseEnd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: filling a disk needs a small tmpfs, and mounting one needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("skipped: cannot mount a tmpfs here (%v)", err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	_, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, MaxMemory: 256 << 10,
+		HandshakeTimeout: time.Minute})
+	const drain = time.Second
+	s, err := netlog.Dial(addr, netlog.WithStreamName("full"), netlog.WithReportAfter(time.Second),
+		netlog.WithAckTimeout(300*time.Millisecond), netlog.WithHandshakeTimeout(time.Minute),
+		netlog.WithDrainTimeout(drain), netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, 10, 5)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 2<<20), 0o600); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("filling the disk: %v", err)
+	}
+	send(t, s, 10, 2000, 500)
+	t0 := time.Now()
+	if err := s.Sync(); !errors.Is(err, netlog.ErrUnavailable) {
+		t.Fatalf("Sync with the collector's disk full: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Fatalf("Sync took %v; the report delay is 1s", took) // not the handshake's minute
+	}
+	// The client is now in a handshake the collector holds (up to a
+	// minute); Close cuts it short.
+	start := time.Now()
+	err = s.Close()
+	if took := time.Since(start); err == nil || took > drain+10*time.Second {
+		t.Fatalf("Close after %v: %v; want an error after about %v", took, err, drain)
+	}
+	if st := s.Stats(); st.Lost == 0 {
+		t.Fatalf("nothing counted lost: %+v", st)
+	}
 }

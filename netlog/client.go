@@ -461,7 +461,9 @@ func (c *Client[Req, Resp]) supervise() {
 				break
 			}
 			a := c.cfg.addrs[addr%len(c.cfg.addrs)]
+			stopWatch := c.watchAttempt(a)
 			err := c.connect(a)
+			stopWatch()
 			if err == nil {
 				if everConnected {
 					c.stats.reconnects.Add(1)
@@ -519,6 +521,50 @@ func backoff(min, max time.Duration, attempt int) time.Duration {
 	return d
 }
 
+// watchAttempt reports the peer unavailable once it has been down for the
+// report delay, even while the attempt to connect to addr is still under
+// way (a peer that stalls can hold a handshake until its timeout), so that
+// Send and Wait do not wait out the attempt. The returned func stops the
+// watch; it returns once the report, if made, is done.
+func (c *Client[Req, Resp]) watchAttempt(addr string) (stop func()) {
+	c.mu.Lock()
+	failing, since := c.failing, c.downSince
+	c.mu.Unlock()
+	if failing {
+		return func() {}
+	}
+	done := make(chan struct{})
+	t := time.AfterFunc(max(time.Until(since.Add(c.cfg.reportAfter)), 0), func() {
+		defer close(done)
+		c.overdue(addr)
+	})
+	return func() {
+		if !t.Stop() {
+			<-done
+		}
+	}
+}
+
+// overdue marks the peer unavailable and reports it, if it has been down
+// for the report delay while an attempt to connect to addr goes on.
+func (c *Client[Req, Resp]) overdue(addr string) {
+	c.mu.Lock()
+	down := time.Since(c.downSince)
+	if c.conn != nil || c.failing || c.stopped || down < c.cfg.reportAfter {
+		c.mu.Unlock()
+		return
+	}
+	err := fmt.Errorf("netlog: still connecting to %s", addr)
+	if c.lastErr != nil {
+		err = fmt.Errorf("%w; still connecting to %s", c.lastErr, addr)
+	}
+	c.lastErr = err
+	c.failing = true
+	c.cond.Broadcast() // Send and Wait return ErrUnavailable from now on
+	c.mu.Unlock()
+	c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
+}
+
 // failed records a failed connection attempt and reports it once the peer
 // has been unreachable for longer than the report delay, then once per
 // delay, and at once for a rejection (a configuration problem).
@@ -569,6 +615,10 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	if err != nil {
 		return fmt.Errorf("netlog: connect to %s: %w", addr, err)
 	}
+	// Close cuts a handshake or a resend short instead of waiting out
+	// their timeouts (a collector that stalls can hold either).
+	unhook := context.AfterFunc(c.ctx, func() { conn.Close() })
+	defer unhook()
 	_ = conn.SetDeadline(time.Now().Add(c.cfg.handshakeTimeout))
 	if err := c.codec.Handshake(conn); err != nil {
 		conn.Close()

@@ -204,8 +204,9 @@ func WithBackoff(min, max time.Duration) ClientOption {
 // WithReportAfter is how long the client may stay without a connection
 // before it reports the error: to the error handler, from Wait (the log
 // Stream's Sync), and from Send while the window is full. The requests stay
-// queued and are sent once a connection succeeds. Defaults to 10s. A
-// connection that is lost (a write or read deadline, a reset), while it
+// queued and are sent once a connection succeeds. Defaults to 10s. The
+// delay holds even while an attempt to connect is under way (a peer may
+// hold a handshake up to WithHandshakeTimeout). A connection that is lost (a write or read deadline, a reset), while it
 // resends the pending requests included, is reported to the error handler
 // at once.
 func WithReportAfter(d time.Duration) ClientOption {

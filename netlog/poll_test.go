@@ -321,3 +321,35 @@ func TestAckTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A peer that holds the handshake (a collector stalled on its disk does)
+// neither keeps Wait past the report delay nor Close past its call: the
+// report comes while the attempt is still under way, and Close cuts the
+// attempt short.
+func TestHeldHandshake(t *testing.T) {
+	addr := rawEchoAfter(t, make(chan struct{}), func(_ int, _ net.Conn, r *bufio.Reader) { io.Copy(io.Discard, r) })
+	errs := make(chan error, 16)
+	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithReportAfter(100*time.Millisecond),
+		WithHandshakeTimeout(time.Minute), reportTo(errs, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(context.Background(), "abc", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Wait(context.Background()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "still connecting") {
+		t.Fatalf("Wait: %v, want ErrUnavailable while still connecting", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Wait took %v with a report delay of 100ms", took)
+	}
+	if err := <-errs; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("reported %v", err)
+	}
+	start = time.Now()
+	c.Close()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Close took %v during a handshake of up to a minute", took)
+	}
+}
