@@ -4,11 +4,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 const usage = `snail: high-throughput structured logging
@@ -51,7 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		return exit("collector", collectorCmd(ctx, args[1:], hup, stdout, stderr), stderr)
 	case "send":
-		return exit("send", sendCmd(args[1:], os.Stdin, stdout, stderr), stderr)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		context.AfterFunc(ctx, stop) // a second signal ends the process at once
+		return exit("send", sendCmd(ctx, args[1:], os.Stdin, stdout, stderr), stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -164,7 +164,7 @@ func TestSendToCollectorProcess(t *testing.T) {
 	writeLines(t, in, 0, n)
 	d := startDaemon(t, freeAddr(t), dir, "--metrics", freeAddr(t))
 	var out, errb bytes.Buffer
-	if err := sendCmd([]string{"--to", d.addr, "--stream", "app", "--compress", "s2", in}, nil, &out, &errb); err != nil {
+	if err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "app", "--compress", "s2", in}, nil, &out, &errb); err != nil {
 		t.Fatalf("send: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(errb.String(), fmt.Sprintf("%d lines", n)) || !strings.Contains(errb.String(), "; 0 not delivered") {
@@ -186,7 +186,7 @@ func TestSendToCollectorProcess(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	writeLines(t, in, 0, 100)
-	if err := sendCmd([]string{"--to", d.addr, "--stream", "app", "-q", in}, nil, &out, &errb); err != nil {
+	if err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "app", "-q", in}, nil, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	checkLines(t, filepath.Join(dir, "app.log"), 100)
@@ -206,7 +206,7 @@ func TestSendToFileAndStdin(t *testing.T) {
 	}
 	stdin.WriteString("id=1000 end") // no final newline
 	var o, e bytes.Buffer
-	if err := sendCmd([]string{"--file", out}, &stdin, &o, &e); err != nil {
+	if err := sendCmd(context.Background(), []string{"--file", out}, &stdin, &o, &e); err != nil {
 		t.Fatal(err)
 	}
 	checkLines(t, out, 1001)
@@ -221,7 +221,7 @@ func TestSendAndCollectorErrors(t *testing.T) {
 		{"--to", "127.0.0.1:1", "--stream", "../etc"},
 		{"--file", "/nonexistent-dir/x.log"},
 	} {
-		if err := sendCmd(args, strings.NewReader(""), &o, &e); err == nil {
+		if err := sendCmd(context.Background(), args, strings.NewReader(""), &o, &e); err == nil {
 			t.Errorf("send %q succeeded", args)
 		}
 	}
@@ -255,7 +255,7 @@ func TestSendGivesUpALineTooLarge(t *testing.T) {
 	d := startDaemon(t, freeAddr(t), dir, "--max-frame", "64KiB")
 	in := "id=0 end\n" + strings.Repeat("x", 3<<19) + "\nid=1 end\n"
 	var out, errb bytes.Buffer
-	err := sendCmd([]string{"--to", d.addr, "--stream", "big"}, strings.NewReader(in), &out, &errb)
+	err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "big"}, strings.NewReader(in), &out, &errb)
 	if err == nil || !strings.Contains(errb.String(), "3 lines") || !strings.Contains(errb.String(), "1 not delivered") ||
 		!strings.Contains(errb.String(), "too large") {
 		t.Fatalf("send: %v\n%s", err, errb.String())
@@ -269,7 +269,7 @@ func TestSendGivesUpALineTooLarge(t *testing.T) {
 // could not deliver and exits 1 after its drain timeout.
 func TestSendWithoutCollectorFails(t *testing.T) {
 	var o, e bytes.Buffer
-	err := sendCmd([]string{"--to", freeAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
+	err := sendCmd(context.Background(), []string{"--to", freeAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
 	if err == nil {
 		t.Fatalf("send to nobody succeeded: %s", e.String())
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snail-log/snail"
@@ -22,6 +25,9 @@ Reads lines from the FILEs (or stdin, also as "-") and ships them, batched,
 to a collector (--to) or into a file or device (--file). Each line is one
 entry; a missing final newline is added. It exits once every line is acked
 by the collector (or written to the file), with status 1 if any was not.
+SIGINT or SIGTERM stops the reading: every whole line read before it is
+still delivered (waiting up to --drain-timeout for the acks); a second
+signal ends it at once.
 
   tail -F app.log | snail send --to collector:7777 --stream app
   snail send --file /var/log/app.log < lines.txt
@@ -31,7 +37,9 @@ Every flag can also be set with the environment variable in brackets.
 Flags:
 `
 
-func sendCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// sendCmd runs snail send. When ctx ends (SIGINT, SIGTERM), it stops reading
+// at the next read, delivers every whole line read before, and returns.
+func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snail send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey string
@@ -119,41 +127,102 @@ func sendCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
 	}
-	var lines, bytes int64
+	in := &input{stopped: make(chan struct{})}
+	var lines, bytes atomic.Int64
+	readDone := make(chan error, 1)
+	in.busy.Lock() // held by the reader except while it waits in a read
+	go func() {
+		defer in.busy.Unlock()
+		readDone <- readInputs(in, inputs, stdin, w, &lines, &bytes)
+	}()
 	var readErr error
-	for _, name := range inputs {
-		var r io.Reader = stdin
-		if name != "-" {
-			f, err := os.Open(name)
-			if err != nil {
-				readErr = err
-				break
-			}
-			r = f
-			defer f.Close()
-		}
-		n, b, err := copyLines(w, r)
-		lines, bytes = lines+n, bytes+b
-		if err != nil {
-			readErr = fmt.Errorf("%s: %w", name, err)
-			break
-		}
+	interrupted := false
+	select {
+	case readErr = <-readDone:
+	case <-ctx.Done():
+		interrupted = true
+		close(in.stopped)
+		in.busy.Lock() // the reader waits in a read: every whole line before is written
+		fmt.Fprintln(stderr, "snail send: stopped by a signal; delivering the lines read so far")
 	}
 	closeErr := w.Close()
+	if interrupted {
+		in.busy.Unlock() // let a reader blocked in a read return and end
+	}
 	st := w.Stats()
 	lost := st.Lost + st.Dropped
 	if ns != nil {
 		lost += ns.Stats().Lost
 	}
 	if !quiet {
-		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered\n", lines, bytes, dest, lost)
+		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered\n", lines.Load(), bytes.Load(), dest, lost)
 	}
 	return errors.Join(readErr, closeErr)
 }
 
+// readInputs copies the lines of each input in turn to w, counting them,
+// until the inputs end, one fails or in is stopped.
+func readInputs(in *input, names []string, stdin io.Reader, w io.Writer, lines, bytes *atomic.Int64) error {
+	for _, name := range names {
+		r := stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		in.r = r
+		if err := copyLines(w, in, lines, bytes); err != nil {
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// errStopped ends the input after a signal.
+var errStopped = errors.New("input stopped")
+
+// input is the reader of snail send's current input, which a signal can
+// stop between reads. The reading goroutine holds busy except while it waits
+// in a read, so that whoever stops the input and then takes busy knows that
+// every whole line read before was handed on; what a read still blocked
+// returns afterwards is dropped.
+type input struct {
+	r       io.Reader
+	busy    sync.Mutex
+	stopped chan struct{}
+}
+
+func (in *input) Read(p []byte) (int, error) {
+	if in.isStopped() {
+		return 0, errStopped
+	}
+	in.busy.Unlock()
+	n, err := in.r.Read(p)
+	in.busy.Lock()
+	if in.isStopped() {
+		return 0, errStopped
+	}
+	return n, err
+}
+
+func (in *input) isStopped() bool {
+	select {
+	case <-in.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
 // copyLines writes each line of r to w as one entry, adding a final newline
 // where missing. Lines of any length are kept whole.
-func copyLines(w io.Writer, r io.Reader) (lines, n int64, err error) {
+func copyLines(w io.Writer, r io.Reader, lines, n *atomic.Int64) error {
 	br := bufio.NewReaderSize(r, 256<<10)
 	var long []byte
 	for {
@@ -166,21 +235,21 @@ func copyLines(w io.Writer, r io.Reader) (lines, n int64, err error) {
 			line = append(long, line...)
 			long = long[:0]
 		}
-		if len(line) > 0 {
+		if len(line) > 0 && !errors.Is(err, errStopped) { // a line cut by a signal is dropped
 			if line[len(line)-1] != '\n' {
 				line = append(line[:len(line):len(line)], '\n') // a copy: line is the reader's buffer
 			}
 			if _, werr := w.Write(line); werr != nil {
-				return lines, n, werr
+				return werr
 			}
-			lines++
-			n += int64(len(line))
+			lines.Add(1)
+			n.Add(int64(len(line)))
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return lines, n, nil
+				return nil
 			}
-			return lines, n, err
+			return err
 		}
 	}
 }
