@@ -138,6 +138,12 @@ func (c *Collector) connError(addr net.Addr, err error) {
 	c.log.Warn("connection closed", "remote", addr.String(), "reason", reason, "err", err)
 }
 
+// rejectReasons are the labels reasonOf gives, each exported from the
+// start (at 0) so that dashboards and rate() see every reason before its
+// first reject.
+var rejectReasons = []string{"max_conns", "handshake_timeout", "tls", "idle_timeout", "slow_frame", "unauthorized",
+	"bad_stream", "version", "bad_crc", "too_large", "bad_frame", "protocol", "unavailable", "timeout", "io"}
+
 // reasonOf maps an error to the label of the rejects counter.
 func reasonOf(err error) string {
 	switch {

@@ -864,6 +864,11 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	for _, r := range rejectReasons { // every reason from the start, at 0
+		if want := fmt.Sprintf("snail_collector_rejects_total{reason=%q} 0", r); !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	if got := get(t, srv.URL+"/healthz"); got != "ok\n" {
 		t.Errorf("/healthz = %q", got)
 	}
@@ -1035,5 +1040,34 @@ func TestKeepBatch(t *testing.T) {
 				t.Logf("%d reconnects, %d frames resent, %d duplicates skipped", st.Reconnects, st.Resent, c.Stats().Duplicates)
 			}
 		})
+	}
+}
+
+// reasonOf gives each kind of error its label, always one of rejectReasons.
+func TestReasonOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{netlog.ErrTooManyConns, "max_conns"},
+		{fmt.Errorf("x: %w", netlog.ErrHandshakeTimeout), "handshake_timeout"},
+		{netlog.ErrTLSHandshake, "tls"},
+		{netlog.ErrIdleTimeout, "idle_timeout"},
+		{netlog.ErrFrameTimeout, "slow_frame"},
+		{ErrUnauthorized, "unauthorized"},
+		{ErrBadStream, "bad_stream"},
+		{encoder.ErrVersion, "version"},
+		{encoder.ErrChecksum, "bad_crc"},
+		{encoder.ErrDecompressedTooLarge, "too_large"},
+		{encoder.ErrTruncated, "bad_frame"},
+		{ErrWrongStream, "protocol"},
+		{ErrUnavailable, "unavailable"},
+		{os.ErrDeadlineExceeded, "timeout"},
+		{io.ErrUnexpectedEOF, "io"},
+	} {
+		got := reasonOf(tc.err)
+		if got != tc.want || !slices.Contains(rejectReasons, got) {
+			t.Errorf("reasonOf(%v) = %q, want %q (listed: %v)", tc.err, got, tc.want, slices.Contains(rejectReasons, got))
+		}
 	}
 }

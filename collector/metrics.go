@@ -45,6 +45,9 @@ func newMetrics() *metrics {
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds",
 			Help: "Time to fsync an output file.", Buckets: lat}),
 	}
+	for _, r := range rejectReasons {
+		m.rejects.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.conns, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
 		m.bytesWritten, m.writeErrors, m.rejects, m.writeSeconds, m.fsyncSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -83,7 +86,7 @@ func (m *metrics) stats() Stats {
 		var d dto.Metric
 		if mt.Write(&d) == nil {
 			for _, l := range d.Label {
-				if l.GetName() == "reason" {
+				if l.GetName() == "reason" && d.Counter.GetValue() > 0 {
 					s.Rejects[l.GetValue()] = uint64(d.Counter.GetValue())
 				}
 			}
