@@ -11,12 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestDiskFullBackPressure fills the collector's disk (a small tmpfs): the
-// collector retries the write and stops reading, acks stop, the client's
-// window fills and its sender blocks, the collector's frame memory stays
-// within its budget, and once space is freed every entry is delivered
-// exactly once.
-func TestDiskFullBackPressure(t *testing.T) {
+// smallDisk mounts a tmpfs of 1 MiB for the test, or skips it where that
+// cannot be done (not root, or no mount allowed).
+func smallDisk(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: filling a disk needs a small tmpfs, and mounting one needs root")
 	}
@@ -24,7 +22,17 @@ func TestDiskFullBackPressure(t *testing.T) {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
 		t.Skipf("skipped: cannot mount a tmpfs here (%v)", err)
 	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// TestDiskFullBackPressure fills the collector's disk (a small tmpfs): the
+// collector retries the write and stops reading, acks stop, the client's
+// window fills and its sender blocks, the collector's frame memory stays
+// within its budget, and once space is freed every entry is delivered
+// exactly once.
+func TestDiskFullBackPressure(t *testing.T) {
+	dir := smallDisk(t)
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 900<<10), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,14 +81,7 @@ func TestDiskFullBackPressure(t *testing.T) {
 // the drain timeout, even while a handshake is under way, and counts what was
 // not acked as lost.
 func TestDiskFullSyncAndCloseEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: filling a disk needs a small tmpfs, and mounting one needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("skipped: cannot mount a tmpfs here (%v)", err)
-	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
+	dir := smallDisk(t)
 	_, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, MaxMemory: 256 << 10,
 		HandshakeTimeout: time.Minute})
 	const drain = time.Second
