@@ -51,8 +51,9 @@ func OpenFile(path string, fileOpts []filelog.Option, sinkOpts ...sink.Option) (
 // Dial connects to a snail collector at addr (netlog.Dial) and returns a
 // sink Writer in front of the connection: zap, zerolog and slog log to the
 // collector exactly as to a file. Sync returns once the collector has acked
-// every entry written before it; Close drains, waits for the acks (up to
-// netlog's drain timeout) and closes the connection.
+// every entry written before it (or netlog.ErrUnavailable once the collector
+// has been unreachable for netlog's report delay); Close drains, syncs,
+// waits for the acks up to netlog's drain timeout and closes the connection.
 func Dial(addr string, netOpts []netlog.ClientOption, sinkOpts ...sink.Option) (*sink.Writer, error) {
 	s, err := netlog.Dial(addr, netOpts...)
 	if err != nil {
