@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -453,6 +454,7 @@ func (c *Client[Req, Resp]) supervise() {
 			c.ping()
 			continue
 		}
+		stopWatch := c.watchDown()
 		for {
 			c.mu.Lock()
 			connected, stopped := c.conn != nil, c.stopped
@@ -461,9 +463,7 @@ func (c *Client[Req, Resp]) supervise() {
 				break
 			}
 			a := c.cfg.addrs[addr%len(c.cfg.addrs)]
-			stopWatch := c.watchAttempt(a)
 			err := c.connect(a)
-			stopWatch()
 			if err == nil {
 				if everConnected {
 					c.stats.reconnects.Add(1)
@@ -489,10 +489,12 @@ func (c *Client[Req, Resp]) supervise() {
 			select {
 			case <-c.ctx.Done():
 				t.Stop()
+				stopWatch()
 				return
 			case <-t.C:
 			}
 		}
+		stopWatch()
 	}
 }
 
@@ -521,22 +523,24 @@ func backoff(min, max time.Duration, attempt int) time.Duration {
 	return d
 }
 
-// watchAttempt reports the peer unavailable once it has been down for the
-// report delay, even while the attempt to connect to addr is still under
-// way (a peer that stalls can hold a handshake until its timeout), so that
-// Send and Wait do not wait out the attempt. The returned func stops the
-// watch; it returns once the report, if made, is done.
-func (c *Client[Req, Resp]) watchAttempt(addr string) (stop func()) {
+// watchDown reports the peer unavailable once it has been down for the
+// report delay, at that moment, whether an attempt to connect is under way
+// (a peer that stalls can hold a handshake until its timeout) or the client
+// waits out its backoff; so that Send and Wait do not wait for the next
+// attempt to fail. The returned func stops the watch; it returns once the
+// report, if made, is done.
+func (c *Client[Req, Resp]) watchDown() (stop func()) {
 	c.mu.Lock()
-	failing, since := c.failing, c.downSince
+	idle := c.failing || c.conn != nil
+	since := c.downSince
 	c.mu.Unlock()
-	if failing {
+	if idle {
 		return func() {}
 	}
 	done := make(chan struct{})
 	t := time.AfterFunc(max(time.Until(since.Add(c.cfg.reportAfter)), 0), func() {
 		defer close(done)
-		c.overdue(addr)
+		c.overdue()
 	})
 	return func() {
 		if !t.Stop() {
@@ -545,20 +549,19 @@ func (c *Client[Req, Resp]) watchAttempt(addr string) (stop func()) {
 	}
 }
 
-// overdue marks the peer unavailable and reports it, if it has been down
-// for the report delay while an attempt to connect to addr goes on.
-func (c *Client[Req, Resp]) overdue(addr string) {
+// overdue marks the peer unavailable and reports it, if it is still down
+// after the report delay.
+func (c *Client[Req, Resp]) overdue() {
 	c.mu.Lock()
 	down := time.Since(c.downSince)
 	if c.conn != nil || c.failing || c.stopped || down < c.cfg.reportAfter {
 		c.mu.Unlock()
 		return
 	}
-	err := fmt.Errorf("netlog: still connecting to %s", addr)
-	if c.lastErr != nil {
-		err = fmt.Errorf("%w; still connecting to %s", c.lastErr, addr)
+	if c.lastErr == nil { // the first attempt is still under way
+		c.lastErr = fmt.Errorf("netlog: no answer yet from %s", strings.Join(c.cfg.addrs, ", "))
 	}
-	c.lastErr = err
+	err := c.lastErr
 	c.failing = true
 	c.cond.Broadcast() // Send and Wait return ErrUnavailable from now on
 	c.mu.Unlock()

@@ -338,8 +338,8 @@ func TestHeldHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := c.Wait(context.Background()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "still connecting") {
-		t.Fatalf("Wait: %v, want ErrUnavailable while still connecting", err)
+	if err := c.Wait(context.Background()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no answer yet") {
+		t.Fatalf("Wait: %v, want ErrUnavailable while the first attempt goes on", err)
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("Wait took %v with a report delay of 100ms", took)
@@ -351,5 +351,32 @@ func TestHeldHandshake(t *testing.T) {
 	c.Close()
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("Close took %v during a handshake of up to a minute", took)
+	}
+}
+
+// The report comes at the report delay also while the client waits out a
+// long backoff between two refused attempts, not at the next attempt.
+func TestReportDuringBackoff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // connections are refused
+	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithReportAfter(100*time.Millisecond),
+		WithBackoff(time.Minute, time.Minute), WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Send(context.Background(), "abc", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Wait(context.Background()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Wait: %v, want ErrUnavailable with the refusal", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Wait took %v with a report delay of 100ms", took)
 	}
 }
