@@ -62,6 +62,74 @@ func TestSpoolWhileCollectorDown(t *testing.T) {
 	}
 }
 
+// A Stream closed while the collector is down, its batches all in the
+// window: with WithSpoolAll they stay in the spool and the next Stream on
+// the same directory delivers them, in order, exactly once; without it
+// (the spill-over spool) Close counts them lost.
+func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
+	for _, all := range []bool{true, false} {
+		t.Run(fmt.Sprintf("all=%v", all), func(t *testing.T) {
+			dir, spoolDir := t.TempDir(), t.TempDir()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close() // nobody listens yet
+			opts := []netlog.ClientOption{netlog.WithStreamName("kept"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
+				netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond), netlog.WithDrainTimeout(100 * time.Millisecond),
+				netlog.WithErrorHandler(func(error) {})}
+			if all {
+				opts = append(opts, netlog.WithSpoolAll())
+			}
+			s, err := netlog.Dial(addr, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n, per = 1000, 100 // 10 batches: the default window takes them all
+			send(t, s, 0, n, per)
+			if err := s.Close(); err == nil {
+				t.Fatal("Close with the collector down returned nil")
+			}
+			st := s.Stats()
+			if !all {
+				if st.Lost != n || st.Spooled != 0 {
+					t.Fatalf("spill-over spool: lost %d, spooled %d; want %d lost", st.Lost, st.Spooled, n)
+				}
+				return
+			}
+			if st.Lost != 0 || st.Spooled != n {
+				t.Fatalf("lost %d, spooled %d; want %d spooled", st.Lost, st.Spooled, n)
+			}
+			l2, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(Config{Dir: dir, Logger: quiet()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go c.Serve(l2)
+			defer c.Shutdown(context.Background())
+			s2, err := netlog.Dial(addr, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s2.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, filepath.Join(dir, "kept.log"), n)
+			checkOrder(t, filepath.Join(dir, "kept.log"))
+			if segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool")); len(segs) != 0 {
+				t.Fatalf("spool not emptied after delivery: %v", segs)
+			}
+		})
+	}
+}
+
 // checkOrder fails unless the ids in path increase line by line.
 func checkOrder(t *testing.T, path string) {
 	t.Helper()

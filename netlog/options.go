@@ -60,6 +60,7 @@ type clientConfig struct {
 	spoolDir    string
 	spoolMax    int64
 	spoolFull   SpoolFull
+	spoolAll    bool
 }
 
 func (c *clientConfig) report(err error) {

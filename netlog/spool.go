@@ -52,8 +52,9 @@ var (
 // sends again what was acked. Each record carries a CRC; a record torn by a
 // crash is detected and dropped, never sent. Entries a client crash can
 // still lose: those in the sink's buffers and in the window in memory
-// (batches sent without being spooled and not yet acked); Sync narrows that
-// to what was logged after it returned.
+// (batches sent without being spooled and not yet acked; a Close that gives
+// up on those counts them lost); Sync narrows that to what was logged after
+// it returned, and WithSpoolAll spools the window's batches too.
 func WithSpool(dir string, maxBytes int64, full SpoolFull) ClientOption {
 	return func(c *clientConfig) error {
 		if dir == "" {
@@ -66,6 +67,23 @@ func WithSpool(dir string, maxBytes int64, full SpoolFull) ClientOption {
 			return fmt.Errorf("unknown spool policy %d", full)
 		}
 		c.spoolDir, c.spoolMax, c.spoolFull = dir, maxBytes, full
+		return nil
+	}
+}
+
+// WithSpoolAll sends every batch through the spool (WithSpool), not only
+// those the window cannot take: each is written to the spool before it is
+// sent. Then no batch that WriteBatch took is lost to a crash of the client
+// process, nor to a Close while the collector is away: Close leaves what
+// was not acked in the spool for the next Stream on the same directory.
+// Without it, the batches in the window (sent, not yet acked) live in
+// memory only, and a Close that gives up on them counts them lost. It costs
+// a write and a read of each batch (through the page cache: a crash of the
+// machine can still lose the spool's last writes). `snail send --spool`
+// uses it.
+func WithSpoolAll() ClientOption {
+	return func(c *clientConfig) error {
+		c.spoolAll = true
 		return nil
 	}
 }

@@ -75,6 +75,7 @@ type StreamStats struct {
 	Acked     uint64 // batches acked by the collector
 	Entries   uint64 // entries in acked batches
 	Lost      uint64 // entries in batches refused or given up at Close
+	Spooled   uint64 // entries in the spool not yet acked: after Close, left for the next run
 	Rejected  uint64 // batches the collector refused
 	RawBytes  uint64 // batch bytes before compression
 	WireBytes uint64 // batch bytes as sent, before headers (first send)
@@ -89,6 +90,9 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	cfg, err := newClientConfig(append([]ClientOption{WithAddrs(addr)}, opts...))
 	if err != nil {
 		return nil, err
+	}
+	if cfg.spoolAll && cfg.spoolDir == "" {
+		return nil, fmt.Errorf("%w: WithSpoolAll without WithSpool", ErrInvalidOption)
 	}
 	cfg.shipEach = true // send and drain ship what they queue
 	enc, err := encoder.NewEncoder(encoder.WithZstdLevel(cfg.zstdLevel))
@@ -244,7 +248,7 @@ func (s *Stream) spoolOrSend(ob *outBatch, size int, done func(ack, error)) erro
 	sp := s.sp
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.idle() {
+	if sp.idle() && !s.cfg.spoolAll {
 		err := s.c.SendID(nowCtx, seq, ob, size, done)
 		if err == nil {
 			return nil
@@ -387,11 +391,25 @@ func (s *Stream) Stats() StreamStats {
 		Acked:       s.acked.Load(),
 		Entries:     s.entries.Load(),
 		Lost:        s.lost.Load() + s.spoolDropped(),
+		Spooled:     s.spooled(),
 		Rejected:    s.rejected.Load(),
 		RawBytes:    s.raw.Load(),
 		WireBytes:   s.wire.Load(),
 		ClientStats: s.c.Stats(),
 	}
+}
+
+func (s *Stream) spooled() uint64 {
+	if s.sp == nil {
+		return 0
+	}
+	s.sp.mu.Lock()
+	defer s.sp.mu.Unlock()
+	var n uint64
+	for _, r := range s.sp.bySeq {
+		n += uint64(r.entries)
+	}
+	return n
 }
 
 func (s *Stream) spoolDropped() uint64 {

@@ -355,3 +355,32 @@ func TestCollectorSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d entries exactly once across %d SIGKILLs", n, kills)
 }
+
+// With --spool, lines the collector did not ack before snail send gave up
+// stay in the spool, and the next snail send on it delivers them first.
+func TestSendSpoolKeepsLinesForTheNextRun(t *testing.T) {
+	dir, spool, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	var in bytes.Buffer
+	for k := range 1000 {
+		fmt.Fprintf(&in, "id=%d end\n", k)
+	}
+	args := []string{"--to", addr, "--stream", "sp", "--spool", spool, "--drain-timeout", "300ms"}
+	var o, e bytes.Buffer
+	if err := sendCmd(context.Background(), args, &in, &o, &e); err == nil || !strings.Contains(e.String(), "1000 kept in the spool") {
+		t.Fatalf("send with the collector down: %v\n%s", err, e.String())
+	}
+	d := startDaemon(t, addr, dir)
+	e.Reset()
+	if err := sendCmd(context.Background(), args, strings.NewReader("id=1000 end\n"), &o, &e); err != nil {
+		t.Fatalf("send again: %v\n%s", err, e.String())
+	}
+	if !strings.Contains(e.String(), "1001 acked") {
+		t.Fatalf("summary: %s", e.String())
+	}
+	checkLines(t, filepath.Join(dir, "sp.log"), 1001)
+	if err := sendCmd(context.Background(), []string{"--file", filepath.Join(dir, "x"), "--spool", spool}, strings.NewReader(""), &o, &e); err == nil {
+		t.Fatal("--spool with --file accepted")
+	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}

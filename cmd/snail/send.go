@@ -42,7 +42,8 @@ Flags:
 func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snail send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey string
+	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, spool string
+	var spoolSize int64
 	var window, drain time.Duration
 	var quiet bool
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
@@ -55,6 +56,8 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
+	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
+	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
 	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, sendHelp)
@@ -63,7 +66,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := envFlags(fs, map[string]string{
 		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
 		"tls-ca": "SNAIL_TLS_CA", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
-		"drain-timeout": "SNAIL_DRAIN_TIMEOUT",
+		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
 	}); err != nil {
 		return err
 	}
@@ -72,6 +75,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if (to == "") == (file == "") {
 		return errors.New("give exactly one of --to ADDR and --file PATH")
+	}
+	if spool != "" && to == "" {
+		return errors.New("--spool goes with --to")
 	}
 	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
 	var w *sink.Writer
@@ -93,6 +99,12 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
 			netlog.WithDrainTimeout(max(drain-report, time.Nanosecond)), netlog.WithReportAfter(report),
 			netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+		if spool != "" {
+			if spoolSize == 0 {
+				spoolSize = 1 << 30
+			}
+			nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
+		}
 		if tlsCA != "" {
 			pool, err := loadPool(tlsCA)
 			if err != nil {
@@ -150,12 +162,21 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		in.busy.Unlock() // let a reader blocked in a read return and end
 	}
 	st := w.Stats()
-	lost := st.Lost + st.Dropped
+	lost, kept := st.Lost+st.Dropped, uint64(0)
 	if ns != nil {
-		lost += ns.Stats().Lost
+		nst := ns.Stats()
+		lost += nst.Lost
+		kept = nst.Spooled
 	}
 	if !quiet {
-		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered\n", lines.Load(), bytes.Load(), dest, lost)
+		var left string
+		if spool != "" { // counts the lines an earlier run left in it too
+			left = fmt.Sprintf(", %d acked", ns.Stats().Entries)
+		}
+		if kept > 0 {
+			left = fmt.Sprintf(", %d kept in the spool %s for the next run", kept, spool)
+		}
+		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered%s\n", lines.Load(), bytes.Load(), dest, lost, left)
 	}
 	return errors.Join(readErr, closeErr)
 }
