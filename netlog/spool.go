@@ -88,6 +88,9 @@ func WithSpoolAll() ClientOption {
 	}
 }
 
+// errSpoolInUse is the error of a spool directory another Stream holds.
+var errSpoolInUse = errors.New("in use by another client (a spool has one stream id and sequence, so one user)")
+
 // spoolRec is a batch in the spool.
 type spoolRec struct {
 	seq     uint64
@@ -148,6 +151,10 @@ func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
 		return nil, fmt.Errorf("netlog: spool: %w", err)
 	}
 	sp.state = st
+	if err := lockFile(st); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("netlog: spool %s: %w", dir, err)
+	}
 	var b [spoolStateSize]byte
 	if n, _ := st.ReadAt(b[:], 0); n == spoolStateSize && [4]byte(b[:4]) == stateMagic &&
 		crc32.Checksum(b[:28], crcTable) == binary.LittleEndian.Uint32(b[28:]) {
