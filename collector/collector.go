@@ -24,6 +24,9 @@ var (
 	ErrProtocolVersion = errors.New("collector: unsupported protocol version")
 	ErrWrongStream     = errors.New("collector: batch for another stream id")
 	ErrUnavailable     = errors.New("collector: cannot write")
+	// ErrDirInUse is New's error when another collector serves Dir: two
+	// would write the same files and journals over each other.
+	ErrDirInUse = errors.New("collector: output directory in use by another collector")
 )
 
 // Collector receives batches from snail clients over TCP, writes each batch
@@ -43,6 +46,7 @@ type Collector struct {
 	addr    net.Addr
 	http    *http.Server
 	stopped bool
+	lock    *os.File // Dir/.snail/lock, held until the files are closed
 
 	stopping chan struct{} // closed when Shutdown or Close starts
 	stopOnce sync.Once
@@ -97,11 +101,20 @@ func New(cfg Config) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o750); err != nil {
 		return nil, fmt.Errorf("collector: output directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, stateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("collector: output directory: %w", err)
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("collector: %s: %w", cfg.Dir, err)
 	}
 	dec, err := encoder.NewDecoder(encoder.WithMaxFrameSize(cfg.MaxFrameSize), encoder.WithMaxDecompressedSize(cfg.MaxDecompressedSize))
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	c := &Collector{
@@ -112,6 +125,7 @@ func New(cfg Config) (*Collector, error) {
 		metrics:  newMetrics(),
 		outputs:  make(map[string]*output),
 		stopping: make(chan struct{}),
+		lock:     lock,
 	}
 	opts := []netlog.ServerOption{
 		netlog.WithMaxConns(cfg.MaxConns),
@@ -126,6 +140,7 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c.srv, err = netlog.NewServer[*request, ackResp](&codec{c: c}, opts...)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return c, nil
@@ -325,6 +340,7 @@ func (c *Collector) closeOutputs() error {
 		o.mu.Unlock()
 	}
 	c.dec.Close()
+	c.lock.Close() // another collector may take the directory now
 	c.log.Info("collector stopped")
 	return errors.Join(errs...)
 }

@@ -524,8 +524,9 @@ func TestHandshakeRejections(t *testing.T) {
 		return r["unauthorized"] >= 3 && r["version"] >= 1 && r["bad_stream"] >= 1
 	})
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 0 {
-		t.Fatalf("rejected clients created files: %v", entries)
+	state, _ := os.ReadDir(filepath.Join(dir, stateDir))
+	if len(entries) != 1 || entries[0].Name() != stateDir || len(state) != 1 || state[0].Name() != "lock" {
+		t.Fatalf("rejected clients created files: %v, %v in %s", entries, state, stateDir)
 	}
 }
 
@@ -1070,4 +1071,29 @@ func TestReasonOf(t *testing.T) {
 			t.Errorf("reasonOf(%v) = %q, want %q (listed: %v)", tc.err, got, tc.want, slices.Contains(rejectReasons, got))
 		}
 	}
+}
+
+// One output directory, one collector: a second is refused while the first
+// serves it (they would write the same files and journals over each other),
+// and takes it once the first stopped.
+func TestDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := New(Config{Dir: dir, Logger: quiet()}); !errors.Is(err, ErrDirInUse) {
+		if c2 != nil {
+			c2.Close()
+		}
+		t.Fatalf("second collector on %s: %v, want ErrDirInUse", dir, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	c2.Close()
 }
