@@ -110,7 +110,10 @@ func New(cfg Config) (*Collector, error) {
 	}
 	if err := lockFile(lock); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("collector: %s: %w", cfg.Dir, err)
+		if errors.Is(err, ErrDirInUse) {
+			return nil, fmt.Errorf("%w: %s", err, cfg.Dir)
+		}
+		return nil, fmt.Errorf("collector: lock %s: %w", cfg.Dir, err)
 	}
 	dec, err := encoder.NewDecoder(encoder.WithMaxFrameSize(cfg.MaxFrameSize), encoder.WithMaxDecompressedSize(cfg.MaxDecompressedSize))
 	if err != nil {
