@@ -1,16 +1,22 @@
 package snail
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // startCollector runs a collector on a loopback port until the test ends.
@@ -67,5 +73,54 @@ func TestEveryEntryExactlyOnceOverTCP(t *testing.T) {
 			}
 			checkAll(t, []string{filepath.Join(dir, "app.log")}, goroutines, per)
 		})
+	}
+}
+
+func TestParseNetURL(t *testing.T) {
+	spool := t.TempDir()
+	good := "snail://collector.example:7777/checkout?compress=zstd&token=s3cret&spool=" + spool +
+		"&spool_size=64MiB&drop_below=info&window=10ms&batch=256KiB&buffers=8"
+	u, _ := url.Parse(good)
+	addr, nopts, sopts, err := ParseNetURL(u)
+	if err != nil || addr != "collector.example:7777" || len(nopts) != 5 || len(sopts) != 4 {
+		t.Fatalf("ParseNetURL(%s) = %q, %d, %d, %v", good, addr, len(nopts), len(sopts), err)
+	}
+	for _, bad := range []string{
+		"snail://:7777/x", "snail://host:7777/x?compress=lz4", "snail://host:7777/x?spool_size=lots",
+		"snail://host:7777/x?tls_ca=/no/such/ca.pem", "snail://host:7777/x?window=soon", "snail://host:7777/x?maxsize=1MiB",
+		"snail://host:7777/x?token=s3cret&colour=blue",
+	} {
+		u, _ := url.Parse(bad)
+		_, _, _, err := ParseNetURL(u)
+		if err == nil {
+			t.Fatalf("ParseNetURL(%s) accepted", bad)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("the error shows the token: %v", err)
+		}
+	}
+}
+
+// A zap OutputPath snail://host:port/stream logs to a collector; a bad
+// stream name is an error from zap.Open.
+func TestZapOutputPathToCollector(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := startCollector(t, collector.Config{Dir: dir})
+	ws, closeSinks, err := zap.Open("snail://" + addr + "/zapnet?compress=s2&window=10ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), ws, zap.InfoLevel))
+	l.Info("to the collector", zap.Int("n", 1))
+	if err := l.Sync(); err != nil { // acked: in the collector's file
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "zapnet.log"))
+	if !bytes.Contains(b, []byte(`"msg":"to the collector","n":1`)) {
+		t.Fatalf("collector's file: %q", b)
+	}
+	closeSinks()
+	if _, _, err := zap.Open("snail://" + addr + "/..bad"); err == nil {
+		t.Fatal("zap.Open of a bad stream name succeeded")
 	}
 }

@@ -6,18 +6,26 @@
 //
 //	zap.Config{OutputPaths: []string{"snail:///var/log/app.log?maxsize=100MiB&compress=zstd"}}
 //
-// logs through a snail Writer into a rotated file. See ParseURL for the
-// query parameters.
+// logs through a snail Writer into a rotated file, and
+//
+//	zap.Config{OutputPaths: []string{"snail://collector:7777/checkout?compress=zstd"}}
+//
+// logs to a snail collector. See ParseURL and ParseNetURL for the query
+// parameters.
 package snail
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
@@ -67,13 +75,130 @@ func Dial(addr string, netOpts []netlog.ClientOption, sinkOpts ...sink.Option) (
 	return w, nil
 }
 
-// OpenURL opens a snail:///path?... URL, as zap does for OutputPaths.
+// OpenURL opens a snail URL, as zap does for OutputPaths: a file for
+// snail:///path?... (ParseURL), a collector for snail://host:port/stream?...
+// (ParseNetURL).
 func OpenURL(u *url.URL) (*sink.Writer, error) {
+	if u.Port() != "" {
+		addr, nopts, sopts, err := ParseNetURL(u)
+		if err != nil {
+			return nil, err
+		}
+		return Dial(addr, nopts, sopts...)
+	}
 	path, fopts, sopts, err := ParseURL(u)
 	if err != nil {
 		return nil, err
 	}
 	return OpenFile(path, fopts, sopts...)
+}
+
+// ParseNetURL reads a snail://host:port/stream URL (a collector, and the
+// stream its entries go to; "default" when the path is empty) into an
+// address and options. Query parameters (all optional):
+//
+//	compress=zstd      compression on the wire: none, s2 or zstd
+//	token=secret       the shared token the collector expects
+//	tls_ca=/etc/ca.pem speak TLS, verifying the collector against this PEM CA file
+//	spool=/var/spool/app  disk spool directory (netlog.WithSpool and WithSpoolAll)
+//	spool_size=1GiB    most bytes the spool holds (default 1GiB); when full, writes wait
+//	drop_below, window, batch, buffers  as for files (ParseURL)
+func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, error) {
+	bad := func(format string, args ...any) (string, []netlog.ClientOption, []sink.Option, error) {
+		// Without the query, which may hold the token.
+		at := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", at, fmt.Sprintf(format, args...))
+	}
+	if u.Scheme != Scheme {
+		return bad("scheme is not %q", Scheme)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return bad("want snail://host:port/stream")
+	}
+	stream := strings.TrimPrefix(u.Path, "/")
+	if stream == "" {
+		stream = netlog.DefaultStreamName
+	}
+	nopts := []netlog.ClientOption{netlog.WithStreamName(stream)}
+	var sopts []sink.Option
+	var spool string
+	spoolSize := int64(1 << 30)
+	for key, vals := range u.Query() {
+		v := vals[len(vals)-1]
+		if o, ok, err := sinkParam(key, v); ok {
+			if err != nil {
+				return bad("%s: %v", key, err)
+			}
+			sopts = append(sopts, o)
+			continue
+		}
+		switch key {
+		case "compress":
+			c, err := encoder.ParseCompression(v)
+			if err != nil {
+				return bad("compress: %v", err)
+			}
+			nopts = append(nopts, netlog.WithCompression(c))
+		case "token":
+			nopts = append(nopts, netlog.WithToken(v))
+		case "tls_ca":
+			pem, err := os.ReadFile(v)
+			if err != nil {
+				return bad("tls_ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return bad("tls_ca: no PEM certificate in %s", v)
+			}
+			nopts = append(nopts, netlog.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		case "spool":
+			spool = v
+		case "spool_size":
+			n, err := ParseSize(v)
+			if err != nil {
+				return bad("spool_size: %v", err)
+			}
+			spoolSize = n
+		default:
+			return bad("unknown parameter %q", key)
+		}
+	}
+	if spool != "" {
+		nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
+	}
+	return net.JoinHostPort(u.Hostname(), u.Port()), nopts, sopts, nil
+}
+
+// sinkParam reads the URL parameters of the sink Writer, which files and
+// collectors share; ok is false for any other key.
+func sinkParam(key, v string) (o sink.Option, ok bool, err error) {
+	switch key {
+	case "batch":
+		n, err := ParseSize(v)
+		if err != nil {
+			return nil, true, err
+		}
+		return sink.WithBatchBytes(int(n)), true, nil
+	case "window":
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, true, err
+		}
+		return sink.WithWindow(d), true, nil
+	case "buffers":
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, true, err
+		}
+		return sink.WithMaxBuffers(n), true, nil
+	case "drop_below":
+		l, ok := levels[v]
+		if !ok {
+			return nil, true, fmt.Errorf("unknown level %q", v)
+		}
+		return sink.WithDropBelow(l), true, nil
+	}
+	return nil, false, nil
 }
 
 // ParseURL reads a snail:///path URL into a path and options. Query
@@ -98,7 +223,7 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 		return bad("scheme is not %q", Scheme)
 	}
 	if u.Host != "" && u.Host != "localhost" {
-		return bad("host must be empty: snail:///absolute/path")
+		return bad("host must be empty: snail:///absolute/path (a collector is snail://host:port/stream)")
 	}
 	if u.Path == "" {
 		return bad("no path")
@@ -107,36 +232,30 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 	var sopts []sink.Option
 	for key, vals := range u.Query() {
 		v := vals[len(vals)-1]
+		if o, ok, err := sinkParam(key, v); ok {
+			if err != nil {
+				return bad("%s: %v", key, err)
+			}
+			sopts = append(sopts, o)
+			continue
+		}
 		switch key {
-		case "maxsize", "batch":
+		case "maxsize":
 			n, err := ParseSize(v)
 			if err != nil {
 				return bad("%s: %v", key, err)
 			}
-			if key == "maxsize" {
-				fopts = append(fopts, filelog.WithMaxSize(n))
-			} else {
-				sopts = append(sopts, sink.WithBatchBytes(int(n)))
-			}
-		case "every", "maxage", "window":
+			fopts = append(fopts, filelog.WithMaxSize(n))
+		case "every", "maxage":
 			d, err := time.ParseDuration(v)
 			if err != nil {
 				return bad("%s: %v", key, err)
 			}
-			switch key {
-			case "every":
+			if key == "every" {
 				fopts = append(fopts, filelog.WithRotateEvery(d))
-			case "maxage":
+			} else {
 				fopts = append(fopts, filelog.WithMaxAge(d))
-			default:
-				sopts = append(sopts, sink.WithWindow(d))
 			}
-		case "buffers":
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return bad("buffers: %v", err)
-			}
-			sopts = append(sopts, sink.WithMaxBuffers(n))
 		case "maxbackups":
 			n := filelog.Unlimited
 			if v != "unlimited" {
@@ -171,12 +290,6 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 				return bad("mode: %v", err)
 			}
 			fopts = append(fopts, filelog.WithMode(os.FileMode(m)))
-		case "drop_below":
-			l, ok := levels[v]
-			if !ok {
-				return bad("drop_below: unknown level %q", v)
-			}
-			sopts = append(sopts, sink.WithDropBelow(l))
 		default:
 			return bad("unknown parameter %q", key)
 		}
