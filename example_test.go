@@ -1,13 +1,17 @@
 package snail_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 
 	"github.com/rs/zerolog"
 	"github.com/snail-log/snail"
+	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/zap"
@@ -56,6 +60,43 @@ func Example_zapURL() {
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{MessageKey: "msg"})
 	zap.New(zapcore.NewCore(enc, ws, zap.InfoLevel)).Info("by URL")
 	// Output: {"msg":"by URL"}
+}
+
+// zap to a collector by URL: snail://host:port/stream. Sync returns once
+// the collector has the entries in its file.
+func Example_zapCollectorURL() {
+	dir, _ := os.MkdirTemp("", "snail-example-")
+	defer os.RemoveAll(dir)
+	c, err := collector.New(collector.Config{Dir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go c.Serve(l)
+	defer c.Shutdown(context.Background())
+
+	ws, closeSinks, err := zap.Open("snail://" + l.Addr().String() + "/checkout?compress=zstd")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeSinks()
+	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{MessageKey: "msg"})
+	logger := zap.New(zapcore.NewCore(enc, ws, zap.InfoLevel))
+	logger.Info("to the collector")
+	if err := logger.Sync(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "checkout.log"))
+	fmt.Print(string(b))
+	// Output: {"msg":"to the collector"}
 }
 
 // zerolog through snail: the Writer is a zerolog.LevelWriter.
