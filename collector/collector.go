@@ -96,7 +96,8 @@ type waiter struct {
 }
 
 // New returns a Collector for cfg, after cfg.Validate. It creates the
-// output directory; it does not listen yet.
+// output directory and locks it (ErrDirInUse while another collector holds
+// it) until Shutdown or Close; it does not listen yet.
 func New(cfg Config) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
