@@ -604,7 +604,7 @@ func (c *Client[Req, Resp]) dial(addr string) (net.Conn, error) {
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		conn = tc
 	}
