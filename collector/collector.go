@@ -50,14 +50,24 @@ type Collector struct {
 
 	stopping chan struct{} // closed when Shutdown or Close starts
 	stopOnce sync.Once
+
+	janitor     bool          // its goroutine runs (under mu)
+	janitorDone chan struct{} // closed when it has stopped
 }
+
+// outputIdle is how long an output stays open once its last connection
+// went: a client that reconnects finds it open, and the rotated files
+// queued for compression get compressed (closing the file abandons that
+// until the stream's next connection). Tests shorten it.
+var outputIdle = 30 * time.Second
 
 // output is one stream's file and its deduplication state: for each client
 // stream id, the highest sequence number written, journaled beside the data
 // (state.go) so that it survives a crash.
 type output struct {
 	name string
-	refs int // connections using it, under Collector.mu: closed at 0
+	refs int       // connections using it, under Collector.mu
+	idle time.Time // when refs fell to 0, under Collector.mu: closed by the janitor later
 	mu   sync.Mutex
 	f    *filelog.File
 	j    *journal
@@ -333,7 +343,11 @@ func (c *Collector) closeOutputs() error {
 	}
 	c.stopped = true
 	outs := c.outputs
+	janitor := c.janitor
 	c.mu.Unlock()
+	if janitor {
+		<-c.janitorDone // it stops on c.stopping, closed before this
+	}
 	var errs []error
 	for name, o := range outs {
 		o.stopSync()
@@ -359,6 +373,11 @@ func (c *Collector) output(name string) (*output, error) {
 	if o := c.outputs[name]; o != nil {
 		o.refs++
 		return o, nil
+	}
+	if !c.janitor {
+		c.janitor = true
+		c.janitorDone = make(chan struct{})
+		go c.closeIdle()
 	}
 	path := filepath.Join(c.cfg.Dir, name+".log")
 	seen := make(map[uint64]uint64)
@@ -398,20 +417,43 @@ func (c *Collector) output(name string) (*output, error) {
 	return o, nil
 }
 
-// release drops a connection's use of o; the last one closes it, so that
-// open files are bounded by the streams connected, not by every stream
-// ever seen. The next connection of the stream opens it again (and reads
-// its journal).
+// release drops a connection's use of o. After the last one the output
+// stays open for outputIdle, and while its rotated files are compressed;
+// then closeIdle closes it, so that open files are bounded by the streams
+// connected lately, not by every stream ever seen. The next connection of
+// the stream opens it again (and reads its journal).
 func (c *Collector) release(o *output) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o.refs--
-	if o.refs > 0 || c.stopped || c.outputs[o.name] != o {
-		return
+	if o.refs == 0 {
+		o.idle = time.Now()
 	}
-	delete(c.outputs, o.name)
-	if err := o.close(); err != nil {
-		c.log.Error("close output", "stream", o.name, "err", err)
+}
+
+// closeIdle is the janitor: it closes the outputs idle for outputIdle
+// whose compressions are done, until the collector stops.
+func (c *Collector) closeIdle() {
+	defer close(c.janitorDone)
+	t := time.NewTicker(min(outputIdle/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopping:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		for name, o := range c.outputs {
+			if o.refs > 0 || time.Since(o.idle) < outputIdle || o.f.Compressing() {
+				continue
+			}
+			delete(c.outputs, name)
+			if err := o.close(); err != nil {
+				c.log.Error("close output", "stream", name, "err", err)
+			}
+		}
+		c.mu.Unlock()
 	}
 }
 

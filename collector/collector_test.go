@@ -28,8 +28,10 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/klauspost/compress/zstd"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/goleak"
@@ -1096,4 +1098,64 @@ func TestDirInUse(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 	c2.Close()
+}
+
+// A client sends enough to rotate its stream's file several times and goes
+// away: the output stays open until the rotated files are compressed (closing
+// it would abandon that until the stream's next connection), then closes once
+// idle; a client that comes back meanwhile finds it open.
+func TestIdleOutputFinishesCompression(t *testing.T) {
+	old := outputIdle
+	outputIdle = 200 * time.Millisecond
+	defer func() { outputIdle = old }()
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, MaxSize: 256 << 10, MaxBackups: -1, Compression: filelog.Zstd})
+	s, err := netlog.Dial(addr, netlog.WithStreamName("rot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100_000 // ~1.4 MB: five rotations or so
+	send(t, s, 0, n, 1000)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	backups := func() (plain, zst int) {
+		names, _ := filepath.Glob(filepath.Join(dir, "rot-*"))
+		for _, name := range names {
+			switch filepath.Ext(name) {
+			case ".log":
+				plain++
+			case ".zst":
+				zst++
+			}
+		}
+		return plain, zst
+	}
+	waitFor(t, func() bool { plain, zst := backups(); return plain == 0 && zst >= 3 })
+	open := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.outputs)
+	}
+	waitFor(t, func() bool { return open() == 0 })
+	// Every id once, across the live file and the decompressed backups.
+	var all bytes.Buffer
+	names, _ := filepath.Glob(filepath.Join(dir, "rot-*.zst"))
+	for _, name := range append(names, filepath.Join(dir, "rot.log")) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Ext(name) == ".zst" {
+			d, _ := zstd.NewReader(nil)
+			if b, err = d.DecodeAll(b, nil); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+		}
+		all.Write(b)
+	}
+	merged := filepath.Join(t.TempDir(), "all.log")
+	os.WriteFile(merged, all.Bytes(), 0o600)
+	checkIDs(t, merged, n)
 }

@@ -54,6 +54,13 @@ func (c *compressor) close() {
 	<-c.done
 }
 
+// busy reports whether a rotated file is queued or being compressed.
+func (c *compressor) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) > 0 && !c.stopped
+}
+
 // waitIdle waits until nothing is queued or in progress, or the
 // compressor has stopped.
 func (c *compressor) waitIdle() {
@@ -177,6 +184,12 @@ func (c *compressor) compress(name string) (err error) {
 		return fmt.Errorf("filelog: compress %s: %w", name, err)
 	}
 	if err := os.Remove(name); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// Retention deleted the backup while it was being
+			// compressed: its compressed copy goes too.
+			os.Remove(final)
+			return nil
+		}
 		return fmt.Errorf("filelog: compress: remove original: %w", err)
 	}
 	return nil

@@ -518,6 +518,11 @@ func (l *File) Close() error {
 	return errors.Join(errs...)
 }
 
+// Compressing reports whether rotated files wait to be compressed, or one
+// is being compressed: Close abandons that work (the next Open resumes
+// it), so an owner that can wait may keep the File open meanwhile.
+func (l *File) Compressing() bool { return l.comp != nil && l.comp.busy() }
+
 // Stats are a File's counters.
 type Stats struct {
 	Writes    int64 // write calls made (one per batch, or per entry with WithRecordPerWrite)

@@ -393,6 +393,46 @@ func TestCloseAbandonsCompression(t *testing.T) {
 	}
 }
 
+// Rotations faster than compression, with few backups kept: retention
+// deletes backups queued for compression or being compressed. That is not
+// an error, and a backup retention deleted does not come back compressed.
+// Compressing reports the queue until it is done.
+func TestRetentionDuringCompression(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	var mu sync.Mutex
+	var errs []error
+	f := mustOpen(t, path, WithMaxSize(256<<10), WithMaxBackups(2), WithCompression(Zstd),
+		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+	batch := bytes.Repeat(lines(100, 0), 40) // ~100 KB
+	for range 60 {
+		if err := f.WriteBatch(batch, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !f.Compressing() {
+		t.Log("compression already done") // possible on a fast machine; not a failure
+	}
+	f.comp.waitIdle()
+	if f.Compressing() {
+		t.Fatal("Compressing after the queue emptied")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("errors reported: %v", errs)
+	}
+	bs := f.backups()
+	if len(bs) == 0 || len(bs) > 2 {
+		t.Fatalf("%d backups, keeping 2: %v", len(bs), bs)
+	}
+	for _, b := range bs {
+		if !b.compressed {
+			t.Fatalf("backup %s not compressed", b.name)
+		}
+	}
+}
+
 func TestReopenAfterExternalMove(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")
