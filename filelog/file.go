@@ -42,6 +42,7 @@ type File struct {
 	joined     []byte   // WriteBatchVec's pieces joined, for devices
 
 	comp    *compressor
+	lock    *os.File // .NAME.lock beside a rotated file, while open
 	hup     chan os.Signal
 	hupDone chan struct{}
 }
@@ -51,6 +52,9 @@ type File struct {
 // directory at path, a FIFO without a reader) are returned here, with the
 // path, not at the first write. The names "stdout", "stderr", "-",
 // /dev/stdout and /dev/stderr write to the process's standard streams.
+// A File that rotates (WithMaxSize, WithRotateEvery) holds a lock on
+// .NAME.lock beside the file while open: a second rotating File on the
+// path fails with ErrInUse.
 func Open(path string, opts ...Option) (*File, error) {
 	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now}
 	for _, o := range opts {
@@ -64,6 +68,12 @@ func Open(path string, opts ...Option) (*File, error) {
 	l := &File{path: path, cfg: c}
 	if err := l.open(); err != nil {
 		return nil, err
+	}
+	if !l.device && (c.maxSize > 0 || c.every > 0) {
+		if err := l.lockRotation(); err != nil {
+			l.f.Close()
+			return nil, err
+		}
 	}
 	if !l.device {
 		l.scheduleRotation()
@@ -134,6 +144,25 @@ func (l *File) open() error {
 			l.ino = sys.Ino
 		}
 	}
+	return nil
+}
+
+// lockRotation takes the lock of a rotated file: an flock on a hidden file
+// beside it, .NAME.lock, which rotation does not move.
+func (l *File) lockRotation() error {
+	dir, base := filepath.Split(l.path)
+	lf, err := os.OpenFile(filepath.Join(dir, "."+base+".lock"), os.O_RDWR|os.O_CREATE, l.cfg.mode)
+	if err != nil {
+		return fmt.Errorf("filelog: lock: %w", err)
+	}
+	if err := lockFile(lf); err != nil {
+		lf.Close()
+		if errors.Is(err, ErrInUse) {
+			return fmt.Errorf("%w: %s", err, l.path)
+		}
+		return fmt.Errorf("filelog: lock %s: %w", lf.Name(), err)
+	}
+	l.lock = lf
 	return nil
 }
 
@@ -514,6 +543,9 @@ func (l *File) Close() error {
 	}
 	if l.comp != nil {
 		l.comp.close()
+	}
+	if l.lock != nil {
+		l.lock.Close() // after the compressor: it works on this path's backups
 	}
 	return errors.Join(errs...)
 }

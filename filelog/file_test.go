@@ -433,6 +433,31 @@ func TestRetentionDuringCompression(t *testing.T) {
 	}
 }
 
+// A rotated file has one writer: a second File with rotation on the path,
+// in this process or another, fails at Open (each would rename the file
+// from under the other); one without rotation may append beside it.
+func TestRotatedFileHasOneWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithMaxSize(1<<20))
+	if g, err := Open(path, WithRotateEvery(time.Hour)); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), path) {
+		if g != nil {
+			g.Close()
+		}
+		t.Fatalf("second rotating File: %v, want ErrInUse naming the path", err)
+	}
+	plain := mustOpen(t, path)
+	if err := plain.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g := mustOpen(t, path, WithMaxSize(1<<20)) // free once the first is closed
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestReopenAfterExternalMove(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")

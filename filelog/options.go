@@ -13,6 +13,12 @@ var ErrInvalidOption = errors.New("filelog: invalid option")
 // ErrClosed is returned by a File's methods after Close.
 var ErrClosed = errors.New("filelog: closed")
 
+// ErrInUse is Open's error when another File, in this process or another,
+// writes the same path with rotation: each would rename the file from
+// under the other, and entries written to a backup after its compression
+// began would be lost with it.
+var ErrInUse = errors.New("filelog: written with rotation by another File")
+
 // Fsync is when a File calls fsync. The first fsync after the live file
 // was created or rotated also fsyncs its directory, so that the file's
 // name survives a power loss with its data.

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package filelog
+
+import "os"
+
+// lockFile does nothing where flock is missing: a rotated file must then
+// have one writer.
+func lockFile(*os.File) error { return nil }
