@@ -17,6 +17,7 @@ package snail
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -120,23 +121,14 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 		stream = netlog.DefaultStreamName
 	}
 	nopts := []netlog.ClientOption{netlog.WithStreamName(stream)}
-	var sopts []sink.Option
 	var spool string
 	spoolSize := int64(1 << 30)
-	for key, vals := range u.Query() {
-		v := vals[len(vals)-1]
-		if o, ok, err := sinkParam(key, v); ok {
-			if err != nil {
-				return bad("%s: %v", key, err)
-			}
-			sopts = append(sopts, o)
-			continue
-		}
+	sopts, err := params(u, func(key, v string) error {
 		switch key {
 		case "compress":
 			c, err := encoder.ParseCompression(v)
 			if err != nil {
-				return bad("compress: %v", err)
+				return err
 			}
 			nopts = append(nopts, netlog.WithCompression(c))
 		case "token":
@@ -144,11 +136,11 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 		case "tls_ca":
 			pem, err := os.ReadFile(v)
 			if err != nil {
-				return bad("tls_ca: %v", err)
+				return err
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return bad("tls_ca: no PEM certificate in %s", v)
+				return fmt.Errorf("no PEM certificate in %s", v)
 			}
 			nopts = append(nopts, netlog.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 		case "spool":
@@ -156,17 +148,48 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 		case "spool_size":
 			n, err := ParseSize(v)
 			if err != nil {
-				return bad("spool_size: %v", err)
+				return err
 			}
 			spoolSize = n
 		default:
-			return bad("unknown parameter %q", key)
+			return errUnknownParam
 		}
+		return nil
+	})
+	if err != nil {
+		return bad("%v", err)
 	}
 	if spool != "" {
 		nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
 	}
 	return net.JoinHostPort(u.Hostname(), u.Port()), nopts, sopts, nil
+}
+
+// errUnknownParam is what a params callback returns for a key it does not
+// know.
+var errUnknownParam = errors.New("unknown parameter")
+
+// params reads u's query parameters (the last value of each): the sink
+// Writer's into options, the others through other.
+func params(u *url.URL, other func(key, v string) error) ([]sink.Option, error) {
+	var sopts []sink.Option
+	for key, vals := range u.Query() {
+		v := vals[len(vals)-1]
+		if o, ok, err := sinkParam(key, v); ok {
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			sopts = append(sopts, o)
+			continue
+		}
+		if err := other(key, v); err != nil {
+			if errors.Is(err, errUnknownParam) {
+				return nil, fmt.Errorf("unknown parameter %q", key)
+			}
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	return sopts, nil
 }
 
 // sinkParam reads the URL parameters of the sink Writer, which files and
@@ -229,27 +252,18 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 		return bad("no path")
 	}
 	var fopts []filelog.Option
-	var sopts []sink.Option
-	for key, vals := range u.Query() {
-		v := vals[len(vals)-1]
-		if o, ok, err := sinkParam(key, v); ok {
-			if err != nil {
-				return bad("%s: %v", key, err)
-			}
-			sopts = append(sopts, o)
-			continue
-		}
+	sopts, err := params(u, func(key, v string) error {
 		switch key {
 		case "maxsize":
 			n, err := ParseSize(v)
 			if err != nil {
-				return bad("%s: %v", key, err)
+				return err
 			}
 			fopts = append(fopts, filelog.WithMaxSize(n))
 		case "every", "maxage":
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				return bad("%s: %v", key, err)
+				return err
 			}
 			if key == "every" {
 				fopts = append(fopts, filelog.WithRotateEvery(d))
@@ -261,14 +275,14 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 			if v != "unlimited" {
 				var err error
 				if n, err = strconv.Atoi(v); err != nil {
-					return bad("maxbackups: %v", err)
+					return err
 				}
 			}
 			fopts = append(fopts, filelog.WithMaxBackups(n))
 		case "compress":
 			c, ok := map[string]filelog.Compression{"none": filelog.NoCompression, "gzip": filelog.Gzip, "zstd": filelog.Zstd}[v]
 			if !ok {
-				return bad("compress: want none, gzip or zstd, not %q", v)
+				return fmt.Errorf("want none, gzip or zstd, not %q", v)
 			}
 			fopts = append(fopts, filelog.WithCompression(c))
 		case "fsync":
@@ -280,19 +294,23 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 			default:
 				d, err := time.ParseDuration(v)
 				if err != nil {
-					return bad("fsync: want never, batch or a duration, not %q", v)
+					return fmt.Errorf("want never, batch or a duration, not %q", v)
 				}
 				fopts = append(fopts, filelog.WithFsyncInterval(d))
 			}
 		case "mode":
 			m, err := strconv.ParseUint(v, 8, 32)
 			if err != nil {
-				return bad("mode: %v", err)
+				return err
 			}
 			fopts = append(fopts, filelog.WithMode(os.FileMode(m)))
 		default:
-			return bad("unknown parameter %q", key)
+			return errUnknownParam
 		}
+		return nil
+	})
+	if err != nil {
+		return bad("%v", err)
 	}
 	return u.Path, fopts, sopts, nil
 }

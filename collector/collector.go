@@ -115,16 +115,12 @@ func New(cfg Config) (*Collector, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o750); err != nil {
 		return nil, fmt.Errorf("collector: output directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, stateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	lock, err := filelog.Lock(filepath.Join(cfg.Dir, stateDir, "lock"), 0o640)
+	if errors.Is(err, filelog.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrDirInUse, cfg.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("collector: output directory: %w", err)
-	}
-	if err := lockFile(lock); err != nil {
-		lock.Close()
-		if errors.Is(err, ErrDirInUse) {
-			return nil, fmt.Errorf("%w: %s", err, cfg.Dir)
-		}
-		return nil, fmt.Errorf("collector: lock %s: %w", cfg.Dir, err)
 	}
 	dec, err := encoder.NewDecoder(encoder.WithMaxFrameSize(cfg.MaxFrameSize), encoder.WithMaxDecompressedSize(cfg.MaxDecompressedSize))
 	if err != nil {

@@ -22,12 +22,7 @@ import (
 // collector comes up they are all delivered, in order, exactly once.
 func TestSpoolWhileCollectorDown(t *testing.T) {
 	dir, spoolDir := t.TempDir(), t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nobody listens yet
+	addr := unusedAddr(t) // nobody listens yet
 	s, err := netlog.Dial(addr, netlog.WithStreamName("spooled"), netlog.WithWindow(2, 1<<20),
 		netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond))
 	if err != nil {
@@ -39,27 +34,8 @@ func TestSpoolWhileCollectorDown(t *testing.T) {
 	if len(segs) == 0 {
 		t.Fatal("nothing was spooled while the collector was down")
 	}
-	l2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c.Serve(l2)
-	defer c.Shutdown(context.Background())
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	checkIDs(t, filepath.Join(dir, "spooled.log"), n)
-	checkOrder(t, filepath.Join(dir, "spooled.log"))
-	if segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool")); len(segs) != 0 {
-		t.Fatalf("spool not emptied after delivery: %v", segs)
-	}
+	startAt(t, addr, dir) // the collector comes up
+	checkDelivered(t, s, filepath.Join(dir, "spooled.log"), spoolDir, n)
 }
 
 // A Stream closed while the collector is down, its batches all in the
@@ -70,12 +46,7 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 	for _, all := range []bool{true, false} {
 		t.Run(fmt.Sprintf("all=%v", all), func(t *testing.T) {
 			dir, spoolDir := t.TempDir(), t.TempDir()
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close() // nobody listens yet
+			addr := unusedAddr(t) // nobody listens yet
 			opts := []netlog.ClientOption{netlog.WithStreamName("kept"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
 				netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond), netlog.WithDrainTimeout(100 * time.Millisecond),
 				netlog.WithErrorHandler(func(error) {})}
@@ -101,33 +72,65 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 			if st.Lost != 0 || st.Spooled != n {
 				t.Fatalf("lost %d, spooled %d; want %d spooled", st.Lost, st.Spooled, n)
 			}
-			l2, err := net.Listen("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := New(Config{Dir: dir, Logger: quiet()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			go c.Serve(l2)
-			defer c.Shutdown(context.Background())
+			startAt(t, addr, dir) // the collector comes up
 			s2, err := netlog.Dial(addr, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s2.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			if err := s2.Close(); err != nil {
-				t.Fatal(err)
-			}
-			checkIDs(t, filepath.Join(dir, "kept.log"), n)
-			checkOrder(t, filepath.Join(dir, "kept.log"))
-			if segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool")); len(segs) != 0 {
-				t.Fatalf("spool not emptied after delivery: %v", segs)
-			}
+			checkDelivered(t, s2, filepath.Join(dir, "kept.log"), spoolDir, n)
 		})
 	}
+}
+
+// unusedAddr returns a loopback address nobody listens on (yet).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// checkDelivered syncs and closes s, then checks that ids 0..n-1 are in
+// path once each and in order, and that the spool in spoolDir is empty.
+func checkDelivered(t *testing.T, s *netlog.Stream, path, spoolDir string, n int) {
+	t.Helper()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, path, n)
+	checkOrder(t, path)
+	if segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool")); len(segs) != 0 {
+		t.Fatalf("spool not emptied after delivery: %v", segs)
+	}
+}
+
+// startAt runs a collector on addr and dir until the test ends.
+func startAt(t *testing.T, addr, dir string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Serve(l)
+	}()
+	t.Cleanup(func() {
+		c.Shutdown(context.Background())
+		<-done
+	})
 }
 
 // checkOrder fails unless the ids in path increase line by line.

@@ -151,19 +151,36 @@ func (l *File) open() error {
 // beside it, .NAME.lock, which rotation does not move.
 func (l *File) lockRotation() error {
 	dir, base := filepath.Split(l.path)
-	lf, err := os.OpenFile(filepath.Join(dir, "."+base+".lock"), os.O_RDWR|os.O_CREATE, l.cfg.mode)
-	if err != nil {
-		return fmt.Errorf("filelog: lock: %w", err)
+	lf, err := Lock(filepath.Join(dir, "."+base+".lock"), l.cfg.mode)
+	if errors.Is(err, ErrLocked) {
+		return fmt.Errorf("%w: %s", ErrInUse, l.path)
 	}
-	if err := lockFile(lf); err != nil {
-		lf.Close()
-		if errors.Is(err, ErrInUse) {
-			return fmt.Errorf("%w: %s", err, l.path)
-		}
-		return fmt.Errorf("filelog: lock %s: %w", lf.Name(), err)
+	if err != nil {
+		return err
 	}
 	l.lock = lf
 	return nil
+}
+
+// Lock opens path, creating it with mode, and takes its exclusive lock
+// (flock) without waiting, or returns ErrLocked while another open file
+// holds it, in this process or another. The lock lasts until the returned
+// file is closed, or the process ends. Where flock is missing it locks
+// nothing. A File locks .NAME.lock this way while it rotates; a collector
+// locks its output directory.
+func Lock(path string, mode os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
+	if err != nil {
+		return nil, fmt.Errorf("filelog: lock: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, ErrLocked) {
+			return nil, fmt.Errorf("%w: %s", err, path)
+		}
+		return nil, fmt.Errorf("filelog: lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Path returns the path the File writes to.

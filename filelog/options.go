@@ -19,6 +19,9 @@ var ErrClosed = errors.New("filelog: closed")
 // began would be lost with it.
 var ErrInUse = errors.New("filelog: written with rotation by another File")
 
+// ErrLocked is Lock's error when another file description holds the lock.
+var ErrLocked = errors.New("filelog: locked by another process or File")
+
 // Fsync is when a File calls fsync. The first fsync after the live file
 // was created or rotated also fsyncs its directory, so that the file's
 // name survives a power loss with its data.
