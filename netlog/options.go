@@ -207,9 +207,9 @@ func WithBackoff(min, max time.Duration) ClientOption {
 // Stream's Sync), and from Send while the window is full. The requests stay
 // queued and are sent once a connection succeeds. Defaults to 10s. The
 // delay holds even while an attempt to connect is under way (a peer may
-// hold a handshake up to WithHandshakeTimeout). A connection that is lost (a write or read deadline, a reset), while it
-// resends the pending requests included, is reported to the error handler
-// at once.
+// hold a handshake up to WithHandshakeTimeout). A connection that is lost
+// (a write or read deadline, a reset), while it resends the pending
+// requests included, is reported to the error handler at once.
 func WithReportAfter(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("report delay", d, &c.reportAfter) }
 }

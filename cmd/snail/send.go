@@ -174,7 +174,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			left = fmt.Sprintf(", %d acked", ns.Stats().Entries)
 		}
 		if kept > 0 {
-			left = fmt.Sprintf(", %d kept in the spool %s for the next run", kept, spool)
+			left += fmt.Sprintf(", %d kept in the spool %s for the next run", kept, spool)
 		}
 		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered%s\n", lines.Load(), bytes.Load(), dest, lost, left)
 	}
