@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,12 @@ type Collector struct {
 // queued for compression get compressed (closing the file abandons that
 // until the stream's next connection). Tests shorten it.
 var outputIdle = 30 * time.Second
+
+// maxIdleOutputs bounds the outputs kept open without a connection, so
+// that many streams connecting briefly (a job each) do not hold a file and
+// a journal open each for outputIdle: past it the oldest idle ones close
+// at once (those still compressing stay until done). Tests shrink it.
+var maxIdleOutputs = 64
 
 // output is one stream's file and its deduplication state: for each client
 // stream id, the highest sequence number written, journaled beside the data
@@ -440,13 +447,20 @@ func (c *Collector) closeIdle() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		for name, o := range c.outputs {
-			if o.refs > 0 || time.Since(o.idle) < outputIdle || o.f.Compressing() {
-				continue
+		var idle []*output // closable: no connection, no compression
+		for _, o := range c.outputs {
+			if o.refs == 0 && !o.f.Compressing() {
+				idle = append(idle, o)
 			}
-			delete(c.outputs, name)
+		}
+		slices.SortFunc(idle, func(a, b *output) int { return a.idle.Compare(b.idle) })
+		for i, o := range idle {
+			if time.Since(o.idle) < outputIdle && len(idle)-i <= maxIdleOutputs {
+				break // the rest are younger and within the bound
+			}
+			delete(c.outputs, o.name)
 			if err := o.close(); err != nil {
-				c.log.Error("close output", "stream", name, "err", err)
+				c.log.Error("close output", "stream", o.name, "err", err)
 			}
 		}
 		c.mu.Unlock()

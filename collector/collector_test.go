@@ -1159,3 +1159,43 @@ func TestIdleOutputFinishesCompression(t *testing.T) {
 	os.WriteFile(merged, all.Bytes(), 0o600)
 	checkIDs(t, merged, n)
 }
+
+// Many streams that connect briefly do not each keep a file open for the
+// idle delay: past maxIdleOutputs the oldest idle outputs close at once.
+func TestIdleOutputsBounded(t *testing.T) {
+	oldIdle, oldMax := outputIdle, maxIdleOutputs
+	outputIdle, maxIdleOutputs = time.Hour, 2
+	defer func() { outputIdle, maxIdleOutputs = oldIdle, oldMax }()
+	c, addr := start(t, Config{})
+	for k := range 5 {
+		name := fmt.Sprintf("job%d", k)
+		s, err := netlog.Dial(addr, netlog.WithStreamName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, s, 0, 10, 10)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { // the collector saw it go: idle from now
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			o := c.outputs[name]
+			return o == nil || o.refs == 0
+		})
+	}
+	open := func() []string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var names []string
+		for name := range c.outputs {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	waitFor(t, func() bool { return len(open()) <= 2 })
+	if got := open(); !slices.Equal(got, []string{"job3", "job4"}) {
+		t.Fatalf("open outputs %v, want the two newest", got)
+	}
+}
