@@ -122,7 +122,7 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 	}
 	nopts := []netlog.ClientOption{netlog.WithStreamName(stream)}
 	var spool string
-	spoolSize := int64(1 << 30)
+	spoolSize := int64(netlog.DefaultSpoolBytes)
 	sopts, err := params(u, func(key, v string) error {
 		switch key {
 		case "compress":

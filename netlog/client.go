@@ -568,19 +568,15 @@ func (c *Client[Req, Resp]) overdue() {
 	c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
 }
 
-// failed records a failed connection attempt and reports it once the peer
-// has been unreachable for longer than the report delay, then once per
-// delay, and at once for a rejection (a configuration problem).
+// failed records a failed connection attempt: its error is what the watch
+// (watchDown) reports once the peer has been down for the report delay. A
+// rejection (a configuration problem: a wrong token, a bad stream name) is
+// reported at once.
 func (c *Client[Req, Resp]) failed(err error) {
 	c.mu.Lock()
 	c.lastErr = err
 	down := time.Since(c.downSince)
 	report := errors.Is(err, ErrRejected) && !c.failing
-	if down >= c.cfg.reportAfter && !c.failing {
-		c.failing = true
-		report = true
-		c.cond.Broadcast() // Send and Wait return ErrUnavailable from now on
-	}
 	c.mu.Unlock()
 	if report {
 		c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))

@@ -39,6 +39,10 @@ var (
 	crcTable   = crc32.MakeTable(crc32.Castagnoli)
 )
 
+// DefaultSpoolBytes is the spool size snail send and snail:// URLs use
+// unless told otherwise.
+const DefaultSpoolBytes = 1 << 30
+
 // WithSpool gives the Stream a disk spool in dir, holding at most maxBytes:
 // when the window of unacked batches is full (the collector is slow or
 // down), batches go to disk instead of waiting, and are sent from there, in

@@ -101,7 +101,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
 		if spool != "" {
 			if spoolSize == 0 {
-				spoolSize = 1 << 30
+				spoolSize = netlog.DefaultSpoolBytes
 			}
 			nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
 		}
