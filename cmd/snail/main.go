@@ -72,7 +72,9 @@ func exit(cmd string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errReported):
+		return 1
 	}
-	fmt.Fprintf(stderr, "snail %s: %v\n", cmd, err)
+	newReporter(stderr, "snail "+cmd+": ").report(err)
 	return 1
 }

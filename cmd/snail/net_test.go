@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -210,6 +211,31 @@ func TestSendToFileAndStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLines(t, out, 1001)
+}
+
+// A write error reaches the user once: the sink's error handler prints it
+// when the batch fails, and Close's return, the same error, is not printed
+// again. Every line of the output names the command.
+func TestSendReportsAnErrorOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full:", err)
+	}
+	var o, e bytes.Buffer
+	err := sendCmd(context.Background(), []string{"--file", "/dev/full"}, strings.NewReader("a\nb\nc\n"), &o, &e)
+	if !errors.Is(err, errReported) {
+		t.Fatalf("send to /dev/full: %v", err)
+	}
+	if n := strings.Count(e.String(), "no space left on device"); n != 1 {
+		t.Errorf("the error printed %d times:\n%s", n, e.String())
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(e.String(), "\n"), "\n") {
+		if !strings.HasPrefix(line, "snail send: ") {
+			t.Errorf("line without the command's name: %q", line)
+		}
+	}
+	if !strings.Contains(e.String(), "3 not delivered") {
+		t.Errorf("summary: %s", e.String())
+	}
 }
 
 func TestSendAndCollectorErrors(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,8 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if spool != "" && to == "" {
 		return errors.New("--spool goes with --to")
 	}
-	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+	rep := newReporter(stderr, "snail send: ")
+	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(rep.report)}
 	var w *sink.Writer
 	var ns *netlog.Stream
 	var err error
@@ -98,7 +100,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		report := max(min(drain/2, netlog.DefaultReportAfter), time.Nanosecond)
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
 			netlog.WithDrainTimeout(max(drain-report, time.Nanosecond)), netlog.WithReportAfter(report),
-			netlog.WithErrorHandler(func(err error) { fmt.Fprintln(stderr, "snail send:", err) })}
+			netlog.WithErrorHandler(rep.report)}
 		if spool != "" {
 			if spoolSize == 0 {
 				spoolSize = netlog.DefaultSpoolBytes
@@ -178,7 +180,43 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered%s\n", lines.Load(), bytes.Load(), dest, lost, left)
 	}
-	return errors.Join(readErr, closeErr)
+	if err := errors.Join(readErr, closeErr); err != nil {
+		rep.report(err) // what the handlers printed already is not repeated
+		return errReported
+	}
+	return nil
+}
+
+// errReported ends a command with status 1 after its errors were printed.
+var errReported = errors.New("errors reported")
+
+// reporter prints errors to w, one line per line of the error, each with a
+// prefix, and skips lines it printed lately: the error a batch met reaches
+// the error handler first and Close's return again.
+type reporter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	seen   map[string]bool // bounded: cleared when full
+}
+
+func newReporter(w io.Writer, prefix string) *reporter {
+	return &reporter{w: w, prefix: prefix, seen: make(map[string]bool)}
+}
+
+func (r *reporter) report(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line == "" || r.seen[line] {
+			continue
+		}
+		if len(r.seen) >= 64 {
+			clear(r.seen)
+		}
+		r.seen[line] = true
+		fmt.Fprintln(r.w, r.prefix+line)
+	}
 }
 
 // readInputs copies the lines of each input in turn to w, counting them,
