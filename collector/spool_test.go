@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,10 +258,23 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	f.Close()
 
 	c2, addr2 := start(t, Config{Dir: dir})
-	s, err := netlog.Dial(addr2, netlog.WithStreamName("crash"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock))
+	var mu sync.Mutex
+	var reported []string
+	s, err := netlog.Dial(addr2, netlog.WithStreamName("crash"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
+		netlog.WithErrorHandler(func(err error) {
+			mu.Lock()
+			reported = append(reported, err.Error())
+			mu.Unlock()
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The cut is reported, from Dial.
+	mu.Lock()
+	if len(reported) != 1 || !strings.Contains(reported[0], "cut 21 bytes") || !strings.Contains(reported[0], "torn by a crash") {
+		t.Errorf("reported at Dial: %q, want the cut of the half record", reported)
+	}
+	mu.Unlock()
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}

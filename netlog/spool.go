@@ -54,7 +54,8 @@ const DefaultSpoolBytes = 1 << 30
 // the same dir delivers what its predecessor spooled, under the same id and
 // sequence numbers (the collector skips what it already wrote), and never
 // sends again what was acked. Each record carries a CRC; a record torn by a
-// crash is detected and dropped, never sent. Entries a client crash can
+// crash is detected and dropped, never sent, and reported to the error
+// handler (WithErrorHandler) when Dial opens the spool. Entries a client crash can
 // still lose: those in the sink's buffers and in the window in memory
 // (batches sent without being spooled and not yet acked; a Close that gives
 // up on those counts them lost); Sync narrows that to what was logged after
@@ -136,7 +137,7 @@ type spool struct {
 	acked     uint64          // every sequence number up to this one is done
 	done      map[uint64]bool // done above acked
 	dropped   uint64          // entries dropped by SpoolDropOldest
-	torn      int             // torn records found at open
+	cuts      []string        // what recovery cut at open, for Dial to report
 	recovered uint64          // the last sequence number recovered at open
 	buf       []byte
 }
@@ -228,7 +229,7 @@ func (sp *spool) recoverSegment(name string) error {
 		sp.bySeq[r.seq] = r
 	}
 	if off < len(data) {
-		sp.torn++
+		sp.cuts = append(sp.cuts, cutNote(name, data, off, sp.acked))
 	}
 	if seg.pending == 0 {
 		return os.Remove(name)
@@ -245,6 +246,22 @@ func (sp *spool) recoverSegment(name string) error {
 	sp.segs = append(sp.segs, seg)
 	sp.bytes += seg.size
 	return nil
+}
+
+// cutNote describes the bytes recovery cuts at off in segment data: a
+// record torn by a crash while it was appended (the usual case: its batch
+// was never sent, nor acked), or damaged. Its header, when whole, names
+// its batch; the header is not checked, so the note says so.
+func cutNote(name string, data []byte, off int, acked uint64) string {
+	note := fmt.Sprintf("%s: cut %d bytes at byte %d, a record torn by a crash or damaged", filepath.Base(name), len(data)-off, off)
+	if h := data[off:]; len(h) >= spoolRecHeader && [4]byte(h[:4]) == spoolMagic {
+		seq, entries := binary.LittleEndian.Uint64(h[4:]), binary.LittleEndian.Uint32(h[12:])
+		if seq <= acked {
+			return note + fmt.Sprintf(" (batch %d by its header, which was acked)", seq)
+		}
+		note += fmt.Sprintf(" (batch %d of %d entries by its header)", seq, entries)
+	}
+	return note + ": the entries in it are lost"
 }
 
 // saveState writes the identity and progress in place. A torn write of

@@ -31,3 +31,27 @@ func TestSpoolInUse(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// What recovery cuts from a segment is described for the error handler,
+// with the batch its header names when the header is there.
+func TestCutNote(t *testing.T) {
+	rec := appendSpoolRec(nil, 7, []byte("entry\n"))
+	for _, tc := range []struct {
+		name  string
+		data  []byte
+		acked uint64
+		want  []string
+	}{
+		{"half a header", rec[:10], 0, []string{"cut 10 bytes at byte 0", "entries in it are lost"}},
+		{"header, half the payload", rec[:spoolRecHeader+2], 0, []string{"batch 7 of 1 entries", "lost"}},
+		{"header of an acked batch", rec[:spoolRecHeader+2], 7, []string{"batch 7 by its header, which was acked"}},
+		{"not a record", []byte("garbage, not a record header"), 0, []string{"cut 28 bytes", "lost"}},
+	} {
+		got := cutNote("/x/seg-1.spool", tc.data, 0, tc.acked)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", tc.name, got, w)
+			}
+		}
+	}
+}

@@ -125,6 +125,9 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 		return nil, err
 	}
 	if s.sp != nil {
+		for _, cut := range s.sp.cuts {
+			cfg.report(fmt.Errorf("netlog: spool %s: %s", cfg.spoolDir, cut))
+		}
 		s.spCtx, s.spCancel = context.WithCancel(context.Background())
 		s.spDone = make(chan struct{})
 		go s.drain()
