@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -301,6 +302,73 @@ func TestSendWithoutCollectorFails(t *testing.T) {
 	}
 	if !strings.Contains(e.String(), "1 not delivered") {
 		t.Fatalf("summary: %q", e.String())
+	}
+}
+
+// A collector that is down longer than the report delay, with more lines
+// waiting than the window and the sink hold, makes snail send wait, not
+// give up: reading stops while the lines cannot be taken, the failure is
+// reported once, and when the collector comes up every line arrives once.
+func TestSendWaitsForTheCollector(t *testing.T) {
+	n := 600_000 // about 48 MB: more than the window (16 MiB) and the sink's buffers (16 MiB)
+	addr, dir, in := freeAddr(t), t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, n)
+	errb := new(syncBuffer)
+	done := make(chan error, 1)
+	go func() {
+		done <- sendCmd(context.Background(), []string{"--to", addr, "--stream", "app", "--drain-timeout", "2s", in}, nil, io.Discard, errb)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(errb.String(), "window full") {
+		select {
+		case err := <-done:
+			t.Fatalf("send ended while the collector was down: %v\n%s", err, errb)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure reported:\n%s", errb)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := startDaemon(t, addr, dir)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("send: %v\n%s", err, errb)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("send did not end after the collector came up:\n%s", errb)
+	}
+	if !strings.Contains(errb.String(), fmt.Sprintf("%d lines", n)) || !strings.Contains(errb.String(), "; 0 not delivered") {
+		t.Fatalf("summary: %s", errb)
+	}
+	checkLines(t, filepath.Join(dir, "app.log"), n)
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
+// With --give-up-after, snail send stops waiting for a collector that
+// stays down: it exits 1, and every line it read is counted as not
+// delivered, the one it was offering included.
+func TestSendGivesUpAfter(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 600_000)
+	var errb bytes.Buffer
+	err := sendCmd(context.Background(), []string{"--to", freeAddr(t), "--give-up-after", "300ms", "--drain-timeout", "1s", in}, nil, io.Discard, &errb)
+	if err == nil {
+		t.Fatalf("send to nobody succeeded:\n%s", errb.String())
+	}
+	var read, bytes, lost int
+	for _, line := range strings.Split(errb.String(), "\n") {
+		if strings.Contains(line, "not delivered") {
+			if _, err := fmt.Sscanf(line, "snail send: %d lines, %d bytes to", &read, &bytes); err != nil {
+				t.Fatalf("summary %q: %v", line, err)
+			}
+			fmt.Sscanf(line[strings.LastIndex(line, ";")+1:], " %d not delivered", &lost)
+		}
+	}
+	if read == 0 || read >= 600_000 || lost != read {
+		t.Fatalf("read %d lines, %d not delivered; want all read not delivered, and reading stopped:\n%s", read, lost, errb.String())
 	}
 }
 

@@ -26,6 +26,10 @@ Reads lines from the FILEs (or stdin, also as "-") and ships them, batched,
 to a collector (--to) or into a file or device (--file). Each line is one
 entry; a missing final newline is added. It exits once every line is acked
 by the collector (or written to the file), with status 1 if any was not.
+While the collector is unreachable or the file cannot be written (a full
+disk), reading waits and lines back up in the input, with the error
+reported once; it resumes when they can be delivered again
+(--give-up-after bounds that wait).
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
 signal ends it at once.
@@ -45,7 +49,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, spool string
 	var spoolSize int64
-	var window, drain time.Duration
+	var window, drain, giveUp time.Duration
 	var quiet bool
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
 	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
@@ -56,6 +60,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate file, with --tls-ca [SNAIL_TLS_CERT]")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
+	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1; 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
 	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
 	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
@@ -68,6 +73,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
 		"tls-ca": "SNAIL_TLS_CA", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
 		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
+		"give-up-after": "SNAIL_GIVE_UP_AFTER",
 	}); err != nil {
 		return err
 	}
@@ -141,7 +147,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
 	}
-	in := &input{stopped: make(chan struct{})}
+	if giveUp < 0 {
+		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
+	}
+	in := &input{stopped: make(chan struct{}), giveUp: giveUp}
 	var lines, bytes atomic.Int64
 	readDone := make(chan error, 1)
 	in.busy.Lock() // held by the reader except while it waits in a read
@@ -164,7 +173,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		in.busy.Unlock() // let a reader blocked in a read return and end
 	}
 	st := w.Stats()
-	lost, kept := st.Lost+st.Dropped, uint64(0)
+	lost, kept := st.Lost+st.Dropped+in.untaken, uint64(0)
 	if ns != nil {
 		nst := ns.Stats()
 		lost += nst.Lost
@@ -255,6 +264,48 @@ type input struct {
 	r       io.Reader
 	busy    sync.Mutex
 	stopped chan struct{}
+	giveUp  time.Duration // how long write offers a line to a failing destination; 0: until stopped
+	untaken uint64        // lines read and never taken, set before the reader ends
+}
+
+// retryEvery is how often a line is offered again to a failing destination.
+const retryEvery = 100 * time.Millisecond
+
+// write hands line to w. While the destination fails (the collector is
+// unreachable past the report delay with the window full, the disk is
+// full), w refuses entries and retries its batch; write offers the line
+// again every retryEvery, so that reading waits and the input backs up
+// (in a pipe, its writer blocks) instead of the lines being lost. The
+// sink's error handler has reported the failure. It gives up after giveUp,
+// or when the input is stopped, counting the line as not taken.
+func (in *input) write(w io.Writer, line []byte) error {
+	var failingSince time.Time
+	var timer *time.Timer
+	for {
+		_, err := w.Write(line)
+		if err == nil || errors.Is(err, sink.ErrClosed) {
+			return err
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if in.giveUp > 0 && time.Since(failingSince) >= in.giveUp {
+			in.untaken++
+			return err
+		}
+		if timer == nil {
+			timer = time.NewTimer(retryEvery)
+			defer timer.Stop()
+		} else {
+			timer.Reset(retryEvery)
+		}
+		select {
+		case <-in.stopped:
+			in.untaken++
+			return errStopped
+		case <-timer.C:
+		}
+	}
 }
 
 func (in *input) Read(p []byte) (int, error) {
@@ -281,7 +332,8 @@ func (in *input) isStopped() bool {
 
 // copyLines writes each line of r to w as one entry, adding a final newline
 // where missing. Lines of any length are kept whole.
-func copyLines(w io.Writer, r io.Reader, lines, n *atomic.Int64) error {
+func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
+	r := io.Reader(in)
 	br := bufio.NewReaderSize(r, 256<<10)
 	var long []byte
 	for {
@@ -298,11 +350,11 @@ func copyLines(w io.Writer, r io.Reader, lines, n *atomic.Int64) error {
 			if line[len(line)-1] != '\n' {
 				line = append(line[:len(line):len(line)], '\n') // a copy: line is the reader's buffer
 			}
-			if _, werr := w.Write(line); werr != nil {
+			lines.Add(1) // read: delivered, or counted as not
+			n.Add(int64(len(line)))
+			if werr := in.write(w, line); werr != nil {
 				return werr
 			}
-			lines.Add(1)
-			n.Add(int64(len(line)))
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
