@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -471,6 +472,53 @@ func TestReopenAfterExternalMove(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	if !bytes.Equal(a, lines(3, 0)) || !bytes.Equal(b, lines(1, 3)) {
 		t.Fatalf("moved file %q, new file %q", a, b)
+	}
+}
+
+// A rotation that finds the file gone (deleted, or moved without a
+// SIGHUP) starts a new one at the path instead of failing on every batch;
+// with its directory gone too, each batch fails with the open's error
+// until the directory is back, and then writing resumes without a Reopen.
+func TestRotateAfterTheFileWasRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "app.log")
+	f := mustOpen(t, path, WithMaxSize(100))
+	if err := f.WriteBatch(lines(2, 0), 2); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := f.WriteBatch(lines(2, 2), 2); err != nil { // into the deleted file, up to the size
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(lines(1, 4), 1); err != nil { // rotates: a new file
+		t.Fatalf("rotation after the file was deleted: %v", err)
+	}
+	if b := readFile(t, path); !bytes.Equal(b, lines(1, 4)) {
+		t.Fatalf("new file holds %q", b)
+	}
+	if bs := f.backups(); len(bs) != 0 {
+		t.Fatalf("backups %v of a file that was gone", bs)
+	}
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteBatch(lines(3, 5), 3) // into the deleted file, up to the size
+	err := f.WriteBatch(lines(1, 8), 1)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("rotation without the directory: %v", err)
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(lines(1, 8), 1); err != nil {
+		t.Fatalf("with the directory back: %v", err)
+	}
+	if b := readFile(t, path); !bytes.Equal(b, lines(1, 8)) {
+		t.Fatalf("file in the new directory holds %q", b)
 	}
 }
 

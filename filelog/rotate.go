@@ -3,6 +3,7 @@ package filelog
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,7 +124,20 @@ func (l *File) rotateLocked() error {
 		name = l.backupName(t)
 	}
 	if err := os.Rename(l.path, name); err != nil {
-		return fmt.Errorf("filelog: rotate %s: %w", l.path, err)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("filelog: rotate %s: %w", l.path, err)
+		}
+		// The file was moved or deleted from under us (with its directory,
+		// perhaps): what was written to it went with it, so there is
+		// nothing to back up. Start a new file at the path, as Reopen
+		// does; without the directory this fails, and the next batch
+		// tries again, so that writing resumes once it is back.
+		old := l.f
+		if err := l.open(); err != nil {
+			return fmt.Errorf("filelog: rotate: %w", err)
+		}
+		l.scheduleRotation()
+		return l.retire(old, l.path)
 	}
 	l.lastBackup = t
 	l.stats.Rotations++
