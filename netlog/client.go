@@ -78,6 +78,7 @@ type Client[Req, Resp any] struct {
 	connGen   uint64
 	src       *respBuf[Resp] // conn's responses, if Poll can read them
 	downSince time.Time      // zero while connected
+	rejection string         // the last rejection reported in this down time
 	lastErr   error
 	failing   bool // down for longer than reportAfter
 	closed    bool // no more Sends
@@ -576,7 +577,13 @@ func (c *Client[Req, Resp]) failed(err error) {
 	c.mu.Lock()
 	c.lastErr = err
 	down := time.Since(c.downSince)
-	report := errors.Is(err, ErrRejected) && !c.failing
+	// A rejection is reported at once, not at the report delay: it is the
+	// peer's word, not a guess. The same one again on the next attempts is
+	// not reported again.
+	report := errors.Is(err, ErrRejected) && !c.failing && err.Error() != c.rejection
+	if report {
+		c.rejection = err.Error()
+	}
 	c.mu.Unlock()
 	if report {
 		c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
@@ -656,6 +663,7 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.downSince = time.Time{}
 	c.failing = false
 	c.lastErr = nil
+	c.rejection = ""
 	if len(c.pending) > 0 {
 		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
 	}

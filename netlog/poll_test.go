@@ -380,3 +380,65 @@ func TestReportDuringBackoff(t *testing.T) {
 		t.Fatalf("Wait took %v with a report delay of 100ms", took)
 	}
 }
+
+// A peer that rejects every handshake with the same reason is reported
+// once, at the first rejection, not once per attempt; a different reason
+// is reported too.
+func TestRejectionReportedOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var reason atomic.Value
+	reason.Store("NO")
+	serveDone := make(chan struct{})
+	go func() {
+		defer close(serveDone)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			var hello [4]byte
+			io.ReadFull(conn, hello[:])
+			io.WriteString(conn, reason.Load().(string))
+			conn.Close()
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-serveDone
+	}()
+	var mu sync.Mutex
+	var reports []string
+	c, err := NewClient(&echoClient{}, WithAddrs(l.Addr().String()), WithReportAfter(time.Minute),
+		WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
+			mu.Lock()
+			reports = append(reports, err.Error())
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor := func(n int64) {
+		t.Helper()
+		start, deadline := accepted.Load(), time.Now().Add(10*time.Second)
+		for accepted.Load() < start+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections in 10s, want %d", accepted.Load()-start, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(20)
+	reason.Store("NA")
+	waitFor(20)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
+		t.Fatalf("%d reports over 40 rejections, want one per reason: %q", len(reports), reports)
+	}
+}
