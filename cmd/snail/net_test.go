@@ -372,6 +372,36 @@ func TestSendGivesUpAfter(t *testing.T) {
 	}
 }
 
+// An error that does not go away by waiting (the reader of a FIFO left)
+// ends snail send at once: it does not wait as for a collector.
+func TestSendEndsOnABrokenFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFO:", err)
+	}
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 600_000)
+	go func() { // a reader that reads a little and leaves
+		f, err := os.Open(fifo)
+		if err != nil {
+			return
+		}
+		io.ReadFull(f, make([]byte, 100))
+		f.Close()
+	}()
+	done := make(chan error, 1)
+	var errb bytes.Buffer
+	go func() { done <- sendCmd(context.Background(), []string{"--file", fifo, in}, nil, io.Discard, &errb) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(errb.String(), "broken pipe") {
+			t.Fatalf("send: %v\n%s", err, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("snail send waits on a FIFO nobody reads")
+	}
+}
+
 // The collector, run as the binary, is killed with SIGKILL three times
 // while 64 goroutines log a few million entries through zerolog to it, and
 // restarted each time on the same address and directory: afterwards every

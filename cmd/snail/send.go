@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/snail-log/snail"
@@ -268,12 +269,19 @@ type input struct {
 	untaken uint64        // lines read and never taken, set before the reader ends
 }
 
+// transient reports whether err may go away by itself: the collector is
+// unreachable, or the disk is full. Others (a pipe whose reader left, a
+// device that refuses) end the input at once.
+func transient(err error) bool {
+	return errors.Is(err, netlog.ErrUnavailable) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
 // retryEvery is how often a line is offered again to a failing destination.
 const retryEvery = 100 * time.Millisecond
 
-// write hands line to w. While the destination fails (the collector is
-// unreachable past the report delay with the window full, the disk is
-// full), w refuses entries and retries its batch; write offers the line
+// write hands line to w. While the destination fails for a transient
+// reason (the collector is unreachable past the report delay with the
+// window full, the disk is full), w refuses entries and retries its batch; write offers the line
 // again every retryEvery, so that reading waits and the input backs up
 // (in a pipe, its writer blocks) instead of the lines being lost. The
 // sink's error handler has reported the failure. It gives up after giveUp,
@@ -283,7 +291,7 @@ func (in *input) write(w io.Writer, line []byte) error {
 	var timer *time.Timer
 	for {
 		_, err := w.Write(line)
-		if err == nil || errors.Is(err, sink.ErrClosed) {
+		if err == nil || !transient(err) {
 			return err
 		}
 		if failingSince.IsZero() {
