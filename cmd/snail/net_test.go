@@ -339,7 +339,8 @@ func TestSendWaitsForTheCollector(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatalf("send did not end after the collector came up:\n%s", errb)
 	}
-	if !strings.Contains(errb.String(), fmt.Sprintf("%d lines", n)) || !strings.Contains(errb.String(), "; 0 not delivered") {
+	if !strings.Contains(errb.String(), fmt.Sprintf("%d lines", n)) || !strings.Contains(errb.String(), "; 0 not delivered") ||
+		strings.Count(errb.String(), "delivering again after waiting") != 1 {
 		t.Fatalf("summary: %s", errb)
 	}
 	checkLines(t, filepath.Join(dir, "app.log"), n)

@@ -151,7 +151,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if giveUp < 0 {
 		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
 	}
-	in := &input{stopped: make(chan struct{}), giveUp: giveUp}
+	in := &input{stopped: make(chan struct{}), giveUp: giveUp, resumed: func(waited time.Duration) {
+		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
+	}}
 	var lines, bytes atomic.Int64
 	readDone := make(chan error, 1)
 	in.busy.Lock() // held by the reader except while it waits in a read
@@ -167,7 +169,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		interrupted = true
 		close(in.stopped)
 		in.busy.Lock() // the reader waits in a read: every whole line before is written
-		fmt.Fprintln(stderr, "snail send: stopped by a signal; delivering the lines read so far")
+		rep.note("stopped by a signal; delivering the lines read so far")
 	}
 	closeErr := w.Close()
 	if interrupted {
@@ -188,7 +190,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if kept > 0 {
 			left += fmt.Sprintf(", %d kept in the spool %s for the next run", kept, spool)
 		}
-		fmt.Fprintf(stderr, "snail send: %d lines, %d bytes to %s; %d not delivered%s\n", lines.Load(), bytes.Load(), dest, lost, left)
+		rep.note(fmt.Sprintf("%d lines, %d bytes to %s; %d not delivered%s", lines.Load(), bytes.Load(), dest, lost, left))
 	}
 	if err := errors.Join(readErr, closeErr); err != nil {
 		rep.report(err) // what the handlers printed already is not repeated
@@ -212,6 +214,13 @@ type reporter struct {
 
 func newReporter(w io.Writer, prefix string) *reporter {
 	return &reporter{w: w, prefix: prefix, seen: make(map[string]bool)}
+}
+
+// note prints msg, with the prefix.
+func (r *reporter) note(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintln(r.w, r.prefix+msg)
 }
 
 func (r *reporter) report(err error) {
@@ -265,8 +274,9 @@ type input struct {
 	r       io.Reader
 	busy    sync.Mutex
 	stopped chan struct{}
-	giveUp  time.Duration // how long write offers a line to a failing destination; 0: until stopped
-	untaken uint64        // lines read and never taken, set before the reader ends
+	giveUp  time.Duration              // how long write offers a line to a failing destination; 0: until stopped
+	untaken uint64                     // lines read and never taken, set before the reader ends
+	resumed func(waited time.Duration) // called when lines are taken again after a wait
 }
 
 // transient reports whether err may go away by itself: the collector is
@@ -291,6 +301,9 @@ func (in *input) write(w io.Writer, line []byte) error {
 	var timer *time.Timer
 	for {
 		_, err := w.Write(line)
+		if err == nil && !failingSince.IsZero() && in.resumed != nil {
+			in.resumed(time.Since(failingSince))
+		}
 		if err == nil || !transient(err) {
 			return err
 		}
