@@ -54,6 +54,15 @@ func putBuf(bp *[]byte) {
 	}
 }
 
+// RefusePlain answers a client that spoke without TLS to a collector that
+// requires it: a goodbye its handshake reads as a refusal with the reason,
+// instead of a closed connection.
+func (k *codec) RefusePlain(conn net.Conn) {
+	_, _ = conn.Write(netlog.AppendGoodbye(nil, encoder.StatusUnauthorized, "this collector takes TLS connections only (snail send --tls-ca, netlog.WithTLS)"))
+}
+
+var _ netlog.PlainRefuser = (*codec)(nil)
+
 // Accept reads the Hello, checks version, token and stream name, and
 // answers with a Welcome that tells the client the highest sequence number
 // written for its stream id.
@@ -69,6 +78,9 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 			return nil, fmt.Errorf("%w: closed before hello", netlog.ErrProtocol)
 		}
 		return nil, err
+	}
+	if hdr[0] == 0x16 && hdr[1] == 0x03 { // a TLS record of a handshake: a client with TLS on
+		return nil, refuse(0, encoder.StatusBadFrame, fmt.Errorf("%w: the client speaks TLS, and this collector does not (--tls-cert)", netlog.ErrTLSHandshake))
 	}
 	h, err := c.dec.ParseHeader(hdr)
 	if err != nil {

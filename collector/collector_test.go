@@ -820,6 +820,72 @@ func TestTLSWithClientCertificates(t *testing.T) {
 	waitFor(t, func() bool { return c.Stats().Rejects["tls"] > 0 })
 }
 
+// A client and a collector that disagree on TLS say so: a client without
+// TLS is told, in its own protocol, that the collector takes TLS only; a
+// client with TLS learns that the collector does not answer in TLS, and
+// the collector counts a TLS reject that names the mismatch.
+func TestTLSMismatchIsExplained(t *testing.T) {
+	ca, caKey := newCA(t)
+	serverCert := issue(t, ca, caKey, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	for _, tc := range []struct {
+		name      string
+		serverTLS *tls.Config
+		clientTLS *tls.Config
+		client    string // in the client's error
+		collector string // in the collector's log of the connection
+	}{
+		{"plain client", &tls.Config{Certificates: []tls.Certificate{serverCert}}, nil,
+			"takes TLS connections only", "does not look like a TLS handshake"},
+		{"TLS client", nil, &tls.Config{RootCAs: pool},
+			"does not answer in TLS", "the client speaks TLS, and this collector does not"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := new(lockedBuffer)
+			c, addr := start(t, Config{Dir: t.TempDir(), TLS: tc.serverTLS, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			opts := []netlog.ClientOption{netlog.WithReportAfter(100 * time.Millisecond), netlog.WithDrainTimeout(100 * time.Millisecond),
+				netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond)}
+			if tc.clientTLS != nil {
+				opts = append(opts, netlog.WithTLS(tc.clientTLS))
+			}
+			s, err := netlog.Dial(addr, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(t, s, 0, 10, 10)
+			if err := s.Sync(); !errors.Is(err, netlog.ErrUnavailable) || !strings.Contains(err.Error(), tc.client) {
+				t.Errorf("Sync: %v, want the reason %q", err, tc.client)
+			}
+			s.Close()
+			waitFor(t, func() bool { return c.Stats().Rejects["tls"] > 0 })
+			if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+				return strings.Contains(l, "reason=tls") && strings.Contains(l, tc.collector)
+			}) {
+				t.Errorf("collector logged\n%s\nwant a tls reject with %q", logs, tc.collector)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for logs written from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "snail test CA"},

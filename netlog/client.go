@@ -607,6 +607,9 @@ func (c *Client[Req, Resp]) dial(addr string) (net.Conn, error) {
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
+			if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+				return nil, fmt.Errorf("TLS handshake: the peer does not answer in TLS (is TLS on at its end?): %w", err)
+			}
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		conn = tc

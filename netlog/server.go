@@ -31,6 +31,14 @@ var (
 	ErrTLSHandshake = errors.New("netlog: TLS handshake failed")
 )
 
+// PlainRefuser is a ServerCodec that can answer, in plain text, a client
+// that does not speak TLS to a Server that requires it, so that the client
+// learns why it is turned away. The Server calls RefusePlain with the raw
+// connection, under the handshake deadline, and then closes it.
+type PlainRefuser interface {
+	RefusePlain(conn net.Conn)
+}
+
 // ServerCodec speaks a protocol's server half for a Server.
 type ServerCodec[Req, Resp any] interface {
 	// Accept runs the handshake on a new connection, reading from r (a
@@ -330,6 +338,12 @@ func (c *srvConn[Req, Resp]) serve() {
 	if s.cfg.tls != nil {
 		tc := tls.Server(c.conn, s.cfg.tls)
 		if err := tc.Handshake(); err != nil {
+			// A client that speaks without TLS: the codec may tell it so,
+			// in its own protocol, as net/http answers HTTP on an HTTPS port.
+			var rh tls.RecordHeaderError
+			if pr, ok := s.codec.(PlainRefuser); ok && errors.As(err, &rh) && rh.Conn != nil {
+				pr.RefusePlain(rh.Conn)
+			}
 			s.connError(c.conn.RemoteAddr(), fmt.Errorf("%w: %w", ErrTLSHandshake, hsErr(err)))
 			return
 		}
