@@ -214,6 +214,21 @@ func TestSendToFileAndStdin(t *testing.T) {
 	checkLines(t, out, 1001)
 }
 
+// An input that cannot be opened is reported and skipped, as cat does:
+// the inputs after it are still sent, and the exit status is 1.
+func TestSendSkipsAMissingInput(t *testing.T) {
+	dir := t.TempDir()
+	a, b, out := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "out.log")
+	writeLines(t, a, 0, 10)
+	writeLines(t, b, 10, 10)
+	var e bytes.Buffer
+	err := sendCmd(context.Background(), []string{"--file", out, a, filepath.Join(dir, "missing"), b}, nil, io.Discard, &e)
+	if err == nil || !strings.Contains(e.String(), "missing: no such file") {
+		t.Fatalf("send: %v\n%s", err, e.String())
+	}
+	checkLines(t, out, 20)
+}
+
 // A write error reaches the user once: the sink's error handler prints it
 // when the batch fails, and Close's return, the same error, is not printed
 // again. Every line of the output names the command.

@@ -239,28 +239,51 @@ func (r *reporter) report(err error) {
 }
 
 // readInputs copies the lines of each input in turn to w, counting them,
-// until the inputs end, one fails or in is stopped.
+// until the inputs end, the destination fails for good or in is stopped.
+// An input that cannot be opened or read is reported and skipped, as cat
+// does.
 func readInputs(in *input, names []string, stdin io.Reader, w io.Writer, lines, bytes *atomic.Int64) error {
+	var errs []error
 	for _, name := range names {
-		r := stdin
-		if name != "-" {
-			f, err := os.Open(name)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			r = f
-		}
-		in.r = r
-		if err := copyLines(w, in, lines, bytes); err != nil {
+		if err := readInput(in, name, stdin, w, lines, bytes); err != nil {
 			if errors.Is(err, errStopped) {
-				return nil
+				break
 			}
-			return fmt.Errorf("%s: %w", name, err)
+			errs = append(errs, err)
+			if _, ok := errors.AsType[*deliverError](err); ok {
+				break
+			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+func readInput(in *input, name string, stdin io.Reader, w io.Writer, lines, bytes *atomic.Int64) error {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	in.r = r
+	if err := copyLines(w, in, lines, bytes); err != nil {
+		if errors.Is(err, errStopped) {
+			return err
+		}
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
+
+// deliverError is an error of the destination, not of an input: it ends
+// the reading of every input.
+type deliverError struct{ err error }
+
+func (e *deliverError) Error() string { return e.err.Error() }
+func (e *deliverError) Unwrap() error { return e.err }
 
 // errStopped ends the input after a signal.
 var errStopped = errors.New("input stopped")
@@ -374,7 +397,10 @@ func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
 			lines.Add(1) // read: delivered, or counted as not
 			n.Add(int64(len(line)))
 			if werr := in.write(w, line); werr != nil {
-				return werr
+				if errors.Is(werr, errStopped) {
+					return werr
+				}
+				return &deliverError{werr}
 			}
 		}
 		if err != nil {
