@@ -153,7 +153,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	in := &input{stopped: make(chan struct{}), giveUp: giveUp, resumed: func(waited time.Duration) {
 		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
-	}}
+	}, report: rep.report}
 	var lines, bytes atomic.Int64
 	readDone := make(chan error, 1)
 	in.busy.Lock() // held by the reader except while it waits in a read
@@ -253,6 +253,9 @@ func readInputs(in *input, names []string, stdin io.Reader, w io.Writer, lines, 
 			if _, ok := errors.AsType[*deliverError](err); ok {
 				break
 			}
+			if in.report != nil {
+				in.report(err) // now, not only at the end: the next input may be a long one
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -300,6 +303,7 @@ type input struct {
 	giveUp  time.Duration              // how long write offers a line to a failing destination; 0: until stopped
 	untaken uint64                     // lines read and never taken, set before the reader ends
 	resumed func(waited time.Duration) // called when lines are taken again after a wait
+	report  func(error)                // called with the error of an input that is skipped
 }
 
 // transient reports whether err may go away by itself: the collector is
