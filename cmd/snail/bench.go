@@ -124,9 +124,19 @@ func bench(args []string, stdout, stderr io.Writer) error {
 			acked = strconv.FormatInt(r.acked, 10)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%d\t%.2f\t%v\t%v\t%.1fx\t\n", r.name, r.rate(), r.rate()*r.lineSize/1e6,
-			acked, c.entries-r.lines, float64(r.writes)*1000/float64(c.entries), r.p50, r.p99, r.rate()/base)
+			acked, c.entries-r.lines, float64(r.writes)*1000/float64(c.entries), short(r.p50), short(r.p99), r.rate()/base)
 	}
 	return tw.Flush()
+}
+
+// short rounds d to three significant digits: 1.23µs, 45.6ms.
+func short(d time.Duration) time.Duration {
+	for unit := time.Duration(1000); unit <= time.Hour; unit *= 10 {
+		if d < unit {
+			return d.Round(unit / 1000)
+		}
+	}
+	return d.Round(time.Second)
 }
 
 type benchResult struct {
