@@ -229,6 +229,29 @@ func TestSendSkipsAMissingInput(t *testing.T) {
 	checkLines(t, out, 20)
 }
 
+// A line over --max-line is read through and dropped, not held in memory
+// whole: the lines around it arrive, the drop is reported and counted, and
+// the exit status is 1.
+func TestSendDropsALineTooLong(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out.log")
+	var b bytes.Buffer
+	b.WriteString("id=0 end\n")
+	b.Write(bytes.Repeat([]byte("x"), 1<<20)) // over the limit, across many reads
+	b.WriteString("\nid=1 end\n")
+	b.Write(bytes.Repeat([]byte("y"), 100)) // over the limit within one read, last, without a newline
+	if err := os.WriteFile(in, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var e bytes.Buffer
+	err := sendCmd(context.Background(), []string{"--file", out, "--max-line", "64", in}, nil, io.Discard, &e)
+	if !errors.Is(err, errReported) || !strings.Contains(e.String(), "4 lines") || !strings.Contains(e.String(), "2 not delivered") ||
+		strings.Count(e.String(), "longer than --max-line") != 1 {
+		t.Fatalf("send: %v\n%s", err, e.String())
+	}
+	checkLines(t, out, 2)
+}
+
 // A write error reaches the user once: the sink's error handler prints it
 // when the batch fails, and Close's return, the same error, is not printed
 // again. Every line of the output names the command.
@@ -397,13 +420,23 @@ func TestSendEndsOnABrokenFIFO(t *testing.T) {
 	}
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 600_000)
-	go func() { // a reader that reads a little and leaves
-		f, err := os.Open(fifo)
-		if err != nil {
-			return
+	// A reader that is there before snail send opens the FIFO (without
+	// one, the open fails), reads a little and leaves. Opened without
+	// blocking, it reads EOF until a writer comes.
+	f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer f.Close()
+		got, buf := 0, make([]byte, 100)
+		for deadline := time.Now().Add(30 * time.Second); got < len(buf) && time.Now().Before(deadline); {
+			n, err := f.Read(buf[got:])
+			got += n
+			if err != nil {
+				time.Sleep(time.Millisecond)
+			}
 		}
-		io.ReadFull(f, make([]byte, 100))
-		f.Close()
 	}()
 	done := make(chan error, 1)
 	var errb bytes.Buffer

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, spool string
 	var spoolSize int64
+	maxLine := int64(defaultMaxLine)
 	var window, drain, giveUp time.Duration
 	var quiet bool
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
@@ -65,6 +67,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
 	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
 	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
+	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken; a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory (default 16MiB, the collector's default frame limit) [SNAIL_MAX_LINE]")
 	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, sendHelp)
@@ -74,7 +77,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
 		"tls-ca": "SNAIL_TLS_CA", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
 		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
-		"give-up-after": "SNAIL_GIVE_UP_AFTER",
+		"give-up-after": "SNAIL_GIVE_UP_AFTER", "max-line": "SNAIL_MAX_LINE",
 	}); err != nil {
 		return err
 	}
@@ -151,7 +154,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if giveUp < 0 {
 		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
 	}
-	in := &input{stopped: make(chan struct{}), giveUp: giveUp, resumed: func(waited time.Duration) {
+	if maxLine <= 0 {
+		return fmt.Errorf("--max-line %d: must be positive", maxLine)
+	}
+	in := &input{stopped: make(chan struct{}), giveUp: giveUp, maxLine: int(min(maxLine, math.MaxInt32)), resumed: func(waited time.Duration) {
 		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
 	}, report: rep.report}
 	var lines, bytes atomic.Int64
@@ -194,6 +200,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if err := errors.Join(readErr, closeErr); err != nil {
 		rep.report(err) // what the handlers printed already is not repeated
+		return errReported
+	}
+	if lost > 0 { // lines dropped for their length: reported as they went
 		return errReported
 	}
 	return nil
@@ -301,6 +310,7 @@ type input struct {
 	busy    sync.Mutex
 	stopped chan struct{}
 	giveUp  time.Duration              // how long write offers a line to a failing destination; 0: until stopped
+	maxLine int                        // longest line taken, newline included
 	untaken uint64                     // lines read and never taken, set before the reader ends
 	resumed func(waited time.Duration) // called when lines are taken again after a wait
 	report  func(error)                // called with the error of an input that is skipped
@@ -312,6 +322,10 @@ type input struct {
 func transient(err error) bool {
 	return errors.Is(err, netlog.ErrUnavailable) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
+
+// defaultMaxLine is snail send's longest line unless told otherwise: the
+// collector's default frame limit, past which it refuses the batch anyway.
+const defaultMaxLine = 16 << 20
 
 // retryEvery is how often a line is offered again to a failing destination.
 const retryEvery = 100 * time.Millisecond
@@ -379,22 +393,39 @@ func (in *input) isStopped() bool {
 }
 
 // copyLines writes each line of r to w as one entry, adding a final newline
-// where missing. Lines of any length are kept whole.
+// where missing. A line longer than in.maxLine is read through and dropped,
+// so that memory stays bounded: reported, and counted as not delivered.
 func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
 	r := io.Reader(in)
 	br := bufio.NewReaderSize(r, 256<<10)
 	var long []byte
+	skipping := false // in a line over the limit
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, line...)
+			if !skipping && len(long)+len(line) >= in.maxLine {
+				skipping, long = true, nil
+			}
+			if !skipping {
+				long = append(long, line...)
+			}
 			continue
 		}
 		if len(long) > 0 {
 			line = append(long, line...)
 			long = long[:0]
 		}
-		if len(line) > 0 && !errors.Is(err, errStopped) { // a line cut by a signal is dropped
+		whole := len(line) > 0 && !errors.Is(err, errStopped) // a line cut by a signal is dropped
+		if whole && (skipping || entryLen(line) > in.maxLine) {
+			lines.Add(1)
+			in.untaken++
+			if in.report != nil {
+				in.report(fmt.Errorf("a line longer than --max-line (%d bytes) was dropped", in.maxLine))
+			}
+			whole = false
+		}
+		skipping = false
+		if whole {
 			if line[len(line)-1] != '\n' {
 				line = append(line[:len(line):len(line)], '\n') // a copy: line is the reader's buffer
 			}
@@ -414,4 +445,12 @@ func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
 			return err
 		}
 	}
+}
+
+// entryLen is the length of line as an entry, with its newline.
+func entryLen(line []byte) int {
+	if line[len(line)-1] == '\n' {
+		return len(line)
+	}
+	return len(line) + 1
 }
