@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,11 @@ type output struct {
 	f    *filelog.File
 	j    *journal
 	seen map[uint64]uint64
+	// used is when each client stream id in seen last wrote, as a count
+	// of writes (tick): seen is bounded (maxClientIDs), and the least
+	// recently written are forgotten first.
+	used map[uint64]uint64
+	tick uint64
 
 	// With AckFsync, what a failed fsync leaves to do (under mu). Linux
 	// reports a failed writeback once and may have dropped the pages it
@@ -383,8 +389,8 @@ func (c *Collector) output(name string) (*output, error) {
 		go c.closeIdle()
 	}
 	path := filepath.Join(c.cfg.Dir, name+".log")
-	seen := make(map[uint64]uint64)
-	j, found, err := openJournal(c.cfg.Dir, name, seen)
+	seen, used := make(map[uint64]uint64), make(map[uint64]uint64)
+	j, found, err := openJournal(c.cfg.Dir, name, seen, used)
 	if err != nil {
 		return nil, fmt.Errorf("%w: state of %s: %w", ErrUnavailable, name, err)
 	}
@@ -410,7 +416,8 @@ func (c *Collector) output(name string) (*output, error) {
 		j.close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	o := &output{name: name, f: f, j: j, seen: seen, refs: 1}
+	o := &output{name: name, f: f, j: j, seen: seen, used: used, tick: uint64(j.records), refs: 1}
+	o.forget(c)
 	if c.cfg.Ack == AckFsync {
 		o.scond = sync.NewCond(&o.smu)
 		o.sdone = make(chan struct{})
@@ -593,17 +600,47 @@ func (o *output) mark(id uint64) uint64 {
 	return m
 }
 
-// marks returns mark for every client stream id, for a journal
-// compaction. Called with o.mu held.
-func (o *output) marks() map[uint64]uint64 {
-	if len(o.redo) == 0 {
-		return o.seen
-	}
-	m := make(map[uint64]uint64, len(o.seen))
+// marks returns mark for every client stream id, least recently written
+// first, for a journal compaction. Called with o.mu held.
+func (o *output) marks() []idMark {
+	ms := make([]idMark, 0, len(o.seen))
 	for id := range o.seen {
-		m[id] = o.mark(id)
+		ms = append(ms, idMark{id, o.mark(id)})
 	}
-	return m
+	slices.SortFunc(ms, func(a, b idMark) int { return cmp.Compare(o.used[a.id], o.used[b.id]) })
+	return ms
+}
+
+// maxClientIDs bounds the client stream ids an output remembers. Each
+// client without a spool takes a new id when it starts, so without a bound
+// a stream whose clients restart often would grow its state (memory, and
+// the journal) without end. Past the bound, the least recently written
+// quarter is forgotten, as Kafka expires the ids of idle producers: a
+// client forgotten that way and then sending again a batch written before
+// gets it written twice; one that writes anything is not forgotten before
+// maxClientIDs*3/4 other clients have written since.
+var maxClientIDs = 1 << 14
+
+// forget trims o.seen to maxClientIDs*3/4 once it is over maxClientIDs,
+// least recently written first; an id with batches to write again stays.
+// Called with o.mu held (or before o is shared).
+func (o *output) forget(c *Collector) {
+	if len(o.seen) <= maxClientIDs {
+		return
+	}
+	ids := make([]uint64, 0, len(o.seen))
+	for id := range o.seen {
+		if len(o.redo[id]) == 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint64) int { return cmp.Compare(o.used[a], o.used[b]) })
+	n := min(len(o.seen)-maxClientIDs*3/4, len(ids))
+	for _, id := range ids[:n] {
+		delete(o.seen, id)
+		delete(o.used, id)
+	}
+	c.log.Info("forgot the client stream ids that wrote least lately", "stream", o.name, "forgotten", n, "kept", len(o.seen))
 }
 
 // inRedo reports whether seq of stream id is to be written again. Called
@@ -690,8 +727,10 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	}); err != nil {
 		return false, 0, err
 	}
-	prev := o.seen[r.stream]
+	prev, known := o.seen[r.stream]
 	o.seen[r.stream] = max(prev, r.seq)
+	o.tick++
+	o.used[r.stream] = o.tick
 	if redo {
 		o.doneRedo(r.stream, r.seq)
 	}
@@ -700,10 +739,17 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	if err := c.retry(o, func() error { return o.j.add(rec, o.marks) }); err != nil {
 		// Not journaled, so not acked: as if not written, though it is.
 		o.seen[r.stream] = prev
+		if !known {
+			delete(o.seen, r.stream)
+			delete(o.used, r.stream)
+		}
 		if redo {
 			o.redo[r.stream] = append(o.redo[r.stream], r.seq)
 		}
 		return false, 0, err
+	}
+	if !known {
+		o.forget(c)
 	}
 	o.writes++
 	if o.scond != nil {

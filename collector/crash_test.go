@@ -114,13 +114,13 @@ func TestRecoveryOfRotatedFile(t *testing.T) {
 func TestJournalCompaction(t *testing.T) {
 	dir := t.TempDir()
 	seen := map[uint64]uint64{}
-	j, _, err := openJournal(dir, "c", seen)
+	j, _, err := openJournal(dir, "c", seen, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := uint64(1); i <= compactAt+10; i++ {
 		r := record{stream: i % 3, seq: i, ino: 5, size: int64(i)}
-		if err := j.add(r, func() map[uint64]uint64 { return seen }); err != nil {
+		if err := j.add(r, func() []idMark { return marksOf(seen) }); err != nil {
 			t.Fatal(err)
 		}
 		seen[r.stream] = r.seq
@@ -130,7 +130,7 @@ func TestJournalCompaction(t *testing.T) {
 		t.Fatalf("journal not compacted: %d bytes", fi.Size())
 	}
 	got := map[uint64]uint64{}
-	j2, found, err := openJournal(dir, "c", got)
+	j2, found, err := openJournal(dir, "c", got, nil)
 	if err != nil || !found {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -136,9 +137,9 @@ func TestFailedFsyncSurvivesRestart(t *testing.T) {
 // A stream's mark, which the journal keeps (and a compaction rewrites),
 // stops below the first batch waiting to be written again.
 func TestMarkStopsBelowRedo(t *testing.T) {
-	o := &output{seen: map[uint64]uint64{1: 5, 2: 7}, redo: map[uint64][]uint64{1: {4, 3}}}
-	if got := o.marks(); got[1] != 2 || got[2] != 7 || len(got) != 2 {
-		t.Fatalf("marks %v, want map[1:2 2:7]", got)
+	o := &output{seen: map[uint64]uint64{1: 5, 2: 7}, used: map[uint64]uint64{1: 2, 2: 1}, redo: map[uint64][]uint64{1: {4, 3}}}
+	if got, want := o.marks(), []idMark{{2, 7}, {1, 2}}; !slices.Equal(got, want) { // least recently written first
+		t.Fatalf("marks %v, want %v", got, want)
 	}
 	o.doneRedo(1, 3)
 	if got := o.mark(1); got != 3 {
@@ -217,4 +218,57 @@ func TestFailedFsyncsUnderLoad(t *testing.T) {
 		t.Fatalf("%d fsync rounds, %d batches written again: no failure was exercised", rounds.Load(), again)
 	}
 	t.Logf("%d fsync rounds; %d batches, written again %d times in all", rounds.Load(), n/per, again)
+}
+
+// An output remembers at most maxClientIDs client stream ids, forgetting
+// those that wrote least lately, and keeps that order across a restart
+// (the journal's compaction writes it): the latest clients' batches sent
+// again are still recognised, a forgotten client's are written again.
+func TestClientIDsBounded(t *testing.T) {
+	old := maxClientIDs
+	t.Cleanup(func() { maxClientIDs = old }) // after the collectors stop
+	maxClientIDs = 8
+	dir := t.TempDir()
+	write := func(addr string, id uint64) {
+		t.Helper()
+		conn := handshake(t, addr, id, "b", "")
+		defer conn.Close()
+		wantStatus(t, sendSeqs(t, conn, id, 1, 1), encoder.StatusOK)
+	}
+	check := func(c *Collector) {
+		t.Helper()
+		c.mu.Lock()
+		o := c.outputs["b"]
+		c.mu.Unlock()
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if len(o.seen) > maxClientIDs {
+			t.Fatalf("%d client ids remembered, bound %d", len(o.seen), maxClientIDs)
+		}
+		for id := uint64(17); id <= 20; id++ {
+			if _, ok := o.seen[id]; !ok {
+				t.Fatalf("client %d, among the last to write, forgotten: %v", id, o.seen)
+			}
+		}
+		if _, ok := o.seen[1]; ok {
+			t.Fatalf("client 1, the first to write, still remembered: %v", o.seen)
+		}
+	}
+	c, addr, stop := serve(t, Config{Dir: dir})
+	for id := uint64(1); id <= 20; id++ {
+		write(addr, id)
+	}
+	check(c)
+	if err, _ := stop(true); err != nil {
+		t.Fatal(err)
+	}
+
+	c2, addr2 := start(t, Config{Dir: dir})
+	write(addr2, 20) // sent again: acked, not written
+	check(c2)
+	write(addr2, 1) // forgotten: written again
+	data, _ := os.ReadFile(filepath.Join(dir, "b.log"))
+	if n := bytes.Count(data, []byte("\n")); n != 21 {
+		t.Fatalf("%d lines, want 20 and client 1's batch again", n)
+	}
 }

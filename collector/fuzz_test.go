@@ -209,7 +209,7 @@ func FuzzJournal(f *testing.F) {
 		}
 
 		seen := map[uint64]uint64{}
-		j, found, err := openJournal(dir, "f", seen)
+		j, found, err := openJournal(dir, "f", seen, nil)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
@@ -223,12 +223,12 @@ func FuzzJournal(f *testing.F) {
 			t.Fatalf("journal left at %v bytes (%v), want %d", fi.Size(), err, len(want)*recordSize)
 		}
 		next := record{stream: 99, seq: 5, ino: 1, size: 2}
-		if err := j.add(next, func() map[uint64]uint64 { return seen }); err != nil {
+		if err := j.add(next, func() []idMark { return marksOf(seen) }); err != nil {
 			t.Fatal(err)
 		}
 		j.close()
 		again := map[uint64]uint64{}
-		j2, found, err := openJournal(dir, "f", again)
+		j2, found, err := openJournal(dir, "f", again, nil)
 		if err != nil || !found || j2.last != next || again[99] != 5 || j2.records != len(want)+1 {
 			t.Fatalf("after an append: %v, found %v, last %+v, seen %v", err, found, j2.last, again)
 		}

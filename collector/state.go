@@ -97,8 +97,9 @@ type journal struct {
 func journalPath(dir, name string) string { return filepath.Join(dir, stateDir, name+".state") }
 
 // openJournal reads the journal of output name (if any) into seen and
-// returns it open for appending, with its latest record.
-func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, error) {
+// returns it open for appending, with its latest record. If used is not
+// nil, it gets each stream's recency: the position of its latest record.
+func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool, error) {
 	path := journalPath(dir, name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, false, err
@@ -120,6 +121,9 @@ func openJournal(dir, name string, seen map[uint64]uint64) (*journal, bool, erro
 		seen[r.stream] = r.seq
 		j.last, found = r, true
 		j.records++
+		if used != nil {
+			used[r.stream] = uint64(j.records)
+		}
 		valid += recordSize
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
@@ -199,15 +203,29 @@ func (j *journal) baseline(path string, seen map[uint64]uint64) error {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	if err := j.add(r, func() map[uint64]uint64 { return seen }); err != nil {
+	if err := j.add(r, func() []idMark { return marksOf(seen) }); err != nil {
 		return err
 	}
 	return j.sync()
 }
 
+// idMark is a client stream id and the sequence number the journal keeps
+// for it.
+type idMark struct{ id, seq uint64 }
+
+// marksOf lists seen, in no particular order.
+func marksOf(seen map[uint64]uint64) []idMark {
+	ms := make([]idMark, 0, len(seen))
+	for id, seq := range seen {
+		ms = append(ms, idMark{id, seq})
+	}
+	return ms
+}
+
 // add appends a record; all returns every stream's latest sequence
-// number, for a compaction. Called with the output's lock held.
-func (j *journal) add(r record, all func() map[uint64]uint64) error {
+// number, least recently written first, for a compaction. Called with the
+// output's lock held.
+func (j *journal) add(r record, all func() []idMark) error {
 	if j.records >= compactAt {
 		if err := j.compact(all(), r); err != nil {
 			return err
@@ -224,9 +242,10 @@ func (j *journal) add(r record, all func() map[uint64]uint64) error {
 	return nil
 }
 
-// compact rewrites the journal with one record per stream id, the latest
-// (r, not yet in seen) last, through a temporary file and a rename.
-func (j *journal) compact(seen map[uint64]uint64, r record) error {
+// compact rewrites the journal with one record per stream id in the order
+// of marks, so that a restart knows which were written lately, and the
+// latest (r, not yet in marks) last, through a temporary file and a rename.
+func (j *journal) compact(marks []idMark, r record) error {
 	tmp := j.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -234,11 +253,11 @@ func (j *journal) compact(seen map[uint64]uint64, r record) error {
 	}
 	var b []byte
 	n := 0
-	for id, seq := range seen {
-		if id == r.stream {
+	for _, m := range marks {
+		if m.id == r.stream {
 			continue
 		}
-		b = record{stream: id, seq: seq, ino: r.ino, size: r.size}.append(b)
+		b = record{stream: m.id, seq: m.seq, ino: r.ino, size: r.size}.append(b)
 		n++
 	}
 	b = r.append(b)
