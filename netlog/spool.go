@@ -55,11 +55,12 @@ const DefaultSpoolBytes = 1 << 30
 // sequence numbers (the collector skips what it already wrote), and never
 // sends again what was acked. Each record carries a CRC; a record torn by a
 // crash is detected and dropped, never sent, and reported to the error
-// handler (WithErrorHandler) when Dial opens the spool. Entries a client crash can
-// still lose: those in the sink's buffers and in the window in memory
-// (batches sent without being spooled and not yet acked; a Close that gives
-// up on those counts them lost); Sync narrows that to what was logged after
-// it returned, and WithSpoolAll spools the window's batches too.
+// handler (WithErrorHandler) when Dial opens the spool. Entries a client
+// crash can still lose: those in the sink's buffers and in the window in
+// memory (batches sent without being spooled and not yet acked; a Close
+// that gives up on those counts them lost); Sync narrows that to what was
+// logged after it returned, and WithSpoolAll spools the window's batches
+// too.
 func WithSpool(dir string, maxBytes int64, full SpoolFull) ClientOption {
 	return func(c *clientConfig) error {
 		if dir == "" {

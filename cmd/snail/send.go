@@ -332,11 +332,12 @@ const retryEvery = 100 * time.Millisecond
 
 // write hands line to w. While the destination fails for a transient
 // reason (the collector is unreachable past the report delay with the
-// window full, the disk is full), w refuses entries and retries its batch; write offers the line
-// again every retryEvery, so that reading waits and the input backs up
-// (in a pipe, its writer blocks) instead of the lines being lost. The
-// sink's error handler has reported the failure. It gives up after giveUp,
-// or when the input is stopped, counting the line as not taken.
+// window full, the disk is full), w refuses entries and retries its
+// batch; write offers the line again every retryEvery, so that reading
+// waits and the input backs up (in a pipe, its writer blocks) instead of
+// the lines being lost. The sink's error handler has reported the failure.
+// It gives up after giveUp, or when the input is stopped, counting the
+// line as not taken.
 func (in *input) write(w io.Writer, line []byte) error {
 	var failingSince time.Time
 	var timer *time.Timer
@@ -414,18 +415,19 @@ func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
 		if len(long) > 0 {
 			line = append(long, line...)
 			long = long[:0]
+			if cap(long) > 1<<20 {
+				long = nil // do not hold a long line's memory for the short ones after it
+			}
 		}
-		whole := len(line) > 0 && !errors.Is(err, errStopped) // a line cut by a signal is dropped
-		if whole && (skipping || entryLen(line) > in.maxLine) {
+		switch {
+		case errors.Is(err, errStopped): // a line cut by a signal is dropped
+		case skipping || len(line) > 0 && entryLen(line) > in.maxLine:
 			lines.Add(1)
 			in.untaken++
 			if in.report != nil {
 				in.report(fmt.Errorf("a line longer than --max-line (%d bytes) was dropped", in.maxLine))
 			}
-			whole = false
-		}
-		skipping = false
-		if whole {
+		case len(line) > 0:
 			if line[len(line)-1] != '\n' {
 				line = append(line[:len(line):len(line)], '\n') // a copy: line is the reader's buffer
 			}
@@ -438,6 +440,7 @@ func copyLines(w io.Writer, in *input, lines, n *atomic.Int64) error {
 				return &deliverError{werr}
 			}
 		}
+		skipping = false
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
