@@ -135,6 +135,7 @@ type spool struct {
 	state     *os.File
 	id        uint64
 	nextSeq   uint64
+	reserved  uint64          // the state file's next sequence number: at least nextSeq, fsynced
 	acked     uint64          // every sequence number up to this one is done
 	done      map[uint64]bool // done above acked
 	dropped   uint64          // entries dropped by SpoolDropOldest
@@ -182,6 +183,7 @@ func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
 			return nil, err
 		}
 	}
+	sp.reserved = sp.nextSeq // what take gives out next is reserved (and fsynced) there
 	if err := sp.saveState(); err != nil {
 		sp.closeFiles()
 		return nil, err
@@ -272,7 +274,7 @@ func (sp *spool) saveState() error {
 	var b [spoolStateSize]byte
 	copy(b[:4], stateMagic[:])
 	binary.LittleEndian.PutUint64(b[4:], sp.id)
-	binary.LittleEndian.PutUint64(b[12:], sp.nextSeq)
+	binary.LittleEndian.PutUint64(b[12:], sp.reserved)
 	binary.LittleEndian.PutUint64(b[20:], sp.acked)
 	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], crcTable))
 	if _, err := sp.state.WriteAt(b[:], 0); err != nil {
@@ -281,14 +283,66 @@ func (sp *spool) saveState() error {
 	return nil
 }
 
-// take gives out the next sequence number, saved before it is used, so that
-// a restarted client never reuses one.
+// testHookStateSynced, if set, is called after each fsync of the state
+// file by reserve.
+var testHookStateSynced func()
+
+// seqBlock is how many sequence numbers take reserves at a time.
+const seqBlock = 1024
+
+// take gives out the next sequence number. A restarted client must never
+// reuse one that reached the collector: the collector would take the new
+// batch for the old one and skip it. So the state file says where a
+// restarted client starts, a block of numbers ahead, fsynced before any
+// of them is used: a crash of the machine, which can lose the state
+// file's writes that were not fsynced, cannot take it back. A restart
+// skips the rest of the block; the collector only needs the numbers of a
+// stream id to grow.
 func (sp *spool) take() (uint64, error) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	seq := sp.nextSeq
+	if seq >= sp.reserved {
+		if err := sp.reserve(seq + seqBlock); err != nil {
+			return 0, err
+		}
+	}
 	sp.nextSeq++
-	return seq, sp.saveState()
+	return seq, nil
+}
+
+// past moves the numbering past written, the highest sequence number the
+// collector wrote for this stream id, and reports whether it had to: the
+// spool's state went back (restored from a copy, or copied to another
+// host), and batches numbered at or below written would be taken for the
+// ones written before.
+func (sp *spool) past(written uint64) (bool, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if written < sp.nextSeq {
+		return false, nil
+	}
+	sp.nextSeq = written + 1
+	return true, sp.reserve(sp.nextSeq + seqBlock)
+}
+
+// reserve saves next as where a restarted client starts, and fsyncs it.
+// Called with mu held.
+func (sp *spool) reserve(next uint64) error {
+	old := sp.reserved
+	sp.reserved = next
+	err := sp.saveState()
+	if err == nil {
+		if err = sp.state.Sync(); err != nil {
+			err = fmt.Errorf("netlog: spool state: %w", err)
+		} else if testHookStateSynced != nil {
+			testHookStateSynced()
+		}
+	}
+	if err != nil {
+		sp.reserved = old
+	}
+	return err
 }
 
 // idle reports whether nothing waits in the spool: a batch may then go

@@ -1,6 +1,9 @@
 package netlog
 
 import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +56,51 @@ func TestCutNote(t *testing.T) {
 				t.Errorf("%s: %q lacks %q", tc.name, got, w)
 			}
 		}
+	}
+}
+
+// Every sequence number the spool gives out is below the one its state
+// file says a restarted client starts from, and that value was fsynced
+// before the number was given out (a block at a time): a crash of the
+// machine, losing the state file's later writes, cannot make a restarted
+// client reuse a number the collector has seen.
+func TestSpoolReservesAhead(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := openSpool(dir, 1<<20, SpoolBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() uint64 {
+		b, err := os.ReadFile(filepath.Join(dir, "state"))
+		if err != nil || len(b) != spoolStateSize {
+			t.Fatalf("state: %d bytes, %v", len(b), err)
+		}
+		return binary.LittleEndian.Uint64(b[12:])
+	}
+	var synced uint64 // what the state file said when it was last fsynced
+	testHookStateSynced = func() { synced = stored() }
+	defer func() { testHookStateSynced = nil }()
+	var last uint64
+	for range 3 * seqBlock {
+		seq, err := sp.take()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq <= last {
+			t.Fatalf("sequence number %d after %d", seq, last)
+		}
+		last = seq
+		if synced <= seq {
+			t.Fatalf("gave out %d with the state file fsynced at %d", seq, synced)
+		}
+	}
+	sp.closeFiles()
+	sp, err = openSpool(dir, 1<<20, SpoolBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.closeFiles()
+	if seq, _ := sp.take(); seq <= last {
+		t.Fatalf("after a restart: %d, after %d given out before", seq, last)
 	}
 }

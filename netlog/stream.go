@@ -463,6 +463,15 @@ func (c *streamCodec) Handshake(conn net.Conn) error {
 		if f.Stream != s.id {
 			return fmt.Errorf("%w: welcome for stream %x, we are %x", ErrProtocol, f.Stream, s.id)
 		}
+		if s.sp != nil {
+			moved, err := s.sp.past(f.Seq)
+			if moved {
+				s.cfg.report(fmt.Errorf("netlog: the collector has written batches up to %d for stream %x, past this client's numbering: "+
+					"the spool %s went back (restored or copied); new batches are numbered after %d, and any numbered up to it "+
+					"since the spool went back are taken for batches written before, and lost", f.Seq, s.id, s.cfg.spoolDir, f.Seq))
+			}
+			return err
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: expected welcome, got %v", ErrProtocol, f.Kind)
