@@ -397,18 +397,53 @@ func TestSendGivesUpAfter(t *testing.T) {
 	if err == nil {
 		t.Fatalf("send to nobody succeeded:\n%s", errb.String())
 	}
-	var read, bytes, lost int
-	for _, line := range strings.Split(errb.String(), "\n") {
+	if read, lost := summary(t, errb.String()); read == 0 || read >= 600_000 || lost != read {
+		t.Fatalf("read %d lines, %d not delivered; want all read not delivered, and reading stopped:\n%s", read, lost, errb.String())
+	}
+}
+
+// summary reads snail send's summary line: lines read, and not delivered.
+func summary(t *testing.T, stderr string) (read, lost int) {
+	t.Helper()
+	for _, line := range strings.Split(stderr, "\n") {
 		if strings.Contains(line, "not delivered") {
+			var bytes int
 			if _, err := fmt.Sscanf(line, "snail send: %d lines, %d bytes to", &read, &bytes); err != nil {
 				t.Fatalf("summary %q: %v", line, err)
 			}
 			fmt.Sscanf(line[strings.LastIndex(line, ";")+1:], " %d not delivered", &lost)
+			return read, lost
 		}
 	}
-	if read == 0 || read >= 600_000 || lost != read {
-		t.Fatalf("read %d lines, %d not delivered; want all read not delivered, and reading stopped:\n%s", read, lost, errb.String())
+	t.Fatalf("no summary in %q", stderr)
+	return 0, 0
+}
+
+// A collector that refuses this client (here a wrong token) is not waited
+// for as one that is down: once the window is full, snail send stops
+// reading and exits 1, counting every line it read as not delivered.
+func TestSendEndsOnARefusal(t *testing.T) {
+	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 600_000)
+	d := startDaemon(t, freeAddr(t), dir, "--token", "good")
+	done := make(chan error, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- sendCmd(context.Background(), []string{"--to", d.addr, "--token", "bad", "--drain-timeout", "2s", in}, nil, io.Discard, &errb)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(errb.String(), "wrong or missing token") {
+			t.Fatalf("send: %v\n%s", err, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("snail send waits for a collector that refuses it")
 	}
+	if read, lost := summary(t, errb.String()); read == 0 || read >= 600_000 || lost != read {
+		t.Fatalf("read %d lines, %d not delivered:\n%s", read, lost, errb.String())
+	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
 }
 
 // An error that does not go away by waiting (the reader of a FIFO left)

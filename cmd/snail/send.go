@@ -31,7 +31,8 @@ by the collector (or written to the file), with status 1 if any was not.
 While the collector is unreachable or the file cannot be written (a full
 disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
-(--give-up-after bounds that wait).
+(--give-up-after bounds that wait). A collector that refuses this client
+(a wrong token, TLS on one side only) ends it.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
 signal ends it at once.
@@ -317,9 +318,14 @@ type input struct {
 }
 
 // transient reports whether err may go away by itself: the collector is
-// unreachable, or the disk is full. Others (a pipe whose reader left, a
-// device that refuses) end the input at once.
+// unreachable or cannot write for now, or the disk is full. Others end
+// the input at once: a collector that refuses this client (a wrong token,
+// TLS on one side only, a stream name it rejects), a pipe whose reader
+// left, a device that refuses.
 func transient(err error) bool {
+	if se, ok := errors.AsType[*netlog.StatusError](err); ok && !se.Retryable() {
+		return false
+	}
 	return errors.Is(err, netlog.ErrUnavailable) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
@@ -346,7 +352,11 @@ func (in *input) write(w io.Writer, line []byte) error {
 		if err == nil && !failingSince.IsZero() && in.resumed != nil {
 			in.resumed(time.Since(failingSince))
 		}
-		if err == nil || !transient(err) {
+		if err == nil {
+			return nil
+		}
+		if !transient(err) {
+			in.untaken++
 			return err
 		}
 		if failingSince.IsZero() {
