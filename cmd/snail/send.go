@@ -32,7 +32,7 @@ While the collector is unreachable or the file cannot be written (a full
 disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
 (--give-up-after bounds that wait). A collector that refuses this client
-(a wrong token, TLS on one side only) ends it.
+(a wrong token, or TLS required and not spoken) ends it.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
 signal ends it at once.
@@ -320,8 +320,8 @@ type input struct {
 // transient reports whether err may go away by itself: the collector is
 // unreachable or cannot write for now, or the disk is full. Others end
 // the input at once: a collector that refuses this client (a wrong token,
-// TLS on one side only, a stream name it rejects), a pipe whose reader
-// left, a device that refuses.
+// TLS required and not spoken, a stream name it rejects), a pipe whose
+// reader left, a device that refuses.
 func transient(err error) bool {
 	if se, ok := errors.AsType[*netlog.StatusError](err); ok && !se.Retryable() {
 		return false
