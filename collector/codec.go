@@ -54,14 +54,19 @@ func putBuf(bp *[]byte) {
 	}
 }
 
-// RefusePlain answers a client that spoke without TLS to a collector that
-// requires it: a goodbye its handshake reads as a refusal with the reason,
-// instead of a closed connection.
-func (k *codec) RefusePlain(conn net.Conn) {
-	_, _ = conn.Write(netlog.AppendGoodbye(nil, encoder.StatusUnauthorized, "this collector takes TLS connections only (snail send --tls-ca, netlog.WithTLS)"))
+// Refuse tells a client turned away before the handshake why, with a
+// goodbye its handshake reads as a refusal: a collector at its connection
+// limit (unavailable: the client tries again later), or one that takes TLS
+// only, spoken to without it (unauthorized: the client must change).
+func (k *codec) Refuse(conn net.Conn, reason error) {
+	st, text := encoder.StatusUnavailable, reason.Error()
+	if errors.Is(reason, netlog.ErrTLSRequired) {
+		st, text = encoder.StatusUnauthorized, "this collector takes TLS connections only (snail send --tls-ca, netlog.WithTLS)"
+	}
+	_, _ = conn.Write(netlog.AppendGoodbye(nil, st, text))
 }
 
-var _ netlog.PlainRefuser = (*codec)(nil)
+var _ netlog.Refuser = (*codec)(nil)
 
 // Accept reads the Hello, checks version, token and stream name, and
 // answers with a Welcome that tells the client the highest sequence number

@@ -737,6 +737,11 @@ func TestMaxConnsAndIdleTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The third is told why, and closed.
+	if f := readFrame(t, extra); f.Kind != netlog.KindGoodbye || encoder.Status(f.Flags) != encoder.StatusUnavailable ||
+		!strings.Contains(string(f.Payload), "too many connections") {
+		t.Fatalf("third connection got %v %v %q, want a goodbye: unavailable, too many connections", f.Kind, encoder.Status(f.Flags), f.Payload)
+	}
 	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := extra.Read(make([]byte, 1)); err == nil {
 		t.Fatal("third connection was served")

@@ -29,14 +29,20 @@ var (
 	// ErrTLSHandshake: the TLS handshake failed (no or a bad client
 	// certificate, not TLS at all).
 	ErrTLSHandshake = errors.New("netlog: TLS handshake failed")
+	// ErrTLSRequired: the client spoke without TLS to a Server that
+	// requires it (given to a Refuser).
+	ErrTLSRequired = errors.New("TLS required")
 )
 
-// PlainRefuser is a ServerCodec that can answer, in plain text, a client
-// that does not speak TLS to a Server that requires it, so that the client
-// learns why it is turned away. The Server calls RefusePlain with the raw
-// connection, under the handshake deadline, and then closes it.
-type PlainRefuser interface {
-	RefusePlain(conn net.Conn)
+// Refuser is a ServerCodec that can tell a client, in its protocol's own
+// terms, why the Server turns it away before the codec's handshake: the
+// Server is at its connection limit (ErrTooManyConns; not on a TLS
+// Server, whose client expects TLS records), or the client does not speak
+// TLS to a Server that requires it (ErrTLSRequired), as net/http answers
+// HTTP on an HTTPS port. The Server calls Refuse with the raw connection,
+// under a write deadline, and then closes it.
+type Refuser interface {
+	Refuse(conn net.Conn, reason error)
 }
 
 // ServerCodec speaks a protocol's server half for a Server.
@@ -145,8 +151,15 @@ func (s *Server[Req, Resp]) Serve(l net.Listener) error {
 		delay = 0
 		if n := s.nconns.Add(1); n > int64(s.cfg.maxConns) {
 			s.nconns.Add(-1)
+			err := fmt.Errorf("%w: %d open, limit %d", ErrTooManyConns, n-1, s.cfg.maxConns)
+			if rf, ok := s.codec.(Refuser); ok && s.cfg.tls == nil {
+				// A few bytes into an empty send buffer: the deadline is
+				// only a bound, so that the accept loop never waits here.
+				_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+				rf.Refuse(conn, err)
+			}
 			conn.Close()
-			s.connError(conn.RemoteAddr(), fmt.Errorf("%w: %d open, limit %d", ErrTooManyConns, n-1, s.cfg.maxConns))
+			s.connError(conn.RemoteAddr(), err)
 			continue
 		}
 		sc := &srvConn[Req, Resp]{s: s, raw: conn, conn: conn}
@@ -340,11 +353,12 @@ func (c *srvConn[Req, Resp]) serve() {
 		if err := tc.Handshake(); err != nil {
 			// A client that speaks without TLS: the codec may tell it so,
 			// in its own protocol, as net/http answers HTTP on an HTTPS port.
+			err = fmt.Errorf("%w: %w", ErrTLSHandshake, hsErr(err))
 			var rh tls.RecordHeaderError
-			if pr, ok := s.codec.(PlainRefuser); ok && errors.As(err, &rh) && rh.Conn != nil {
-				pr.RefusePlain(rh.Conn)
+			if rf, ok := s.codec.(Refuser); ok && errors.As(err, &rh) && rh.Conn != nil {
+				rf.Refuse(rh.Conn, fmt.Errorf("%w: %w", err, ErrTLSRequired))
 			}
-			s.connError(c.conn.RemoteAddr(), fmt.Errorf("%w: %w", ErrTLSHandshake, hsErr(err)))
+			s.connError(c.conn.RemoteAddr(), err)
 			return
 		}
 		c.conn = tc
