@@ -55,6 +55,37 @@ type Collector struct {
 
 	janitor     bool          // its goroutine runs (under mu)
 	janitorDone chan struct{} // closed when it has stopped
+
+	connLog logLimit // of "connection closed" lines
+}
+
+// logLimit lets through at most connLogsPerSecond lines a second, and
+// counts the others, so that a flood of bad connections cannot flood the
+// collector's log; the rejects counter still counts each one.
+type logLimit struct {
+	mu         sync.Mutex
+	second     time.Time // the second being counted
+	n          int       // lines in it
+	suppressed int       // lines left out since the last one let through
+}
+
+const connLogsPerSecond = 20
+
+// allow reports whether a line may go out now, and how many were left out
+// before it (to say so with it).
+func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Truncate(time.Second); !sec.Equal(l.second) {
+		l.second, l.n = sec, 0
+	}
+	if l.n >= connLogsPerSecond {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
 }
 
 // outputIdle is how long an output stays open once its last connection
@@ -169,10 +200,20 @@ func New(cfg Config) (*Collector, error) {
 	return c, nil
 }
 
-// connError counts and logs why a connection ended.
+// connError counts and logs why a connection ended; the log at most
+// connLogsPerSecond lines a second.
 func (c *Collector) connError(addr net.Addr, err error) {
 	reason := reasonOf(err)
 	c.metrics.rejects.WithLabelValues(reason).Inc()
+	ok, suppressed := c.connLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		c.log.Warn("connection closed", "remote", addr.String(), "reason", reason, "err", err,
+			"not_logged_before", suppressed)
+		return
+	}
 	c.log.Warn("connection closed", "remote", addr.String(), "reason", reason, "err", err)
 }
 

@@ -1270,3 +1270,35 @@ func TestIdleOutputsBounded(t *testing.T) {
 		t.Fatalf("open outputs %v, want the two newest", got)
 	}
 }
+
+// A flood of bad connections is counted one by one, but logged at most
+// connLogsPerSecond times a second; the next line let through says how
+// many were left out.
+func TestConnLogLimited(t *testing.T) {
+	logs := new(lockedBuffer)
+	c, addr := start(t, Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	const n = 200
+	start := time.Now()
+	for range n {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte("garbage, not a hello frame of snail's protocol"))
+		io.Copy(io.Discard, conn) // until the collector closes it
+		conn.Close()
+	}
+	waitFor(t, func() bool { return c.Stats().Rejects["bad_frame"] == n })
+	seconds := int(time.Since(start).Seconds()) + 2 // the seconds the flood touched
+	if lines := strings.Count(logs.String(), "connection closed"); lines > connLogsPerSecond*seconds || lines == 0 {
+		t.Fatalf("%d connection lines logged for %d bad connections in under %d s", lines, n, seconds)
+	}
+	var l logLimit
+	now := time.Unix(100, 0)
+	for range connLogsPerSecond + 5 {
+		l.allow(now)
+	}
+	if ok, suppressed := l.allow(now.Add(time.Second)); !ok || suppressed != 5 {
+		t.Fatalf("next second: allowed %v, %d suppressed; want true, 5", ok, suppressed)
+	}
+}
