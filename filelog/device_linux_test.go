@@ -147,3 +147,54 @@ func mountSmallTmpfs(t *testing.T, size int) string {
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	return dir
 }
+
+// /dev/kmsg takes one record per write() and refuses writes of more than
+// about 1 KiB: Open recognises it by its device number, and a batch of 50
+// entries (2 KiB) becomes 50 records in the kernel's log. Needs root (to
+// write) and the right to read the log; skipped otherwise.
+func TestKmsgGetsOneRecordPerEntry(t *testing.T) {
+	r, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Skipf("cannot read the kernel log: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.Seek(0, 2); err != nil { // SEEK_END: only records from now on
+		t.Skipf("cannot seek the kernel log: %v", err)
+	}
+	f, err := Open("/dev/kmsg")
+	if err != nil {
+		t.Skipf("cannot write the kernel log: %v", err)
+	}
+	defer f.Close()
+	tag := fmt.Sprintf("snail-filelog-test-%d", time.Now().UnixNano())
+	var batch []byte
+	for i := range 50 {
+		batch = fmt.Appendf(batch, "%s entry %02d of a batch of fifty\n", tag, i)
+	}
+	if err := f.WriteBatch(batch, 50); err != nil {
+		t.Fatalf("a %d-byte batch to /dev/kmsg: %v", len(batch), err)
+	}
+	if st := f.Stats(); st.Writes != 50 {
+		t.Fatalf("%d writes, want one per entry", st.Writes)
+	}
+	got := 0
+	buf := make([]byte, 8192)
+	for deadline := time.Now().Add(time.Second); got < 50 && time.Now().Before(deadline); {
+		n, err := syscall.Read(int(r.Fd()), buf) // one record per read
+		if err != nil {
+			time.Sleep(time.Millisecond) // EAGAIN: not there yet
+			continue
+		}
+		if bytes.Contains(buf[:n], []byte(tag)) {
+			got++
+		}
+	}
+	// The kernel rate-limits what processes write there (10 records per 5
+	// s by default, printk_devkmsg=ratelimit) and drops the rest after
+	// accepting the write: all 50 show only without the limit.
+	mode, _ := os.ReadFile("/proc/sys/kernel/printk_devkmsg")
+	if strings.TrimSpace(string(mode)) == "on" && got != 50 {
+		t.Fatalf("%d records with the tag in the kernel log, want 50", got)
+	}
+	t.Logf("%d of 50 records in the kernel log (printk_devkmsg=%s)", got, strings.TrimSpace(string(mode)))
+}

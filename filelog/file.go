@@ -24,6 +24,7 @@ type File struct {
 	mu         sync.Mutex
 	f          *os.File
 	device     bool // not a regular file: no rotation, no truncation, no fsync
+	records    bool // one write() per entry: WithRecordPerWrite, or a record device
 	std        bool // os.Stdout or os.Stderr: never closed by us
 	size       int64
 	ino        uint64 // inode of the live file
@@ -123,6 +124,7 @@ func (l *File) open() error {
 		flag = os.O_WRONLY | syscall.O_NONBLOCK
 		l.device = true
 	}
+	l.records = l.cfg.recordPerWrite || err == nil && recordDevice(fi)
 	f, err := os.OpenFile(l.path, flag, l.cfg.mode)
 	if err != nil {
 		if errors.Is(err, syscall.ENXIO) {
@@ -210,7 +212,7 @@ func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 	if l.closed {
 		return ErrClosed
 	}
-	if l.device || l.cfg.recordPerWrite {
+	if l.device || l.records {
 		l.joined = l.joined[:0]
 		for _, p := range pieces {
 			l.joined = append(l.joined, p...)
@@ -245,7 +247,7 @@ func (l *File) writeBatch(batch []byte) error {
 		return err
 	}
 	start := l.size
-	if !l.cfg.recordPerWrite {
+	if !l.records {
 		if err := l.write(batch); err != nil {
 			return err
 		}

@@ -186,8 +186,12 @@ func WithCompression(comp Compression) Option {
 }
 
 // WithRecordPerWrite writes each entry of a batch with its own write(),
-// for record-oriented devices such as /dev/kmsg where one write is one
-// record. Entries must end with a newline. Producers are still batched.
+// for record-oriented devices where one write is one record. Entries must
+// end with a newline. Producers are still batched. Linux's /dev/kmsg
+// (which refuses writes of more than about 1 KiB) is recognised by its
+// device number and gets this without the option; note that the kernel
+// drops records that processes write there past 10 per 5 s unless
+// /proc/sys/kernel/printk_devkmsg is "on".
 func WithRecordPerWrite() Option {
 	return func(c *config) error {
 		c.recordPerWrite = true
