@@ -46,6 +46,8 @@ type File struct {
 	lock    *os.File // .NAME.lock beside a rotated file, while open
 	hup     chan os.Signal
 	hupDone chan struct{}
+	rotStop chan struct{} // closed by Close: the rotation timer's goroutine ends
+	rotDone chan struct{}
 }
 
 // Open opens path for appending, creating it (not its directory) with the
@@ -77,6 +79,9 @@ func Open(path string, opts ...Option) (*File, error) {
 		}
 	}
 	if !l.device {
+		if err := l.rotateStale(); err != nil && c.onError != nil {
+			c.onError(err) // not fatal: writing goes on, into the file as it is
+		}
 		l.scheduleRotation()
 		if c.compression != NoCompression {
 			l.comp = newCompressor(c.compression, c.onError)
@@ -87,6 +92,10 @@ func Open(path string, opts ...Option) (*File, error) {
 				}
 			}
 		}
+	}
+	if !l.device && c.every > 0 && !c.fakeClock {
+		l.rotStop, l.rotDone = make(chan struct{}), make(chan struct{})
+		go l.rotateOnTime()
 	}
 	if c.sighup {
 		l.hup = make(chan os.Signal, 1)
@@ -555,6 +564,10 @@ func (l *File) Close() error {
 		errs = append(errs, l.retire(l.f, l.path))
 	}
 	l.mu.Unlock()
+	if l.rotStop != nil {
+		close(l.rotStop)
+		<-l.rotDone
+	}
 	if l.hup != nil {
 		signal.Stop(l.hup)
 		close(l.hup)

@@ -978,3 +978,58 @@ func TestFailedIntervalFsyncReachesSync(t *testing.T) {
 		t.Fatalf("Sync after a failed batch fsync: %v", err)
 	}
 }
+
+// Time rotation does not wait for a write: a file opened after its
+// period's boundary passed, with entries from before it, is rotated at
+// Open; one written in the current period is not; and an open file that
+// nobody writes to is rotated at the boundary.
+func TestRotateByTimeWithoutWrites(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(path, lines(3, 0), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	yesterday := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(path, yesterday, yesterday); err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, path, WithRotateEvery(24*time.Hour))
+	if bs := f.backups(); len(bs) != 1 || !bytes.Equal(readFile(t, bs[0].name), lines(3, 0)) {
+		t.Fatalf("a file of yesterday opened today: backups %v", bs)
+	}
+	if b := readFile(t, path); len(b) != 0 {
+		t.Fatalf("live file holds %q after the rotation at Open", b)
+	}
+	if err := f.WriteBatch(lines(1, 3), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	f = mustOpen(t, path, WithRotateEvery(24*time.Hour)) // written today: kept
+	if bs := f.backups(); len(bs) != 1 {
+		t.Fatalf("a file of today rotated at Open: %d backups", len(bs))
+	}
+	f.Close()
+
+	// Every second, while idle: the batch written leaves for a backup at
+	// the next boundary, with no write after it.
+	path2 := filepath.Join(dir, "idle.log")
+	g := mustOpen(t, path2, WithRotateEvery(time.Second))
+	if err := g.WriteBatch(lines(2, 0), 2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g.backups()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle file was not rotated at the boundary")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bs := g.backups()
+	if !bytes.Equal(readFile(t, bs[0].name), lines(2, 0)) || len(readFile(t, path2)) != 0 {
+		t.Fatalf("backup %q, live %q", readFile(t, bs[0].name), readFile(t, path2))
+	}
+	time.Sleep(1500 * time.Millisecond) // a boundary with an empty file: no empty backup
+	if n := len(g.backups()); n != 1 {
+		t.Fatalf("%d backups: an empty file was rotated", n)
+	}
+}

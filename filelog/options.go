@@ -81,6 +81,7 @@ type config struct {
 	sighup         bool
 	onError        func(error)
 	now            func() time.Time
+	fakeClock      bool // now is not time.Now: no rotation timer
 }
 
 // Option configures a File. Options validate their values; Open returns the
@@ -136,7 +137,11 @@ func WithMaxSize(n int64) Option {
 // WithRotateEvery rotates the file at every multiple of d in local time:
 // time.Hour rotates on the hour, 24*time.Hour at local midnight; intervals
 // that divide a day are aligned to local midnight. Zero (the default) turns
-// time rotation off; otherwise d must be at least a second.
+// time rotation off; otherwise d must be at least a second. The file
+// rotates at the boundary even if nothing is written then (an empty file is
+// not rotated), and Open rotates a file last written before the current
+// period began, so that a period's backup never holds an earlier one's
+// entries.
 func WithRotateEvery(d time.Duration) Option {
 	return func(c *config) error {
 		if d != 0 && d < time.Second {
@@ -219,13 +224,15 @@ func WithErrorHandler(f func(error)) Option {
 }
 
 // WithClock sets the clock used for time rotation and backup names
-// (tests). Defaults to time.Now.
+// (tests). Defaults to time.Now. With a clock of its own, a File rotates
+// by time only when a batch is written: the timer that rotates an idle
+// file at the boundary runs on the real clock.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
 		if now == nil {
 			return errors.New("nil clock")
 		}
-		c.now = now
+		c.now, c.fakeClock = now, true
 		return nil
 	}
 }

@@ -84,6 +84,67 @@ func (l *File) scheduleRotation() {
 	l.nextRotate = next
 }
 
+// periodStart is the boundary of time rotation at or before t: the start
+// of the period t is in.
+func (l *File) periodStart(t time.Time) time.Time {
+	y, m, day := t.Date()
+	midnight := time.Date(y, m, day, 0, 0, 0, 0, t.Location())
+	return midnight.Add(t.Sub(midnight) / l.cfg.every * l.cfg.every)
+}
+
+// rotateStale rotates, at Open, a file with time rotation that was last
+// written before the current period began: its entries belong to an
+// earlier period, whose boundary passed while nobody had it open. Called
+// before l is shared.
+func (l *File) rotateStale() error {
+	if l.cfg.every == 0 || l.size == 0 {
+		return nil
+	}
+	fi, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("filelog: %w", err)
+	}
+	if !fi.ModTime().Before(l.periodStart(l.cfg.now())) {
+		return nil
+	}
+	return l.rotateLocked()
+}
+
+// rotateOnTime rotates the file at each boundary of time rotation, so that
+// an idle file does not wait for its next batch to rotate. Errors go to the
+// error handler (the next batch meets them too). It ends when Close closes
+// rotStop.
+func (l *File) rotateOnTime() {
+	defer close(l.rotDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	retry := time.Duration(0)
+	for {
+		l.mu.Lock()
+		wait := max(l.nextRotate.Sub(l.cfg.now()), retry, 10*time.Millisecond)
+		l.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-l.rotStop:
+			return
+		case <-timer.C:
+		}
+		l.mu.Lock()
+		var err error
+		if !l.closed {
+			err = l.maybeRotate(0)
+		}
+		l.mu.Unlock()
+		retry = 0
+		if err != nil {
+			retry = time.Second // a failing rotation is not tried in a loop
+			if l.cfg.onError != nil {
+				l.cfg.onError(err)
+			}
+		}
+	}
+}
+
 func (l *File) maybeRotate(n int) error {
 	if l.device {
 		return nil
