@@ -82,6 +82,11 @@ func Open(path string, opts ...Option) (*File, error) {
 		if err := l.rotateStale(); err != nil && c.onError != nil {
 			c.onError(err) // not fatal: writing goes on, into the file as it is
 		}
+		if l.lock != nil { // a rotating File: its retention holds from the start
+			if err := l.retention(); err != nil && c.onError != nil {
+				c.onError(err)
+			}
+		}
 		l.scheduleRotation()
 		if c.compression != NoCompression {
 			l.comp = newCompressor(c.compression, c.onError)

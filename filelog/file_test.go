@@ -1033,3 +1033,22 @@ func TestRotateByTimeWithoutWrites(t *testing.T) {
 		t.Fatalf("%d backups: an empty file was rotated", n)
 	}
 }
+
+// A rotating File applies its retention when it opens, not only at its
+// next rotation: kept backups follow the configuration from the start.
+func TestRetentionAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithMaxSize(1<<20), WithMaxBackups(Unlimited))
+	for i := range 5 {
+		f.WriteBatch(lines(1, i), 1)
+		if err := f.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	f = mustOpen(t, path, WithMaxSize(1<<20), WithMaxBackups(2))
+	bs := f.backups()
+	if len(bs) != 2 || !bytes.Equal(readFile(t, bs[0].name), lines(1, 3)) {
+		t.Fatalf("%d backups after Open with MaxBackups 2, want the 2 newest", len(bs))
+	}
+}

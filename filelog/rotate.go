@@ -111,9 +111,9 @@ func (l *File) rotateStale() error {
 }
 
 // rotateOnTime rotates the file at each boundary of time rotation, so that
-// an idle file does not wait for its next batch to rotate. Errors go to the
-// error handler (the next batch meets them too). It ends when Close closes
-// rotStop.
+// an idle file does not wait for its next batch to rotate, and applies
+// MaxAge then. Errors go to the error handler (the next batch meets them
+// too). It ends when Close closes rotStop.
 func (l *File) rotateOnTime() {
 	defer close(l.rotDone)
 	timer := time.NewTimer(time.Hour)
@@ -133,6 +133,9 @@ func (l *File) rotateOnTime() {
 		var err error
 		if !l.closed {
 			err = l.maybeRotate(0)
+			if err == nil && l.cfg.maxAge > 0 {
+				err = l.retention() // an idle file's backups age too
+			}
 		}
 		l.mu.Unlock()
 		retry = 0
