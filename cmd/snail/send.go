@@ -52,7 +52,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, spool string
 	var spoolSize int64
-	maxLine := int64(defaultMaxLine)
+	var maxLine int64
 	var window, drain, giveUp time.Duration
 	var quiet bool
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
@@ -68,7 +68,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
 	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
 	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
-	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken; a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory (default 16MiB, the collector's default frame limit) [SNAIL_MAX_LINE]")
+	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken; a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory; 0: the collector's default frame limit (default 16MiB) [SNAIL_MAX_LINE]")
 	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, sendHelp)
@@ -155,8 +155,11 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if giveUp < 0 {
 		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
 	}
-	if maxLine <= 0 {
-		return fmt.Errorf("--max-line %d: must be positive", maxLine)
+	if maxLine == 0 {
+		maxLine = defaultMaxLine
+	}
+	if maxLine < 0 {
+		return fmt.Errorf("--max-line %d: must not be negative", maxLine)
 	}
 	in := &input{stopped: make(chan struct{}), giveUp: giveUp, maxLine: int(min(maxLine, math.MaxInt32)), resumed: func(waited time.Duration) {
 		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
