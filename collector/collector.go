@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
@@ -56,7 +57,8 @@ type Collector struct {
 	janitor     bool          // its goroutine runs (under mu)
 	janitorDone chan struct{} // closed when it has stopped
 
-	connLog logLimit // of "connection closed" lines
+	connLog logLimit     // of "connection closed" lines
+	failing atomic.Int64 // outputs in retry's loop now
 }
 
 // logLimit lets through at most connLogsPerSecond lines a second, and
@@ -307,7 +309,10 @@ func (c *Collector) Addr() net.Addr {
 	return c.addr
 }
 
-// Handler returns the HTTP handler of /metrics and /healthz.
+// Handler returns the HTTP handler of /metrics, /healthz (200 while the
+// collector serves: for a liveness probe) and /readyz (503 also while an
+// output file cannot be written, a full disk say: for a readiness probe
+// or a load balancer, which can send clients elsewhere meanwhile).
 func (c *Collector) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", c.metrics.handler())
@@ -318,6 +323,19 @@ func (c *Collector) Handler() http.Handler {
 		default:
 			fmt.Fprintln(w, "ok")
 		}
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-c.stopping:
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		default:
+		}
+		if n := c.failing.Load(); n > 0 {
+			http.Error(w, fmt.Sprintf("%d output files cannot be written now (see the log)", n), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
 	})
 	return mux
 }
@@ -807,13 +825,26 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 var newline = []byte{'\n'}
 
 // retry runs f until it succeeds, backing off from 10ms to 1s, or until
-// the collector stops.
+// the collector stops. While it fails, the output counts as failing
+// (/readyz, the failing_outputs gauge).
 func (c *Collector) retry(o *output, f func() error) error {
 	delay := 10 * time.Millisecond
+	failing := false
+	defer func() {
+		if failing {
+			c.failing.Add(-1)
+			c.metrics.failing.Dec()
+		}
+	}()
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if !failing {
+			failing = true
+			c.failing.Add(1)
+			c.metrics.failing.Inc()
 		}
 		c.metrics.writeErrors.Inc()
 		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay.String())

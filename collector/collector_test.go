@@ -943,8 +943,10 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if got := get(t, srv.URL+"/healthz"); got != "ok\n" {
-		t.Errorf("/healthz = %q", got)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if got := get(t, srv.URL+path); got != "ok\n" {
+			t.Errorf("%s = %q", path, got)
+		}
 	}
 }
 

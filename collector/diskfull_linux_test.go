@@ -2,6 +2,8 @@ package collector
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,9 +64,30 @@ func TestDiskFullBackPressure(t *testing.T) {
 	if free := c.mem.available(); free < 0 {
 		t.Fatalf("memory budget overdrawn: %d", free)
 	}
+	// Meanwhile /readyz says so (and /healthz does not: the process is
+	// fine), for a load balancer to send clients elsewhere.
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	ready := func() int {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != http.StatusServiceUnavailable || value(c.metrics.failing) != 1 {
+		t.Fatalf("/readyz %d and failing_outputs %d with the disk full, want 503 and 1", code, value(c.metrics.failing))
+	}
+	if got := get(t, srv.URL+"/healthz"); got != "ok\n" {
+		t.Fatalf("/healthz = %q with the disk full", got)
+	}
 	// Free space: the collector's retry goes through, acks resume.
 	os.Remove(filler)
 	<-sent
+	if code := ready(); code != http.StatusOK || value(c.metrics.failing) != 0 {
+		t.Fatalf("/readyz %d and failing_outputs %d once writing resumed", code, value(c.metrics.failing))
+	}
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 // (several collectors may live in one process, as in tests).
 type metrics struct {
 	reg                               *prometheus.Registry
-	conns                             prometheus.Gauge
+	conns, failing                    prometheus.Gauge
 	connsTotal, frames, entries, acks prometheus.Counter
 	duplicates, bytesIn, bytesWritten prometheus.Counter
 	writeErrors                       prometheus.Counter
@@ -28,8 +28,10 @@ func newMetrics() *metrics {
 	}
 	lat := prometheus.ExponentialBuckets(10e-6, 4, 10) // 10µs .. 2.6s
 	m := &metrics{
-		reg:          prometheus.NewRegistry(),
-		conns:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Client connections open (after the handshake)."}),
+		reg:   prometheus.NewRegistry(),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Client connections open (after the handshake)."}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "failing_outputs",
+			Help: "Output files whose write is failing and being retried now (a full disk): /readyz answers 503 meanwhile."}),
 		connsTotal:   counter("connections_total", "Client connections accepted (after the handshake)."),
 		frames:       counter("frames_total", "Batch frames received and checked."),
 		entries:      counter("entries_total", "Log entries written."),
@@ -48,7 +50,7 @@ func newMetrics() *metrics {
 	for _, r := range rejectReasons {
 		m.rejects.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.conns, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
+	m.reg.MustRegister(m.conns, m.failing, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
 		m.bytesWritten, m.writeErrors, m.rejects, m.writeSeconds, m.fsyncSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -80,7 +80,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	var cpuProfile string
 	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
 	fs.StringVar(&cfg.Dir, "dir", collector.DefaultDir, "output directory: stream NAME goes to DIR/NAME.log [SNAIL_DIR]")
-	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics and /healthz; empty: none [SNAIL_METRICS]")
+	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics, /healthz (200 while serving) and /readyz (503 also while an output file cannot be written); empty: none [SNAIL_METRICS]")
 	fs.StringVar(&cfg.Token, "token", "", "shared token every client must present; empty: none [SNAIL_TOKEN]")
 	fs.StringVar(&ack, "ack", "write", "ack a batch after it is written (write: survives a crash of the collector) or fsynced (fsync: survives power loss) [SNAIL_ACK]")
 	fs.IntVar(&cfg.MaxConns, "max-conns", collector.DefaultMaxConns, "most client connections at once [SNAIL_MAX_CONNS]")
