@@ -119,6 +119,13 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 	if err != nil {
 		return nil, refuse(h.Stream, encoder.StatusUnavailable, err)
 	}
+	if msg := out.failing.Load(); msg != nil {
+		// Its writes fail (a full disk) and hold its lock: say so now,
+		// rather than hold the handshake until they succeed, so that a
+		// client with other collectors to try goes to them.
+		c.release(out)
+		return nil, refuse(h.Stream, encoder.StatusUnavailable, fmt.Errorf("%w: stream %s cannot be written now: %s", ErrUnavailable, hello.Name, *msg))
+	}
 	if _, err := conn.Write(netlog.AppendWelcome(nil, h.Stream, out.seenOf(h.Stream), encoder.StatusOK, "")); err != nil {
 		c.release(out)
 		return nil, err

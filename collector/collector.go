@@ -118,6 +118,9 @@ type output struct {
 	// recently written are forgotten first.
 	used map[uint64]uint64
 	tick uint64
+	// failing is the error of a write being retried now, or nil: a new
+	// client of the stream is turned away meanwhile instead of waiting.
+	failing atomic.Pointer[string]
 
 	// With AckFsync, what a failed fsync leaves to do (under mu). Linux
 	// reports a failed writeback once and may have dropped the pages it
@@ -834,6 +837,7 @@ func (c *Collector) retry(o *output, f func() error) error {
 		if failing {
 			c.failing.Add(-1)
 			c.metrics.failing.Dec()
+			o.failing.Store(nil)
 		}
 	}()
 	for {
@@ -846,6 +850,8 @@ func (c *Collector) retry(o *output, f func() error) error {
 			c.failing.Add(1)
 			c.metrics.failing.Inc()
 		}
+		msg := err.Error()
+		o.failing.Store(&msg)
 		c.metrics.writeErrors.Inc()
 		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay.String())
 		select {

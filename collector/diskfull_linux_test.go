@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +141,56 @@ func TestDiskFullSyncAndCloseEnd(t *testing.T) {
 	}
 	if st := s.Stats(); st.Lost == 0 {
 		t.Fatalf("nothing counted lost: %+v", st)
+	}
+}
+
+// A collector whose disk is full turns new clients of the stream away at
+// the handshake, instead of holding the handshake until the disk frees: a
+// client given another collector fails over to it and delivers there.
+func TestDiskFullFailsOver(t *testing.T) {
+	dirA, dirB := smallDisk(t), t.TempDir()
+	limits := Config{MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, MaxMemory: 256 << 10, HandshakeTimeout: time.Minute}
+	cfgA, cfgB := limits, limits
+	cfgA.Dir, cfgB.Dir = dirA, dirB
+	_, addrA := start(t, cfgA)
+	_, addrB := start(t, cfgB)
+	s, err := netlog.Dial(addrA+","+addrB, netlog.WithStreamName("full"), netlog.WithAckTimeout(300*time.Millisecond),
+		netlog.WithHandshakeTimeout(time.Minute), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, 10, 5)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dirA, "filler"), make([]byte, 2<<20), 0o600); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("filling the disk: %v", err)
+	}
+	const n = 2010
+	start := time.Now()
+	send(t, s, 10, n-10, 500)
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("delivered after %v: the full collector held the handshakes", took) // a minute each
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]bool, n)
+	for _, dir := range []string{dirA, dirB} {
+		data, _ := os.ReadFile(filepath.Join(dir, "full.log"))
+		for line := range strings.SplitSeq(strings.TrimSuffix(string(data), "\n"), "\n") {
+			if k, err := strconv.Atoi(strings.TrimPrefix(line, "id=")); err == nil && k >= 0 && k < n {
+				seen[k] = true
+			}
+		}
+	}
+	for k, ok := range seen {
+		if !ok {
+			t.Fatalf("id %d in neither collector's file", k)
+		}
 	}
 }
