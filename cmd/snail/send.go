@@ -32,7 +32,7 @@ While the collector is unreachable or the file cannot be written (a full
 disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
 (--give-up-after bounds that wait). A collector that refuses this client
-(a wrong token, or TLS required and not spoken) ends it.
+(a wrong token, or TLS required and not spoken) is not waited for.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
 signal ends it at once.
