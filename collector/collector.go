@@ -57,8 +57,7 @@ type Collector struct {
 	janitor     bool          // its goroutine runs (under mu)
 	janitorDone chan struct{} // closed when it has stopped
 
-	connLog logLimit     // of "connection closed" lines
-	failing atomic.Int64 // outputs in retry's loop now
+	connLog logLimit // of "connection closed" lines
 }
 
 // logLimit lets through at most connLogsPerSecond lines a second, and
@@ -334,7 +333,7 @@ func (c *Collector) Handler() http.Handler {
 			return
 		default:
 		}
-		if n := c.failing.Load(); n > 0 {
+		if n := value(c.metrics.failing); n > 0 { // outputs in retry's loop now
 			http.Error(w, fmt.Sprintf("%d output files cannot be written now (see the log)", n), http.StatusServiceUnavailable)
 			return
 		}
@@ -835,7 +834,6 @@ func (c *Collector) retry(o *output, f func() error) error {
 	failing := false
 	defer func() {
 		if failing {
-			c.failing.Add(-1)
 			c.metrics.failing.Dec()
 			o.failing.Store(nil)
 		}
@@ -847,7 +845,6 @@ func (c *Collector) retry(o *output, f func() error) error {
 		}
 		if !failing {
 			failing = true
-			c.failing.Add(1)
 			c.metrics.failing.Inc()
 		}
 		msg := err.Error()

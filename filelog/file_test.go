@@ -1028,7 +1028,19 @@ func TestRotateByTimeWithoutWrites(t *testing.T) {
 	if !bytes.Equal(readFile(t, bs[0].name), lines(2, 0)) || len(readFile(t, path2)) != 0 {
 		t.Fatalf("backup %q, live %q", readFile(t, bs[0].name), readFile(t, path2))
 	}
-	time.Sleep(1500 * time.Millisecond) // a boundary with an empty file: no empty backup
+	// The next boundary passes with the file empty: the timer moves on
+	// to the one after, and makes no empty backup.
+	next := func() time.Time {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.nextRotate
+	}
+	passed := next()
+	for deadline := time.Now().Add(10 * time.Second); !next().After(passed); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the boundary after the rotation did not pass")
+		}
+	}
 	if n := len(g.backups()); n != 1 {
 		t.Fatalf("%d backups: an empty file was rotated", n)
 	}
