@@ -57,7 +57,8 @@ type Collector struct {
 	janitor     bool          // its goroutine runs (under mu)
 	janitorDone chan struct{} // closed when it has stopped
 
-	connLog logLimit // of "connection closed" lines
+	connLog     logLimit    // of "connection closed" lines
+	warnedLimit atomic.Bool // checkFileLimit has warned
 }
 
 // logLimit lets through at most connLogsPerSecond lines a second, and
@@ -274,7 +275,26 @@ func (c *Collector) Serve(l net.Listener) error {
 	}
 	c.mu.Unlock()
 	c.log.Info("collector serving", "addr", l.Addr().String(), "dir", c.cfg.Dir, "ack", c.cfg.Ack.String())
+	c.checkFileLimit()
 	return c.srv.Serve(l)
+}
+
+// filesPerConn is what one connection may hold open at worst: its socket,
+// and the output file and state journal of a stream it alone writes.
+const filesPerConn = 3
+
+// checkFileLimit warns, once, when the open-file limit cannot hold
+// MaxConns connections each writing its own stream: past the limit new
+// connections wait in the accept queue and new streams are refused
+// ("too many open files") while the operator sees only a lower rate.
+func (c *Collector) checkFileLimit() {
+	limit, ok := openFileLimit()
+	need := uint64(c.cfg.MaxConns)*filesPerConn + 64
+	if !ok || limit >= need || !c.warnedLimit.CompareAndSwap(false, true) {
+		return
+	}
+	c.log.Warn("open-file limit below what max-conns may need; raise it (ulimit -n, LimitNOFILE=) or lower max-conns",
+		"limit", limit, "max_conns", c.cfg.MaxConns, "needed", need)
 }
 
 // ListenAndServe listens on cfg.Listen (and cfg.MetricsListen, if set) and

@@ -1304,3 +1304,29 @@ func TestConnLogLimited(t *testing.T) {
 		t.Fatalf("next second: allowed %v, %d suppressed; want true, 5", ok, suppressed)
 	}
 }
+
+// A collector whose open-file limit cannot hold MaxConns connections, each
+// writing its own stream, says so once when it starts serving; one within
+// the limit says nothing.
+func TestFileLimitWarning(t *testing.T) {
+	limit, ok := openFileLimit()
+	if !ok {
+		t.Skip("no RLIMIT_NOFILE here")
+	}
+	over := min(int(limit/filesPerConn)+1, 1<<20) // needs more than limit
+	if uint64(over)*filesPerConn+64 <= limit {
+		t.Skipf("open-file limit %d too high to exceed with MaxConns", limit)
+	}
+	for _, tc := range []struct {
+		maxConns int
+		warn     bool
+	}{{over, true}, {1, false}} {
+		logs := new(lockedBuffer)
+		c, _ := start(t, Config{MaxConns: tc.maxConns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		waitFor(t, func() bool { return strings.Contains(logs.String(), "collector serving") })
+		c.checkFileLimit() // as a second Serve would: still one warning
+		if got := strings.Count(logs.String(), "open-file limit"); got != map[bool]int{true: 1}[tc.warn] {
+			t.Fatalf("MaxConns %d, limit %d: %d warnings, want warn=%v:\n%s", tc.maxConns, limit, got, tc.warn, logs)
+		}
+	}
+}
