@@ -548,6 +548,9 @@ func TestFailover(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	for name, opt := range map[string]ClientOption{
 		"addr":    WithAddrs("no-port"),
+		"port":    WithAddrs("127.0.0.1:99999"),
+		"port 0":  WithAddrs("127.0.0.1:0"),
+		"service": WithAddrs("localhost:no-such-service"),
 		"window":  WithWindow(0, 1),
 		"bytes":   WithWindow(1, 0),
 		"backoff": WithBackoff(time.Second, time.Millisecond),
@@ -566,6 +569,11 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if _, err := NewClient[string, string](&echoClient{}); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("no address: %v", err)
+	}
+	if c, err := NewClient[string, string](&echoClient{}, WithAddrs(":7777, [::1]:7777,no-such-host.invalid:7777")); err != nil {
+		t.Errorf("addresses that may connect some day: %v", err)
+	} else {
+		c.Close()
 	}
 	if _, err := NewServer[echoReq, echoResp](&echoServer{}, WithMaxConns(0)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("max conns 0: %v", err)

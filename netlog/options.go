@@ -120,7 +120,7 @@ func WithAddrs(addrs ...string) ClientOption {
 				if one == "" {
 					continue
 				}
-				if _, _, err := net.SplitHostPort(one); err != nil {
+				if err := checkAddr(one); err != nil {
 					return fmt.Errorf("address %q: %w", one, err)
 				}
 				c.addrs = append(c.addrs, one)
@@ -128,6 +128,25 @@ func WithAddrs(addrs ...string) ClientOption {
 		}
 		return nil
 	}
+}
+
+// checkAddr rejects an address no connection attempt could ever use, so
+// that a typo fails at the start instead of being retried for good: no
+// port, or a port out of range or unknown. A host that does not resolve
+// is retried, since DNS may come back.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return err
+	}
+	if p == 0 {
+		return fmt.Errorf("port 0")
+	}
+	return nil
 }
 
 // WithTLS makes the client speak TLS with cfg: the server's certificate is
