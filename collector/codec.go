@@ -112,8 +112,8 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 	if c.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(hello.Token), []byte(c.cfg.Token)) != 1 {
 		return nil, refuse(h.Stream, encoder.StatusUnauthorized, ErrUnauthorized)
 	}
-	if err := netlog.CheckStreamName(hello.Name); err != nil {
-		return nil, refuse(h.Stream, encoder.StatusBadStream, fmt.Errorf("%w: %w", ErrBadStream, err))
+	if err := checkStreamName(hello.Name); err != nil {
+		return nil, refuse(h.Stream, encoder.StatusBadStream, err)
 	}
 	out, err := c.output(hello.Name)
 	if err != nil {

@@ -205,6 +205,24 @@ func New(cfg Config) (*Collector, error) {
 	return c, nil
 }
 
+// outputExt ends the name of every output file: stream NAME goes to
+// Dir/NAME.log.
+const outputExt = ".log"
+
+// checkStreamName applies the protocol's rule for stream names
+// (netlog.CheckStreamName) and keeps out the names whose file would look
+// like a rotated file of another stream (app-20261127T110000.000000000Z
+// beside app): that stream's retention would delete this one's live file.
+func checkStreamName(name string) error {
+	if err := netlog.CheckStreamName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadStream, err)
+	}
+	if filelog.IsBackupName(name + outputExt) {
+		return fmt.Errorf("%w: %q ends like the name of a rotated file", ErrBadStream, name)
+	}
+	return nil
+}
+
 // connError counts and logs why a connection ended; the log at most
 // connLogsPerSecond lines a second.
 func (c *Collector) connError(addr net.Addr, err error) {
@@ -469,7 +487,7 @@ func (c *Collector) output(name string) (*output, error) {
 		c.janitorDone = make(chan struct{})
 		go c.closeIdle()
 	}
-	path := filepath.Join(c.cfg.Dir, name+".log")
+	path := filepath.Join(c.cfg.Dir, name+outputExt)
 	seen, used := make(map[uint64]uint64), make(map[uint64]uint64)
 	j, found, err := openJournal(c.cfg.Dir, name, seen, used)
 	if err != nil {

@@ -501,6 +501,14 @@ func TestHandshakeRejections(t *testing.T) {
 		}
 		conn.Close()
 	}
+	// A name whose file would pass for a rotated file of stream "app" is
+	// refused too: app's retention would delete it.
+	conn, _ := net.Dial("tcp", addr)
+	conn.Write(rawHello(1, "app-20261127T110000.000000000Z", "s3cret"))
+	if f := readFrame(t, conn); encoder.Status(f.Flags) != encoder.StatusBadStream || !strings.Contains(string(f.Payload), "rotated file") {
+		t.Errorf("backup-like stream name: status %d %q", f.Flags, f.Payload)
+	}
+	conn.Close()
 	// A Stream with the wrong token reports the rejection at once.
 	errs := make(chan error, 10)
 	s, err := netlog.Dial(addr, netlog.WithToken("nope"), netlog.WithErrorHandler(func(err error) {

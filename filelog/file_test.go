@@ -297,6 +297,40 @@ func TestBackupNamesNeverCollide(t *testing.T) {
 	}
 }
 
+// IsBackupName recognises every name rotation gives, compressed or not,
+// and nothing else; each backup a File made passes it.
+func TestIsBackupName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"app-20261127T110000.000000000Z.log":     true,
+		"app-20261127T110000.000000000Z.log.zst": true,
+		"app-20261127T110000.000000000Z.log.gz":  true,
+		"app-20261127T110000.000000000Z":         true, // of a path without extension
+		"app-20261127T110000.000000000Z.zst":     true,
+		"app.log":                                false,
+		"app-20261127T110000.000000000Z.log.tmp": false,
+		"app20261127T110000.000000000Z.log":      false,
+		"app-20261127T110000.00000000Z.log":      false,
+		"app-20261327T110000.000000000Z.log":     false, // month 13
+		"-20261127T110000.000000000Z.log":        true,
+		"":                                       false,
+	} {
+		if got := IsBackupName(name); got != want {
+			t.Errorf("IsBackupName(%q) = %v, want %v", name, got, want)
+		}
+	}
+	for _, path := range []string{"app.log", "app"} {
+		f := mustOpen(t, filepath.Join(t.TempDir(), path), WithMaxBackups(Unlimited))
+		f.WriteBatch(lines(1, 0), 1)
+		if err := f.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		if bs := f.backups(); len(bs) != 1 || !IsBackupName(filepath.Base(bs[0].name)) || IsBackupName(path) {
+			t.Errorf("%s: backups %v", path, bs)
+		}
+		f.Close()
+	}
+}
+
 func TestRetention(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "app.log")

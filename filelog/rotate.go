@@ -53,14 +53,14 @@ func (l *File) backups() []backup {
 	for _, e := range entries {
 		name := e.Name()
 		rest, ok := strings.CutPrefix(name, stem+"-")
-		if !ok || len(rest) < len(backupTime) {
+		if !ok {
 			continue
 		}
-		t, err := time.Parse(backupTime, rest[:len(backupTime)])
-		if err != nil {
+		t, tail, ok := cutBackupTime(rest)
+		if !ok {
 			continue
 		}
-		switch rest[len(backupTime):] {
+		switch tail {
 		case ext:
 			bs = append(bs, backup{name: filepath.Join(dir, name), t: t})
 		case ext + ".gz", ext + ".zst":
@@ -69,6 +69,34 @@ func (l *File) backups() []backup {
 	}
 	slices.SortFunc(bs, func(a, b backup) int { return a.t.Compare(b.t) })
 	return bs
+}
+
+// cutBackupTime parses the backup time at the start of s and returns what
+// follows it.
+func cutBackupTime(s string) (t time.Time, tail string, ok bool) {
+	if len(s) < len(backupTime) {
+		return time.Time{}, "", false
+	}
+	t, err := time.Parse(backupTime, s[:len(backupTime)])
+	return t, s[len(backupTime):], err == nil
+}
+
+// IsBackupName reports whether the file name (no directory) has the form
+// rotation gives backups: stem-TIME.ext, maybe with .gz or .zst. A File
+// counts such a file among its backups, to compress it and to delete it by
+// retention, so a program that names files after its users (the
+// collector, after stream names) must not open one of these names for
+// live data.
+func IsBackupName(name string) bool {
+	name = strings.TrimSuffix(strings.TrimSuffix(name, ".gz"), ".zst")
+	for _, s := range []string{name, strings.TrimSuffix(name, filepath.Ext(name))} {
+		if i := len(s) - len(backupTime) - 1; i >= 0 && s[i] == '-' {
+			if _, tail, ok := cutBackupTime(s[i+1:]); ok && tail == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // scheduleRotation sets the next time boundary, aligned to local midnight.
