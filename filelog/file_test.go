@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones of TestRotationPeriods, on machines without tzdata
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -382,6 +383,39 @@ func TestRotateByTime(t *testing.T) {
 	f.WriteBatch(lines(1, 5), 1)
 	if got := readAll(t, f); !bytes.Equal(got, lines(6, 0)) {
 		t.Fatalf("content %q", got)
+	}
+}
+
+// Time rotation's periods: whole days on the calendar (local midnight even
+// on the 23- and 25-hour days of a daylight saving change), shorter
+// intervals from each local midnight, several days from 1970-01-01.
+func TestRotationPeriods(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(y int, m time.Month, d, h, min int) time.Time { return time.Date(y, m, d, h, min, 0, 0, ny) }
+	for _, tc := range []struct {
+		every            time.Duration
+		now, start, next time.Time
+	}{
+		// 2026-11-01 has 25 hours in New York, 2026-03-08 has 23.
+		{24 * time.Hour, at(2026, 11, 1, 23, 30), at(2026, 11, 1, 0, 0), at(2026, 11, 2, 0, 0)},
+		{24 * time.Hour, at(2026, 3, 8, 23, 30), at(2026, 3, 8, 0, 0), at(2026, 3, 9, 0, 0)},
+		{24 * time.Hour, at(2026, 11, 27, 12, 0), at(2026, 11, 27, 0, 0), at(2026, 11, 28, 0, 0)},
+		{time.Hour, at(2026, 11, 27, 12, 30), at(2026, 11, 27, 12, 0), at(2026, 11, 27, 13, 0)},
+		{7 * time.Hour, at(2026, 11, 27, 22, 0), at(2026, 11, 27, 21, 0), at(2026, 11, 28, 0, 0)}, // periods restart at midnight
+		{48 * time.Hour, at(2026, 11, 27, 12, 0), at(2026, 11, 27, 0, 0), at(2026, 11, 29, 0, 0)}, // day 20784 since 1970
+		{48 * time.Hour, at(2026, 11, 28, 12, 0), at(2026, 11, 27, 0, 0), at(2026, 11, 29, 0, 0)},
+	} {
+		l := &File{cfg: config{every: tc.every, now: func() time.Time { return tc.now }}}
+		l.scheduleRotation()
+		if start := l.periodStart(tc.now); !start.Equal(tc.start) || !l.nextRotate.Equal(tc.next) {
+			t.Errorf("every %v at %v: period %v to %v, want %v to %v", tc.every, tc.now, start, l.nextRotate, tc.start, tc.next)
+		}
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "a.log"), WithRotateEvery(36*time.Hour)); err == nil {
+		t.Error("a 36h rotation interval was accepted")
 	}
 }
 

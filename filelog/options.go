@@ -135,9 +135,12 @@ func WithMaxSize(n int64) Option {
 }
 
 // WithRotateEvery rotates the file at every multiple of d in local time:
-// time.Hour rotates on the hour, 24*time.Hour at local midnight; intervals
-// that divide a day are aligned to local midnight. Zero (the default) turns
-// time rotation off; otherwise d must be at least a second. The file
+// time.Hour rotates on the hour, 24*time.Hour at local midnight (also on
+// the days of a daylight saving change). An interval under a day counts
+// from each local midnight (with 7h, at 0, 7, 14 and 21 h); a longer one
+// must be a whole number of days, counted from 1970-01-01. Zero (the
+// default) turns time rotation off; otherwise d must be at least a
+// second. The file
 // rotates at the boundary even if nothing is written then (an empty file is
 // not rotated), and Open rotates a file last written before the current
 // period began, so that a period's backup never holds an earlier one's
@@ -146,6 +149,9 @@ func WithRotateEvery(d time.Duration) Option {
 	return func(c *config) error {
 		if d != 0 && d < time.Second {
 			return fmt.Errorf("rotation interval %v is under a second", d)
+		}
+		if d > 24*time.Hour && d%(24*time.Hour) != 0 {
+			return fmt.Errorf("rotation interval %v is over a day but not a whole number of days", d)
 		}
 		c.every = d
 		return nil

@@ -99,25 +99,50 @@ func IsBackupName(name string) bool {
 	return false
 }
 
-// scheduleRotation sets the next time boundary, aligned to local midnight.
+// scheduleRotation sets the next time boundary: the end of the period now
+// is in.
 func (l *File) scheduleRotation() {
-	d := l.cfg.every
-	if d == 0 {
+	if l.cfg.every == 0 {
 		return
 	}
 	now := l.cfg.now()
+	start, days := l.period(now)
+	if days > 0 {
+		l.nextRotate = start.AddDate(0, 0, days)
+		return
+	}
+	// The last period of a day ends at midnight, where they restart.
 	y, m, day := now.Date()
-	midnight := time.Date(y, m, day, 0, 0, 0, 0, now.Location())
-	next := midnight.Add((now.Sub(midnight)/d + 1) * d)
-	l.nextRotate = next
+	l.nextRotate = start.Add(l.cfg.every)
+	if next := time.Date(y, m, day+1, 0, 0, 0, 0, now.Location()); next.Before(l.nextRotate) {
+		l.nextRotate = next
+	}
 }
 
 // periodStart is the boundary of time rotation at or before t: the start
 // of the period t is in.
 func (l *File) periodStart(t time.Time) time.Time {
+	start, _ := l.period(t)
+	return start
+}
+
+// period returns the start of the period of time rotation that t is in,
+// and, when the period is a whole number of days, that number. Periods of
+// whole days are counted on the calendar, so that daily files still turn
+// at local midnight across a daylight saving change (a day of 23 or 25
+// hours); shorter ones are counted in elapsed time from local midnight.
+func (l *File) period(t time.Time) (start time.Time, days int) {
+	d := l.cfg.every
 	y, m, day := t.Date()
 	midnight := time.Date(y, m, day, 0, 0, 0, 0, t.Location())
-	return midnight.Add(t.Sub(midnight) / l.cfg.every * l.cfg.every)
+	if d%(24*time.Hour) == 0 {
+		// Periods of n days start on the days whose number since
+		// 1970-01-01 is a multiple of n, whenever the File was opened.
+		n := int(d / (24 * time.Hour))
+		dayNumber := int(time.Date(y, m, day, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+		return midnight.AddDate(0, 0, -(dayNumber % n)), n
+	}
+	return midnight.Add(t.Sub(midnight) / d * d), 0
 }
 
 // rotateStale rotates, at Open, a file with time rotation that was last
