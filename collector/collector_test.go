@@ -171,6 +171,9 @@ func TestConfigValidate(t *testing.T) {
 		"compress":   {Compression: 9},
 		"ack":        {Ack: 7},
 		"token size": {Token: strings.Repeat("x", 2000)},
+		// filelog's rules, checked at start rather than at each stream:
+		"rotate ms":  {RotateEvery: 500 * time.Millisecond},
+		"rotate 36h": {RotateEvery: 36 * time.Hour},
 	} {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: Validate = %v, want ErrInvalidConfig", name, err)

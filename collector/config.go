@@ -202,6 +202,9 @@ func (c *Config) Validate() error {
 	if c.Compression < filelog.NoCompression || c.Compression > filelog.Zstd {
 		return bad("Compression %d", c.Compression)
 	}
+	if err := filelog.CheckOptions(c.fileOptions()...); err != nil {
+		return bad("output files: %v", err)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -50,6 +50,27 @@ type File struct {
 	rotDone chan struct{}
 }
 
+// CheckOptions returns the error Open would return for opts, without
+// opening anything: for a program that opens its files later (the
+// collector, as streams arrive) to refuse a bad configuration at start.
+func CheckOptions(opts ...Option) error {
+	_, err := newConfig(opts)
+	return err
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
+	if c.fsync == FsyncInterval && c.fsyncEvery == 0 {
+		return c, fmt.Errorf("%w: FsyncInterval needs WithFsyncInterval", ErrInvalidOption)
+	}
+	return c, nil
+}
+
 // Open opens path for appending, creating it (not its directory) with the
 // configured mode. Errors (missing directory, permission denied, a
 // directory at path, a FIFO without a reader) are returned here, with the
@@ -59,14 +80,9 @@ type File struct {
 // .NAME.lock beside the file while open: a second rotating File on the
 // path fails with ErrInUse.
 func Open(path string, opts ...Option) (*File, error) {
-	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
-		}
-	}
-	if c.fsync == FsyncInterval && c.fsyncEvery == 0 {
-		return nil, fmt.Errorf("%w: FsyncInterval needs WithFsyncInterval", ErrInvalidOption)
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	l := &File{path: path, cfg: c}
 	if err := l.open(); err != nil {

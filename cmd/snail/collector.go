@@ -90,7 +90,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s) [SNAIL_IDLE_TIMEOUT]")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte [SNAIL_FRAME_TIMEOUT]")
 	fs.Var(sizeFlag{&cfg.MaxSize}, "max-size", "rotate an output file before it exceeds this size; 0: never [SNAIL_MAX_SIZE]")
-	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval (1h, 24h); 0: never [SNAIL_ROTATE_EVERY]")
+	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval from local midnight (1h, 24h: at midnight, also on daylight saving days; over a day: whole days); 0: never [SNAIL_ROTATE_EVERY]")
 	fs.IntVar(&cfg.MaxBackups, "max-backups", filelog.DefaultMaxBackups, "rotated files kept per stream; -1: all [SNAIL_MAX_BACKUPS]")
 	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "delete rotated files older than this; 0: keep by count only [SNAIL_MAX_AGE]")
 	fs.StringVar(&compress, "compress", "none", "compress rotated files: none, gzip or zstd [SNAIL_COMPRESS]")
