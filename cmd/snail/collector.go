@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,7 +59,8 @@ is written (or fsynced, with --ack fsync). A batch sent again after a
 reconnect is acked but not written twice.
 
 Signals: SIGTERM or SIGINT stop it gracefully (stop accepting, finish and ack
-what was read, fsync, close); SIGHUP reopens the output files (logrotate).
+what was read, fsync, close); SIGHUP reopens the output files (logrotate) and reloads the TLS files
+(a renewed certificate serves new connections).
 Every flag can also be set with the environment variable in brackets; the
 command line wins.
 
@@ -137,19 +136,13 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	var stls *serverTLS
 	if tlsCert != "" || tlsKey != "" {
-		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		var err error
+		if stls, err = newServerTLS(tlsCert, tlsKey, tlsClientCA); err != nil {
+			return err
 		}
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if tlsClientCA != "" {
-			pool, err := loadPool(tlsClientCA)
-			if err != nil {
-				return fmt.Errorf("--tls-client-ca: %w", err)
-			}
-			cfg.TLS.ClientCAs, cfg.TLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
-		}
+		cfg.TLS = stls.config()
 	} else if tlsClientCA != "" {
 		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
 	}
@@ -187,6 +180,13 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 			} else {
 				cfg.Logger.Info("reopened output files")
 			}
+			if stls != nil {
+				if notAfter, err := stls.reload(); err != nil {
+					cfg.Logger.Error("TLS files not reloaded after SIGHUP; serving the ones before", "err", err)
+				} else {
+					cfg.Logger.Info("reloaded TLS files", "cert_expires", notAfter)
+				}
+			}
 			continue
 		case <-ctx.Done():
 		}
@@ -200,18 +200,6 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		err = serr
 	}
 	return err
-}
-
-func loadPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // signals returns the context that SIGTERM and SIGINT end, and the channel
