@@ -94,15 +94,37 @@ func FuzzSpool(f *testing.F) {
 		last := uint64(0)
 		for i, data := range [][]byte{seg1, seg2} {
 			off, pending := 0, 0
-			for len(data)-off >= spoolRecHeader {
+			// whole: the record at off has its magic and its payload of
+			// n bytes (else n is -1), and good when its CRC holds too.
+			whole := func(off int) (n int, good bool) {
 				h := data[off:]
-				n := int(binary.LittleEndian.Uint32(h[24:]))
-				seq := binary.LittleEndian.Uint64(h[4:])
-				if [4]byte(h[:4]) != spoolMagic || len(h)-spoolRecHeader < n ||
-					crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, h[spoolRecHeader:spoolRecHeader+n]) != binary.LittleEndian.Uint32(h[28:]) ||
-					seq <= last || seq == math.MaxUint64 {
+				if len(h) < spoolRecHeader || [4]byte(h[:4]) != spoolMagic {
+					return -1, false
+				}
+				n = int(binary.LittleEndian.Uint32(h[24:]))
+				if len(h)-spoolRecHeader < n {
+					return -1, false
+				}
+				return n, crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, h[spoolRecHeader:spoolRecHeader+n]) == binary.LittleEndian.Uint32(h[28:])
+			}
+			inOrder := func(off int) bool {
+				seq := binary.LittleEndian.Uint64(data[off+4:])
+				return seq > last && seq != math.MaxUint64
+			}
+			for len(data)-off >= spoolRecHeader {
+				n, good := whole(off)
+				if !good && n >= 0 {
+					// A damaged record is skipped when a good one in
+					// order follows it.
+					if _, ok := whole(off + spoolRecHeader + n); ok && inOrder(off+spoolRecHeader+n) {
+						off += spoolRecHeader + n
+						continue
+					}
+				}
+				if !good || !inOrder(off) {
 					break
 				}
+				seq := binary.LittleEndian.Uint64(data[off+4:])
 				last = seq
 				off += spoolRecHeader + n
 				if seq > acked {

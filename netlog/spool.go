@@ -55,7 +55,9 @@ const DefaultSpoolBytes = 1 << 30
 // sequence numbers (the collector skips what it already wrote), and never
 // sends again what was acked. Each record carries a CRC; a record torn by a
 // crash is detected and dropped, never sent, and reported to the error
-// handler (WithErrorHandler) when Dial opens the spool. Entries a client
+// handler (WithErrorHandler) when Dial opens the spool. A record damaged in
+// place is dropped and reported the same way, and the records after it
+// are still sent when its length field is intact. Entries a client
 // crash can still lose: those in the sink's buffers and in the window in
 // memory (batches sent without being spooled and not yet acked; a Close
 // that gives up on those counts them lost); Sync narrows that to what was
@@ -206,13 +208,18 @@ func (sp *spool) recoverSegment(name string) error {
 	off := 0
 	for len(data)-off >= spoolRecHeader {
 		h := data[off : off+spoolRecHeader]
-		n := int(binary.LittleEndian.Uint32(h[24:]))
-		if [4]byte(h[:4]) != spoolMagic || len(data)-off-spoolRecHeader < n {
-			break
-		}
-		crc := crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, data[off+spoolRecHeader:off+spoolRecHeader+n])
-		if crc != binary.LittleEndian.Uint32(h[28:]) {
-			break
+		n, ok := spoolRecAt(data, off)
+		if !ok {
+			// Damage inside a record (a bad sector, not a torn append):
+			// when its length still leads to a whole record that follows
+			// in sequence, only this one is lost, not all that follow.
+			next := off + spoolRecHeader + n
+			if n < 0 || !sp.follows(data, next) {
+				break
+			}
+			sp.cuts = append(sp.cuts, skipNote(name, data, off, next, sp.acked))
+			off = next
+			continue
 		}
 		r := &spoolRec{seq: binary.LittleEndian.Uint64(h[4:]), entries: int(binary.LittleEndian.Uint32(h[12:])),
 			raw: int(binary.LittleEndian.Uint32(h[16:])), comp: encoder.Compression(h[20]), seg: seg,
@@ -251,20 +258,59 @@ func (sp *spool) recoverSegment(name string) error {
 	return nil
 }
 
+// spoolRecAt checks the record at off in data: its payload length n, and
+// whether it is whole with a good CRC. n is -1 when the header is not
+// there, or names a payload longer than the data.
+func spoolRecAt(data []byte, off int) (n int, ok bool) {
+	if len(data)-off < spoolRecHeader || [4]byte(data[off:off+4]) != spoolMagic {
+		return -1, false
+	}
+	h := data[off : off+spoolRecHeader]
+	n = int(binary.LittleEndian.Uint32(h[24:]))
+	if len(data)-off-spoolRecHeader < n {
+		return -1, false
+	}
+	crc := crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, data[off+spoolRecHeader:off+spoolRecHeader+n])
+	return n, crc == binary.LittleEndian.Uint32(h[28:])
+}
+
+// follows reports whether a whole record starts at off with a sequence
+// number after the records recovered so far.
+func (sp *spool) follows(data []byte, off int) bool {
+	if _, ok := spoolRecAt(data, off); !ok {
+		return false
+	}
+	seq := binary.LittleEndian.Uint64(data[off+4:])
+	return seq > sp.recovered && seq != math.MaxUint64
+}
+
+// skipNote describes a damaged record that recovery skipped, from off to
+// next, keeping the records after it.
+func skipNote(name string, data []byte, off, next int, acked uint64) string {
+	return fmt.Sprintf("%s: skipped %d bytes at byte %d, a damaged record%s; the records after it are kept",
+		filepath.Base(name), next-off, off, headerNote(data[off:next], acked))
+}
+
 // cutNote describes the bytes recovery cuts at off in segment data: a
 // record torn by a crash while it was appended (the usual case: its batch
 // was never sent, nor acked), or damaged. Its header, when whole, names
 // its batch; the header is not checked, so the note says so.
 func cutNote(name string, data []byte, off int, acked uint64) string {
-	note := fmt.Sprintf("%s: cut %d bytes at byte %d, a record torn by a crash or damaged", filepath.Base(name), len(data)-off, off)
-	if h := data[off:]; len(h) >= spoolRecHeader && [4]byte(h[:4]) == spoolMagic {
+	return fmt.Sprintf("%s: cut %d bytes at byte %d, a record torn by a crash or damaged%s",
+		filepath.Base(name), len(data)-off, off, headerNote(data[off:], acked))
+}
+
+// headerNote names the batch of the damaged record h by its header, when
+// the header is whole, and says what was lost.
+func headerNote(h []byte, acked uint64) string {
+	if len(h) >= spoolRecHeader && [4]byte(h[:4]) == spoolMagic {
 		seq, entries := binary.LittleEndian.Uint64(h[4:]), binary.LittleEndian.Uint32(h[12:])
 		if seq <= acked {
-			return note + fmt.Sprintf(" (batch %d by its header, which was acked)", seq)
+			return fmt.Sprintf(" (batch %d by its header, which was acked)", seq)
 		}
-		note += fmt.Sprintf(" (batch %d of %d entries by its header)", seq, entries)
+		return fmt.Sprintf(" (batch %d of %d entries by its header): the entries in it are lost", seq, entries)
 	}
-	return note + ": the entries in it are lost"
+	return ": the entries in it are lost"
 }
 
 // saveState writes the identity and progress in place. A torn write of

@@ -1,9 +1,11 @@
 package netlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,51 @@ func TestSpoolReservesAhead(t *testing.T) {
 	defer sp.closeFiles()
 	if seq, _ := sp.take(); seq <= last {
 		t.Fatalf("after a restart: %d, after %d given out before", seq, last)
+	}
+}
+
+// A record damaged in place (a bad sector, not an append torn by a crash)
+// costs only its own batch when its length still leads to the next record:
+// the records after it are still sent. Damage to its length cuts the
+// segment there, as a torn record does.
+func TestSpoolSkipsADamagedRecord(t *testing.T) {
+	var seg []byte
+	starts := make([]int, 6)
+	for seq := uint64(1); seq <= 5; seq++ {
+		starts[seq] = len(seg)
+		seg = appendSpoolRec(seg, seq, []byte(strings.Repeat("entry\n", int(seq))))
+	}
+	for _, tc := range []struct {
+		name   string
+		damage int // offset of the byte flipped
+		queued []uint64
+		note   string
+	}{
+		{"payload of 3", starts[3] + spoolRecHeader + 2, []uint64{1, 2, 4, 5}, "skipped 50 bytes at byte"},
+		{"sequence number of 3", starts[3] + 5, []uint64{1, 2, 4, 5}, "a damaged record"},
+		{"length of 3", starts[3] + 24, []uint64{1, 2}, "cut"},
+		{"payload of 5, the last", starts[5] + spoolRecHeader, []uint64{1, 2, 3, 4}, "cut 62 bytes"},
+	} {
+		dir := t.TempDir()
+		data := bytes.Clone(seg)
+		data[tc.damage] ^= 0x40
+		if err := os.WriteFile(filepath.Join(dir, "seg-00000000000000000001.spool"), data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		sp, err := openSpool(dir, 1<<20, SpoolBlock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, r := range sp.queue {
+			got = append(got, r.seq)
+		}
+		if !slices.Equal(got, tc.queued) || len(sp.cuts) != 1 || !strings.Contains(sp.cuts[0], tc.note) {
+			t.Errorf("%s: queued %v, reported %q; want %v and %q", tc.name, got, sp.cuts, tc.queued, tc.note)
+		}
+		if seq, _ := sp.take(); seq <= tc.queued[len(tc.queued)-1] {
+			t.Errorf("%s: next sequence number %d, after %v queued", tc.name, seq, tc.queued)
+		}
+		sp.closeFiles()
 	}
 }
