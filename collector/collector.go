@@ -502,6 +502,10 @@ func (c *Collector) output(name string) (*output, error) {
 		if cut > 0 {
 			c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
 		}
+		if j.damaged > 0 {
+			c.log.Warn("skipped damaged records in the state journal; a batch their clients send again may be written twice",
+				"stream", name, "records", j.damaged)
+		}
 		c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
 	} else if err := j.baseline(path, seen); err != nil {
 		j.close()

@@ -2,10 +2,12 @@ package collector
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +73,26 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	checkIDs(t, live, 20)
 	if st := c2.Stats(); st.Duplicates != 10 {
 		t.Fatalf("duplicates = %d, want 10", st.Duplicates)
+	}
+}
+
+// A journal record damaged in place (a bad sector) is skipped, not taken
+// for the end of the journal: recovery must not cut the live file back to
+// the record before it, which would delete batches acked long ago (their
+// clients do not have them any more).
+func TestRecoveryPastADamagedJournalRecord(t *testing.T) {
+	dir := t.TempDir()
+	sendThenStop(t, dir, 42, "rot", 10)
+	jp := journalPath(dir, "rot")
+	b, _ := os.ReadFile(jp)
+	b[5*recordSize+10] ^= 0x01 // the record of batch 5 (after the first one, made at open)
+	os.WriteFile(jp, b, 0o640)
+	logs := new(lockedBuffer)
+	_, addr := start(t, Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	sendRaw(t, addr, 42, "rot", 11, 20) // only new batches: 1-10 were acked
+	checkIDs(t, filepath.Join(dir, "rot.log"), 20)
+	if !strings.Contains(logs.String(), "skipped damaged records in the state journal") {
+		t.Fatalf("the damaged record not logged:\n%s", logs)
 	}
 }
 

@@ -161,8 +161,8 @@ func frameReaderTarget(f *testing.F, sealed bool) func(*testing.T, []byte) {
 }
 
 // FuzzJournal opens a state journal made of arbitrary bytes: openJournal
-// never fails on its content or panics, keeps exactly the longest run of
-// valid records from the start (cutting the rest off the file), takes each
+// never fails on its content or panics, keeps every valid record, skipping
+// the damaged ones among them (cutting what follows the last off the file), takes each
 // stream's latest record, and appends after them; recoverLive never cuts a
 // live file to more than it holds. With sealed, every whole record gets its
 // magic and CRC first, so that most records are valid and the fuzzer
@@ -192,16 +192,20 @@ func FuzzJournal(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o640); err != nil {
 			t.Fatal(err)
 		}
-		// What an independent reading says the journal holds.
+		// What an independent reading says the journal holds: every
+		// valid record, the invalid ones among them skipped, and the
+		// slots up to the last valid one kept in the file.
 		var want []record
+		slots := 0
 		for o := 0; len(data)-o >= recordSize; o += recordSize {
 			b := data[o : o+recordSize]
 			if [4]byte(b[:4]) != stateMagic || crc32.Checksum(b[:36], castagnoli) != binary.LittleEndian.Uint32(b[36:]) ||
 				int64(binary.LittleEndian.Uint64(b[28:])) < 0 {
-				break
+				continue
 			}
 			want = append(want, record{stream: binary.LittleEndian.Uint64(b[4:]), seq: binary.LittleEndian.Uint64(b[12:]),
 				ino: binary.LittleEndian.Uint64(b[20:]), size: int64(binary.LittleEndian.Uint64(b[28:]))})
+			slots = o/recordSize + 1
 		}
 		wantSeen := map[uint64]uint64{}
 		for _, r := range want {
@@ -213,14 +217,14 @@ func FuzzJournal(f *testing.F) {
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
-		if found != (len(want) > 0) || j.records != len(want) || (found && j.last != want[len(want)-1]) {
-			t.Fatalf("found %v, %d records, last %+v; want %d records ending %v", found, j.records, j.last, len(want), want)
+		if found != (len(want) > 0) || j.records != slots || j.damaged != slots-len(want) || (found && j.last != want[len(want)-1]) {
+			t.Fatalf("found %v, %d records (%d damaged), last %+v; want %d slots ending %v", found, j.records, j.damaged, j.last, slots, want)
 		}
 		if !maps.Equal(seen, wantSeen) {
 			t.Fatalf("seen %v, want %v", seen, wantSeen)
 		}
-		if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(want)*recordSize) {
-			t.Fatalf("journal left at %v bytes (%v), want %d", fi.Size(), err, len(want)*recordSize)
+		if fi, err := os.Stat(path); err != nil || fi.Size() != int64(slots*recordSize) {
+			t.Fatalf("journal left at %v bytes (%v), want %d", fi.Size(), err, slots*recordSize)
 		}
 		next := record{stream: 99, seq: 5, ino: 1, size: 2}
 		if err := j.add(next, func() []idMark { return marksOf(seen) }); err != nil {
@@ -229,7 +233,7 @@ func FuzzJournal(f *testing.F) {
 		j.close()
 		again := map[uint64]uint64{}
 		j2, found, err := openJournal(dir, "f", again, nil)
-		if err != nil || !found || j2.last != next || again[99] != 5 || j2.records != len(want)+1 {
+		if err != nil || !found || j2.last != next || again[99] != 5 || j2.records != slots+1 {
 			t.Fatalf("after an append: %v, found %v, last %+v, seen %v", err, found, j2.last, again)
 		}
 		j2.close()

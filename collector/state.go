@@ -40,7 +40,8 @@ import (
 //
 // Record (40 bytes, little-endian): magic "SNST", stream id, sequence
 // number, inode, size, CRC-32C of the first 36 bytes. A torn last record
-// fails its CRC and is ignored. The journal is compacted (rewritten with one
+// fails its CRC and is cut off; a damaged one amid valid records is
+// skipped (its stream's resent batch may then be written twice). The journal is compacted (rewritten with one
 // record per stream id, through a temporary file and a rename) when it grows
 // past compactAt records.
 
@@ -91,6 +92,7 @@ type journal struct {
 	f       *os.File
 	records int
 	last    record // the latest record: where the live file ended
+	damaged int    // records skipped at open, damaged amid valid ones
 	buf     []byte
 }
 
@@ -110,21 +112,28 @@ func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool
 		return nil, false, err
 	}
 	found := false
-	valid := 0
-	for len(data)-valid >= recordSize {
-		r, ok := parseRecord(data[valid:])
+	valid, bad := 0, 0
+	for off := 0; len(data)-off >= recordSize; off += recordSize {
+		r, ok := parseRecord(data[off:])
 		if !ok {
-			break // a torn last record (or garbage after it): ignored
+			// Torn by a crash (then nothing valid follows, and the
+			// tail is cut below), or damaged in place: skipped, so
+			// that one bad record does not send recovery back to an
+			// older one and cut the live file to it.
+			bad++
+			continue
 		}
 		// The latest record of a stream wins: records go up with each
 		// batch, and down when an fsync failed (output.failSynced).
 		seen[r.stream] = r.seq
 		j.last, found = r, true
-		j.records++
+		j.records += bad + 1
+		j.damaged += bad
+		bad = 0
 		if used != nil {
 			used[r.stream] = uint64(j.records)
 		}
-		valid += recordSize
+		valid = off + recordSize
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
