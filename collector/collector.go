@@ -460,7 +460,7 @@ func (c *Collector) closeOutputs() error {
 	for name, o := range outs {
 		o.stopSync()
 		o.mu.Lock()
-		if err := errors.Join(o.f.Fsync(), o.j.sync(), o.f.Close(), o.j.close()); err != nil {
+		if err := errors.Join(o.f.Fsync(), o.closeJournal(), o.f.Close()); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 		o.mu.Unlock()
@@ -494,20 +494,28 @@ func (c *Collector) output(name string) (*output, error) {
 		return nil, fmt.Errorf("%w: state of %s: %w", ErrUnavailable, name, err)
 	}
 	if found {
-		cut, err := recoverLive(path, j.last)
-		if err != nil {
-			j.close()
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if cut > 0 {
-			c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
-		}
 		if j.damaged > 0 {
 			c.log.Warn("skipped damaged records in the state journal; a batch their clients send again may be written twice",
 				"stream", name, "records", j.damaged)
 		}
+		if !j.closedCleanly() {
+			cut, err := recoverLive(path, j.last, int64(c.cfg.MaxDecompressedSize)+1)
+			switch {
+			case errors.Is(err, errNotOurs):
+				c.log.Warn("after a crash, the live file is not the one the state journal last wrote and holds more than a batch: kept as is; a batch its client sends again may be written twice",
+					"stream", name, "err", err)
+			case err != nil:
+				j.close()
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			case cut > 0:
+				c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
+			}
+		}
 		c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
-	} else if err := j.baseline(path, seen); err != nil {
+	}
+	// Where the file ends now: what a crash before the first batch's record
+	// is cut back to, and nothing before it.
+	if err := j.baseline(path, seen); err != nil {
 		j.close()
 		return nil, fmt.Errorf("%w: state of %s: %w", ErrUnavailable, name, err)
 	}
@@ -584,10 +592,19 @@ func (o *output) close() error {
 	defer o.mu.Unlock()
 	var errs []error
 	if o.scond != nil { // AckFsync: leave everything durable
-		errs = append(errs, o.f.Fsync(), o.j.sync())
+		errs = append(errs, o.f.Fsync())
 	}
-	errs = append(errs, o.f.Close(), o.j.close())
+	errs = append(errs, o.closeJournal(), o.f.Close())
 	return errors.Join(errs...)
+}
+
+// closeJournal journals a clean close (everything in the file was
+// journaled), syncs and closes the journal. Called with o.mu held, after
+// the last write. The file is closed after it, so that a rotation by time
+// cannot slip in between.
+func (o *output) closeJournal() error {
+	ino, size := o.f.Position()
+	return errors.Join(o.j.closed(ino, size, o.marks), o.j.close())
 }
 
 // syncLoop is an output's group commit (AckFsync): it takes every reply

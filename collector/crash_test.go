@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -40,13 +41,26 @@ func writeSeqs(t *testing.T, conn net.Conn, stream, first, last uint64) {
 	}
 }
 
-// sendThenStop runs a collector on dir, sends batches 1..last of stream to
-// it, and closes it (what a crash leaves is then made by hand).
-func sendThenStop(t *testing.T, dir string, stream uint64, name string, last uint64) {
+// sendThenCrash runs a collector on dir, sends batches 1..last of stream
+// to it, and closes it; then takes the record of the clean close out of
+// the journal, as a crash would have left it (the rest of what a crash
+// leaves is made by hand).
+func sendThenCrash(t *testing.T, dir string, stream uint64, name string, last uint64) {
 	t.Helper()
 	_, addr, stop := serve(t, Config{Dir: dir})
 	sendRaw(t, addr, stream, name, 1, last)
 	stop(false)
+	jp := journalPath(dir, name)
+	b, err := os.ReadFile(jp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := parseRecord(b[len(b)-recordSize:]); !ok || r.stream != 0 || r.seq != closedSeq {
+		t.Fatalf("the journal of %s does not end with a clean close: %+v", name, r)
+	}
+	if err := os.Truncate(jp, int64(len(b)-recordSize)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // After a crash, the journal tells a restarted collector what was written:
@@ -54,7 +68,7 @@ func sendThenStop(t *testing.T, dir string, stream uint64, name string, last uin
 // skipped, and batches resent by the client are not written twice.
 func TestRecoveryAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	sendThenStop(t, dir, 42, "crash", 10)
+	sendThenCrash(t, dir, 42, "crash", 10)
 
 	// What a crash can leave: half a batch after the last journaled one,
 	// and half a journal record.
@@ -82,7 +96,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 // clients do not have them any more).
 func TestRecoveryPastADamagedJournalRecord(t *testing.T) {
 	dir := t.TempDir()
-	sendThenStop(t, dir, 42, "rot", 10)
+	sendThenCrash(t, dir, 42, "rot", 10)
 	jp := journalPath(dir, "rot")
 	b, _ := os.ReadFile(jp)
 	b[5*recordSize+10] ^= 0x01 // the record of batch 5 (after the first one, made at open)
@@ -106,7 +120,7 @@ func TestRecoveryBeforeFirstBatchRecord(t *testing.T) {
 	if err := os.WriteFile(live, []byte("before snail\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	sendThenStop(t, dir, 5, "first", 0) // opens the output, sends nothing
+	sendThenCrash(t, dir, 5, "first", 0) // opens the output, sends nothing
 	f, _ := os.OpenFile(live, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString("id=0\n") // batch 1 written, then the crash: not journaled
 	f.Close()
@@ -121,7 +135,7 @@ func TestRecoveryBeforeFirstBatchRecord(t *testing.T) {
 // restart empties it rather than keep a batch the client will send again.
 func TestRecoveryOfRotatedFile(t *testing.T) {
 	dir := t.TempDir()
-	sendThenStop(t, dir, 7, "rot", 3)
+	sendThenCrash(t, dir, 7, "rot", 3)
 	live := filepath.Join(dir, "rot.log")
 	os.Rename(live, live+".1")
 	os.WriteFile(live, []byte("id=3\n"), 0o640) // written, then the crash: not journaled
@@ -133,6 +147,57 @@ func TestRecoveryOfRotatedFile(t *testing.T) {
 	checkIDs(t, live+".1", 3)
 }
 
+// A live file replaced while the collector was stopped (sed -i, an editor,
+// a restore from a backup: another inode) is the operator's: a restart
+// after a clean stop cuts nothing of it, and one after a crash cuts it only
+// if it could be a file rotated just before (at most one batch).
+func TestRestartKeepsAReplacedFile(t *testing.T) {
+	replace := func(t *testing.T, live string) []byte {
+		b, err := os.ReadFile(live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte("id=3\n"), []byte("id=3 redacted\n"), 1)
+		if err := os.WriteFile(live+".new", b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(live+".new", live); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	t.Run("after a clean stop", func(t *testing.T) {
+		dir := t.TempDir()
+		_, addr, stop := serve(t, Config{Dir: dir})
+		sendRaw(t, addr, 42, "app", 1, 10)
+		if err, _ := stop(true); err != nil {
+			t.Fatal(err)
+		}
+		live := filepath.Join(dir, "app.log")
+		edited := replace(t, live)
+		_, addr = start(t, Config{Dir: dir})
+		sendRaw(t, addr, 42, "app", 1, 12) // 1-10 again, as a client might: duplicates
+		if b, _ := os.ReadFile(live); string(b) != string(edited)+"id=10\nid=11\n" {
+			t.Fatalf("live file %q", b)
+		}
+	})
+	t.Run("after a crash", func(t *testing.T) {
+		dir := t.TempDir()
+		sendThenCrash(t, dir, 42, "app", 2000)
+		live := filepath.Join(dir, "app.log")
+		edited := replace(t, live) // 11 kB: more than a batch of 1 kB
+		logs := new(lockedBuffer)
+		_, addr := start(t, Config{Dir: dir, MaxDecompressedSize: 1024, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		sendRaw(t, addr, 42, "app", 2001, 2001)
+		if b, _ := os.ReadFile(live); string(b) != string(edited)+"id=2000\n" {
+			t.Fatalf("live file of %d bytes, want the %d edited and one batch", len(b), len(edited))
+		}
+		if !strings.Contains(logs.String(), "kept as is") {
+			t.Fatalf("not logged:\n%s", logs)
+		}
+	})
+}
+
 func TestJournalCompaction(t *testing.T) {
 	dir := t.TempDir()
 	seen := map[uint64]uint64{}
@@ -141,7 +206,7 @@ func TestJournalCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := uint64(1); i <= compactAt+10; i++ {
-		r := record{stream: i % 3, seq: i, ino: 5, size: int64(i)}
+		r := record{stream: i%3 + 1, seq: i, ino: 5, size: int64(i)}
 		if err := j.add(r, func() []idMark { return marksOf(seen) }); err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,16 @@ import (
 //   - a journal's first record, made when the collector first opens the
 //     output, says where the live file ended then (stream 0, no batch), so
 //     that a crash before the first batch's record is recovered the same
-//     way.
+//     way; so does the first record after each restart;
+//   - closing an output cleanly journals that (stream 0, sequence number
+//     closedSeq): everything in the file was journaled then, so a restart
+//     cuts nothing, whatever happened to the file meanwhile (an operator's
+//     sed -i, a restore from a backup);
+//   - after a crash, a live file that is not the one the journal last
+//     wrote (another inode) is cut only if it holds at most one batch: a
+//     file rotated just before the crash holds what was written after the
+//     rotation, at most the one batch not journaled yet; a bigger one was
+//     put there by someone else and is kept.
 //
 // Record (40 bytes, little-endian): magic "SNST", stream id, sequence
 // number, inode, size, CRC-32C of the first 36 bytes. A torn last record
@@ -46,6 +55,9 @@ import (
 // past compactAt records.
 
 const (
+	// closedSeq is the sequence number of a stream-0 record that says the
+	// output was closed cleanly; 0 is that of a baseline.
+	closedSeq  = 1
 	recordSize = 40
 	compactAt  = 1 << 16
 	stateDir   = ".snail" // stream names cannot start with '.'
@@ -123,13 +135,16 @@ func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool
 			bad++
 			continue
 		}
-		// The latest record of a stream wins: records go up with each
-		// batch, and down when an fsync failed (output.failSynced).
-		seen[r.stream] = r.seq
 		j.last, found = r, true
 		j.records += bad + 1
 		j.damaged += bad
 		bad = 0
+		if r.stream == 0 {
+			continue // a baseline or a clean close: no client's
+		}
+		// The latest record of a stream wins: records go up with each
+		// batch, and down when an fsync failed (output.failSynced).
+		seen[r.stream] = r.seq
 		if used != nil {
 			used[r.stream] = uint64(j.records)
 		}
@@ -162,11 +177,19 @@ func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool
 	return j, found, nil
 }
 
+// errNotOurs is recoverLive's answer for a live file that is not the one
+// the journal last wrote and is too big to be what a crash left: it is
+// kept as it is.
+var errNotOurs = errors.New("not the file the state journal last wrote, and more than one batch: kept as is")
+
 // recoverLive cuts the live file at path back to what the journal's last
 // record says was written whole: a batch written in part (or written and
 // not journaled, hence not acked) is removed; its client sends it again.
-// It reports how many bytes were cut.
-func recoverLive(path string, last record) (int64, error) {
+// A file that is not the one the record names (another inode) is cut to
+// nothing if it holds at most maxBatch bytes (a file rotated just before
+// the crash), and otherwise kept, with errNotOurs. It reports how many
+// bytes were cut.
+func recoverLive(path string, last record, maxBatch int64) (int64, error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil // rotated away and not created again yet
@@ -179,6 +202,9 @@ func recoverLive(path string, last record) (int64, error) {
 	}
 	keep := last.size
 	if inode(fi) != last.ino {
+		if fi.Size() > maxBatch {
+			return 0, fmt.Errorf("%s: %w", path, errNotOurs)
+		}
 		keep = 0 // a file newer than the journal's last record: nothing in it was acked
 	}
 	if fi.Size() <= keep {
@@ -196,6 +222,19 @@ func inode(fi os.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// closed journals that the output was closed cleanly, with the file at
+// (ino, size), and syncs the journal. Called with the output's lock held,
+// after its last write.
+func (j *journal) closed(ino uint64, size int64, all func() []idMark) error {
+	if err := j.add(record{stream: 0, seq: closedSeq, ino: ino, size: size}, all); err != nil {
+		return err
+	}
+	return j.sync()
+}
+
+// closedCleanly reports whether the journal's last record is a clean close.
+func (j *journal) closedCleanly() bool { return j.last.stream == 0 && j.last.seq == closedSeq }
 
 // baseline journals where the live file at path ends before the collector
 // first writes to it, with no client's sequence number (stream 0, seq 0):

@@ -3,6 +3,7 @@ package netlog
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"math"
 	"os"
@@ -18,6 +19,10 @@ import (
 // Hello.
 func FuzzParseHello(f *testing.F) {
 	good, _ := AppendHello(nil, Hello{Version: 1, StreamID: 9, Name: "app", Token: "t0k"})
+	// Stream id 0 is the collector's own: refused, however good the rest.
+	if _, err := ParseHello(encoder.Frame{Header: encoder.Header{Kind: KindHello}, Payload: good[encoder.HeaderSize:]}); !errors.Is(err, ErrProtocol) {
+		f.Fatalf("hello of stream id 0: %v", err)
+	}
 	f.Add(good[encoder.HeaderSize:])
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0xff, 0xff})

@@ -51,7 +51,7 @@ const (
 // Hello is the first message of a connection.
 type Hello struct {
 	Version  uint16
-	StreamID uint64 // chosen by the client, stable for its life
+	StreamID uint64 // chosen by the client, stable for its life; never 0
 	Name     string // output stream name
 	Token    string // shared secret, may be empty
 }
@@ -84,6 +84,11 @@ func ParseHello(f encoder.Frame) (Hello, error) {
 		return Hello{}, fmt.Errorf("%w: hello of %d bytes, at most %d", ErrProtocol, len(p), maxHello)
 	}
 	h := Hello{StreamID: f.Stream}
+	if h.StreamID == 0 {
+		// Clients never choose it; a collector keeps 0 for its own
+		// records of a file.
+		return h, fmt.Errorf("%w: hello: stream id 0", ErrProtocol)
+	}
 	if len(p) < 2 {
 		return h, fmt.Errorf("%w: hello too short", ErrProtocol)
 	}
