@@ -213,7 +213,11 @@ func (c *Config) Validate() error {
 
 // fileOptions are the filelog options of an output file.
 func (c *Config) fileOptions() []filelog.Option {
-	opts := []filelog.Option{filelog.WithMode(c.FileMode), filelog.WithCompression(c.Compression)}
+	// An output file deleted, moved or replaced under the collector (rm,
+	// logrotate without a SIGHUP, sed -i) is followed within a second,
+	// instead of written unreachable until the next SIGHUP.
+	opts := []filelog.Option{filelog.WithMode(c.FileMode), filelog.WithCompression(c.Compression),
+		filelog.WithFollowPath(time.Second)}
 	if c.MaxSize > 0 {
 		opts = append(opts, filelog.WithMaxSize(c.MaxSize))
 	}

@@ -37,6 +37,7 @@ type File struct {
 	nextRotate time.Time
 	lastSync   time.Time
 	lastBackup time.Time
+	lastFollow time.Time // when WithFollowPath last looked at the path
 	closed     bool
 	stats      Stats
 	iov        [][]byte // WriteBatchVec's vector, reused
@@ -613,6 +614,7 @@ type Stats struct {
 	Writes    int64 // write calls made (one per batch, or per entry with WithRecordPerWrite)
 	Bytes     int64 // bytes written
 	Rotations int64 // rotations done
+	Reopens   int64 // new files opened at the path by WithFollowPath
 }
 
 // Stats returns the File's counters.

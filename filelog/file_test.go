@@ -419,6 +419,82 @@ func TestRotationPeriods(t *testing.T) {
 	}
 }
 
+// WithFollowPath: once the interval has passed, a batch finds that the
+// path no longer names the open file (deleted, moved by logrotate without a
+// signal, replaced by sed -i) and goes to a new file at the path; a batch
+// before that still goes to the old file. Without its directory the batch
+// fails until the directory is back.
+func TestFollowPath(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		act     func(path string) error
+		old     string // where the old file went, "" if gone
+		oldHas  []byte // what it holds then
+		newHas  []byte // what the path holds at the end
+		reopens int64
+	}{
+		{"deleted", os.Remove, "", nil, lines(1, 2), 1},
+		{"moved", func(p string) error { return os.Rename(p, p+".1") }, ".1", lines(2, 0), lines(1, 2), 1},
+		{"replaced", func(p string) error {
+			if err := os.WriteFile(p+".tmp", []byte("edited\n"), 0o640); err != nil {
+				return err
+			}
+			return os.Rename(p+".tmp", p)
+		}, "", nil, append([]byte("edited\n"), lines(1, 2)...), 1},
+		{"left alone", func(string) error { return nil }, "", nil, lines(3, 0), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+			path := filepath.Join(t.TempDir(), "app.log")
+			f := mustOpen(t, path, WithClock(func() time.Time { return now }), WithFollowPath(time.Second))
+			f.WriteBatch(lines(1, 0), 1)
+			if err := tc.act(path); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(500 * time.Millisecond)
+			f.WriteBatch(lines(1, 1), 1) // within the interval: the old file
+			now = now.Add(600 * time.Millisecond)
+			if err := f.WriteBatch(lines(1, 2), 1); err != nil {
+				t.Fatal(err)
+			}
+			if got := readFile(t, path); !bytes.Equal(got, tc.newHas) {
+				t.Errorf("path holds %q, want %q", got, tc.newHas)
+			}
+			if tc.old != "" {
+				if got := readFile(t, path+tc.old); !bytes.Equal(got, tc.oldHas) {
+					t.Errorf("old file holds %q, want %q", got, tc.oldHas)
+				}
+			}
+			if got := f.Stats().Reopens; got != tc.reopens {
+				t.Errorf("%d reopens, want %d", got, tc.reopens)
+			}
+		})
+	}
+	t.Run("directory gone", func(t *testing.T) {
+		now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+		dir := filepath.Join(t.TempDir(), "logs")
+		os.Mkdir(dir, 0o750)
+		path := filepath.Join(dir, "app.log")
+		f := mustOpen(t, path, WithClock(func() time.Time { return now }), WithFollowPath(time.Second))
+		f.WriteBatch(lines(1, 0), 1)
+		os.RemoveAll(dir)
+		now = now.Add(2 * time.Second)
+		if err := f.WriteBatch(lines(1, 1), 1); err == nil {
+			t.Fatal("a batch without the directory did not fail")
+		}
+		os.Mkdir(dir, 0o750)
+		if err := f.WriteBatch(lines(1, 1), 1); err != nil { // looks again at once
+			t.Fatal(err)
+		}
+		if got := readFile(t, path); !bytes.Equal(got, lines(1, 1)) {
+			t.Errorf("path holds %q", got)
+		}
+	})
+	if err := CheckOptions(WithFollowPath(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithFollowPath(0): %v", err)
+	}
+}
+
 func TestCrashDuringCompressionLosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")

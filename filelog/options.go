@@ -79,6 +79,7 @@ type config struct {
 	compression    Compression
 	recordPerWrite bool
 	sighup         bool
+	follow         time.Duration // WithFollowPath; 0: off
 	onError        func(error)
 	now            func() time.Time
 	fakeClock      bool // now is not time.Now: no rotation timer
@@ -216,6 +217,25 @@ func WithRecordPerWrite() Option {
 func WithSIGHUP() Option {
 	return func(c *config) error {
 		c.sighup = true
+		return nil
+	}
+}
+
+// WithFollowPath makes the File check, before a batch and at most once
+// every d, that its path still names the file it writes; when the file was
+// deleted, moved away or replaced (rm, logrotate without a signal, sed -i),
+// the batch goes to a new file at the path, as after Reopen. Without it,
+// writing goes on into the old file, which an rm leaves unreachable: what
+// is written there is lost. Batches written in the last d before the check
+// went to the old file. Off by default, as in zap and lumberjack (use
+// Reopen or WithSIGHUP); the collector turns it on with d = 1s. Devices are
+// not followed.
+func WithFollowPath(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("follow-path interval %v must be positive", d)
+		}
+		c.follow = d
 		return nil
 	}
 }

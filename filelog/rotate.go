@@ -205,6 +205,12 @@ func (l *File) maybeRotate(n int) error {
 	if l.device {
 		return nil
 	}
+	if err := l.follow(); err != nil {
+		return err
+	}
+	if l.device { // the path is a device now
+		return nil
+	}
 	due := !l.nextRotate.IsZero() && !l.cfg.now().Before(l.nextRotate)
 	if due && l.size == 0 {
 		l.scheduleRotation() // nothing to rotate away
@@ -228,6 +234,38 @@ func (l *File) Rotate() error {
 		return nil
 	}
 	return l.rotateLocked()
+}
+
+// follow implements WithFollowPath: when it is time to look, and the path
+// no longer names the open file, it opens the path again. A path that
+// cannot be opened (its directory is gone) fails the batch, which its
+// writer retries, so that writing resumes once it is back.
+func (l *File) follow() error {
+	if l.cfg.follow == 0 {
+		return nil
+	}
+	now := l.cfg.now()
+	if now.Sub(l.lastFollow) < l.cfg.follow && !l.lastFollow.After(now) {
+		return nil
+	}
+	l.lastFollow = now
+	fi, err := os.Stat(l.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil // cannot tell (EACCES on the directory): keep writing
+	}
+	if err == nil {
+		if cur, serr := l.f.Stat(); serr != nil || os.SameFile(fi, cur) {
+			return nil
+		}
+	}
+	old := l.f
+	if err := l.open(); err != nil {
+		l.lastFollow = time.Time{} // look again at the next batch
+		return fmt.Errorf("filelog: follow %s: %w", l.path, err)
+	}
+	l.stats.Reopens++
+	l.scheduleRotation()
+	return l.retire(old, l.path)
 }
 
 func (l *File) rotateLocked() error {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/snail-log/snail"
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 )
@@ -142,7 +143,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		dest = to + " stream " + stream
 	} else {
-		w, err = snail.OpenFile(file, nil, sopts...)
+		// A file deleted or moved while snail send writes it is
+		// followed: the next lines go to a new file at the path.
+		w, err = snail.OpenFile(file, []filelog.Option{filelog.WithFollowPath(time.Second)}, sopts...)
 		if err != nil {
 			return err
 		}
