@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -631,6 +632,12 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	_ = conn.SetDeadline(time.Now().Add(c.cfg.handshakeTimeout))
 	if err := c.codec.Handshake(conn); err != nil {
 		conn.Close()
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && c.ctx.Err() == nil {
+			// Said without the connection's local port, so that the
+			// same stall reads the same on every attempt.
+			return fmt.Errorf("netlog: handshake with %s: no answer within %v (the peer accepts connections but does not answer: stopped, overloaded, or not a snail collector): %w",
+				addr, c.cfg.handshakeTimeout, os.ErrDeadlineExceeded)
+		}
 		return fmt.Errorf("netlog: handshake with %s: %w", addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})

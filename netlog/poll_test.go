@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,5 +441,54 @@ func TestRejectionReportedOnce(t *testing.T) {
 	defer mu.Unlock()
 	if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
 		t.Fatalf("%d reports over 40 rejections, want one per reason: %q", len(reports), reports)
+	}
+}
+
+// A peer that accepts connections and never answers the handshake (a
+// stopped collector: the kernel still accepts) is reported as such, in
+// words that are the same on every attempt: no local port in them.
+func TestSilentPeerReported(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn // held open, never answered
+	serveDone := make(chan struct{})
+	go func() {
+		defer close(serveDone)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-serveDone
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	errs := make(chan error, 100)
+	c, err := NewClient(&echoClient{}, WithAddrs(l.Addr().String()), WithHandshakeTimeout(20*time.Millisecond),
+		WithReportAfter(100*time.Millisecond), WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "no answer within 20ms") || strings.Contains(err.Error(), "->") {
+			t.Fatalf("reported %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing reported")
 	}
 }
