@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/snail-log/snail/filelog"
 )
@@ -201,7 +200,7 @@ func recoverLive(path string, last record, maxBatch int64) (int64, error) {
 		return 0, nil
 	}
 	keep := last.size
-	if inode(fi) != last.ino {
+	if filelog.Inode(fi) != last.ino {
 		if fi.Size() > maxBatch {
 			return 0, fmt.Errorf("%s: %w", path, errNotOurs)
 		}
@@ -214,13 +213,6 @@ func recoverLive(path string, last record, maxBatch int64) (int64, error) {
 		return 0, fmt.Errorf("cut torn tail of %s: %w", path, err)
 	}
 	return fi.Size() - keep, nil
-}
-
-func inode(fi os.FileInfo) uint64 {
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return sys.Ino
-	}
-	return 0
 }
 
 // closed journals that the output was closed cleanly, with the file at
@@ -247,7 +239,7 @@ func (j *journal) baseline(path string, seen map[uint64]uint64) error {
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.Mode().IsRegular():
-		r.ino, r.size = inode(fi), fi.Size()
+		r.ino, r.size = filelog.Inode(fi), fi.Size()
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return err
 	}

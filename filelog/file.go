@@ -172,10 +172,7 @@ func (l *File) open() error {
 			f.Close()
 			return fmt.Errorf("filelog: %w", err)
 		}
-		l.size = st.Size()
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			l.ino = sys.Ino
-		}
+		l.size, l.ino = st.Size(), Inode(st)
 	}
 	return nil
 }

@@ -1,0 +1,18 @@
+//go:build unix
+
+package filelog
+
+import (
+	"os"
+	"syscall"
+)
+
+// Inode returns the inode number of the file fi describes, which tells a
+// file apart from another that later took its path; 0 where the platform
+// has none.
+func Inode(fi os.FileInfo) uint64 {
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(sys.Ino)
+	}
+	return 0
+}
