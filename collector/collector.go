@@ -598,13 +598,18 @@ func (o *output) close() error {
 	return errors.Join(errs...)
 }
 
-// closeJournal journals a clean close (everything in the file was
-// journaled), syncs and closes the journal. Called with o.mu held, after
-// the last write. The file is closed after it, so that a rotation by time
-// cannot slip in between.
+// closeJournal journals a clean close, syncs and closes the journal.
+// Called with o.mu held, after the last write. The close is clean only if
+// the journal's last record says where the file ends: a batch written but
+// not journaled (its journal write failed, and was given up at shutdown)
+// is cut at the next start, as after a crash, rather than kept and written
+// again when its client resends it.
 func (o *output) closeJournal() error {
-	ino, size := o.f.Position()
-	return errors.Join(o.j.closed(ino, size, o.marks), o.j.close())
+	var err error
+	if ino, size := o.f.Position(); ino == o.j.last.ino && size == o.j.last.size {
+		err = o.j.closed(ino, size, o.marks)
+	}
+	return errors.Join(err, o.j.close())
 }
 
 // syncLoop is an output's group commit (AckFsync): it takes every reply
