@@ -234,6 +234,7 @@ func sinkParam(key, v string) (o sink.Option, ok bool, err error) {
 //	compress=zstd      compress rotated files: none, gzip or zstd
 //	fsync=never        never, batch, or an interval such as 1s
 //	mode=0640          permissions of a new file (octal)
+//	follow=1s          when the file was deleted, moved or replaced, write a new one at the path (checked at most this often)
 //	drop_below=warn    when full, drop entries below this level (trace ... fatal, all)
 //	window=100ms       how long a batch may wait for more entries
 //	batch=1MiB         size of one batch buffer
@@ -260,15 +261,18 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 				return err
 			}
 			fopts = append(fopts, filelog.WithMaxSize(n))
-		case "every", "maxage":
+		case "every", "maxage", "follow":
 			d, err := time.ParseDuration(v)
 			if err != nil {
 				return err
 			}
-			if key == "every" {
+			switch key {
+			case "every":
 				fopts = append(fopts, filelog.WithRotateEvery(d))
-			} else {
+			case "maxage":
 				fopts = append(fopts, filelog.WithMaxAge(d))
+			default:
+				fopts = append(fopts, filelog.WithFollowPath(d))
 			}
 		case "maxbackups":
 			n := filelog.Unlimited

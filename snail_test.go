@@ -32,17 +32,17 @@ var _ interface {
 
 func TestParseURL(t *testing.T) {
 	good := "snail:///var/log/app.log?maxsize=100MiB&every=1h&maxbackups=unlimited&maxage=168h&compress=zstd" +
-		"&fsync=1s&mode=0600&drop_below=warn&window=50ms&batch=256KiB&buffers=8"
+		"&fsync=1s&mode=0600&follow=1s&drop_below=warn&window=50ms&batch=256KiB&buffers=8"
 	u, _ := url.Parse(good)
 	path, fopts, sopts, err := ParseURL(u)
-	if err != nil || path != "/var/log/app.log" || len(fopts) != 7 || len(sopts) != 4 {
+	if err != nil || path != "/var/log/app.log" || len(fopts) != 8 || len(sopts) != 4 {
 		t.Fatalf("ParseURL(%s) = %q, %d, %d, %v", good, path, len(fopts), len(sopts), err)
 	}
 	for _, bad := range []string{
 		"file:///x.log", "snail://host/x.log", "snail://", "snail:///x.log?maxsize=lots", "snail:///x.log?compress=lz4",
 		"snail:///x.log?fsync=sometimes", "snail:///x.log?drop_below=loud", "snail:///x.log?colour=blue",
 		"snail:///x.log?every=daily", "snail:///x.log?mode=rw", "snail:///x.log?maxbackups=many",
-		"snail:///x.log?buffers=lots",
+		"snail:///x.log?buffers=lots", "snail:///x.log?follow=often",
 	} {
 		u, _ := url.Parse(bad)
 		if _, _, _, err := ParseURL(u); err == nil {
