@@ -3,17 +3,12 @@ package collector
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -32,6 +27,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/internal/testcert"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/goleak"
@@ -792,11 +788,10 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestTLSWithClientCertificates(t *testing.T) {
-	ca, caKey := newCA(t)
-	serverCert := issue(t, ca, caKey, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	clientCert := issue(t, ca, caKey, "client", x509.ExtKeyUsageClientAuth)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	ca := testcert.NewCA(t)
+	serverCert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	clientCert := ca.Issue(t, "client", x509.ExtKeyUsageClientAuth)
+	pool := ca.Pool()
 	dir := t.TempDir()
 	c, addr := start(t, Config{Dir: dir, TLS: &tls.Config{
 		Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
@@ -841,10 +836,9 @@ func TestTLSWithClientCertificates(t *testing.T) {
 // client with TLS learns that the collector does not answer in TLS, and
 // the collector counts a TLS reject that names the mismatch.
 func TestTLSMismatchIsExplained(t *testing.T) {
-	ca, caKey := newCA(t)
-	serverCert := issue(t, ca, caKey, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	ca := testcert.NewCA(t)
+	serverCert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	pool := ca.Pool()
 	for _, tc := range []struct {
 		name      string
 		serverTLS *tls.Config
@@ -900,34 +894,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "snail test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	return ca, key
-}
-
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) tls.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	if ip := net.ParseIP(name); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestMetricsAndHealth(t *testing.T) {
