@@ -81,6 +81,9 @@ func newConfig(opts []Option) (config, error) {
 // .NAME.lock beside the file while open: a second rotating File on the
 // path fails with ErrInUse.
 func Open(path string, opts ...Option) (*File, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty path", ErrInvalidOption)
+	}
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err

@@ -69,6 +69,7 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"missing directory", filepath.Join(dir, "nope", "app.log"), "no such file or directory"},
 		{"directory", dir, "is a directory"},
+		{"empty", "", "invalid option: empty path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Open(tc.path)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -251,11 +252,22 @@ func New(dst Destination, opts ...Option) (*Writer, error) {
 	}
 	b, err := batcher.NewBytes(w.output, bopts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		return nil, batcherOptionError{err}
 	}
 	w.b = b
 	return w, nil
 }
+
+// batcherOptionError is a batcher option's error as New returns it: it is
+// ErrInvalidOption and batcher.ErrInvalidOption, and says "invalid option"
+// once.
+type batcherOptionError struct{ err error }
+
+func (e batcherOptionError) Error() string {
+	return ErrInvalidOption.Error() + ": " + strings.TrimPrefix(e.err.Error(), batcher.ErrInvalidOption.Error()+": ")
+}
+
+func (e batcherOptionError) Unwrap() []error { return []error{ErrInvalidOption, e.err} }
 
 // Write adds p as one entry at InfoLevel. See WriteEntry.
 func (w *Writer) Write(p []byte) (int, error) { return w.WriteEntry(InfoLevel, p) }

@@ -13,14 +13,22 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/snail-log/snail/batcher"
 )
 
 func TestNewOptions(t *testing.T) {
 	for _, opts := range [][]Option{{WithBatchBytes(0)}, {WithBuffers(1)}, {WithWindow(-1)}, {WithDropBelow(42)},
 		{WithMaxBuffers(1)}, {WithBuffers(8), WithMaxBuffers(4)}} {
-		if _, err := New(&memDest{}, opts...); !errors.Is(err, ErrInvalidOption) {
+		_, err := New(&memDest{}, opts...)
+		if !errors.Is(err, ErrInvalidOption) {
 			t.Fatalf("New = %v, want ErrInvalidOption", err)
 		}
+		if n := strings.Count(err.Error(), "invalid option"); n != 1 {
+			t.Errorf("%q says invalid option %d times", err, n)
+		}
+	}
+	if _, err := New(&memDest{}, WithWindow(-1)); !errors.Is(err, batcher.ErrInvalidOption) {
+		t.Errorf("a batcher option's error is not batcher.ErrInvalidOption: %v", err)
 	}
 	if _, err := New(nil); !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("New(nil) = %v", err)
