@@ -669,6 +669,35 @@ func TestRotateAfterTheFileWasRemoved(t *testing.T) {
 	}
 }
 
+// A rotation that finds another file at the path (logrotate moved ours
+// and created an empty one, without a signal) does not back theirs up as
+// if it were ours: writing goes on in the file at the path, and ours stays
+// where it was moved.
+func TestRotateDoesNotTakeAnotherFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	f := mustOpen(t, path, WithMaxSize(100))
+	f.WriteBatch(lines(2, 0), 2)
+	if err := os.Rename(path, path+".1"); err != nil { // logrotate, create mode
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(lines(3, 2), 3); err != nil { // over the size: rotates
+		t.Fatal(err)
+	}
+	if bs := f.backups(); len(bs) != 0 {
+		t.Fatalf("backups %v: another file was taken for ours", bs)
+	}
+	if b := readFile(t, path); !bytes.Equal(b, lines(3, 2)) {
+		t.Fatalf("the file at the path holds %q", b)
+	}
+	if b := readFile(t, path+".1"); !bytes.Equal(b, lines(2, 0)) {
+		t.Fatalf("the moved file holds %q", b)
+	}
+}
+
 func TestSIGHUPReopens(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")

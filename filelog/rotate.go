@@ -236,6 +236,18 @@ func (l *File) Rotate() error {
 	return l.rotateLocked()
 }
 
+// pathIsOurs reports whether the path names the open file, or cannot be
+// told otherwise (the path is missing: the rename that follows finds
+// that out).
+func (l *File) pathIsOurs() bool {
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		return true
+	}
+	cur, err := l.f.Stat()
+	return err != nil || os.SameFile(fi, cur)
+}
+
 // follow implements WithFollowPath: when it is time to look, and the path
 // no longer names the open file, it opens the path again. A path that
 // cannot be opened (its directory is gone) fails the batch, which its
@@ -278,7 +290,16 @@ func (l *File) rotateLocked() error {
 		t = t.Add(time.Nanosecond) // another process rotated at the same instant
 		name = l.backupName(t)
 	}
-	if err := os.Rename(l.path, name); err != nil {
+	var err error
+	if l.pathIsOurs() {
+		err = os.Rename(l.path, name)
+	} else {
+		// The path holds another file: ours was moved away (by logrotate,
+		// which created an empty one) or replaced (sed -i). Theirs is not
+		// ours to back up: start a new file as below.
+		err = fs.ErrNotExist
+	}
+	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("filelog: rotate %s: %w", l.path, err)
 		}
@@ -302,7 +323,7 @@ func (l *File) rotateLocked() error {
 		return fmt.Errorf("filelog: rotate: %w", err)
 	}
 	l.scheduleRotation()
-	err := l.retire(old, name)
+	err = l.retire(old, name)
 	if l.comp != nil {
 		l.comp.add(name)
 	}
