@@ -138,6 +138,7 @@ func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool
 		j.records += bad + 1
 		j.damaged += bad
 		bad = 0
+		valid = off + recordSize
 		if r.stream == 0 {
 			continue // a baseline or a clean close: no client's
 		}
@@ -147,7 +148,6 @@ func openJournal(dir, name string, seen, used map[uint64]uint64) (*journal, bool
 		if used != nil {
 			used[r.stream] = uint64(j.records)
 		}
-		valid = off + recordSize
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
