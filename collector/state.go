@@ -49,9 +49,9 @@ import (
 // Record (40 bytes, little-endian): magic "SNST", stream id, sequence
 // number, inode, size, CRC-32C of the first 36 bytes. A torn last record
 // fails its CRC and is cut off; a damaged one amid valid records is
-// skipped (its stream's resent batch may then be written twice). The journal is compacted (rewritten with one
-// record per stream id, through a temporary file and a rename) when it grows
-// past compactAt records.
+// skipped (its stream's resent batch may then be written twice). The
+// journal is compacted (rewritten with one record per stream id, through a
+// temporary file and a rename) when it grows past compactAt records.
 
 const (
 	// closedSeq is the sequence number of a stream-0 record that says the

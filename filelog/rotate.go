@@ -236,13 +236,13 @@ func (l *File) Rotate() error {
 	return l.rotateLocked()
 }
 
-// pathIsOurs reports whether the path names the open file, or cannot be
-// told otherwise (the path is missing: the rename that follows finds
-// that out).
+// pathIsOurs reports whether the path names the open file. A path that is
+// missing, or names another file, is not; one that cannot be looked at
+// (EACCES on the directory) counts as ours, so that writing goes on.
 func (l *File) pathIsOurs() bool {
 	fi, err := os.Stat(l.path)
 	if err != nil {
-		return true
+		return !errors.Is(err, fs.ErrNotExist)
 	}
 	cur, err := l.f.Stat()
 	return err != nil || os.SameFile(fi, cur)
@@ -261,14 +261,8 @@ func (l *File) follow() error {
 		return nil
 	}
 	l.lastFollow = now
-	fi, err := os.Stat(l.path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil // cannot tell (EACCES on the directory): keep writing
-	}
-	if err == nil {
-		if cur, serr := l.f.Stat(); serr != nil || os.SameFile(fi, cur) {
-			return nil
-		}
+	if l.pathIsOurs() {
+		return nil
 	}
 	old := l.f
 	if err := l.open(); err != nil {
@@ -290,15 +284,13 @@ func (l *File) rotateLocked() error {
 		t = t.Add(time.Nanosecond) // another process rotated at the same instant
 		name = l.backupName(t)
 	}
-	var err error
+	err := fs.ErrNotExist
 	if l.pathIsOurs() {
 		err = os.Rename(l.path, name)
-	} else {
-		// The path holds another file: ours was moved away (by logrotate,
-		// which created an empty one) or replaced (sed -i). Theirs is not
-		// ours to back up: start a new file as below.
-		err = fs.ErrNotExist
 	}
+	// Otherwise the path is empty, or holds another file: ours was moved
+	// away (by logrotate, which created an empty one) or replaced (sed
+	// -i). Theirs is not ours to back up: start a new file as below.
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("filelog: rotate %s: %w", l.path, err)
