@@ -292,6 +292,19 @@ func TestSendAndCollectorErrors(t *testing.T) {
 			t.Errorf("send %q succeeded", args)
 		}
 	}
+	// The way to a collector has no meaning with --file: said, not
+	// ignored; unless it comes from the environment, set for other runs.
+	out := filepath.Join(t.TempDir(), "out.log")
+	for _, flag := range []string{"--token", "--spool", "--compress", "--stream"} {
+		err := sendCmd(context.Background(), []string{"--file", out, flag, "x"}, strings.NewReader(""), &o, &e)
+		if err == nil || !strings.Contains(err.Error(), flag+" goes with --to") {
+			t.Errorf("send --file with %s: %v", flag, err)
+		}
+	}
+	t.Setenv("SNAIL_TOKEN", "for another run")
+	if err := sendCmd(context.Background(), []string{"--file", out}, strings.NewReader("a line\n"), &o, &e); err != nil {
+		t.Errorf("send --file with SNAIL_TOKEN set: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, args := range [][]string{

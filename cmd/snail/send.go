@@ -83,14 +83,22 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}); err != nil {
 		return err
 	}
+	fromEnv := setFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (to == "") == (file == "") {
 		return errors.New("give exactly one of --to ADDR and --file PATH")
 	}
-	if spool != "" && to == "" {
-		return errors.New("--spool goes with --to")
+	if file != "" {
+		// Flags of the way to a collector mean nothing with --file: say
+		// so rather than ignore them (environment variables may be set
+		// for other runs, and are let be).
+		for _, name := range []string{"spool", "spool-size", "token", "compress", "tls-ca", "tls-cert", "tls-key", "stream", "drain-timeout"} {
+			if setFlags(fs)[name] && !fromEnv[name] {
+				return fmt.Errorf("--%s goes with --to, not --file", name)
+			}
+		}
 	}
 	rep := newReporter(stderr, "snail send: ")
 	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(rep.report)}
@@ -472,4 +480,11 @@ func entryLen(line []byte) int {
 		return len(line)
 	}
 	return len(line) + 1
+}
+
+// setFlags returns the names of the flags of fs set so far.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }
