@@ -572,16 +572,20 @@ func (c *Client[Req, Resp]) overdue() {
 
 // failed records a failed connection attempt: its error is what the watch
 // (watchDown) reports once the peer has been down for the report delay. A
-// rejection (a configuration problem: a wrong token, a bad stream name) is
-// reported at once.
+// rejection that will not go away by trying again (a configuration
+// problem: a wrong token, a bad stream name) is reported at once.
 func (c *Client[Req, Resp]) failed(err error) {
 	c.mu.Lock()
 	c.lastErr = err
 	down := time.Since(c.downSince)
-	// A rejection is reported at once, not at the report delay: it is the
-	// peer's word, not a guess. The same one again on the next attempts is
-	// not reported again.
-	report := errors.Is(err, ErrRejected) && !c.failing && err.Error() != c.rejection
+	// Such a rejection is reported at once, not at the report delay: it is
+	// the peer's word, not a guess. The same one again on the next attempts
+	// is not reported again. One that says to come back later (too many
+	// connections, a full disk) waits for the report delay, as a peer that
+	// does not answer does.
+	var se *StatusError
+	passing := errors.As(err, &se) && se.Retryable()
+	report := errors.Is(err, ErrRejected) && !passing && !c.failing && err.Error() != c.rejection
 	if report {
 		c.rejection = err.Error()
 	}

@@ -2,7 +2,9 @@ package netlog
 
 import (
 	"errors"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 )
@@ -53,5 +55,60 @@ func TestRefusalGivesUpOnlyWhatFailsAgain(t *testing.T) {
 				t.Fatalf("got %d..%d %+v %v, want batch %d refused", first, last, a, err, seq)
 			}
 		})
+	}
+}
+
+// A collector that turns the client away for now (too many connections, a
+// full disk) is reported at the report delay, like one that does not
+// answer; one that turns it away for good (a wrong token) at once.
+func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
+	for _, tc := range []struct {
+		status encoder.Status
+		atOnce bool
+	}{
+		{encoder.StatusUnavailable, false},
+		{encoder.StatusUnauthorized, true},
+	} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				conn.Read(make([]byte, 4096)) // the hello
+				conn.Write(AppendWelcome(nil, 0, 0, tc.status, "come back later, or never"))
+				conn.Close()
+			}
+		}()
+		const delay = 500 * time.Millisecond
+		reported := make(chan time.Duration, 10)
+		start := time.Now()
+		s, err := Dial(l.Addr().String(), WithReportAfter(delay), WithBackoff(time.Millisecond, 5*time.Millisecond),
+			WithDrainTimeout(time.Millisecond), WithErrorHandler(func(error) {
+				select {
+				case reported <- time.Since(start):
+				default:
+				}
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case after := <-reported:
+			if tc.atOnce != (after < delay) {
+				t.Errorf("status %d: reported after %v (report delay %v), want at once: %v", tc.status, after, delay, tc.atOnce)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("status %d: not reported", tc.status)
+		}
+		s.Close()
+		l.Close()
+		<-served
 	}
 }
