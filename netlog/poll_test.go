@@ -386,35 +386,19 @@ func TestReportDuringBackoff(t *testing.T) {
 // once, at the first rejection, not once per attempt; a different reason
 // is reported too.
 func TestRejectionReportedOnce(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var accepted atomic.Int64
 	var reason atomic.Value
 	reason.Store("NO")
-	serveDone := make(chan struct{})
-	go func() {
-		defer close(serveDone)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			var hello [4]byte
-			io.ReadFull(conn, hello[:])
-			io.WriteString(conn, reason.Load().(string))
-			conn.Close()
-		}
-	}()
-	defer func() {
-		l.Close()
-		<-serveDone
-	}()
+	addr := fakePeer(t, func(conn net.Conn) {
+		accepted.Add(1)
+		var hello [4]byte
+		io.ReadFull(conn, hello[:])
+		io.WriteString(conn, reason.Load().(string))
+		conn.Close()
+	})
 	var mu sync.Mutex
 	var reports []string
-	c, err := NewClient(&echoClient{}, WithAddrs(l.Addr().String()), WithReportAfter(time.Minute),
+	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithReportAfter(time.Minute),
 		WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
 			mu.Lock()
 			reports = append(reports, err.Error())
@@ -448,31 +432,9 @@ func TestRejectionReportedOnce(t *testing.T) {
 // stopped collector: the kernel still accepts) is reported as such, in
 // words that are the same on every attempt: no local port in them.
 func TestSilentPeerReported(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn // held open, never answered
-	serveDone := make(chan struct{})
-	go func() {
-		defer close(serveDone)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, conn)
-		}
-	}()
-	defer func() {
-		l.Close()
-		<-serveDone
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	addr := fakePeer(t, func(net.Conn) {}) // held open, never answered
 	errs := make(chan error, 100)
-	c, err := NewClient(&echoClient{}, WithAddrs(l.Addr().String()), WithHandshakeTimeout(20*time.Millisecond),
+	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithHandshakeTimeout(20*time.Millisecond),
 		WithReportAfter(100*time.Millisecond), WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
 			select {
 			case errs <- err:
@@ -491,4 +453,36 @@ func TestSilentPeerReported(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("nothing reported")
 	}
+}
+
+// fakePeer serves each connection on a loopback port with handle, in the
+// accepting goroutine, until the test ends; then it closes the listener
+// and every connection, and returns once that goroutine has.
+func fakePeer(t *testing.T, handle func(net.Conn)) (addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+			handle(conn)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
 }

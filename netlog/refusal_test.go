@@ -69,27 +69,15 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 		{encoder.StatusUnavailable, false},
 		{encoder.StatusUnauthorized, true},
 	} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					return
-				}
-				conn.Read(make([]byte, 4096)) // the hello
-				conn.Write(AppendWelcome(nil, 0, 0, tc.status, "come back later, or never"))
-				conn.Close()
-			}
-		}()
+		addr := fakePeer(t, func(conn net.Conn) {
+			conn.Read(make([]byte, 4096)) // the hello
+			conn.Write(AppendWelcome(nil, 0, 0, tc.status, "come back later, or never"))
+			conn.Close()
+		})
 		const delay = 500 * time.Millisecond
 		reported := make(chan time.Duration, 10)
 		start := time.Now()
-		s, err := Dial(l.Addr().String(), WithReportAfter(delay), WithBackoff(time.Millisecond, 5*time.Millisecond),
+		s, err := Dial(addr, WithReportAfter(delay), WithBackoff(time.Millisecond, 5*time.Millisecond),
 			WithDrainTimeout(time.Millisecond), WithErrorHandler(func(error) {
 				select {
 				case reported <- time.Since(start):
@@ -108,7 +96,5 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 			t.Errorf("status %d: not reported", tc.status)
 		}
 		s.Close()
-		l.Close()
-		<-served
 	}
 }
