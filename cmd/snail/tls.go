@@ -54,6 +54,9 @@ func (s *serverTLS) reload() (notAfter time.Time, err error) {
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	s.cur.Store(cfg)
+	if cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		return time.Time{}, nil
+	}
 	return cert.Leaf.NotAfter, nil
 }
 
