@@ -292,8 +292,8 @@ func (c *Collector) Serve(l net.Listener) error {
 		c.addr = l.Addr()
 	}
 	c.mu.Unlock()
-	c.log.Info("collector serving", "addr", l.Addr().String(), "dir", c.cfg.Dir, "ack", c.cfg.Ack.String())
 	c.checkFileLimit()
+	c.log.Info("collector serving", "addr", l.Addr().String(), "dir", c.cfg.Dir, "ack", c.cfg.Ack.String())
 	return c.srv.Serve(l)
 }
 

@@ -1300,6 +1300,7 @@ func TestFileLimitWarning(t *testing.T) {
 	}{{over, true}, {1, false}} {
 		logs := new(lockedBuffer)
 		c, _ := start(t, Config{MaxConns: tc.maxConns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		// Serve warns before it says it serves.
 		waitFor(t, func() bool { return strings.Contains(logs.String(), "collector serving") })
 		c.checkFileLimit() // as a second Serve would: still one warning
 		if got := strings.Count(logs.String(), "open-file limit"); got != map[bool]int{true: 1}[tc.warn] {
