@@ -423,9 +423,10 @@ func TestRotationPeriods(t *testing.T) {
 }
 
 // WithFollowPath: once the interval has passed, a batch finds that the
-// path no longer names the open file (deleted, moved by logrotate without a
-// signal, replaced by sed -i) and goes to a new file at the path; a batch
-// before that still goes to the old file. Without its directory the batch
+// path no longer names the open file (moved by logrotate without a signal)
+// and goes to a new file at the path; a batch before that still goes to
+// the old file. A file left without a name (deleted, or replaced by sed
+// -i) is noticed at the next batch. Without its directory the batch
 // fails until the directory is back.
 func TestFollowPath(t *testing.T) {
 	for _, tc := range []struct {
@@ -436,14 +437,14 @@ func TestFollowPath(t *testing.T) {
 		newHas  []byte // what the path holds at the end
 		reopens int64
 	}{
-		{"deleted", os.Remove, "", nil, lines(1, 2), 1},
+		{"deleted", os.Remove, "", nil, lines(2, 1), 1}, // an unlinked file is noticed at once
 		{"moved", func(p string) error { return os.Rename(p, p+".1") }, ".1", lines(2, 0), lines(1, 2), 1},
 		{"replaced", func(p string) error {
 			if err := os.WriteFile(p+".tmp", []byte("edited\n"), 0o640); err != nil {
 				return err
 			}
 			return os.Rename(p+".tmp", p)
-		}, "", nil, append([]byte("edited\n"), lines(1, 2)...), 1},
+		}, "", nil, append([]byte("edited\n"), lines(2, 1)...), 1}, // the old file has no name left: at once
 		{"left alone", func(string) error { return nil }, "", nil, lines(3, 0), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,7 +456,7 @@ func TestFollowPath(t *testing.T) {
 				t.Fatal(err)
 			}
 			now = now.Add(500 * time.Millisecond)
-			f.WriteBatch(lines(1, 1), 1) // within the interval: the old file
+			f.WriteBatch(lines(1, 1), 1) // within the interval: the old file, unless deleted
 			now = now.Add(600 * time.Millisecond)
 			if err := f.WriteBatch(lines(1, 2), 1); err != nil {
 				t.Fatal(err)

@@ -16,3 +16,12 @@ func Inode(fi os.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// links returns the number of names (hard links) the file fi describes
+// has: 0 once it was deleted while open.
+func links(fi os.FileInfo) (uint64, bool) {
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(sys.Nlink), true
+	}
+	return 0, false
+}

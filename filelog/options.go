@@ -221,15 +221,17 @@ func WithSIGHUP() Option {
 	}
 }
 
-// WithFollowPath makes the File check, before a batch and at most once
-// every d, that its path still names the file it writes; when the file was
-// deleted, moved away or replaced (rm, logrotate without a signal, sed -i),
-// the batch goes to a new file at the path, as after Reopen. Without it,
-// writing goes on into the old file, which an rm leaves unreachable: what
-// is written there is lost. Batches written in the last d before the check
-// went to the old file. Off by default, as in zap and lumberjack (use
-// Reopen or WithSIGHUP); the collector turns it on with d = 1s. Devices are
-// not followed.
+// WithFollowPath makes the File check that its path still names the file
+// it writes; when the file was deleted, moved away or replaced (rm,
+// logrotate without a signal, sed -i), the batch goes to a new file at the
+// path, as after Reopen. A file left without a name (rm, sed -i) is
+// noticed before the next batch (one fstat a batch); one moved away, at
+// most d later (one stat of the path every d), batches until then going
+// to it where it was moved. Without the option, writing goes on into the
+// old file, which an rm leaves unreachable: what is written there is
+// lost. Off by default, as in zap and lumberjack (use Reopen or
+// WithSIGHUP); the collector turns it on with d = 1s. Devices are not
+// followed.
 func WithFollowPath(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

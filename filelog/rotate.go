@@ -248,6 +248,18 @@ func (l *File) pathIsOurs() bool {
 	return err != nil || os.SameFile(fi, cur)
 }
 
+// unlinked reports whether the open file has no name left (rm): one
+// fstat, cheap enough for every batch, so that nothing is written to a
+// deleted file after the deletion, however short the interval.
+func (l *File) unlinked() bool {
+	fi, err := l.f.Stat()
+	if err != nil {
+		return false
+	}
+	n, ok := links(fi)
+	return ok && n == 0
+}
+
 // follow implements WithFollowPath: when it is time to look, and the path
 // no longer names the open file, it opens the path again. A path that
 // cannot be opened (its directory is gone) fails the batch, which its
@@ -257,7 +269,7 @@ func (l *File) follow() error {
 		return nil
 	}
 	now := l.cfg.now()
-	if now.Sub(l.lastFollow) < l.cfg.follow && !l.lastFollow.After(now) {
+	if now.Sub(l.lastFollow) < l.cfg.follow && !l.lastFollow.After(now) && !l.unlinked() {
 		return nil
 	}
 	l.lastFollow = now
