@@ -583,8 +583,8 @@ func (c *Client[Req, Resp]) failed(err error) {
 	// is not reported again. One that says to come back later (too many
 	// connections, a full disk) waits for the report delay, as a peer that
 	// does not answer does.
-	var se *StatusError
-	passing := errors.As(err, &se) && se.Retryable()
+	se, isStatus := errors.AsType[*StatusError](err)
+	passing := isStatus && se.Retryable()
 	report := errors.Is(err, ErrRejected) && !passing && !c.failing && err.Error() != c.rejection
 	if report {
 		c.rejection = err.Error()

@@ -441,21 +441,12 @@ func TestSendEndsOnARefusal(t *testing.T) {
 	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 600_000)
 	d := startDaemon(t, freeAddr(t), dir, "--token", "good")
-	done := make(chan error, 1)
-	var errb bytes.Buffer
-	go func() {
-		done <- sendCmd(context.Background(), []string{"--to", d.addr, "--token", "bad", "--drain-timeout", "2s", in}, nil, io.Discard, &errb)
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(errb.String(), "wrong or missing token") {
-			t.Fatalf("send: %v\n%s", err, errb.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("snail send waits for a collector that refuses it")
+	out, err := sendEnds(t, "--to", d.addr, "--token", "bad", "--drain-timeout", "2s", in)
+	if err == nil || !strings.Contains(out, "wrong or missing token") {
+		t.Fatalf("send: %v\n%s", err, out)
 	}
-	if read, lost := summary(t, errb.String()); read == 0 || read >= 600_000 || lost != read {
-		t.Fatalf("read %d lines, %d not delivered:\n%s", read, lost, errb.String())
+	if read, lost := summary(t, out); read == 0 || read >= 600_000 || lost != read {
+		t.Fatalf("read %d lines, %d not delivered:\n%s", read, lost, out)
 	}
 	d.signal(t, syscall.SIGTERM)
 	d.wait(t)
@@ -488,16 +479,25 @@ func TestSendEndsOnABrokenFIFO(t *testing.T) {
 			}
 		}
 	}()
+	if out, err := sendEnds(t, "--file", fifo, in); err == nil || !strings.Contains(out, "broken pipe") {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+}
+
+// sendEnds runs snail send with args and returns what it printed on
+// stderr and its error, failing the test if it has not ended within a minute
+// (it would be waiting for a destination that can never take the lines).
+func sendEnds(t *testing.T, args ...string) (string, error) {
+	t.Helper()
 	done := make(chan error, 1)
 	var errb bytes.Buffer
-	go func() { done <- sendCmd(context.Background(), []string{"--file", fifo, in}, nil, io.Discard, &errb) }()
+	go func() { done <- sendCmd(context.Background(), args, nil, io.Discard, &errb) }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(errb.String(), "broken pipe") {
-			t.Fatalf("send: %v\n%s", err, errb.String())
-		}
+		return errb.String(), err
 	case <-time.After(60 * time.Second):
-		t.Fatal("snail send waits on a FIFO nobody reads")
+		t.Fatalf("snail send %q still waits after a minute", args)
+		return "", nil
 	}
 }
 

@@ -94,8 +94,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		// Flags of the way to a collector mean nothing with --file: say
 		// so rather than ignore them (environment variables may be set
 		// for other runs, and are let be).
+		set := setFlags(fs)
 		for _, name := range []string{"spool", "spool-size", "token", "compress", "tls-ca", "tls-cert", "tls-key", "stream", "drain-timeout"} {
-			if setFlags(fs)[name] && !fromEnv[name] {
+			if set[name] && !fromEnv[name] {
 				return fmt.Errorf("--%s goes with --to, not --file", name)
 			}
 		}
