@@ -51,7 +51,7 @@ func Example_zap() {
 func Example_zapURL() {
 	path, show := logFile()
 	defer show()
-	ws, closeSinks, err := zap.Open("snail://" + path + "?maxsize=100MiB&compress=zstd&drop_below=info")
+	ws, closeSinks, err := zap.Open("snail://" + path + "?maxsize=100MiB&compress=zstd")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -11,7 +11,12 @@
 //	zap.Config{OutputPaths: []string{"snail://collector:7777/checkout?compress=zstd"}}
 //
 // logs to a snail collector. See ParseURL and ParseNetURL for the query
-// parameters.
+// parameters. Every open of one file (or one collector stream) through zap
+// in a process shares one Writer, so that OutputPaths and ErrorOutputPaths
+// may name the same file, and several loggers may be built from one Config;
+// zap's close function syncs it, and the last one closes it. zap does not
+// tell its output paths an entry's level, so drop_below takes only "all"
+// there; for dropping by level, use sink.NewZapCore over OpenURL.
 package snail
 
 import (
@@ -37,7 +42,7 @@ import (
 const Scheme = "snail"
 
 func init() {
-	if err := zap.RegisterSink(Scheme, func(u *url.URL) (zap.Sink, error) { return OpenURL(u) }); err != nil {
+	if err := zap.RegisterSink(Scheme, openZapSink); err != nil {
 		panic(err) // only if another package registered "snail" first
 	}
 }
@@ -78,7 +83,7 @@ func Dial(addr string, netOpts []netlog.ClientOption, sinkOpts ...sink.Option) (
 
 // OpenURL opens a snail URL, as zap does for OutputPaths: a file for
 // snail:///path?... (ParseURL), a collector for snail://host:port/stream?...
-// (ParseNetURL).
+// (ParseNetURL). Unlike zap's opens, each call opens a Writer of its own.
 func OpenURL(u *url.URL) (*sink.Writer, error) {
 	if u.Port() != "" {
 		addr, nopts, sopts, err := ParseNetURL(u)
@@ -106,9 +111,7 @@ func OpenURL(u *url.URL) (*sink.Writer, error) {
 //	drop_below, window, batch, buffers  as for files (ParseURL)
 func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, error) {
 	bad := func(format string, args ...any) (string, []netlog.ClientOption, []sink.Option, error) {
-		// Without the query, which may hold the token.
-		at := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", at, fmt.Sprintf(format, args...))
+		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", redact(u), fmt.Sprintf(format, args...))
 	}
 	if u.Scheme != Scheme {
 		return bad("scheme is not %q", Scheme)
