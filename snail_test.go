@@ -22,7 +22,10 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	exitChild()
+	goleak.VerifyTestMain(m)
+}
 
 // A File is a sink destination that takes batches in pieces (one writev).
 var _ interface {

@@ -283,6 +283,12 @@ func (w *Writer) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 // stream, as zerolog's diode does, rather than reported to the logger's
 // error output for every entry). It returns the destination's error while
 // the destination is failing, and ErrClosed after Close.
+//
+// An entry at FatalLevel (zap's DPanic, Panic and Fatal, zerolog's Fatal
+// and Panic, slog's levels from ERROR+4) is taken with a Sync: it is at the
+// destination, with every entry before it, when WriteEntry returns, since
+// the process may end right after it. zerolog's Panic, for one, panics
+// without a Sync or Close.
 func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
 	if w.failing.Load() {
 		if err := w.stickyErr(); err != nil {
@@ -299,6 +305,8 @@ func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
 		_, err = w.b.Write(p)
 	}
 	switch {
+	case err == nil && level >= FatalLevel:
+		return len(p), w.Sync()
 	case err == nil:
 		return len(p), nil
 	case errors.Is(err, batcher.ErrDropped):

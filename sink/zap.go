@@ -44,15 +44,10 @@ func (c *zapCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 	if err != nil {
 		return err
 	}
+	// Above Error, the level is FatalLevel, which WriteEntry syncs.
 	_, err = c.w.WriteEntry(FromZap(ent.Level), buf.Bytes())
 	buf.Free()
-	if err != nil {
-		return err
-	}
-	if ent.Level > zapcore.ErrorLevel {
-		return c.w.Sync()
-	}
-	return nil
+	return err
 }
 
 func (c *zapCore) Sync() error { return c.w.Sync() }
