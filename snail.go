@@ -227,8 +227,9 @@ func sinkParam(key, v string) (o sink.Option, ok bool, err error) {
 	return nil, false, nil
 }
 
-// ParseURL reads a snail:///path URL into a path and options. Query
-// parameters (all optional):
+// ParseURL reads a snail:///absolute/path or snail:relative/path URL (from
+// the working directory) into a path and options. Query parameters (all
+// optional):
 //
 //	maxsize=100MiB     rotate before the file would exceed this (B, KB, MB, GB, KiB, MiB, GiB)
 //	every=24h          rotate at every multiple of this duration (local time)
@@ -250,10 +251,11 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 		return bad("scheme is not %q", Scheme)
 	}
 	if u.Host != "" && u.Host != "localhost" {
-		return bad("host must be empty: snail:///absolute/path (a collector is snail://host:port/stream)")
+		return bad("host must be empty: snail:///absolute/path or snail:relative/path (a collector is snail://host:port/stream)")
 	}
-	if u.Path == "" {
-		return bad("no path")
+	path, err := urlPath(u)
+	if err != nil {
+		return bad("%v", err)
 	}
 	var fopts []filelog.Option
 	sopts, err := params(u, func(key, v string) error {
@@ -319,7 +321,19 @@ func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
-	return u.Path, fopts, sopts, nil
+	return path, fopts, sopts, nil
+}
+
+// urlPath is the file a snail URL names: its path, or its opaque part
+// (snail:app.log), which is relative.
+func urlPath(u *url.URL) (string, error) {
+	if u.Opaque != "" {
+		return url.PathUnescape(u.Opaque)
+	}
+	if u.Path == "" {
+		return "", errors.New("no path")
+	}
+	return u.Path, nil
 }
 
 var levels = map[string]sink.Level{"trace": sink.TraceLevel, "debug": sink.DebugLevel, "info": sink.InfoLevel,

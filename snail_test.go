@@ -41,6 +41,13 @@ func TestParseURL(t *testing.T) {
 	if err != nil || path != "/var/log/app.log" || len(fopts) != 8 || len(sopts) != 4 {
 		t.Fatalf("ParseURL(%s) = %q, %d, %d, %v", good, path, len(fopts), len(sopts), err)
 	}
+	for _, rel := range []string{"snail:app.log?maxsize=1MiB", "snail:logs/a%20b.log"} {
+		u, _ := url.Parse(rel)
+		path, _, _, err := ParseURL(u)
+		if err != nil || filepath.IsAbs(path) || !strings.HasSuffix(path, ".log") || strings.Contains(path, "%") {
+			t.Fatalf("ParseURL(%s) = %q, %v: want the relative path", rel, path, err)
+		}
+	}
 	for _, bad := range []string{
 		"file:///x.log", "snail://host/x.log", "snail://", "snail:///x.log?maxsize=lots", "snail:///x.log?compress=lz4",
 		"snail:///x.log?fsync=sometimes", "snail:///x.log?drop_below=loud", "snail:///x.log?colour=blue",

@@ -84,12 +84,16 @@ func zapSinkKey(u *url.URL) (key, params string) {
 		}
 		return "collector " + net.JoinHostPort(u.Hostname(), u.Port()) + " " + stream, b.String()
 	}
-	return "file " + filepath.Clean(u.Path), b.String()
+	path, _ := urlPath(u) // valid: OpenURL has opened it, or will fail
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return "file " + path, b.String()
 }
 
 // redact is u without its query, which may hold a token.
 func redact(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	return (&url.URL{Scheme: u.Scheme, Opaque: u.Opaque, Host: u.Host, Path: u.Path}).String()
 }
 
 // zapSink is one open of a shared Writer, as zap holds it. Closing it

@@ -84,6 +84,15 @@ func TestZapSinkOpens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the same file with the same parameters, spelled otherwise: %v", err)
 	}
+	t.Chdir(dir)
+	ws4, close4, err := zap.Open("snail:app.log?maxsize=1MiB&window=1h")
+	if err != nil || len(zapSinks.m) != 1 {
+		t.Fatalf("the file by a relative path: %v, %d Writers open (want 1 shared)", err, len(zapSinks.m))
+	}
+	close4()
+	if _, err := ws4.Write([]byte("closed\n")); !errors.Is(err, sink.ErrClosed) {
+		t.Fatalf("Write after its close = %v, want ErrClosed", err)
+	}
 	for _, tc := range []struct{ url, want string }{
 		{"snail://" + path + "?maxsize=2MiB", "other parameters"},
 		{"snail://" + path + "?maxsize=1MiB&window=1h&token=x", "other parameters"},
