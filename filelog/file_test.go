@@ -335,6 +335,39 @@ func TestIsBackupName(t *testing.T) {
 	}
 }
 
+// TestRetentionAfterTheClockWentBack: a File opened with its clock behind
+// the newest backup (a restart before NTP set the clock) names its backups
+// after that one, so that retention keeps the newest data and deletes the
+// oldest; named by the clock, the new backup sorted first and was deleted
+// at once.
+func TestRetentionAfterTheClockWentBack(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "app.log")
+	clock := WithClock(func() time.Time { return now })
+	f := mustOpen(t, path, clock, WithMaxBackups(3))
+	for i := range 3 {
+		f.WriteBatch(lines(1, i), 1)
+		f.Rotate()
+	}
+	f.Close()
+	now = now.Add(-3 * time.Hour)
+	f = mustOpen(t, path, clock, WithMaxBackups(3))
+	defer f.Close()
+	f.WriteBatch(lines(1, 3), 1)
+	if err := f.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	bs := f.backups()
+	if len(bs) != 3 {
+		t.Fatalf("%d backups kept, want 3", len(bs))
+	}
+	for k, b := range bs {
+		if got := readFile(t, b.name); !bytes.Equal(got, lines(1, k+1)) {
+			t.Fatalf("backup %d (%s) = %q, want entry %d", k, filepath.Base(b.name), got, k+1)
+		}
+	}
+}
+
 func TestRetention(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "app.log")

@@ -14,7 +14,11 @@ import (
 // Backup names are <stem>-<UTC time to the nanosecond>Z<ext>, for instance
 // app-20261125T233529.123456789Z.log, then .gz or .zst once compressed. The
 // time has a fixed width, so names sort by time, and a File never hands out
-// the same time twice.
+// the same time twice, nor one before a backup already there: after a
+// restart with the clock gone back (a machine that booted with its clock
+// behind, before NTP), a backup is named just after the newest one, so
+// that names keep the order of rotations and retention, which deletes by
+// that order, does not take the newest backup for the oldest.
 const backupTime = "20060102T150405.000000000Z"
 
 func (l *File) split() (dir, stem, ext string) {
@@ -288,6 +292,11 @@ func (l *File) follow() error {
 
 func (l *File) rotateLocked() error {
 	t := l.cfg.now()
+	if l.lastBackup.IsZero() { // this File's first rotation: see backupTime
+		if bs := l.backups(); len(bs) > 0 {
+			l.lastBackup = bs[len(bs)-1].t
+		}
+	}
 	if !t.After(l.lastBackup) {
 		t = l.lastBackup.Add(time.Nanosecond)
 	}
