@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,5 +193,49 @@ func TestDiskFullFailsOver(t *testing.T) {
 		if !ok {
 			t.Fatalf("id %d in neither collector's file", k)
 		}
+	}
+}
+
+// TestSpoolOnAFullDisk: a client's spool on a full disk (a small tmpfs)
+// does not fail batches the collector can take. They go to the collector
+// around the spool, in order, and the client says so once; once space is
+// freed they go through the spool again. Every entry arrives once, in
+// order. (A spool write that failed used to fail the batch: snail send
+// stopped after one line.)
+func TestSpoolOnAFullDisk(t *testing.T) {
+	spoolDisk := smallDisk(t)
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir})
+	spoolDir := filepath.Join(spoolDisk, "spool")
+	var mu sync.Mutex
+	var reports []string
+	s, err := netlog.Dial(addr, netlog.WithStreamName("spooled"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
+		netlog.WithSpoolAll(), netlog.WithErrorHandler(func(err error) {
+			mu.Lock()
+			reports = append(reports, err.Error())
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(spoolDisk, "filler") // the disk fills after Dial made the spool
+	if err := os.WriteFile(filler, make([]byte, 2<<20), 0o600); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("filling the disk: %v", err)
+	}
+	const n, per = 20_000, 500 // 40 batches of ~6 KiB
+	send(t, s, 0, n/2, per)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(reports) != 1 || !strings.Contains(reports[0], "no space left") || !strings.Contains(reports[0], "without it") {
+		t.Fatalf("reports %q: want one, about the spool that cannot be written", reports)
+	}
+	mu.Unlock()
+	os.Remove(filler)
+	send(t, s, n/2, n/2, per)
+	checkDelivered(t, s, filepath.Join(dir, "spooled.log"), spoolDir, n)
+	if st := s.Stats(); st.Lost != 0 {
+		t.Fatalf("lost %d", st.Lost)
 	}
 }

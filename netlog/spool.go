@@ -62,7 +62,10 @@ const DefaultSpoolBytes = 1 << 30
 // memory (batches sent without being spooled and not yet acked; a Close
 // that gives up on those counts them lost); Sync narrows that to what was
 // logged after it returned, and WithSpoolAll spools the window's batches
-// too.
+// too. A spool that cannot be written (a full disk) does not stop
+// delivery: batches go to the collector around it, after what it holds,
+// reported once, and are not kept across a crash until it takes batches
+// again.
 func WithSpool(dir string, maxBytes int64, full SpoolFull) ClientOption {
 	return func(c *clientConfig) error {
 		if dir == "" {
@@ -95,6 +98,10 @@ func WithSpoolAll() ClientOption {
 		return nil
 	}
 }
+
+// errSpoolWrite is the error of a batch the spool could not write (a full
+// disk): the Stream sends it around the spool.
+var errSpoolWrite = errors.New("netlog: spool cannot be written")
 
 // errSpoolInUse is the error of a spool directory another Stream holds.
 var errSpoolInUse = errors.New("in use by another client (a spool has one stream id and sequence, so one user)")
@@ -413,7 +420,7 @@ func (sp *spool) append(r *spoolRec, payload []byte) error {
 		name := filepath.Join(sp.dir, fmt.Sprintf("seg-%020d.spool", r.seq))
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
 		if err != nil {
-			return fmt.Errorf("netlog: spool: %w", err)
+			return fmt.Errorf("%w: %w", errSpoolWrite, err)
 		}
 		seg = &segment{name: name, f: f}
 		sp.segs = append(sp.segs, seg)
@@ -430,7 +437,7 @@ func (sp *spool) append(r *spoolRec, payload []byte) error {
 	sp.buf = h
 	if _, err := seg.f.WriteAt(h, seg.size); err != nil {
 		_ = seg.f.Truncate(seg.size)
-		return fmt.Errorf("netlog: spool: %w", err)
+		return fmt.Errorf("%w: %w", errSpoolWrite, err)
 	}
 	r.seg, r.off, r.n = seg, seg.size+spoolRecHeader, len(payload)
 	seg.size += need

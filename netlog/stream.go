@@ -45,6 +45,7 @@ type Stream struct {
 	err error // batches refused since the last Sync
 
 	sp       *spool // nil without WithSpool
+	spBroken atomic.Bool // the spool could not be written: batches go around it
 	spCtx    context.Context
 	spCancel context.CancelFunc
 	spDone   chan struct{}
@@ -242,30 +243,68 @@ func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw,
 
 // spoolOrSend sends ob at once if nothing waits in the spool and the window
 // has room; otherwise it appends it to the spool, behind what is there.
+//
+// A spool that cannot be written (a full disk) does not fail a batch the
+// collector could take: the batch is sent from memory, after every batch
+// the spool holds, so that the order holds, and waits for room in the
+// window as it would without a spool. Until the spool takes batches again
+// they are not kept across a crash or a Close that gives up, which is
+// reported once.
 func (s *Stream) spoolOrSend(ob *outBatch, size int, done func(ack, error)) error {
 	seq, err := s.sp.take()
 	if err != nil {
 		return err
 	}
 	ob.seq = seq
+	if err := s.spoolOrSendSeq(ob, seq, size, done); err != nil {
+		// Neither sent nor spooled: the number goes unused (the sink
+		// tries the batch again under a new one), and the spool's count
+		// of what is done must not wait for it.
+		s.sp.finish(seq)
+		return err
+	}
+	return nil
+}
+
+// spoolOrSendSeq is spoolOrSend for the batch numbered seq.
+func (s *Stream) spoolOrSendSeq(ob *outBatch, seq uint64, size int, done func(ack, error)) error {
+	spooled, err := s.spoolOrSendNow(ob, seq, size, done)
+	if spooled {
+		s.spBroken.Store(false)
+	}
+	if !errors.Is(err, errSpoolWrite) {
+		return err
+	}
+	if !s.spBroken.Swap(true) {
+		s.cfg.report(fmt.Errorf("%w; batches go to the collector without it until it can be written again", err))
+	}
+	if err := s.waitSpool(time.Time{}); err != nil {
+		return err // the collector is down: the sink tries the batch again
+	}
+	return s.c.send(context.Background(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done, id: seq}, true)
+}
+
+// spoolOrSendNow is spoolOrSend with the spool locked: it sends ob if it
+// can at once, or spools it, and reports whether it did the latter.
+func (s *Stream) spoolOrSendNow(ob *outBatch, seq uint64, size int, done func(ack, error)) (bool, error) {
 	sp := s.sp
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.idle() && !s.cfg.spoolAll {
 		err := s.c.SendID(nowCtx, seq, ob, size, done)
 		if err == nil {
-			return nil
+			return false, nil
 		}
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrUnavailable) {
-			return err
+			return false, err
 		}
 	}
 	if err := sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload); err != nil {
-		return err // the caller still owns ob.buf
+		return false, err // the caller still owns ob.buf
 	}
 	s.bufs.put(ob.buf) // the spool has a copy
 	ob.buf, ob.pooled = nil, false
-	return nil
+	return true, nil
 }
 
 // nowCtx is a context that has ended: SendID with it takes room in the
