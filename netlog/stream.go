@@ -44,7 +44,7 @@ type Stream struct {
 	mu  sync.Mutex
 	err error // batches refused since the last Sync
 
-	sp       *spool // nil without WithSpool
+	sp       *spool      // nil without WithSpool
 	spBroken atomic.Bool // the spool could not be written: batches go around it
 	spCtx    context.Context
 	spCancel context.CancelFunc
