@@ -381,3 +381,71 @@ func testConcurrentWritersExactlyOnce(t *testing.T, mk func() (Destination, *mem
 		t.Fatal("no batch came in pieces: WriteBatchVec went untested")
 	}
 }
+
+// TestCloseRacingWrites: writers keep writing while Close runs. Every
+// Write that returned nil is in the destination once, whole; the others
+// returned ErrClosed; and the destination was closed after the last batch.
+func TestCloseRacingWrites(t *testing.T) {
+	for round := range 20 {
+		d := &memDest{}
+		w, err := New(d, WithBatchBytes(4<<10), WithWindow(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const writers = 16
+		accepted := make([][]int, writers)
+		var total atomic.Int64
+		var wg sync.WaitGroup
+		for g := range writers {
+			wg.Go(func() {
+				var line []byte
+				for i := 0; ; i++ {
+					line = fmt.Appendf(line[:0], "g=%d i=%d pad=%s\n", g, i, strings.Repeat("p", i%200))
+					_, err := w.Write(line)
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					accepted[g] = append(accepted[g], i)
+					total.Add(1)
+				}
+			})
+		}
+		for total.Load() < int64(500*(round+1)) {
+			runtime.Gosched()
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		d.mu.Lock()
+		seen := make([]map[int]bool, writers)
+		for g := range seen {
+			seen[g] = map[int]bool{}
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(d.buf.String(), "\n"), "\n") {
+			var g, i int
+			head, pad, ok := strings.Cut(l, " pad=")
+			if _, err := fmt.Sscanf(head, "g=%d i=%d", &g, &i); err != nil || !ok || g < 0 || g >= writers || len(pad) != i%200 {
+				t.Fatalf("round %d: torn line %q", round, l)
+			}
+			if seen[g][i] {
+				t.Fatalf("round %d: g=%d i=%d twice", round, g, i)
+			}
+			seen[g][i] = true
+		}
+		closed := d.closed
+		d.mu.Unlock()
+		for g := range writers {
+			if len(seen[g]) != len(accepted[g]) {
+				t.Fatalf("round %d: writer %d had %d writes accepted, %d in the destination", round, g, len(accepted[g]), len(seen[g]))
+			}
+		}
+		if !closed {
+			t.Fatalf("round %d: destination not closed", round)
+		}
+	}
+}
