@@ -157,6 +157,8 @@ func TestConfigValidate(t *testing.T) {
 	for name, c := range map[string]Config{
 		"listen":     {Listen: "nope"},
 		"metrics":    {MetricsListen: "::::"},
+		"port":       {Listen: "127.0.0.1:99999"},
+		"service":    {MetricsListen: "127.0.0.1:nosuchservice"},
 		"conns":      {MaxConns: -1},
 		"frame":      {MaxFrameSize: 10},
 		"memory":     {MaxMemory: 1 << 20},

@@ -129,11 +129,11 @@ func (c *Config) Validate() error {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if err := checkListen(c.Listen); err != nil {
 		return bad("Listen %q: %v", c.Listen, err)
 	}
 	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+		if err := checkListen(c.MetricsListen); err != nil {
 			return bad("MetricsListen %q: %v", c.MetricsListen, err)
 		}
 	}
@@ -231,4 +231,16 @@ func (c *Config) fileOptions() []filelog.Option {
 		opts = append(opts, filelog.WithMaxAge(c.MaxAge))
 	}
 	return opts
+}
+
+// checkListen checks a listen address: host:port, the port a number up to
+// 65535 (0 picks one) or a service name, so that a typo is a config error
+// at start rather than a failed listen.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err
 }
