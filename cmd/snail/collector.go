@@ -127,6 +127,20 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	if cfg.Compression, ok = map[string]filelog.Compression{"none": filelog.NoCompression, "gzip": filelog.Gzip, "zstd": filelog.Zstd}[compress]; !ok {
 		return fmt.Errorf("--compress %q: want none, gzip or zstd", compress)
 	}
+	// In collector.Config zero means the default; given here, it would
+	// read as "none" or "no limit", which it is not.
+	var zero error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-conns", "max-frame", "max-memory", "handshake-timeout", "idle-timeout", "frame-timeout":
+			if v := f.Value.String(); zero == nil && (v == "0" || v == "0s" || v == "0B") {
+				zero = fmt.Errorf("--%s %s: must be positive (leave it out for the default)", f.Name, v)
+			}
+		}
+	})
+	if zero != nil {
+		return zero
+	}
 	if cfg.MaxBackups == 0 {
 		return fmt.Errorf("--max-backups 0 would delete every rotated file; use -1 to keep all")
 	}

@@ -313,6 +313,10 @@ func TestSendAndCollectorErrors(t *testing.T) {
 		{"--max-backups", "0"},
 		{"--listen", "nope"},
 		{"--max-frame", "lots"},
+		{"--max-frame", "0"},
+		{"--max-conns", "0"},
+		{"--idle-timeout", "0s"},
+		{"--listen", "127.0.0.1:99999"},
 		{"--tls-client-ca", "ca.pem"},
 		{"stray"},
 	} {
