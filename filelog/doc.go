@@ -12,5 +12,8 @@
 // way but never rotated, and Sync on them never fails with EINVAL or
 // ENOTSUP (zap's well-known "sync /dev/stdout: invalid argument"). For
 // record-oriented devices such as /dev/kmsg, WithRecordPerWrite writes one
-// entry per write() while producers are still batched.
+// entry per write() while producers are still batched. A Unix socket is
+// connected to (a datagram socket, such as syslog's /dev/log, takes one
+// entry per datagram), and a device whose reader left (a FIFO's reader, a
+// socket's peer) is opened again at the next batch.
 package filelog

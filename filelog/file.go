@@ -24,7 +24,8 @@ type File struct {
 	mu         sync.Mutex
 	f          *os.File
 	device     bool // not a regular file: no rotation, no truncation, no fsync
-	records    bool // one write() per entry: WithRecordPerWrite, or a record device
+	records    bool // one write() per entry: WithRecordPerWrite, a record device, or a datagram socket
+	peerGone   bool // the device's reader left: open it again before the next write
 	std        bool // os.Stdout or os.Stderr: never closed by us
 	size       int64
 	ino        uint64 // inode of the live file
@@ -152,9 +153,27 @@ func (l *File) open() error {
 	switch {
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("filelog: open %s: is a directory", l.path)
+	case l.f != nil && l.device && (err != nil || fi.Mode().IsRegular()):
+		// Opening a device or socket again (after its reader left, or on
+		// SIGHUP) while its path is missing (a log agent restarting
+		// removes its socket first) must not make a regular file there:
+		// the agent could not bind its socket again, and we would never
+		// find it. Wait for the device instead.
+		if err == nil {
+			err = errors.New("a regular file now")
+		}
+		return fmt.Errorf("filelog: open %s again: %w; waiting for the device or socket it was", l.path, unwrapPath(err))
+	case err == nil && fi.Mode()&os.ModeSocket != 0:
+		f, dgram, err := dialSocket(l.path)
+		if err != nil {
+			return err
+		}
+		l.f, l.device = f, true
+		l.records = l.cfg.recordPerWrite || dgram // an entry per datagram
+		return nil
 	case err == nil && !fi.Mode().IsRegular():
-		// Devices, FIFOs, sockets: a FIFO with no reader fails at once
-		// (ENXIO) instead of blocking Open.
+		// Devices, FIFOs: a FIFO with no reader fails at once (ENXIO)
+		// instead of blocking Open.
 		flag = os.O_WRONLY | syscall.O_NONBLOCK
 		l.device = true
 	}
@@ -274,6 +293,11 @@ func (l *File) writeBatch(batch []byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	if l.peerGone {
+		if err := l.reconnect(); err != nil {
+			return err
+		}
+	}
 	if err := l.maybeRotate(len(batch)); err != nil {
 		return err
 	}
@@ -309,6 +333,9 @@ func (l *File) write(p []byte) error {
 func (l *File) account(n, calls int, err error) error {
 	l.stats.Writes += int64(calls)
 	if err != nil {
+		if l.device && !l.std && peerGone(err) {
+			l.peerGone = true
+		}
 		return l.cutBack(n, err)
 	}
 	l.size += int64(n)
@@ -552,6 +579,21 @@ func (l *File) Reopen() error {
 	return l.retire(old, l.path)
 }
 
+// reconnect opens a device again after its reader left (a FIFO's reader,
+// a socket's peer), as rsyslog's pipe output does, so that writing goes on
+// to the next one; until there is one it fails (ENXIO for a FIFO, a
+// refused connection for a socket), and the sink tries again later.
+// Called with l.mu held.
+func (l *File) reconnect() error {
+	old := l.f
+	if err := l.open(); err != nil {
+		return err
+	}
+	l.peerGone = false
+	l.stats.Reopens++
+	return l.retire(old, l.path)
+}
+
 func closeFile(f *os.File, path string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("filelog: close %s: %w", path, unwrapPath(err))
@@ -614,7 +656,7 @@ type Stats struct {
 	Writes    int64 // write calls made (one per batch, or per entry with WithRecordPerWrite)
 	Bytes     int64 // bytes written
 	Rotations int64 // rotations done
-	Reopens   int64 // new files opened at the path by WithFollowPath
+	Reopens   int64 // new files opened at the path by WithFollowPath, devices opened again after their reader left
 }
 
 // Stats returns the File's counters.

@@ -1,0 +1,190 @@
+//go:build unix
+
+package filelog
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// socketPath is a path for a Unix socket short enough for sun_path.
+func socketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "agent.sock")
+}
+
+// agent accepts one connection on a stream socket at path and sends what
+// it reads, once n bytes came (then it closes, with its socket) or, with n
+// 0, at EOF.
+func agent(t *testing.T, path string, n int) <-chan []byte {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		defer ln.Close() // removes the socket
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		var b []byte
+		if n > 0 {
+			b = make([]byte, n)
+			_, err = io.ReadFull(c, b)
+		} else {
+			b, err = io.ReadAll(c)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	return got
+}
+
+// TestStreamSocketAgentRestarts writes to a log agent's Unix stream socket.
+// The agent leaves, with its socket, and comes back: the File fails the
+// batch (EPIPE) and while the socket is missing (it makes no regular file
+// in its place, which would keep the agent from binding again), then
+// connects to the new socket and writes the batch there, once.
+func TestStreamSocketAgentRestarts(t *testing.T) {
+	p := socketPath(t)
+	first, second := lines(100, 0), lines(100, 100)
+	got := agent(t, p, len(first))
+	f := mustOpen(t, p, WithMaxSize(10)) // no rotation on a socket
+	if err := f.WriteBatch(first, 100); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, first) {
+		t.Fatalf("the agent read %d bytes, want %d", len(b), len(first))
+	}
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline); {
+		err = f.WriteBatch(second, 100) // may go into the socket buffer before the close is seen
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("writing after the agent left: %v, want EPIPE", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, serr := os.Stat(p); errors.Is(serr, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent's socket is still there")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := f.WriteBatch(second, 100); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("writing while the socket is missing: %v", err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("something was made at the socket's path: %v", err)
+	}
+	got = agent(t, p, 0) // the agent is back
+	if err := f.WriteBatch(second, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync on a socket: %v", err)
+	}
+	if st := f.Stats(); st.Reopens != 1 || st.Rotations != 0 {
+		t.Fatalf("stats %+v: want 1 reopen, no rotation", st)
+	}
+	f.Close()
+	if b := <-got; !bytes.Equal(b, second) {
+		t.Fatalf("the new agent read %q, want the second batch once", b)
+	}
+}
+
+// TestDatagramSocketEntryPerDatagram writes to a datagram socket, such as
+// syslog's /dev/log: each entry is one datagram.
+func TestDatagramSocketEntryPerDatagram(t *testing.T) {
+	p := socketPath(t)
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f := mustOpen(t, p)
+	want := lines(50, 0)
+	got := make(chan []byte, 1)
+	go func() { // reads as the entries come: a datagram socket queues a few only
+		var b []byte
+		buf := make([]byte, 1<<16)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for k := range 50 {
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			if !bytes.Equal(buf[:n], lines(1, k)) {
+				t.Errorf("datagram %d = %q, want entry %d alone", k, buf[:n], k)
+			}
+			b = append(b, buf[:n]...)
+		}
+		got <- b
+	}()
+	if err := f.WriteBatch(want, 50); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want) || f.Stats().Writes != 50 {
+		t.Fatalf("got %d bytes of %d, in %d writes", len(b), len(want), f.Stats().Writes)
+	}
+}
+
+// TestFIFOReaderComesBack: a FIFO's reader leaves (EPIPE) and another one
+// opens it; the File opens the FIFO again and writes on, and the new reader
+// gets what the first left unread, then the batch that failed, once.
+func TestFIFOReaderComesBack(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skip("no FIFO:", err)
+	}
+	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, p)
+	if err := f.WriteBatch(lines(10, 0), 10); err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // the reader leaves with what it did not read
+	if err := f.WriteBatch(lines(10, 10), 10); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("writing with no reader: %v, want EPIPE", err)
+	}
+	if err := f.WriteBatch(lines(10, 10), 10); !errors.Is(err, syscall.ENXIO) {
+		t.Fatalf("writing again with no reader: %v, want ENXIO", err)
+	}
+	r, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := f.WriteBatch(lines(10, 10), 10); err != nil {
+		t.Fatal(err)
+	}
+	// The pipe kept what the first reader left unread, for the next.
+	buf := make([]byte, 4096)
+	n, _ := r.Read(buf)
+	if !bytes.Equal(buf[:n], lines(20, 0)) || f.Stats().Reopens != 1 {
+		t.Fatalf("the new reader read %q; %d reopens", buf[:n], f.Stats().Reopens)
+	}
+}
