@@ -209,11 +209,13 @@ func (c *Client[Req, Resp]) rearm(conn net.Conn) {
 	c.mu.Unlock()
 }
 
-// readErr says what a read timeout means: no answer in time.
+// readErr says what a read timeout means: no answer in time. It leaves out
+// the connection's addresses, whose local port changes on every attempt,
+// so that a peer that keeps not answering is reported with one message.
 func readErr(err error, ackTimeout time.Duration) error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("no answer for %v: %w", ackTimeout, err)
+		return fmt.Errorf("no answer for %v (the peer holds the requests unanswered): %w", ackTimeout, os.ErrDeadlineExceeded)
 	}
 	return err
 }
