@@ -6,17 +6,23 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 )
+
+// socketDialTimeout bounds a connection to a socket whose listener is too
+// busy to take it (its backlog full): the batch fails, and the sink tries
+// again later, rather than Open or a batch waiting without end.
+const socketDialTimeout = 5 * time.Second
 
 // dialSocket connects to the Unix domain socket at path, the way a log
 // agent takes entries (rsyslog's and systemd-journald's datagram sockets,
 // Fluent Bit's and Vector's stream ones): as a stream, or with one datagram
 // per write for a datagram socket (dgram).
 func dialSocket(path string) (f *os.File, dgram bool, err error) {
-	c, err := net.Dial("unix", path)
+	c, err := net.DialTimeout("unix", path, socketDialTimeout)
 	if errors.Is(err, syscall.EPROTOTYPE) {
 		dgram = true
-		c, err = net.Dial("unixgram", path)
+		c, err = net.DialTimeout("unixgram", path, socketDialTimeout)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("filelog: %w", err) // names the path

@@ -133,7 +133,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "max-conns", "max-frame", "max-memory", "handshake-timeout", "idle-timeout", "frame-timeout":
-			if v := f.Value.String(); zero == nil && (v == "0" || v == "0s" || v == "0B") {
+			if v := f.Value.String(); zero == nil && (v == "0" || v == "0s") {
 				zero = fmt.Errorf("--%s %s: must be positive (leave it out for the default)", f.Name, v)
 			}
 		}
