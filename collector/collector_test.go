@@ -490,7 +490,7 @@ func TestHandshakeRejections(t *testing.T) {
 	}
 	// Names that would escape the directory never reach the disk: the
 	// client refuses them, and so does the collector (sent by hand).
-	for _, name := range []string{"../etc/passwd", "/abs", "a/b", ".hidden", "", "nul\x00"} {
+	for _, name := range []string{"../etc/passwd", "/abs", "a/b", ".hidden", "", "nul\x00", "-rf", "_x", "été"} {
 		if _, err := netlog.Dial(addr, netlog.WithStreamName(name)); err == nil {
 			t.Errorf("Dial accepted stream name %q", name)
 		}

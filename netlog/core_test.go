@@ -582,3 +582,24 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("compression 7: %v", err)
 	}
 }
+
+func TestCheckStreamName(t *testing.T) {
+	for name, want := range map[string]string{
+		"app": "", "app.prod": "", "App_2-x": "", "9lives": "", strings.Repeat("a", MaxStreamName): "",
+		"": "0 bytes", strings.Repeat("a", MaxStreamName+1): "129 bytes",
+		".hidden": "starts with '.'", "-rf": "starts with '-'", "_x": "starts with '_'",
+		"a/b": "'/' not allowed", "a b": "' ' not allowed", "été": "starts with 'é'", "caf\u00e9": "'é' not allowed",
+		"a\x00": `'\x00' not allowed`, "a..b": "",
+	} {
+		err := CheckStreamName(name)
+		if want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error with %q", name, err, want)
+		}
+	}
+}

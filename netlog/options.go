@@ -255,7 +255,8 @@ func WithErrorHandler(f func(error)) ClientOption {
 
 // WithStreamName sets the stream the entries go to: the collector writes
 // them to a file of this name. Letters, digits, '.', '_' and '-', at most
-// 128 bytes, not starting with '.'. Defaults to "default".
+// 128 bytes, starting with a letter or a digit (CheckStreamName). Defaults
+// to "default".
 func WithStreamName(name string) ClientOption {
 	return func(c *clientConfig) error {
 		if err := CheckStreamName(name); err != nil {

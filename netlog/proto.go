@@ -121,20 +121,22 @@ func cut16(p []byte) (field, rest []byte, ok bool) {
 }
 
 // CheckStreamName reports whether name may name a stream: 1 to 128 bytes of
-// letters, digits, '.', '_' and '-', not starting with '.'. The collector
-// writes a stream to a file of that name, so the rule keeps out path
-// separators, "..", hidden files and control characters.
+// letters, digits, '.', '_' and '-', starting with a letter or a digit (as
+// Docker's container names). The collector writes a stream to a file of
+// that name, so the rule keeps out path separators, "..", hidden files,
+// control characters, and names an operator's shell would take for options
+// ("-f.log").
 func CheckStreamName(name string) error {
 	if name == "" || len(name) > MaxStreamName {
 		return fmt.Errorf("%w: stream name of %d bytes, want 1 to %d", ErrInvalidOption, len(name), MaxStreamName)
 	}
-	if name[0] == '.' {
-		return fmt.Errorf("%w: stream name %q starts with '.'", ErrInvalidOption, name)
-	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
-			return fmt.Errorf("%w: stream name %q: byte %q not allowed (letters, digits, '.', '_', '-')", ErrInvalidOption, name, b)
+	for i, r := range name {
+		switch {
+		case 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9':
+		case i == 0:
+			return fmt.Errorf("%w: stream name %q starts with %q (want a letter or a digit)", ErrInvalidOption, name, r)
+		case r != '.' && r != '_' && r != '-':
+			return fmt.Errorf("%w: stream name %q: %q not allowed (letters, digits, '.', '_', '-')", ErrInvalidOption, name, r)
 		}
 	}
 	return nil
