@@ -405,6 +405,43 @@ func TestSendWaitsForTheCollector(t *testing.T) {
 	d.wait(t)
 }
 
+// The collector is away when snail send ends its input, long enough for
+// Close's Sync to give up (the report delay), and comes back during the
+// drain that follows: every line is acked, so snail send exits 0, though
+// it reported the collector unavailable meanwhile (it exited 1).
+func TestSendExitsZeroWhenTheDrainDelivers(t *testing.T) {
+	addr, dir := freeAddr(t), t.TempDir()
+	errb := new(syncBuffer)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- sendCmd(context.Background(), []string{"--to", addr, "--stream", "late", "--drain-timeout", "20s"},
+			strings.NewReader("one\ntwo\n"), io.Discard, errb)
+	}()
+	// The report delay is 10s (half the drain timeout, at most 10s): Sync
+	// gives up then, and the drain goes on for 10s more.
+	for !strings.Contains(errb.String(), "unavailable") {
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("no unavailability reported:\n%s", errb)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := startDaemon(t, addr, dir)
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(errb.String(), "2 lines") || !strings.Contains(errb.String(), "; 0 not delivered") {
+			t.Fatalf("send: %v\n%s", err, errb)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("send did not end:\n%s", errb)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "late.log")); string(b) != "one\ntwo\n" {
+		t.Fatalf("late.log = %q", b)
+	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
 // With --give-up-after, snail send stops waiting for a collector that
 // stays down: it exits 1, and every line it read is counted as not
 // delivered, the one it was offering included.
