@@ -2,6 +2,7 @@ package snail
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -65,15 +66,8 @@ func openZapSink(u *url.URL) (zap.Sink, error) {
 // each, as ParseURL reads them).
 func zapSinkKey(u *url.URL) (key, params string) {
 	q := u.Query()
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range q {
-			if !yield(k) {
-				return
-			}
-		}
-	})
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
 		v := q[k]
 		fmt.Fprintf(&b, "%s=%s&", url.QueryEscape(k), url.QueryEscape(v[len(v)-1]))
 	}
