@@ -59,8 +59,12 @@ func TestParseURL(t *testing.T) {
 			t.Fatalf("ParseURL(%s) accepted", bad)
 		}
 	}
-	if n, err := ParseSize("3KB"); err != nil || n != 3000 {
-		t.Fatalf("ParseSize(3KB) = %d, %v", n, err)
+	for in, want := range map[string]int64{"3KB": 3000, "5 MiB": 5 << 20, "8": 8, "8191PiB": -1, "1.5MiB": -1, "-1": -1,
+		"9999999999GiB": -1, "17179869184GiB": -1, "8589934591GiB": 8589934591 << 30} {
+		n, err := ParseSize(in)
+		if want < 0 && (err == nil || !strings.Contains(err.Error(), in)) || want >= 0 && (err != nil || n != want) {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, n, err, want)
+		}
 	}
 }
 
