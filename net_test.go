@@ -88,7 +88,7 @@ func TestParseNetURL(t *testing.T) {
 	for _, bad := range []string{
 		"snail://:7777/x", "snail://host:7777/x?compress=lz4", "snail://host:7777/x?spool_size=lots",
 		"snail://host:7777/x?tls_ca=/no/such/ca.pem", "snail://host:7777/x?window=soon", "snail://host:7777/x?maxsize=1MiB",
-		"snail://host:7777/x?token=s3cret&colour=blue",
+		"snail://host:7777/x?token=s3cret&colour=blue", "snail://host:7777/x?token_file=/no/such/token",
 	} {
 		u, _ := url.Parse(bad)
 		_, _, _, err := ParseNetURL(u)
@@ -101,12 +101,16 @@ func TestParseNetURL(t *testing.T) {
 	}
 }
 
-// A zap OutputPath snail://host:port/stream logs to a collector; a bad
-// stream name is an error from zap.Open.
+// A zap OutputPath snail://host:port/stream logs to a collector, with the
+// token read from a file; a bad stream name is an error from zap.Open.
 func TestZapOutputPathToCollector(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := startCollector(t, collector.Config{Dir: dir})
-	ws, closeSinks, err := zap.Open("snail://" + addr + "/zapnet?compress=s2&window=10ms")
+	_, addr := startCollector(t, collector.Config{Dir: dir, Token: "s3cret"})
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ws, closeSinks, err := zap.Open("snail://" + addr + "/zapnet?compress=s2&window=10ms&token_file=" + tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}

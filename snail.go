@@ -106,6 +106,8 @@ func OpenURL(u *url.URL) (*sink.Writer, error) {
 //
 //	compress=zstd      compression on the wire: none, s2 or zstd
 //	token=secret       the shared token the collector expects
+//	token_file=/etc/snail/token  the token, read from this file (zap's errors
+//	                   repeat a URL whole: a token in it would show there)
 //	tls_ca=/etc/ca.pem speak TLS, verifying the collector against this PEM CA file
 //	spool=/var/spool/app  disk spool directory (netlog.WithSpool and WithSpoolAll)
 //	spool_size=1GiB    most bytes the spool holds (default 1GiB); when full, writes wait
@@ -137,6 +139,12 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 			nopts = append(nopts, netlog.WithCompression(c))
 		case "token":
 			nopts = append(nopts, netlog.WithToken(v))
+		case "token_file":
+			b, err := os.ReadFile(v)
+			if err != nil {
+				return err
+			}
+			nopts = append(nopts, netlog.WithToken(strings.TrimSpace(string(b))))
 		case "tls_ca":
 			pem, err := os.ReadFile(v)
 			if err != nil {
