@@ -198,3 +198,57 @@ func TestKmsgGetsOneRecordPerEntry(t *testing.T) {
 	}
 	t.Logf("%d of 50 records in the kernel log (printk_devkmsg=%s)", got, strings.TrimSpace(string(mode)))
 }
+
+// TestDiskFullCutsOnlyItsOwnBytes fills a small disk under a File while
+// the file's end moves without it: another process appends to the same
+// file, or logrotate's copytruncate empties it. The failed batch is cut
+// back from where the file really ends: the other writer's lines stay (cut
+// at the File's own count of bytes, they were deleted), and no zero bytes
+// pad the emptied file up to its old size.
+func TestDiskFullCutsOnlyItsOwnBytes(t *testing.T) {
+	for _, tc := range []string{"another appender", "copytruncate"} {
+		t.Run(tc, func(t *testing.T) {
+			dir := mountSmallTmpfs(t, 256<<10)
+			path := filepath.Join(dir, "app.log")
+			f := mustOpen(t, path)
+			other := mustOpen(t, path) // no rotation: two Files may share it
+			var want []byte
+			if err := f.WriteBatch(lines(100, 0), 100); err != nil {
+				t.Fatal(err)
+			}
+			if tc == "copytruncate" {
+				if err := os.Truncate(path, 0); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				want = lines(100, 0)
+			}
+			filler := filepath.Join(dir, "filler")
+			if err := os.WriteFile(filler, make([]byte, 128<<10), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var werr error
+			for i := 1; i < 10000; i++ {
+				b := lines(37, i*37) // ~1 KB batches that do not divide the space
+				if werr = f.WriteBatch(b, 37); werr != nil {
+					break
+				}
+				want = append(want, b...)
+				if tc == "another appender" {
+					o := lines(3, 1_000_000+i*3)
+					if err := other.WriteBatch(o, 3); err != nil {
+						t.Fatal(err) // small: it fits where f's batch did
+					}
+					want = append(want, o...)
+				}
+			}
+			if !errors.Is(werr, syscall.ENOSPC) {
+				t.Fatalf("writing until full: %v, want ENOSPC", werr)
+			}
+			got, _ := os.ReadFile(path)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("file holds %d bytes (%d zero bytes), the successful batches %d", len(got), bytes.Count(got, []byte{0}), len(want))
+			}
+		})
+	}
+}

@@ -347,11 +347,31 @@ func (l *File) account(n, calls int, err error) error {
 // torn entry is left, and returns the write error with the path.
 func (l *File) cutBack(n int, err error) error {
 	if n > 0 && !l.device {
-		if terr := l.f.Truncate(l.size); terr != nil {
+		if terr := l.cutLast(int64(n)); terr != nil {
 			return fmt.Errorf("filelog: write %s: %w (and cutting back %d partial bytes: %v)", l.path, err, n, terr)
 		}
 	}
 	return fmt.Errorf("filelog: write %s: %w", l.path, unwrapPath(err))
+}
+
+// cutLast cuts off the last n bytes of the file, which this File has just
+// written, and sets l.size to where the file then ends. The end is read
+// from the file, not taken from l.size, which counts this File's writes
+// only: another process appending to the same file, or a truncation from
+// outside (logrotate's copytruncate), moves it. Cutting at l.size deleted
+// the other process's lines in the first case, and padded the file with
+// zero bytes up to the old size in the second.
+func (l *File) cutLast(n int64) error {
+	st, err := l.f.Stat()
+	if err != nil {
+		return err
+	}
+	end := max(st.Size()-n, 0)
+	if err := l.f.Truncate(end); err != nil {
+		return err
+	}
+	l.size = end
+	return nil
 }
 
 func unwrapPath(err error) error {
@@ -382,11 +402,11 @@ func (l *File) durable(start int64) error {
 	if earlier && l.syncLost == nil {
 		l.syncLost = fmt.Errorf("%w: batches written before it since the last fsync that succeeded may be lost", err)
 	}
-	if terr := l.f.Truncate(start); terr != nil {
+	n := l.size - start // this batch
+	if terr := l.cutLast(n); terr != nil {
 		return fmt.Errorf("%w (and cutting the batch back: %v)", err, terr)
 	}
-	l.stats.Bytes -= l.size - start
-	l.size = start
+	l.stats.Bytes -= n
 	l.unsynced = earlier // this batch is gone
 	return err
 }
