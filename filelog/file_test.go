@@ -335,6 +335,32 @@ func TestIsBackupName(t *testing.T) {
 	}
 }
 
+// TestCopytruncateDoesNotRotateEarly: after logrotate's copytruncate
+// empties the file, rotation by size counts from the file's real size, not
+// from what the File wrote before.
+func TestCopytruncateDoesNotRotateEarly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	f := mustOpen(t, path, WithMaxSize(4096))
+	if err := f.WriteBatch(lines(100, 0), 100); err != nil { // over 2 KiB
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(lines(100, 100), 100); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); st.Rotations != 0 {
+		t.Fatalf("%d rotations after copytruncate, want 0", st.Rotations)
+	}
+	if got := readFile(t, path); !bytes.Equal(got, lines(100, 100)) {
+		t.Fatalf("file holds %d bytes, want the second batch alone", len(got))
+	}
+	if _, pos := f.Position(); pos != int64(len(lines(100, 100))) {
+		t.Fatalf("Position size %d, want %d", pos, len(lines(100, 100)))
+	}
+}
+
 // TestRetentionAfterTheClockWentBack: a File opened with its clock behind
 // the newest backup (a restart before NTP set the clock) names its backups
 // after that one, so that retention keeps the newest data and deletes the

@@ -220,6 +220,13 @@ func (l *File) maybeRotate(n int) error {
 		l.scheduleRotation() // nothing to rotate away
 		due = false
 	}
+	if !due && l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize {
+		// About to rotate for size: look at the file's real size first,
+		// which logrotate's copytruncate may have cut to nothing.
+		if st, err := l.f.Stat(); err == nil {
+			l.size = st.Size()
+		}
+	}
 	if due || (l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize) {
 		return l.rotateLocked()
 	}
