@@ -359,6 +359,17 @@ func TestCopytruncateDoesNotRotateEarly(t *testing.T) {
 	if _, pos := f.Position(); pos != int64(len(lines(100, 100))) {
 		t.Fatalf("Position size %d, want %d", pos, len(lines(100, 100)))
 	}
+	// With WithFollowPath, which looks at the file every batch, Position
+	// follows the truncation at once.
+	g := mustOpen(t, filepath.Join(t.TempDir(), "b.log"), WithFollowPath(time.Hour))
+	g.WriteBatch(lines(100, 0), 100)
+	if err := os.Truncate(g.Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	g.WriteBatch(lines(10, 0), 10)
+	if _, pos := g.Position(); pos != int64(len(lines(10, 0))) {
+		t.Fatalf("Position size %d after copytruncate, want %d", pos, len(lines(10, 0)))
+	}
 }
 
 // TestRetentionAfterTheClockWentBack: a File opened with its clock behind

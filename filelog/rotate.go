@@ -261,12 +261,16 @@ func (l *File) pathIsOurs() bool {
 
 // unlinked reports whether the open file has no name left (rm): one
 // fstat, cheap enough for every batch, so that nothing is written to a
-// deleted file after the deletion, however short the interval.
+// deleted file after the deletion, however short the interval. It also
+// takes the file's real size from that fstat, so that Position stays true
+// after logrotate's copytruncate (the collector journals it, to cut a torn
+// batch after a crash).
 func (l *File) unlinked() bool {
 	fi, err := l.f.Stat()
 	if err != nil {
 		return false
 	}
+	l.size = fi.Size()
 	n, ok := links(fi)
 	return ok && n == 0
 }
@@ -280,7 +284,8 @@ func (l *File) follow() error {
 		return nil
 	}
 	now := l.cfg.now()
-	if now.Sub(l.lastFollow) < l.cfg.follow && !l.lastFollow.After(now) && !l.unlinked() {
+	gone := l.unlinked()
+	if now.Sub(l.lastFollow) < l.cfg.follow && !l.lastFollow.After(now) && !gone {
 		return nil
 	}
 	l.lastFollow = now
