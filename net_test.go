@@ -3,6 +3,8 @@ package snail
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,11 +12,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -126,5 +131,85 @@ func TestZapOutputPathToCollector(t *testing.T) {
 	closeSinks()
 	if _, _, err := zap.Open("snail://" + addr + "/..bad"); err == nil {
 		t.Fatal("zap.Open of a bad stream name succeeded")
+	}
+}
+
+// TestCloseWaitsForTheCollectorToComeBack: the collector is down when Close
+// starts, for longer than the report delay already, and the window is
+// full; it comes back within the drain timeout. Close waits for it instead
+// of giving up at once (batches the window had no room for) or reporting
+// the outage that its drain then ended: it returns nil, and every entry is
+// in the file once.
+func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	unavailable := make(chan struct{})
+	var once sync.Once
+	w, err := Dial(addr, []netlog.ClientOption{
+		netlog.WithStreamName("back"), netlog.WithWindow(2, 1<<20),
+		netlog.WithReportAfter(100 * time.Millisecond), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithDrainTimeout(time.Minute),
+		netlog.WithErrorHandler(func(err error) {
+			if errors.Is(err, netlog.ErrUnavailable) {
+				once.Do(func() { close(unavailable) })
+			}
+		}),
+	}, sink.WithBatchBytes(4096), sink.WithWindow(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200 // 10 batches of 20 lines: 2 in the window, 8 in the Writer
+	line := strings.Repeat("x", 190)
+	for i := range n {
+		if _, err := fmt.Fprintf(w, "%04d %s\n", i, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-unavailable:
+	case <-time.After(time.Minute):
+		t.Fatal("the outage was never reported")
+	}
+	dir := t.TempDir()
+	up := make(chan struct{})
+	go func() {
+		defer close(up)
+		time.Sleep(500 * time.Millisecond) // Close is waiting by then
+		c, err := collector.New(collector.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		go c.Serve(l)
+		t.Cleanup(func() { c.Shutdown(context.Background()) })
+	}()
+	if err := w.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	<-up
+	if st := w.Stats(); st.Lost != 0 || st.Written != n {
+		t.Errorf("stats %+v: want %d written, none lost", st, n)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "back.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("%d lines in the file, want %d", len(lines), n)
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, fmt.Sprintf("%04d ", i)) {
+			t.Fatalf("line %d: %.10q", i, l)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -32,6 +33,14 @@ var _ interface {
 	sink.Destination
 	sink.VectorWriter
 } = (*filelog.File)(nil)
+
+// A Stream is a sink destination that keeps batches until they are acked
+// and, at the Writer's Close, waits for a collector that is down.
+var _ interface {
+	sink.Destination
+	sink.Keeper
+	sink.Drainer
+} = (*netlog.Stream)(nil)
 
 func TestParseURL(t *testing.T) {
 	good := "snail:///var/log/app.log?maxsize=100MiB&every=1h&maxbackups=unlimited&maxage=168h&compress=zstd" +

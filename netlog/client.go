@@ -82,6 +82,7 @@ type Client[Req, Resp any] struct {
 	rejection string         // the last rejection reported in this down time
 	lastErr   error
 	failing   bool // down for longer than reportAfter
+	waitOut   bool // Send and Wait wait through an outage (WaitOutages)
 	closed    bool // no more Sends
 	stopped   bool // Close: no more connections
 
@@ -228,7 +229,7 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 			c.inBytes += size
 			return nil
 		}
-		if c.failing {
+		if c.failing && !c.waitOut {
 			return fmt.Errorf("%w: window full: %w", ErrUnavailable, c.lastErr)
 		}
 		if err := ctx.Err(); err != nil {
@@ -745,6 +746,16 @@ func (c *Client[Req, Resp]) Unavailable() error {
 	return nil
 }
 
+// WaitOutages makes Send and Wait wait through an outage until their ctx
+// ends, from now on, instead of returning ErrUnavailable once the peer has
+// been unreachable for the report delay: for a close that drains, whose
+// wait is bounded anyway and whose peer may yet come back.
+func (c *Client[Req, Resp]) WaitOutages() {
+	c.mu.Lock()
+	c.waitOut = true
+	c.mu.Unlock()
+}
+
 // Wait returns once every request sent before the call is answered, or
 // returns ErrUnavailable while the peer is unreachable past the report
 // delay, ErrClosed after Close, or ctx's error.
@@ -776,7 +787,7 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 		switch {
 		case c.stopped:
 			return ErrClosed
-		case c.failing:
+		case c.failing && !c.waitOut:
 			return fmt.Errorf("%w: %d requests waiting: %w", ErrUnavailable, len(c.pending), c.lastErr)
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -31,7 +31,9 @@
 // acks it. Without compression a Stream sends the sink's batch buffer
 // itself, with no copy (sink.Keeper), and gives the sink back a buffer of
 // an acked batch in exchange. It sends each frame at once, without a
-// window timer, then polls for acks. The handshake (Hello, Welcome) and control frames are defined in
+// window timer, then polls for acks. At the sink's Close it waits for a
+// collector that is down, up to its drain timeout, instead of failing fast
+// (sink.Drainer). The handshake (Hello, Welcome) and control frames are defined in
 // proto.go; the collector package implements the server half.
 //
 // With WithSpool a Stream spills batches to disk when its window is full,

@@ -41,6 +41,12 @@ type Stream struct {
 	close sync.Once
 	cerr  error
 
+	drainOnce   sync.Once
+	draining    atomic.Bool // Drain was called: drainCtx is set
+	drainCtx    context.Context
+	drainCancel context.CancelFunc
+	drainFailed atomic.Bool // Sync said what the drain timeout left unacked
+
 	mu  sync.Mutex
 	err error // batches refused since the last Sync
 
@@ -227,12 +233,12 @@ func (s *Stream) send(bp *[]byte, payload []byte, comp encoder.Compression, raw,
 	size := cap(*bp) // the memory it holds, not what it sends (the header is the client's)
 	var err error
 	if s.sp == nil {
-		err = s.c.send(context.Background(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done}, true)
+		err = s.c.send(s.ctx(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done}, true)
 	} else {
 		err = s.spoolOrSend(ob, size, done)
 	}
 	if err != nil {
-		return err
+		return s.drainEnded(err)
 	}
 	s.c.sendNow()
 	s.batches.Add(1)
@@ -278,10 +284,10 @@ func (s *Stream) spoolOrSendSeq(ob *outBatch, seq uint64, size int, done func(ac
 	if !s.spBroken.Swap(true) {
 		s.cfg.report(fmt.Errorf("%w; batches go to the collector without it until it can be written again", err))
 	}
-	if err := s.waitSpool(time.Time{}); err != nil {
+	if err := s.waitSpool(); err != nil {
 		return err // the collector is down: the sink tries the batch again
 	}
-	return s.c.send(context.Background(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done, id: seq}, true)
+	return s.c.send(s.ctx(), &call[*outBatch, ack]{req: ob, size: int64(size), done: done, id: seq}, true)
 }
 
 // spoolOrSendNow is spoolOrSend with the spool locked: it sends ob if it
@@ -357,57 +363,102 @@ func (s *Stream) takeErr() error {
 
 // Sync returns once every batch written before it is acked, or with the
 // error of a batch the collector refused since the last Sync, or with
-// ErrUnavailable while the collector is unreachable past the report delay.
+// ErrUnavailable while the collector is unreachable past the report delay
+// (after Drain: once the drain timeout has ended).
 func (s *Stream) Sync() error {
-	if err := s.waitSpool(time.Time{}); err != nil {
-		return errors.Join(s.takeErr(), err)
+	if err := s.waitSpool(); err != nil {
+		return errors.Join(s.takeErr(), s.drainEnded(err))
 	}
-	err := s.c.Wait(context.Background())
+	err := s.c.Wait(s.ctx())
+	if err != nil && s.drainEnded(err) != err {
+		err = s.drainEnded(err)
+		s.drainFailed.Store(true) // Close need not say it again
+	}
 	if rerr := s.takeErr(); rerr != nil {
 		err = errors.Join(rerr, err)
 	}
 	return err
 }
 
+// Drain makes a Stream a sink.Drainer: it starts the drain timeout
+// (WithDrainTimeout), which Close would otherwise start, and until it ends
+// WriteBatch, KeepBatch and Sync wait for a collector that is down instead
+// of returning ErrUnavailable after the report delay. sink.Writer.Close
+// calls it first, so that the batches it still holds, and its Sync, get the
+// whole drain timeout to reach a collector that comes back, as those in the
+// window do.
+func (s *Stream) Drain() {
+	s.drainOnce.Do(func() {
+		s.drainCtx, s.drainCancel = context.WithTimeout(context.Background(), s.cfg.drain)
+		s.draining.Store(true)
+		s.c.WaitOutages()
+	})
+}
+
+// ctx is the context batches and Sync wait with: none before Drain, the
+// drain timeout's after.
+func (s *Stream) ctx() context.Context {
+	if s.draining.Load() {
+		return s.drainCtx
+	}
+	return context.Background()
+}
+
+// drainEnded says what err means when it is the end of the drain timeout:
+// the collector did not take the batches in time.
+func (s *Stream) drainEnded(err error) error {
+	if !s.draining.Load() || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if uerr := s.c.Unavailable(); uerr != nil {
+		err = uerr
+	}
+	return fmt.Errorf("netlog: the drain timeout (%v) ended before the collector took every batch: %w", s.cfg.drain, err)
+}
+
 // waitSpool waits until every batch spooled so far has left the spool for
-// the window, or returns ErrUnavailable while the collector is down, or
-// context.DeadlineExceeded after deadline (if not zero).
-func (s *Stream) waitSpool(deadline time.Time) error {
+// the window, or returns ErrUnavailable while the collector is down (after
+// Drain: context.DeadlineExceeded when the drain timeout ends).
+func (s *Stream) waitSpool() error {
 	if s.sp == nil {
 		return nil
 	}
 	s.sp.mu.Lock()
 	target := s.sp.nextSeq - 1
 	s.sp.mu.Unlock()
+	draining := s.draining.Load()
 	for s.sp.pendingUpTo(target) {
-		if err := s.c.Unavailable(); err != nil {
+		if draining {
+			if err := s.drainCtx.Err(); err != nil {
+				return err
+			}
+		} else if err := s.c.Unavailable(); err != nil {
 			return err
-		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return context.DeadlineExceeded
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	return nil
 }
 
-// Close waits up to the drain timeout for every batch to be acked, then
-// closes the connection and stops every goroutine. Batches not acked by
+// Close waits up to the drain timeout (from Drain, if it was called) for
+// every batch to be acked, through an outage of the collector, then closes
+// the connection and stops every goroutine. Batches not acked by
 // then are counted in Stats().Lost and reported in the error, except, with
 // a spool, those in the spool: they stay on disk for the next Dial with the
 // same directory. Later calls return the same error.
 func (s *Stream) Close() error {
 	s.close.Do(func() {
-		deadline := time.Now().Add(s.cfg.drain)
+		s.Drain() // starts the drain timeout, unless sink.Writer.Close did
 		var errs []error
 		if s.sp != nil {
-			if err := s.waitSpool(deadline); err != nil {
-				errs = append(errs, err)
-			}
+			// At the drain timeout's end what is left stays in the spool,
+			// which is said below.
+			_ = s.waitSpool()
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		errs = append(errs, s.c.Shutdown(ctx))
-		cancel()
+		if err := s.c.Shutdown(s.drainCtx); err != nil && !(s.drainFailed.Load() && errors.Is(err, context.DeadlineExceeded)) {
+			errs = append(errs, err)
+		}
+		s.drainCancel()
 		if s.sp != nil {
 			s.spCancel()
 			left := s.sp.close()

@@ -41,6 +41,18 @@ type VectorWriter interface {
 	WriteBatchVec(pieces [][]byte, entries int) error
 }
 
+// A Drainer is a Destination that returns an error at once while its end
+// is unreachable, but can wait for it, within a bound of its own, when the
+// Writer closes: netlog's Stream returns netlog.ErrUnavailable once the
+// collector has been down for the report delay, and waits for it up to its
+// drain timeout. Close calls Drain before it passes on the last batches:
+// from then on the Drainer's writes and Sync wait until its bound ends,
+// and the batches the Writer still held are not given up while its end
+// may yet come back.
+type Drainer interface {
+	Drain()
+}
+
 // Errors returned by a Writer.
 var (
 	// ErrClosed is returned by Write and Sync after Close.
@@ -482,11 +494,15 @@ func (w *Writer) Sync() error {
 }
 
 // Close writes every entry taken, syncs and closes the destination and stops
-// the Writer's goroutines. It returns the errors met on the way; later calls
-// return the same.
+// the Writer's goroutines. A destination that is a Drainer gets its own
+// bound to take the last batches. Close returns the errors met on the way;
+// later calls return the same.
 func (w *Writer) Close() error {
 	w.closeOnce.Do(func() {
 		close(w.closing)
+		if d, ok := w.dst.(Drainer); ok {
+			d.Drain()
+		}
 		if w.pendingDrop.Load() != 0 && w.notice {
 			w.writeNotice(true)
 		}

@@ -405,21 +405,21 @@ func TestSendWaitsForTheCollector(t *testing.T) {
 	d.wait(t)
 }
 
-// The collector is away when snail send ends its input, long enough for
-// Close's Sync to give up (the report delay), and comes back during the
-// drain that follows: every line is acked, so snail send exits 0, though
-// it reported the collector unavailable meanwhile (it exited 1).
+// The collector is away when snail send ends its input, long enough to be
+// reported unavailable (the report delay), and comes back within the drain
+// timeout: every line is acked, so snail send exits 0, though it reported
+// the collector unavailable meanwhile (it exited 1).
 func TestSendExitsZeroWhenTheDrainDelivers(t *testing.T) {
 	addr, dir := freeAddr(t), t.TempDir()
 	errb := new(syncBuffer)
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		done <- sendCmd(context.Background(), []string{"--to", addr, "--stream", "late", "--drain-timeout", "20s"},
+		done <- sendCmd(context.Background(), []string{"--to", addr, "--stream", "late", "--drain-timeout", "40s"},
 			strings.NewReader("one\ntwo\n"), io.Discard, errb)
 	}()
-	// The report delay is 10s (half the drain timeout, at most 10s): Sync
-	// gives up then, and the drain goes on for 10s more.
+	// The report delay is 10s (half the drain timeout, at most 10s); the
+	// drain goes on for 30s more, longer than the longest backoff (15s).
 	for !strings.Contains(errb.String(), "unavailable") {
 		if time.Since(start) > 60*time.Second {
 			t.Fatalf("no unavailability reported:\n%s", errb)
@@ -432,7 +432,7 @@ func TestSendExitsZeroWhenTheDrainDelivers(t *testing.T) {
 		if err != nil || !strings.Contains(errb.String(), "2 lines") || !strings.Contains(errb.String(), "; 0 not delivered") {
 			t.Fatalf("send: %v\n%s", err, errb)
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(90 * time.Second):
 		t.Fatalf("send did not end:\n%s", errb)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "late.log")); string(b) != "one\ntwo\n" {

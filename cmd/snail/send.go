@@ -112,15 +112,15 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return err
 		}
-		// At the end, Close waits for the acks twice: Sync gives up once the
-		// collector has been unreachable for the report delay, then the
-		// stream's Close drains for the rest of --drain-timeout.
+		// At the end, Close waits up to --drain-timeout for the acks, for
+		// a collector that is down too. Unavailability is reported after
+		// half of it (at most netlog's default report delay).
 		if drain <= 0 {
 			return fmt.Errorf("--drain-timeout %v: must be positive", drain)
 		}
 		report := max(min(drain/2, netlog.DefaultReportAfter), time.Nanosecond)
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
-			netlog.WithDrainTimeout(max(drain-report, time.Nanosecond)), netlog.WithReportAfter(report),
+			netlog.WithDrainTimeout(drain), netlog.WithReportAfter(report),
 			netlog.WithErrorHandler(rep.report)}
 		if spool != "" {
 			if spoolSize == 0 {
@@ -214,12 +214,6 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		rep.note(fmt.Sprintf("%d lines, %d bytes to %s; %d not delivered%s", lines.Load(), bytes.Load(), dest, lost, left))
 	}
-	if ns != nil && lost == 0 && kept == 0 && closeErr != nil && unavailableOnly(closeErr) {
-		// Close's Sync gave up while the collector was away, and the
-		// drain that followed had every batch acked: every line arrived.
-		// What was unavailable was reported as it happened.
-		closeErr = nil
-	}
 	if err := errors.Join(readErr, closeErr); err != nil {
 		rep.report(err) // what the handlers printed already is not repeated
 		return errReported
@@ -228,22 +222,6 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return errReported
 	}
 	return nil
-}
-
-// unavailableOnly reports whether each of the errors sink.Writer.Close
-// joined says that the collector was unreachable for a while
-// (netlog.ErrUnavailable), and none says anything else.
-func unavailableOnly(err error) bool {
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
-	for _, e := range errs {
-		if !errors.Is(e, netlog.ErrUnavailable) {
-			return false
-		}
-	}
-	return true
 }
 
 // errReported ends a command with status 1 after its errors were printed.
