@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -362,18 +363,37 @@ func (s *encState) value(v slog.Value) {
 	case slog.KindTime:
 		s.time(v.Time())
 	case slog.KindAny:
-		a := v.Any()
-		if l, ok := a.(slog.Level); ok {
-			s.level(l)
-			return
-		}
-		_, jm := a.(json.Marshaler)
-		if err, ok := a.(error); ok && !jm {
-			s.str(err.Error())
-			return
-		}
-		s.marshal(a)
+		s.any(v.Any())
 	}
+}
+
+// any appends a value of another type: an error's message, or what
+// encoding/json makes of it. A method of the value that panics (a
+// MarshalJSON, an Error on a nil pointer) does not take the caller down:
+// as slog's JSONHandler does, the value is written as "<nil>" when it is a
+// nil pointer, else as "!PANIC: " and the panic's value.
+func (s *encState) any(a any) {
+	start := len(s.buf)
+	defer func() {
+		if r := recover(); r != nil {
+			s.buf = s.buf[:start]
+			if v := reflect.ValueOf(a); v.Kind() == reflect.Pointer && v.IsNil() {
+				s.str("<nil>")
+				return
+			}
+			s.str(fmt.Sprintf("!PANIC: %v", r))
+		}
+	}()
+	if l, ok := a.(slog.Level); ok {
+		s.level(l)
+		return
+	}
+	_, jm := a.(json.Marshaler)
+	if err, ok := a.(error); ok && !jm {
+		s.str(err.Error())
+		return
+	}
+	s.marshal(a)
 }
 
 // marshal appends v as encoding/json does without HTML escaping, as slog's

@@ -55,6 +55,20 @@ func (t token) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 type point struct{ X, Y int }
 
+// panicJSON, panicText and a nil *ptrErr panic when slog asks them for
+// their value.
+type panicJSON struct{}
+
+func (panicJSON) MarshalJSON() ([]byte, error) { panic("json boom") }
+
+type panicText struct{}
+
+func (panicText) MarshalText() ([]byte, error) { panic("text boom") }
+
+type ptrErr struct{ msg string }
+
+func (e *ptrErr) Error() string { return e.msg }
+
 type marshalErr struct{}
 
 func (marshalErr) Error() string                { return "plain error text" }
@@ -96,6 +110,9 @@ func TestSlogSameBytesAsJSONHandler(t *testing.T) {
 			slog.Any("jsonerr", marshalErr{}), slog.Any("valuer", token("hunter2")), slog.Any("level", slog.LevelWarn),
 			slog.Float64("nan", math.NaN()),
 		}},
+		{name: "panics", msg: "values whose methods panic", attrs: []slog.Attr{
+			slog.Any("json", panicJSON{}), slog.Any("nilerr", (*ptrErr)(nil)), slog.Any("nilerr2", error((*ptrErr)(nil))),
+			slog.Any("text", panicText{}), slog.Float64("inf", math.Inf(-1)), slog.Any("ok", ptrErr{"fine"})}},
 		{name: "escaping", msg: "quote \" backslash \\ newline \n tab \t ctrl \x01 html <&> bad \xff utf8 é ls \u2028 ps \u2029", attrs: []slog.Attr{
 			slog.String("k\"ey", "v\nal"), slog.String("", "empty key")}},
 		{name: "levels", level: slog.LevelWarn + 2, msg: "offset"},
