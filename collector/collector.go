@@ -892,12 +892,17 @@ var newline = []byte{'\n'}
 
 // retry runs f until it succeeds, backing off from 10ms to 1s, or until
 // the collector stops. While it fails, the output counts as failing
-// (/readyz, the failing_outputs gauge).
+// (/readyz, the failing_outputs gauge). The log says when failing starts,
+// when its error changes, every retryLogEvery while it goes on, and when
+// writing resumes: an outage of an hour is a few hundred lines, not one per
+// retry.
 func (c *Collector) retry(o *output, f func() error) error {
 	delay := 10 * time.Millisecond
-	failing := false
+	var since, logged time.Time
+	var last string
+	failures := 0
 	defer func() {
-		if failing {
+		if failures > 0 {
 			c.metrics.failing.Dec()
 			o.failing.Store(nil)
 		}
@@ -905,16 +910,23 @@ func (c *Collector) retry(o *output, f func() error) error {
 	for {
 		err := f()
 		if err == nil {
+			if failures > 0 {
+				c.log.Info("write resumed", "stream", o.name, "failures", failures, "after", time.Since(since).Round(time.Millisecond).String())
+			}
 			return nil
 		}
-		if !failing {
-			failing = true
+		if failures == 0 {
+			since = time.Now()
 			c.metrics.failing.Inc()
 		}
+		failures++
 		msg := err.Error()
 		o.failing.Store(&msg)
 		c.metrics.writeErrors.Inc()
-		c.log.Error("write failed; retrying", "stream", o.name, "err", err, "retry_in", delay.String())
+		if msg != last || time.Since(logged) >= retryLogEvery {
+			c.log.Error("write failed; retrying", "stream", o.name, "err", err, "failures", failures, "retry_in", delay.String())
+			last, logged = msg, time.Now()
+		}
 		select {
 		case <-c.stopping:
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -923,6 +935,9 @@ func (c *Collector) retry(o *output, f func() error) error {
 		delay = min(2*delay, time.Second)
 	}
 }
+
+// retryLogEvery is how often retry logs an error that goes on.
+const retryLogEvery = 30 * time.Second
 
 // seenOf returns the highest sequence number up to which every batch of
 // stream id is written (and none waits to be written again).

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,7 +43,9 @@ func TestDiskFullBackPressure(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 900<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, MaxMemory: 256 << 10})
+	logs := &lockedBuffer{}
+	c, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, MaxMemory: 256 << 10,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	s, err := netlog.Dial(addr, netlog.WithStreamName("full"), netlog.WithWindow(4, 1<<20))
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +89,14 @@ func TestDiskFullBackPressure(t *testing.T) {
 		t.Fatalf("/healthz = %q with the disk full", got)
 	}
 	// Free space: the collector's retry goes through, acks resume.
+	time.Sleep(2 * time.Second) // retries every second by now
 	os.Remove(filler)
 	<-sent
+	// The log said when writing failed and when it resumed, not once per
+	// retry.
+	if failed, resumed := strings.Count(logs.String(), "write failed; retrying"), strings.Count(logs.String(), "write resumed"); failed != 1 || resumed != 1 {
+		t.Errorf("log: %d failures, %d resumptions, want 1 and 1 (%d retries):\n%s", failed, resumed, value(c.metrics.writeErrors), logs)
+	}
 	if code := ready(); code != http.StatusOK || value(c.metrics.failing) != 0 {
 		t.Fatalf("/readyz %d and failing_outputs %d once writing resumed", code, value(c.metrics.failing))
 	}
