@@ -252,3 +252,24 @@ func TestDiskFullCutsOnlyItsOwnBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestKmsgRefusesALongRecordAlone: /dev/kmsg refuses a record over about
+// 1 KiB (EINVAL). That entry is dropped and reported; the batch's others
+// go, once each.
+func TestKmsgRefusesALongRecordAlone(t *testing.T) {
+	var reported []error
+	f, err := Open("/dev/kmsg", WithErrorHandler(func(err error) { reported = append(reported, err) }))
+	if err != nil {
+		t.Skipf("cannot write the kernel log: %v", err)
+	}
+	defer f.Close()
+	tag := fmt.Sprintf("snail-filelog-test-%d", time.Now().UnixNano())
+	batch := fmt.Appendf(nil, "%s before\n%s long %s\n%s after\n", tag, tag, strings.Repeat("z", 4000), tag)
+	if err := f.WriteBatch(batch, 3); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); st.Refused != 1 || st.Writes != 3 || len(reported) != 1 ||
+		!errors.Is(reported[0], ErrRecordRefused) || !errors.Is(reported[0], syscall.EINVAL) {
+		t.Fatalf("stats %+v, reported %v: want 3 writes, 1 refused with EINVAL", st, reported)
+	}
+}

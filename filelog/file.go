@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -43,6 +44,7 @@ type File struct {
 	stats      Stats
 	iov        [][]byte // WriteBatchVec's vector, reused
 	joined     []byte   // WriteBatchVec's pieces joined, for devices
+	resume     resume   // a batch of records that failed part way, on a device
 
 	comp    *compressor
 	lock    *os.File // .NAME.lock beside a rotated file, while open
@@ -61,7 +63,7 @@ func CheckOptions(opts ...Option) error {
 }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now}
+	c := config{mode: DefaultMode, maxBackups: DefaultMaxBackups, now: time.Now, onError: printError}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrInvalidOption, err)
@@ -72,6 +74,12 @@ func newConfig(opts []Option) (config, error) {
 	}
 	return c, nil
 }
+
+// printError is the error handler of a File opened without
+// WithErrorHandler: errors that have no caller to return to go to the
+// process's standard error, as zap's ErrorOutput does by default, rather
+// than nowhere.
+func printError(err error) { fmt.Fprintln(os.Stderr, err) }
 
 // Open opens path for appending, creating it (not its directory) with the
 // configured mode. Errors (missing directory, permission denied, a
@@ -308,17 +316,76 @@ func (l *File) writeBatch(batch []byte) error {
 		}
 		return l.durable(start)
 	}
-	for len(batch) > 0 {
-		rec := batch
-		if i := bytes.IndexByte(batch, '\n'); i >= 0 {
-			rec = batch[:i+1]
-		}
-		if err := l.write(rec); err != nil {
-			return err
-		}
-		batch = batch[len(rec):]
+	if err := l.writeRecords(batch, start); err != nil {
+		return err
 	}
 	return l.durable(start)
+}
+
+// resume is what a batch of records that failed part way on a device had
+// written: its length, how many bytes of it (whole records), and their
+// hash. The writer tries the same batch again; the records a device took
+// cannot be taken back, so the try goes on after them instead of writing
+// them twice.
+type resume struct {
+	n, done int
+	sum     uint64
+}
+
+// resumeSeed seeds the hashes of resume.
+var resumeSeed = maphash.MakeSeed()
+
+// writeRecords writes batch one entry per write(). On a regular file a
+// failure cuts back every record of the batch, as for one write. On a
+// device, a record the device refuses for good (longer than /dev/kmsg
+// takes, or than a datagram socket's limit) is dropped and reported, and
+// the batch goes on; another failure keeps what was written in l.resume,
+// so that the batch, tried again, goes on after it.
+func (l *File) writeRecords(batch []byte, start int64) error {
+	done := 0
+	if r := l.resume; r.n == len(batch) && r.done < len(batch) && maphash.Bytes(resumeSeed, batch[:r.done]) == r.sum {
+		done = r.done
+	}
+	l.resume = resume{}
+	for done < len(batch) {
+		rec := batch[done:]
+		if i := bytes.IndexByte(rec, '\n'); i >= 0 {
+			rec = rec[:i+1]
+		}
+		n, err := l.f.Write(rec)
+		if err == nil {
+			l.stats.Writes++
+			l.size += int64(n)
+			l.stats.Bytes += int64(n)
+			done += len(rec)
+			continue
+		}
+		if l.device && n == 0 && refusedRecord(err) {
+			l.stats.Writes++
+			l.stats.Refused++
+			if l.cfg.onError != nil {
+				l.cfg.onError(fmt.Errorf("%w: %s took no record of %d bytes (%q...): %w",
+					ErrRecordRefused, l.path, len(rec), rec[:min(len(rec), 40)], unwrapPath(err)))
+			}
+			done += len(rec)
+			continue
+		}
+		if l.device {
+			if done > 0 {
+				l.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
+			}
+			return l.account(n, 1, err)
+		}
+		return l.account(int(l.size-start)+n, 1, err) // cuts the whole batch back
+	}
+	return nil
+}
+
+// refusedRecord reports whether a device's error for one record says that
+// it refuses that record, whatever the next try: /dev/kmsg's EINVAL for a
+// record over its limit, a datagram socket's EMSGSIZE.
+func refusedRecord(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EMSGSIZE)
 }
 
 // write writes p with one write() (which Go repeats on a short write,
@@ -677,6 +744,7 @@ type Stats struct {
 	Bytes     int64 // bytes written
 	Rotations int64 // rotations done
 	Reopens   int64 // new files opened at the path by WithFollowPath, devices opened again after their reader left
+	Refused   int64 // records a device refused for good, dropped (ErrRecordRefused)
 }
 
 // Stats returns the File's counters.

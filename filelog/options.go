@@ -19,6 +19,13 @@ var ErrClosed = errors.New("filelog: closed")
 // began would be lost with it.
 var ErrInUse = errors.New("filelog: written with rotation by another File")
 
+// ErrRecordRefused is given to the error handler for each record a device
+// refused for good, one written per write() (WithRecordPerWrite): /dev/kmsg
+// refuses records over about 1 KiB, a datagram socket those over its
+// limit. The record is dropped, counted in Stats.Refused, and the batch
+// goes on.
+var ErrRecordRefused = errors.New("filelog: record refused by the device")
+
 // ErrLocked is Lock's error when another file description holds the lock.
 var ErrLocked = errors.New("filelog: locked by another process or File")
 
@@ -242,10 +249,15 @@ func WithFollowPath(d time.Duration) Option {
 	}
 }
 
-// WithErrorHandler receives errors of background work (compression,
-// retention), which have no caller to return to.
+// WithErrorHandler receives the errors that have no caller to return to:
+// of background work (compression, retention), and records a device
+// refused (ErrRecordRefused). Without it they are printed to standard
+// error; a nil f discards them.
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
+		if f == nil {
+			f = func(error) {}
+		}
 		c.onError = f
 		return nil
 	}

@@ -5,10 +5,12 @@ package filelog
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -186,5 +188,101 @@ func TestFIFOReaderComesBack(t *testing.T) {
 	n, _ := r.Read(buf)
 	if !bytes.Equal(buf[:n], lines(20, 0)) || f.Stats().Reopens != 1 {
 		t.Fatalf("the new reader read %q; %d reopens", buf[:n], f.Stats().Reopens)
+	}
+}
+
+// TestDatagramTooLongIsRefusedAlone: an entry longer than a datagram
+// socket takes (EMSGSIZE) is dropped and reported, and the entries around
+// it go; the batch succeeds. Failing it made the writer try the whole
+// batch again, sending the entries before it once per try.
+func TestDatagramTooLongIsRefusedAlone(t *testing.T) {
+	p := socketPath(t)
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reported []error
+	f := mustOpen(t, p, WithErrorHandler(func(err error) { reported = append(reported, err) }))
+	long := append(bytes.Repeat([]byte("x"), 1<<20), '\n') // over the socket's send buffer
+	batch := slices.Concat(lines(2, 0), long, lines(2, 2))
+	if err := f.WriteBatch(batch, 5); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for k := range 4 {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:n], lines(1, k)) {
+			t.Fatalf("datagram %d = %.40q, want entry %d", k, buf[:n], k)
+		}
+	}
+	if st := f.Stats(); st.Refused != 1 || len(reported) != 1 || !errors.Is(reported[0], ErrRecordRefused) || !errors.Is(reported[0], syscall.EMSGSIZE) {
+		t.Fatalf("%d refused, reported %v; want 1 EMSGSIZE", st.Refused, reported)
+	}
+}
+
+// TestRecordsGoOnAfterWhatTheDeviceTook: a FIFO's reader leaves while a
+// batch is written one entry per write(), part way through it. The
+// entries the FIFO took stay taken; when the batch is tried again (as
+// the sink does) with a new reader, it goes on after them: each entry
+// arrives once. Trying it whole wrote the first part twice.
+func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skip("no FIFO:", err)
+	}
+	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, p, WithRecordPerWrite())
+	const n = 400 // about 120 KiB: more than the pipe holds
+	var batch []byte
+	for i := range n {
+		batch = fmt.Appendf(batch, "%04d %s\n", i, bytes.Repeat([]byte("y"), 300))
+	}
+	failed := make(chan error, 1)
+	go func() { failed <- f.WriteBatch(batch, n) }()
+	// The writer fills the pipe and waits for room; then the reader
+	// leaves, having read nothing: the write fails with EPIPE.
+	time.Sleep(200 * time.Millisecond)
+	r.Close()
+	select {
+	case err := <-failed:
+		if !errors.Is(err, syscall.EPIPE) {
+			t.Fatalf("write with the reader gone: %v, want EPIPE", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write did not fail when the reader left")
+	}
+	r, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []byte
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		buf := make([]byte, 1<<16)
+		for deadline := time.Now().Add(10 * time.Second); len(got) < len(batch) && time.Now().Before(deadline); {
+			k, err := r.Read(buf)
+			if err != nil {
+				time.Sleep(time.Millisecond) // EAGAIN
+				continue
+			}
+			got = append(got, buf[:k]...)
+		}
+	}()
+	if err := f.WriteBatch(batch, n); err != nil {
+		t.Fatal(err)
+	}
+	<-read
+	if !bytes.Equal(got, batch) {
+		t.Fatalf("the reader got %d bytes, want the batch's %d once: first entries %.20q", len(got), len(batch), got)
 	}
 }

@@ -254,6 +254,37 @@ func TestSendDropsALineTooLong(t *testing.T) {
 	checkLines(t, out, 2)
 }
 
+// A line that a datagram socket refuses (longer than it takes, EMSGSIZE)
+// is reported and counted as not delivered; the lines around it go, once.
+func TestSendCountsALineADeviceRefuses(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "snd") // short: sun_path holds 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "dg.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	in := "id=0\n" + strings.Repeat("x", 1<<20) + "\nid=1\n"
+	var e bytes.Buffer
+	err = sendCmd(context.Background(), []string{"--file", sock}, strings.NewReader(in), io.Discard, &e)
+	if !errors.Is(err, errReported) || !strings.Contains(e.String(), "3 lines") || !strings.Contains(e.String(), "1 not delivered") ||
+		!strings.Contains(e.String(), "record refused") {
+		t.Fatalf("send: %v\n%s", err, e.String())
+	}
+	buf := make([]byte, 4096)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, want := range []string{"id=0\n", "id=1\n"} {
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("datagram %q, %v; want %q", buf[:n], err, want)
+		}
+	}
+}
+
 // A write error reaches the user once: the sink's error handler prints it
 // when the batch fails, and Close's return, the same error, is not printed
 // again. Every line of the output names the command.

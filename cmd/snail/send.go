@@ -106,6 +106,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	var w *sink.Writer
 	var ns *netlog.Stream
 	var err error
+	var refused atomic.Uint64 // lines a device refused
 	dest := file
 	if to != "" {
 		comp, err := encoder.ParseCompression(compress)
@@ -153,8 +154,14 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		dest = to + " stream " + stream
 	} else {
 		// A file deleted or moved while snail send writes it is
-		// followed: the next lines go to a new file at the path.
-		w, err = snail.OpenFile(file, []filelog.Option{filelog.WithFollowPath(time.Second)}, sopts...)
+		// followed: the next lines go to a new file at the path. A line
+		// a device refuses (/dev/kmsg's limit) is reported and counted.
+		w, err = snail.OpenFile(file, []filelog.Option{filelog.WithFollowPath(time.Second), filelog.WithErrorHandler(func(err error) {
+			if errors.Is(err, filelog.ErrRecordRefused) {
+				refused.Add(1)
+			}
+			rep.report(err)
+		})}, sopts...)
 		if err != nil {
 			return err
 		}
@@ -198,7 +205,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		in.busy.Unlock() // let a reader blocked in a read return and end
 	}
 	st := w.Stats()
-	lost, kept := st.Lost+st.Dropped+in.untaken, uint64(0)
+	lost, kept := st.Lost+st.Dropped+in.untaken+refused.Load(), uint64(0)
 	if ns != nil {
 		nst := ns.Stats()
 		lost += nst.Lost
