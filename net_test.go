@@ -213,3 +213,42 @@ func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseGivesUpAtTheDrainTimeout: the collector never comes back. Close
+// returns once the drain timeout has ended, counts every entry lost, and
+// says why once.
+func TestCloseGivesUpAtTheDrainTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	w, err := Dial(addr, []netlog.ClientOption{
+		netlog.WithWindow(2, 1<<20), netlog.WithReportAfter(50 * time.Millisecond),
+		netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond), netlog.WithDrainTimeout(time.Second),
+		netlog.WithErrorHandler(func(error) {}),
+	}, sink.WithBatchBytes(4096), sink.WithWindow(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	line := strings.Repeat("x", 190)
+	for i := range n {
+		if _, err := fmt.Fprintf(w, "%04d %s\n", i, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err = w.Close()
+	took := time.Since(start)
+	if err == nil || strings.Count(err.Error(), "drain timeout") != 1 || strings.Contains(err.Error(), "not answered") {
+		t.Errorf("Close: %v; want the drain timeout's end said once", err)
+	}
+	if took < 900*time.Millisecond || took > 30*time.Second {
+		t.Errorf("Close took %v, want about the drain timeout (1s)", took)
+	}
+	if st := w.Stats(); st.Written+st.Lost != n || st.Lost == 0 {
+		t.Errorf("stats %+v: want all %d accounted for, some lost", st, n)
+	}
+}

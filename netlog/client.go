@@ -81,10 +81,11 @@ type Client[Req, Resp any] struct {
 	downSince time.Time      // zero while connected
 	rejection string         // the last rejection reported in this down time
 	lastErr   error
-	failing   bool // down for longer than reportAfter
-	waitOut   bool // Send and Wait wait through an outage (WaitOutages)
-	closed    bool // no more Sends
-	stopped   bool // Close: no more connections
+	failing   bool            // down for longer than reportAfter
+	waitOut   bool            // Send and Wait wait through an outage (WaitOutages)
+	outCtx    context.Context // until it ends
+	closed    bool            // no more Sends
+	stopped   bool            // Close: no more connections
 
 	wakeSup chan struct{}
 	ctx     context.Context // ends at Close: stops dials and backoff sleeps
@@ -231,6 +232,9 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 		}
 		if c.failing && !c.waitOut {
 			return fmt.Errorf("%w: window full: %w", ErrUnavailable, c.lastErr)
+		}
+		if err := c.outEnded(); err != nil {
+			return fmt.Errorf("netlog: window full: %w", err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -746,14 +750,29 @@ func (c *Client[Req, Resp]) Unavailable() error {
 	return nil
 }
 
-// WaitOutages makes Send and Wait wait through an outage until their ctx
-// ends, from now on, instead of returning ErrUnavailable once the peer has
+// WaitOutages makes Send and Wait, from now on and until ctx ends, wait
+// through an outage instead of returning ErrUnavailable once the peer has
 // been unreachable for the report delay: for a close that drains, whose
-// wait is bounded anyway and whose peer may yet come back.
-func (c *Client[Req, Resp]) WaitOutages() {
+// peer may yet come back. Those waiting already wait on, and every Send
+// that finds the window full, and every Wait, ends with ctx's error when
+// ctx ends, whatever their own ctx.
+func (c *Client[Req, Resp]) WaitOutages(ctx context.Context) {
 	c.mu.Lock()
-	c.waitOut = true
+	c.waitOut, c.outCtx = true, ctx
 	c.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+}
+
+// outEnded returns the error of WaitOutages's ctx once it has ended.
+func (c *Client[Req, Resp]) outEnded() error {
+	if !c.waitOut {
+		return nil
+	}
+	return c.outCtx.Err()
 }
 
 // Wait returns once every request sent before the call is answered, or
@@ -789,6 +808,8 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 			return ErrClosed
 		case c.failing && !c.waitOut:
 			return fmt.Errorf("%w: %d requests waiting: %w", ErrUnavailable, len(c.pending), c.lastErr)
+		case c.outEnded() != nil:
+			return fmt.Errorf("netlog: %d requests waiting: %w", len(c.pending), c.outEnded())
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}

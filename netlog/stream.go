@@ -370,7 +370,7 @@ func (s *Stream) Sync() error {
 		return errors.Join(s.takeErr(), s.drainEnded(err))
 	}
 	err := s.c.Wait(s.ctx())
-	if err != nil && s.drainEnded(err) != err {
+	if s.draining.Load() && errors.Is(err, context.DeadlineExceeded) {
 		err = s.drainEnded(err)
 		s.drainFailed.Store(true) // Close need not say it again
 	}
@@ -391,7 +391,7 @@ func (s *Stream) Drain() {
 	s.drainOnce.Do(func() {
 		s.drainCtx, s.drainCancel = context.WithTimeout(context.Background(), s.cfg.drain)
 		s.draining.Store(true)
-		s.c.WaitOutages()
+		s.c.WaitOutages(s.drainCtx)
 	})
 }
 

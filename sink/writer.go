@@ -508,9 +508,49 @@ func (w *Writer) Close() error {
 		}
 		errs := []error{w.b.Close()}
 		errs = append(errs, w.dst.Sync(), w.dst.Close())
-		w.closeErr = errors.Join(errs...)
+		w.closeErr = joinDistinct(errs...)
 	})
 	return w.closeErr
+}
+
+// joinDistinct joins errs as errors.Join does, without an error whose
+// message an earlier one had: each batch given up at Close fails with the
+// same error, which the caller needs to read once.
+func joinDistinct(errs ...error) error {
+	var flat []error
+	seen := map[string]bool{}
+	var add func(err error)
+	add = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok && isJoin(err, j.Unwrap()) {
+			for _, e := range j.Unwrap() {
+				add(e)
+			}
+			return
+		}
+		if err != nil && !seen[err.Error()] {
+			seen[err.Error()] = true
+			flat = append(flat, err)
+		}
+	}
+	for _, err := range errs {
+		add(err)
+	}
+	return errors.Join(flat...)
+}
+
+// isJoin reports whether err, which wraps errs, says nothing of its own,
+// as errors.Join's errors do (fmt.Errorf's with several %w do).
+func isJoin(err error, errs []error) bool {
+	var b strings.Builder
+	for i, e := range errs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if e != nil {
+			b.WriteString(e.Error())
+		}
+	}
+	return b.String() == err.Error()
 }
 
 // Stats are a Writer's counters.

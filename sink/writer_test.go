@@ -449,3 +449,32 @@ func TestCloseRacingWrites(t *testing.T) {
 		}
 	}
 }
+
+// Close's error says each distinct error once: every batch given up fails
+// with the same one. An error that wraps others with words of its own
+// stays whole.
+func TestJoinDistinct(t *testing.T) {
+	a, b := errors.New("a"), errors.New("b")
+	wrapped := fmt.Errorf("both: %w, %w", a, b)
+	for _, tc := range []struct {
+		errs []error
+		want string
+	}{
+		{nil, ""},
+		{[]error{nil, a, nil}, "a"},
+		{[]error{a, a, errors.Join(b, a, errors.New("a"))}, "a\nb"},
+		{[]error{wrapped, a, wrapped}, "both: a, b\na"},
+	} {
+		err := joinDistinct(tc.errs...)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("joinDistinct(%q) = %q, want %q", tc.errs, got, tc.want)
+		}
+		if tc.want != "" && !errors.Is(err, tc.errs[len(tc.errs)-1]) && !errors.Is(err, a) {
+			t.Errorf("joinDistinct(%q) lost its errors", tc.errs)
+		}
+	}
+}
