@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
@@ -217,18 +218,18 @@ func (s *sconn) ReadRequest() (*request, error) {
 			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: batch with sequence number 0", netlog.ErrProtocol))
 		}
 		n := encoder.HeaderSize + int(h.PayloadLen)
-		hold := int64(n)
+		var rawLen int64
 		if h.Compression != encoder.None {
-			hold += int64(h.RawLen)
+			rawLen = int64(h.RawLen)
 		}
-		if !c.mem.acquire(hold) {
-			return nil, netlog.ErrServerClosed
-		}
-		r := &request{stream: h.Stream, seq: h.Seq, entries: int(h.Entries), hold: hold, frame: getBuf(n)}
-		if _, err := io.ReadFull(s.br, *r.frame); err != nil {
+		r := &request{stream: h.Stream, seq: h.Seq, entries: int(h.Entries)}
+		if err := s.readFrame(r, n, rawLen); err != nil {
 			s.release(r)
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("%w: connection closed inside a frame", encoder.ErrTruncated)
+			}
+			if errors.Is(err, errNoMemory) {
+				return s.fail(encoder.StatusUnavailable, err)
 			}
 			return nil, err
 		}
@@ -260,6 +261,87 @@ func (s *sconn) release(r *request) {
 	putBuf(r.raw)
 	r.frame, r.raw, r.payload = nil, nil, nil
 	s.c.mem.release(r.hold)
+	r.hold = 0
+}
+
+// errNoMemory ends a connection that waited too long for frame memory
+// with part of a frame read: see readFrame.
+var errNoMemory = errors.New("collector: out of frame memory; try again")
+
+// Frame memory is claimed whole when a frame's header arrives while the
+// claim leaves at least half of MaxMemory free: the frame is read at once
+// into one buffer. Past that, memory is claimed as the frame's bytes
+// arrive, in steps that start at firstStep and double, each taken once a
+// byte of it is here, and the decompressed size once the frame is whole.
+// Clients that announce large frames and then send nothing (or one byte a
+// second) so hold half of MaxMemory at most, whatever their number, and no
+// more than about twice what they sent of the rest: they cannot stall the
+// others until the frame timeout. A connection that waits for a step
+// longer than stepWait while it holds part of a frame ends (errNoMemory;
+// its client sends the frame again), so that frames that each hold part
+// of the memory do not wait for each other for good.
+const (
+	firstStep = 16 << 10
+	stepWait  = 5 * time.Second
+)
+
+// readFrame reads the n bytes of a frame whose header is in s.br into
+// r.frame, claiming r.hold bytes of frame memory: n, and rawLen for its
+// decompression.
+func (s *sconn) readFrame(r *request, n int, rawLen int64) error {
+	mem := s.c.mem
+	if mem.acquireIfPlenty(int64(n) + rawLen) {
+		r.hold = int64(n) + rawLen
+		r.frame = getBuf(n)
+		_, err := io.ReadFull(s.br, *r.frame)
+		return err
+	}
+	got := 0
+	for got < n {
+		if int64(got) == r.hold {
+			// Claim the next step once a byte of it is here.
+			if _, err := s.br.Peek(1); err != nil {
+				return err
+			}
+			step := min(n-got, max(firstStep, got))
+			if err := s.claim(r, int64(step)); err != nil {
+				return err
+			}
+			next := getBuf(got + step)
+			if r.frame != nil {
+				copy(*next, (*r.frame)[:got])
+				putBuf(r.frame)
+			}
+			r.frame = next
+		}
+		k, err := s.br.Read((*r.frame)[got:r.hold])
+		got += k
+		if err != nil {
+			return err
+		}
+	}
+	return s.claim(r, rawLen)
+}
+
+// claim adds n bytes to r's frame memory, waiting for them, for at most
+// stepWait while r holds some already.
+func (s *sconn) claim(r *request, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	wait := time.Duration(0)
+	if r.hold > 0 {
+		wait = stepWait
+	}
+	switch s.c.mem.acquireWithin(n, wait) {
+	case claimed:
+		r.hold += n
+		return nil
+	case stopped:
+		return netlog.ErrServerClosed
+	default:
+		return fmt.Errorf("%w: %d bytes of a frame held, %d more not free after %v", errNoMemory, r.hold, n, wait)
+	}
 }
 
 // Serve writes the batch (unless it is a duplicate) and acks it.
@@ -321,29 +403,64 @@ func (s *sconn) Close(cause error) {
 type budget struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
+	size    int64
 	free    int64
 	aborted bool
 }
 
 func newBudget(n int64) *budget {
-	b := &budget{free: n}
+	b := &budget{size: n, free: n}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
 
-// acquire waits until n bytes are free and takes them, or reports false
-// once the collector stops.
-func (b *budget) acquire(n int64) bool {
+// acquireIfPlenty takes n bytes if at least half of the budget stays free
+// after them, and reports whether it did.
+func (b *budget) acquireIfPlenty(n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.free < n && !b.aborted {
-		b.cond.Wait()
-	}
-	if b.aborted && b.free < n {
+	if b.aborted || b.free-n < b.size/2 {
 		return false
 	}
 	b.free -= n
 	return true
+}
+
+type claimResult int
+
+const (
+	claimed claimResult = iota
+	stopped             // the collector stops
+	timedOut
+)
+
+// acquireWithin waits until n bytes are free and takes them, for at most
+// wait if wait is not 0.
+func (b *budget) acquireWithin(n int64, wait time.Duration) claimResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	expired := false
+	if wait > 0 && b.free < n && !b.aborted {
+		t := time.AfterFunc(wait, func() {
+			b.mu.Lock()
+			expired = true
+			b.cond.Broadcast()
+			b.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	for b.free < n && !b.aborted && !expired {
+		b.cond.Wait()
+	}
+	switch {
+	case b.free >= n && !b.aborted:
+		b.free -= n
+		return claimed
+	case b.aborted:
+		return stopped
+	default:
+		return timedOut
+	}
 }
 
 func (b *budget) release(n int64) {

@@ -244,7 +244,7 @@ func (c *Collector) connError(addr net.Addr, err error) {
 // start (at 0) so that dashboards and rate() see every reason before its
 // first reject.
 var rejectReasons = []string{"max_conns", "handshake_timeout", "tls", "idle_timeout", "slow_frame", "unauthorized",
-	"bad_stream", "version", "bad_crc", "too_large", "bad_frame", "protocol", "unavailable", "timeout", "io"}
+	"bad_stream", "version", "bad_crc", "too_large", "bad_frame", "protocol", "unavailable", "no_memory", "timeout", "io"}
 
 // reasonOf maps an error to the label of the rejects counter.
 func reasonOf(err error) string {
@@ -276,6 +276,8 @@ func reasonOf(err error) string {
 		return "protocol"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
+	case errors.Is(err, errNoMemory):
+		return "no_memory"
 	}
 	var te interface{ Timeout() bool }
 	if errors.As(err, &te) && te.Timeout() {

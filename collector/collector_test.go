@@ -1117,6 +1117,7 @@ func TestReasonOf(t *testing.T) {
 		{encoder.ErrTruncated, "bad_frame"},
 		{ErrWrongStream, "protocol"},
 		{ErrUnavailable, "unavailable"},
+		{fmt.Errorf("%w: 1 byte", errNoMemory), "no_memory"},
 		{os.ErrDeadlineExceeded, "timeout"},
 		{io.ErrUnexpectedEOF, "io"},
 	} {

@@ -91,8 +91,10 @@ type Config struct {
 	MaxDecompressedSize int
 	// MaxMemory caps the bytes of frames held at once, over every
 	// connection; a connection whose frame does not fit waits (its client
-	// waits for acks). At least MaxFrameSize + MaxDecompressedSize.
-	// Defaults to 256 MiB.
+	// waits for acks). A frame takes its memory whole when its header
+	// arrives while half of MaxMemory stays free, and as its bytes arrive
+	// past that, so that frames announced and not sent cannot take it all.
+	// At least MaxFrameSize + MaxDecompressedSize. Defaults to 256 MiB.
 	MaxMemory int64
 	// HandshakeTimeout bounds the TLS and protocol handshakes. Defaults
 	// to 5s.

@@ -1,0 +1,105 @@
+package collector
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/netlog"
+)
+
+// TestAnnouncedFramesDoNotStallOthers: clients announce large compressed
+// frames, send a few bytes of each and then nothing. They hold at most
+// half of the frame memory (and a step each past that), so that a
+// well-behaved client goes on at once instead of waiting for their frame
+// timeout (5 minutes here), and every entry it sent is written once.
+func TestAnnouncedFramesDoNotStallOthers(t *testing.T) {
+	dir := t.TempDir()
+	const maxMem = 8 << 20
+	c, addr := start(t, Config{Dir: dir, MaxFrameSize: 1 << 20, MaxDecompressedSize: 1 << 20, MaxMemory: maxMem,
+		FrameTimeout: 5 * time.Minute, IdleTimeout: 5 * time.Minute})
+
+	// A frame of 900 KiB of random hex lines: about 900 KiB compressed
+	// too, so each claims about 1.8 MiB (frame and decompression).
+	raw := make([]byte, 450<<10)
+	rand.Read(raw)
+	payload := []byte(hex.EncodeToString(raw))
+	for i := 100; i < len(payload); i += 100 {
+		payload[i] = '\n'
+	}
+	payload[len(payload)-1] = '\n'
+	const attackers = 12
+	for i := range attackers {
+		conn := handshake(t, addr, uint64(1000+i), "evil", "")
+		defer conn.Close()
+		frame, err := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: uint64(1000 + i), Seq: 1, Entries: 1}, payload, encoder.S2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(frame[:encoder.HeaderSize+10]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The collector has read their headers and claimed what it claims.
+	time.Sleep(200 * time.Millisecond)
+	if free := c.mem.available(); free < maxMem/2-attackers*firstStep || free > maxMem {
+		t.Fatalf("%d bytes of frame memory free with %d frames announced; want about half of %d", free, attackers, maxMem)
+	}
+
+	done := make(chan struct{})
+	const n = 20_000
+	go func() {
+		defer close(done)
+		s, err := netlog.Dial(addr, netlog.WithStreamName("good"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		send(t, s, 0, n, 1000)
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the good client is held up by the announced frames")
+	}
+	checkIDs(t, filepath.Join(dir, "good.log"), n)
+	if free := c.mem.available(); free < 0 {
+		t.Fatalf("frame memory overdrawn: %d", free)
+	}
+}
+
+// A budget gives what is free, whole while half stays free, waits for the
+// rest, and gives up after the wait it is given.
+func TestBudget(t *testing.T) {
+	b := newBudget(100)
+	if !b.acquireIfPlenty(50) || b.acquireIfPlenty(1) {
+		t.Fatal("acquireIfPlenty: want 50 taken, then nothing past half")
+	}
+	if r := b.acquireWithin(50, 0); r != claimed {
+		t.Fatalf("acquireWithin(50) = %v with 50 free", r)
+	}
+	start := time.Now()
+	if r := b.acquireWithin(1, 50*time.Millisecond); r != timedOut || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("acquireWithin(1) with nothing free = %v after %v, want timedOut after 50ms", r, time.Since(start))
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		b.release(10)
+	}()
+	if r := b.acquireWithin(10, 10*time.Second); r != claimed {
+		t.Fatalf("acquireWithin(10) while 10 are released = %v", r)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		b.abort()
+	}()
+	if r := b.acquireWithin(10, 0); r != stopped {
+		t.Fatalf("acquireWithin(10) at abort = %v", r)
+	}
+}
