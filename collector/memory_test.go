@@ -1,8 +1,13 @@
 package collector
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -101,5 +106,68 @@ func TestBudget(t *testing.T) {
 	}()
 	if r := b.acquireWithin(10, 0); r != stopped {
 		t.Fatalf("acquireWithin(10) at abort = %v", r)
+	}
+}
+
+// choppy reads at most a random few bytes at a time, as a slow network
+// gives a frame.
+type choppy struct {
+	r   io.Reader
+	rnd *mrand.Rand
+}
+
+func (c *choppy) Read(p []byte) (int, error) {
+	return c.r.Read(p[:min(len(p), 1+c.rnd.IntN(40<<10))])
+}
+
+// Frames read while half the memory is held take theirs in steps as
+// their bytes arrive (in pieces of random sizes here): each is read whole
+// and right, in order, and every byte claimed is given back.
+func TestFramesReadInSteps(t *testing.T) {
+	c, err := New(Config{Dir: t.TempDir(), Logger: quiet(), MaxFrameSize: 1 << 20, MaxDecompressedSize: 2 << 20, MaxMemory: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	held := c.cfg.MaxMemory / 2
+	c.mem.acquireWithin(held, 0)
+	enc, _ := encoder.NewEncoder()
+	hello, _ := netlog.AppendHello(nil, netlog.Hello{Version: netlog.ProtocolVersion, StreamID: 3, Name: "steps"})
+	var stream []byte
+	var want [][]byte
+	for i, size := range []int{10, 16 << 10, 16<<10 + 1, 100 << 10, 1000 << 10, 1900 << 10} {
+		var payload []byte
+		for k := 0; len(payload) < size; k++ {
+			payload = fmt.Appendf(payload, "entry %d of frame %d\n", k, i)
+		}
+		comp := encoder.None
+		if size > 1<<20 {
+			comp = encoder.Zstd // over the frame limit but for compression
+		}
+		stream, err = enc.AppendBatch(stream, encoder.Batch{Stream: 3, Seq: uint64(i + 1), Entries: 1}, payload, comp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, payload)
+	}
+	br := bufio.NewReader(&choppy{r: io.MultiReader(bytes.NewReader(hello), bytes.NewReader(stream)), rnd: mrand.New(mrand.NewPCG(1, 2))})
+	sc, err := (&codec{c: c}).Accept(fakeConn{}, br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		r, err := sc.ReadRequest()
+		if err != nil || r.goodbye != nil {
+			t.Fatalf("frame %d: %v %+v", i, err, r)
+		}
+		if !bytes.Equal(r.payload, w) {
+			t.Fatalf("frame %d: %d bytes read, want %d", i, len(r.payload), len(w))
+		}
+		sc.(*sconn).release(r)
+	}
+	sc.Close(nil)
+	c.mem.release(held)
+	if free := c.mem.available(); free != c.cfg.MaxMemory {
+		t.Fatalf("%d of %d bytes free after the frames", free, c.cfg.MaxMemory)
 	}
 }
