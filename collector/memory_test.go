@@ -171,3 +171,37 @@ func TestFramesReadInSteps(t *testing.T) {
 		t.Fatalf("%d of %d bytes free after the frames", free, c.cfg.MaxMemory)
 	}
 }
+
+// A connection that waits for frame memory longer than stepWait with part
+// of a frame read ends with a reason (no_memory); its client connects
+// again and sends the frame again, and once memory is free every entry is
+// written once.
+func TestWaitingForFrameMemoryEnds(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, MaxFrameSize: 1 << 20, MaxDecompressedSize: 1 << 20, MaxMemory: 4 << 20})
+	held := c.cfg.MaxMemory - firstStep - 1024 // room for a first step, not a second
+	c.mem.acquireWithin(held, 0)
+	s, err := netlog.Dial(addr, netlog.WithStreamName("starved"), netlog.WithBackoff(100*time.Millisecond, 500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6000 // one batch of about 47 KiB: three steps
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		send(t, s, 0, n, n)
+	}()
+	waitFor(t, func() bool { return value(c.metrics.rejects.WithLabelValues("no_memory")) > 0 })
+	c.mem.release(held)
+	<-sent
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "starved.log"), n)
+	if free := c.mem.available(); free != c.cfg.MaxMemory {
+		t.Fatalf("%d of %d bytes free at the end", free, c.cfg.MaxMemory)
+	}
+}
