@@ -134,6 +134,28 @@ func TestZapOutputPathToCollector(t *testing.T) {
 	}
 }
 
+// freeAddr returns a loopback address that nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// writeNumbered writes n lines of 196 bytes to w, numbered from 0000.
+func writeNumbered(t *testing.T, w io.Writer, n int) {
+	t.Helper()
+	line := strings.Repeat("x", 190)
+	for i := range n {
+		if _, err := fmt.Fprintf(w, "%04d %s\n", i, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestCloseWaitsForTheCollectorToComeBack: the collector is down when Close
 // starts, for longer than the report delay already, and the window is
 // full; it comes back within the drain timeout. Close waits for it instead
@@ -141,12 +163,7 @@ func TestZapOutputPathToCollector(t *testing.T) {
 // the outage that its drain then ended: it returns nil, and every entry is
 // in the file once.
 func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	unavailable := make(chan struct{})
 	var once sync.Once
 	w, err := Dial(addr, []netlog.ClientOption{
@@ -163,12 +180,7 @@ func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200 // 10 batches of 20 lines: 2 in the window, 8 in the Writer
-	line := strings.Repeat("x", 190)
-	for i := range n {
-		if _, err := fmt.Fprintf(w, "%04d %s\n", i, line); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeNumbered(t, w, n)
 	select {
 	case <-unavailable:
 	case <-time.After(time.Minute):
@@ -218,12 +230,7 @@ func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
 // returns once the drain timeout has ended, counts every entry lost, and
 // says why once.
 func TestCloseGivesUpAtTheDrainTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	w, err := Dial(addr, []netlog.ClientOption{
 		netlog.WithWindow(2, 1<<20), netlog.WithReportAfter(50 * time.Millisecond),
 		netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond), netlog.WithDrainTimeout(time.Second),
@@ -233,12 +240,7 @@ func TestCloseGivesUpAtTheDrainTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
-	line := strings.Repeat("x", 190)
-	for i := range n {
-		if _, err := fmt.Fprintf(w, "%04d %s\n", i, line); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeNumbered(t, w, n)
 	start := time.Now()
 	err = w.Close()
 	took := time.Since(start)

@@ -152,18 +152,33 @@ func TestDatagramSocketEntryPerDatagram(t *testing.T) {
 	}
 }
 
-// TestFIFOReaderComesBack: a FIFO's reader leaves (EPIPE) and another one
-// opens it; the File opens the FIFO again and writes on, and the new reader
-// gets what the first left unread, then the batch that failed, once.
-func TestFIFOReaderComesBack(t *testing.T) {
+// makeFIFO makes a FIFO for the test, or skips it where there are none.
+func makeFIFO(t *testing.T) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		t.Skip("no FIFO:", err)
 	}
+	return p
+}
+
+// openFIFOReader opens the FIFO at p for reading, without waiting for a
+// writer; reads then return EAGAIN while nothing is there.
+func openFIFOReader(t *testing.T, p string) *os.File {
+	t.Helper()
 	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// TestFIFOReaderComesBack: a FIFO's reader leaves (EPIPE) and another one
+// opens it; the File opens the FIFO again and writes on, and the new reader
+// gets what the first left unread, then the batch that failed, once.
+func TestFIFOReaderComesBack(t *testing.T) {
+	p := makeFIFO(t)
+	r := openFIFOReader(t, p)
 	f := mustOpen(t, p)
 	if err := f.WriteBatch(lines(10, 0), 10); err != nil {
 		t.Fatal(err)
@@ -175,10 +190,7 @@ func TestFIFOReaderComesBack(t *testing.T) {
 	if err := f.WriteBatch(lines(10, 10), 10); !errors.Is(err, syscall.ENXIO) {
 		t.Fatalf("writing again with no reader: %v, want ENXIO", err)
 	}
-	r, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r = openFIFOReader(t, p)
 	defer r.Close()
 	if err := f.WriteBatch(lines(10, 10), 10); err != nil {
 		t.Fatal(err)
@@ -231,14 +243,8 @@ func TestDatagramTooLongIsRefusedAlone(t *testing.T) {
 // the sink does) with a new reader, it goes on after them: each entry
 // arrives once. Trying it whole wrote the first part twice.
 func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "fifo")
-	if err := syscall.Mkfifo(p, 0o600); err != nil {
-		t.Skip("no FIFO:", err)
-	}
-	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := makeFIFO(t)
+	r := openFIFOReader(t, p)
 	f := mustOpen(t, p, WithRecordPerWrite())
 	const n = 400 // about 120 KiB: more than the pipe holds
 	var batch []byte
@@ -259,10 +265,7 @@ func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write did not fail when the reader left")
 	}
-	r, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r = openFIFOReader(t, p)
 	defer r.Close()
 	var got []byte
 	read := make(chan struct{})
