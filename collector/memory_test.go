@@ -205,3 +205,47 @@ func TestWaitingForFrameMemoryEnds(t *testing.T) {
 		t.Fatalf("%d of %d bytes free at the end", free, c.cfg.MaxMemory)
 	}
 }
+
+// Clients whose frames together need far more than the frame memory (8
+// clients sending 256 KiB frames, some compressed, into 2 MiB) are served
+// in turn: frames claimed in steps wait for each other or end (no_memory)
+// and are sent again, and every entry of every client is written once.
+func TestFramesContendForMemory(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, MaxFrameSize: 1 << 20, MaxDecompressedSize: 1 << 20, MaxMemory: 2<<20 + 64})
+	const clients, n = 8, 400_000
+	errs := make(chan error, clients)
+	for k := range clients {
+		go func() {
+			comp := encoder.None
+			if k%2 == 1 {
+				comp = encoder.S2
+			}
+			s, err := netlog.Dial(addr, netlog.WithStreamName(fmt.Sprintf("c%d", k)), netlog.WithCompression(comp),
+				netlog.WithBackoff(10*time.Millisecond, 200*time.Millisecond))
+			if err != nil {
+				errs <- err
+				return
+			}
+			send(t, s, 0, n, 25_000) // about 256 KiB a batch
+			errs <- s.Close()
+		}()
+	}
+	for range clients {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(3 * time.Minute):
+			t.Fatal("the clients did not finish")
+		}
+	}
+	for k := range clients {
+		checkIDs(t, filepath.Join(dir, fmt.Sprintf("c%d.log", k)), n)
+	}
+	if free := c.mem.available(); free != c.cfg.MaxMemory {
+		t.Fatalf("%d of %d bytes free at the end", free, c.cfg.MaxMemory)
+	}
+	t.Logf("no_memory rejects: %d", value(c.metrics.rejects.WithLabelValues("no_memory")))
+}
