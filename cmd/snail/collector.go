@@ -84,7 +84,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.StringVar(&ack, "ack", "write", "ack a batch after it is written (write: survives a crash of the collector) or fsynced (fsync: survives power loss) [SNAIL_ACK]")
 	fs.IntVar(&cfg.MaxConns, "max-conns", collector.DefaultMaxConns, "most client connections at once [SNAIL_MAX_CONNS]")
 	fs.Var(sizeFlag{&maxFrame}, "max-frame", "largest frame a client may send, as sent (default 16MiB) [SNAIL_MAX_FRAME]")
-	fs.Var(sizeFlag{&maxMem}, "max-memory", "most frame bytes held at once over all connections (default 256MiB) [SNAIL_MAX_MEMORY]")
+	fs.Var(sizeFlag{&maxMem}, "max-memory", "most frame bytes held at once over all connections (default 256MiB); past half of it, a frame takes its share as its bytes arrive, not when announced [SNAIL_MAX_MEMORY]")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", collector.DefaultHandshakeTimeout, "time a new connection has to complete its handshake [SNAIL_HANDSHAKE_TIMEOUT]")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s) [SNAIL_IDLE_TIMEOUT]")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte [SNAIL_FRAME_TIMEOUT]")
