@@ -350,7 +350,9 @@ func (w *Writer) writeNotice(wait bool) {
 	if total == 0 {
 		return
 	}
-	b := append(w.noticeBuf[:0], `{"level":"warn","msg":"snail dropped entries","dropped":`...)
+	b := append(w.noticeBuf[:0], `{"time":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"warn","msg":"snail dropped entries","dropped":`...)
 	b = strconv.AppendUint(b, total, 10)
 	for i, n := range counts {
 		if n > 0 {

@@ -1,8 +1,10 @@
 package sink
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -203,7 +205,7 @@ func TestDropBelowPerLevel(t *testing.T) {
 		st = w.Stats()
 		notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_debug":%d,"dropped_info":%d}`,
 			st.Dropped, st.DroppedByLevel[DebugLevel.index()], st.DroppedByLevel[InfoLevel.index()])
-		ls := d.lines()
+		ls := noticeTimeless(d.lines())
 		if ls[len(ls)-2] != notice || ls[len(ls)-1] != "after" {
 			t.Fatalf("last lines %q, want the notice %s then the entry", ls[len(ls)-3:], notice)
 		}
@@ -229,7 +231,11 @@ func TestDropNoticeAtClose(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ls := d.lines()
+	var when struct{ Time time.Time }
+	if raw := d.lines(); json.Unmarshal([]byte(raw[len(raw)-1]), &when) != nil || time.Since(when.Time).Abs() > time.Minute {
+		t.Fatalf("notice %q: want the time it was written", raw[len(raw)-1])
+	}
+	ls := noticeTimeless(d.lines())
 	if want := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_info":%[1]d}`, dropped); ls[len(ls)-1] != want {
 		t.Fatalf("last line %q, want the notice %s", ls[len(ls)-1], want)
 	}
@@ -308,7 +314,7 @@ func TestZerologLevelWriter(t *testing.T) {
 	}
 	// The Error entry waited for room instead of being dropped, and the
 	// drop notice went out by Sync at the latest.
-	ls := d.lines()
+	ls := noticeTimeless(d.lines())
 	notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_info":%[1]d}`, w.Stats().Dropped)
 	if !slices.Contains(ls, `{"level":"error","k":"v","message":"kept"}`) || !slices.Contains(ls, notice) {
 		t.Fatalf("the Error entry or the notice %s is missing; last lines %q", notice, ls[max(len(ls)-3, 0):])
@@ -478,3 +484,15 @@ func TestJoinDistinct(t *testing.T) {
 		}
 	}
 }
+
+// noticeTimeless returns lines with the time taken out of drop notices,
+// for comparisons: {"time":"...","level":"warn",... becomes {"level":"warn",...
+func noticeTimeless(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = noticeTime.ReplaceAllString(l, "{$2")
+	}
+	return out
+}
+
+var noticeTime = regexp.MustCompile(`^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z",("level":"warn","msg":"snail dropped entries")`)
