@@ -3,11 +3,14 @@ package collector
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -248,4 +251,112 @@ func TestFramesContendForMemory(t *testing.T) {
 		t.Fatalf("%d of %d bytes free at the end", free, c.cfg.MaxMemory)
 	}
 	t.Logf("no_memory rejects: %d", value(c.metrics.rejects.WithLabelValues("no_memory")))
+}
+
+// A collector whose frame limit is below the client's batches (here 64
+// KiB against 1 MiB) tells the client its limits in the welcome, and the
+// client sends each batch in pieces that fit, cut between lines: nothing
+// is refused, every entry is written once, in order. (Before, each batch
+// was refused as too large and lost.)
+func TestBatchesCutToTheCollectorsFrameLimit(t *testing.T) {
+	for _, comp := range []encoder.Compression{encoder.None, encoder.S2} {
+		t.Run(comp.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			c, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10})
+			s, err := netlog.Dial(addr, netlog.WithStreamName("cut"), netlog.WithCompression(comp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(t, s, 0, 1, 1) // connected: the welcome said the limits
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			const n = 300_000
+			var batch []byte
+			for k := 1; k < n; k++ {
+				batch = fmt.Appendf(batch, "id=%d\n", k)
+				if len(batch) >= 1<<20 || k == n-1 {
+					buf := make([]byte, len(batch), 1<<20+64) // as the sink's buffers
+					copy(buf, batch)
+					if _, err := s.KeepBatch(buf, bytes.Count(buf, []byte{'\n'})); err != nil {
+						t.Fatal(err)
+					}
+					batch = batch[:0]
+				}
+			}
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, filepath.Join(dir, "cut.log"), n)
+			if st.Rejected != 0 || st.Lost != 0 || value(c.metrics.rejects.WithLabelValues("too_large")) != 0 {
+				t.Fatalf("stats %+v, %d refused as too large", st, value(c.metrics.rejects.WithLabelValues("too_large")))
+			}
+		})
+	}
+}
+
+// A batch sent in pieces whose second piece fails (the collector went
+// away, the window is full) is tried again by the sink as a whole: the try
+// goes on after the piece already taken, so that each entry is written
+// once.
+func TestBatchInPiecesTriedAgain(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10}
+	_, addr1, stop := serve(t, cfg)
+	addr2 := unusedAddr(t)
+	s, err := netlog.Dial(addr1+","+addr2, netlog.WithStreamName("again"), netlog.WithWindow(1, 1<<20),
+		netlog.WithReportAfter(50*time.Millisecond), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, 1, 1) // the welcome says the limits
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := stop(true); err != nil {
+		t.Fatal(err)
+	}
+	var batch []byte
+	const n = 20_000 // about 190 KiB: 3 pieces
+	for k := 1; k < n; k++ {
+		batch = fmt.Appendf(batch, "id=%d\n", k)
+	}
+	// The first piece takes the window's one place; the second waits for
+	// it until the collector counts as unavailable.
+	err = s.WriteBatch(batch, n-1)
+	if !errors.Is(err, netlog.ErrUnavailable) {
+		t.Fatalf("WriteBatch with the collector away: %v, want ErrUnavailable", err)
+	}
+	c2, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c2.Serve(l)
+	defer c2.Shutdown(context.Background())
+	for {
+		err := s.WriteBatch(batch, n-1) // as the sink does
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, netlog.ErrUnavailable) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "again.log"), n)
 }

@@ -142,12 +142,14 @@ func CheckStreamName(name string) error {
 	return nil
 }
 
-// AppendWelcome appends the answer to a Hello.
-func AppendWelcome(dst []byte, stream, written uint64, status encoder.Status, reason string) []byte {
+// AppendWelcome appends the answer to a Hello. maxFrame and maxRaw are the
+// collector's frame limits (payload as sent, and decompressed), so that
+// the client cuts its batches to fit; 0 says nothing of them.
+func AppendWelcome(dst []byte, stream, written uint64, maxFrame, maxRaw uint32, status encoder.Status, reason string) []byte {
 	if len(reason) > encoder.MaxAckReason {
 		reason = reason[:encoder.MaxAckReason]
 	}
-	out, _ := encoder.AppendControl(dst, KindWelcome, uint16(status), stream, written, 0, []byte(reason))
+	out, _ := encoder.AppendControl(dst, KindWelcome, uint16(status), stream, written, uint64(maxFrame)<<32|uint64(maxRaw), []byte(reason))
 	return out
 }
 

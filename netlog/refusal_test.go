@@ -71,7 +71,7 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 	} {
 		addr := fakePeer(t, func(conn net.Conn) {
 			conn.Read(make([]byte, 4096)) // the hello
-			conn.Write(AppendWelcome(nil, 0, 0, tc.status, "come back later, or never"))
+			conn.Write(AppendWelcome(nil, 0, 0, 0, 0, tc.status, "come back later, or never"))
 			conn.Close()
 		})
 		const delay = 500 * time.Millisecond
@@ -96,5 +96,27 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 			t.Errorf("status %d: not reported", tc.status)
 		}
 		s.Close()
+	}
+}
+
+// cutAt cuts a batch over the collector's limit between lines, and lets
+// a line longer than the limit go alone.
+func TestCutAt(t *testing.T) {
+	for _, tc := range []struct {
+		b    string
+		lim  int
+		want int
+	}{
+		{"ab\ncd\n", 10, 6},
+		{"ab\ncd\n", 6, 6},
+		{"ab\ncd\n", 5, 3},
+		{"ab\ncd\n", 3, 3},
+		{"ab\ncd\n", 2, 3},    // "ab\n" is over 2: alone
+		{"abcdef\ng\n", 3, 7}, // likewise, up to its newline
+		{"abcdef", 3, 6},      // no newline at all: whole
+	} {
+		if got := cutAt([]byte(tc.b), tc.lim); got != tc.want {
+			t.Errorf("cutAt(%q, %d) = %d, want %d", tc.b, tc.lim, got, tc.want)
+		}
 	}
 }

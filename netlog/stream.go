@@ -1,9 +1,11 @@
 package netlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -49,6 +51,12 @@ type Stream struct {
 
 	mu  sync.Mutex
 	err error // batches refused since the last Sync
+
+	// limits are the collector's frame limits from its last welcome: the
+	// payload limit in the high 32 bits, the decompressed one in the low
+	// 32; 0 until a welcome said them.
+	limits atomic.Uint64
+	resume resume // a batch sent in pieces that failed part way
 
 	sp       *spool      // nil without WithSpool
 	spBroken atomic.Bool // the spool could not be written: batches go around it
@@ -183,6 +191,79 @@ func (s *Stream) ID() uint64 { return s.id }
 // waits while the window is full. It is called from one goroutine at a time
 // (the sink's), which keeps batches in order.
 func (s *Stream) WriteBatch(batch []byte, entries int) error {
+	if lim := s.pieceLimit(); lim > 0 && len(batch) > lim {
+		return s.writePieces(batch, lim)
+	}
+	return s.writeOne(batch, entries)
+}
+
+// pieceLimit returns the most bytes of entries one batch may carry for
+// the collector's limits (a payload is never larger than its entries: one
+// that compression would make larger goes uncompressed), or 0 while they
+// are not known.
+func (s *Stream) pieceLimit() int {
+	l := s.limits.Load()
+	maxFrame, maxRaw := uint32(l>>32), uint32(l)
+	if maxFrame == 0 || maxRaw == 0 {
+		return 0
+	}
+	return int(min(maxFrame, maxRaw))
+}
+
+// resume is what a batch sent in pieces had sent when a piece failed: its
+// length, how many bytes of it, and their hash. The sink tries the same
+// batch again; the pieces the collector has, or will have, are not sent
+// twice: the try goes on after them.
+type resume struct {
+	n, done int
+	sum     uint64
+}
+
+var resumeSeed = maphash.MakeSeed()
+
+// writePieces sends batch, larger than the collector takes in one frame
+// (a collector with a frame limit below the sink's batches), as several
+// batches of at most lim bytes, cut between entries (lines). An entry
+// larger than lim goes alone, and the collector refuses it.
+func (s *Stream) writePieces(batch []byte, lim int) error {
+	done := 0
+	if r := s.resume; r.n == len(batch) && r.done < len(batch) && maphash.Bytes(resumeSeed, batch[:r.done]) == r.sum {
+		done = r.done
+	}
+	s.resume = resume{}
+	for done < len(batch) {
+		piece := batch[done : done+cutAt(batch[done:], lim)]
+		if err := s.writeOne(piece, max(bytes.Count(piece, newline), 1)); err != nil {
+			if done > 0 {
+				s.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
+			}
+			return err
+		}
+		done += len(piece)
+	}
+	return nil
+}
+
+var newline = []byte{'\n'}
+
+// cutAt returns the length of the first piece of b: all of it if it is
+// at most lim bytes, else up to the last newline within lim, or, if there
+// is none, up to the first newline after (one entry over lim, alone).
+func cutAt(b []byte, lim int) int {
+	if len(b) <= lim {
+		return len(b)
+	}
+	if i := bytes.LastIndexByte(b[:lim], '\n'); i >= 0 {
+		return i + 1
+	}
+	if i := bytes.IndexByte(b[lim:], '\n'); i >= 0 {
+		return lim + i + 1
+	}
+	return len(b)
+}
+
+// writeOne is WriteBatch for a batch that fits one frame.
+func (s *Stream) writeOne(batch []byte, entries int) error {
 	bp := s.bufs.get()
 	payload, comp, err := s.enc.AppendPayload((*bp)[:0], batch, s.cfg.compression)
 	if err != nil {
@@ -206,7 +287,7 @@ const maxKept = 8 << 20
 // the payload is a new buffer anyway: it does what WriteBatch does and
 // keeps nothing.
 func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
-	if s.cfg.compression != encoder.None || cap(batch) > maxKept {
+	if lim := s.pieceLimit(); s.cfg.compression != encoder.None || cap(batch) > maxKept || lim > 0 && len(batch) > lim {
 		return nil, s.WriteBatch(batch, entries)
 	}
 	// A batch of at most maxKept bytes always fits a frame.
@@ -553,6 +634,7 @@ func (c *streamCodec) Handshake(conn net.Conn) error {
 		if f.Stream != s.id {
 			return fmt.Errorf("%w: welcome for stream %x, we are %x", ErrProtocol, f.Stream, s.id)
 		}
+		s.limits.Store(f.LastSeq) // the collector's frame limits (0: not said)
 		if s.sp != nil {
 			moved, err := s.sp.past(f.Seq)
 			if moved {
