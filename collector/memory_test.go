@@ -12,6 +12,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -359,4 +361,92 @@ func TestBatchInPiecesTriedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkIDs(t, filepath.Join(dir, "again.log"), n)
+}
+
+// Batches queued before the client's first connection, when nothing had
+// said the collector's frame limits yet, are refused as too large; the
+// client sends their entries again cut to fit, after the others, and
+// says so once: every entry is written once.
+func TestRefusedBatchesSentAgainCut(t *testing.T) {
+	for _, comp := range []encoder.Compression{encoder.None, encoder.Zstd} {
+		t.Run(comp.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			addr := unusedAddr(t)
+			var reports []string
+			var mu sync.Mutex
+			s, err := netlog.Dial(addr, netlog.WithStreamName("redo"), netlog.WithCompression(comp),
+				netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+				netlog.WithErrorHandler(func(err error) {
+					mu.Lock()
+					reports = append(reports, err.Error())
+					mu.Unlock()
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Three batches of about 190 KiB, queued with no connection.
+			const per, batches = 20_000, 3
+			send(t, s, 0, per*batches, per)
+			c, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go c.Serve(l)
+			defer c.Shutdown(context.Background())
+			send(t, s, per*batches, per, per) // one more, after
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, filepath.Join(dir, "redo.log"), per*(batches+1))
+			mu.Lock()
+			said := strings.Count(strings.Join(reports, "\n"), "goes again cut to fit")
+			mu.Unlock()
+			if st.Lost != 0 || said != 1 {
+				t.Fatalf("stats %+v; said %d times that refused batches go again: %q", st, said, reports)
+			}
+		})
+	}
+}
+
+// A refused batch whose one line is over the limits alone: its other lines
+// go again cut to fit, that line is given up (once: it does not go round
+// again), counted lost and reported.
+func TestRefusedLineOverTheLimitsAlone(t *testing.T) {
+	dir := t.TempDir()
+	addr := unusedAddr(t)
+	s, err := netlog.Dial(addr, netlog.WithStreamName("mixed"), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []byte("id=0\n" + strings.Repeat("x", 100<<10) + "\nid=1\n")
+	if err := s.WriteBatch(batch, 3); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Serve(l)
+	defer c.Shutdown(context.Background())
+	err = s.Close() // no Sync first: Close sends the refused batch's lines again too
+	if err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("Close: %v, want the long line's refusal", err)
+	}
+	if st := s.Stats(); st.Lost != 1 || st.Entries != 2 {
+		t.Fatalf("stats %+v: want 2 entries acked, 1 lost", st)
+	}
+	checkIDs(t, filepath.Join(dir, "mixed.log"), 2)
 }

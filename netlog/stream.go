@@ -58,6 +58,13 @@ type Stream struct {
 	limits atomic.Uint64
 	resume resume // a batch sent in pieces that failed part way
 
+	// redo holds batches the collector refused as over its frame limits
+	// (sent before its welcome said them), to send again cut to fit: by
+	// the next WriteBatch, KeepBatch, Sync or Close. Under mu.
+	redo     []*redoBatch
+	redoN    atomic.Int32 // len(redo)
+	redoSaid atomic.Bool
+
 	sp       *spool      // nil without WithSpool
 	spBroken atomic.Bool // the spool could not be written: batches go around it
 	spCtx    context.Context
@@ -82,6 +89,7 @@ type outBatch struct {
 type ack struct {
 	status encoder.Status
 	reason string
+	limits uint64 // a refusal by size: the collector's frame limits, as in a welcome
 }
 
 // StreamStats are a Stream's counters since Dial.
@@ -191,6 +199,9 @@ func (s *Stream) ID() uint64 { return s.id }
 // waits while the window is full. It is called from one goroutine at a time
 // (the sink's), which keeps batches in order.
 func (s *Stream) WriteBatch(batch []byte, entries int) error {
+	if err := s.sendRedo(); err != nil {
+		return err
+	}
 	if lim := s.pieceLimit(); lim > 0 && len(batch) > lim {
 		return s.writePieces(batch, lim)
 	}
@@ -231,15 +242,22 @@ func (s *Stream) writePieces(batch []byte, lim int) error {
 		done = r.done
 	}
 	s.resume = resume{}
-	for done < len(batch) {
-		piece := batch[done : done+cutAt(batch[done:], lim)]
+	err := s.writePiecesFrom(batch, lim, &done)
+	if err != nil && done > 0 {
+		s.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
+	}
+	return err
+}
+
+// writePiecesFrom sends batch from *done on in pieces of at most lim
+// bytes, cut between lines, and moves *done past each piece sent.
+func (s *Stream) writePiecesFrom(batch []byte, lim int, done *int) error {
+	for *done < len(batch) {
+		piece := batch[*done : *done+cutAt(batch[*done:], lim)]
 		if err := s.writeOne(piece, max(bytes.Count(piece, newline), 1)); err != nil {
-			if done > 0 {
-				s.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
-			}
 			return err
 		}
-		done += len(piece)
+		*done += len(piece)
 	}
 	return nil
 }
@@ -287,7 +305,7 @@ const maxKept = 8 << 20
 // the payload is a new buffer anyway: it does what WriteBatch does and
 // keeps nothing.
 func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
-	if lim := s.pieceLimit(); s.cfg.compression != encoder.None || cap(batch) > maxKept || lim > 0 && len(batch) > lim {
+	if lim := s.pieceLimit(); s.cfg.compression != encoder.None || cap(batch) > maxKept || lim > 0 && len(batch) > lim || s.redoN.Load() != 0 {
 		return nil, s.WriteBatch(batch, entries)
 	}
 	// A batch of at most maxKept bytes always fits a frame.
@@ -404,6 +422,9 @@ var nowCtx = func() context.Context {
 
 // done is called once per batch with the collector's answer.
 func (s *Stream) done(ob *outBatch, a ack, err error) {
+	if err == nil && a.status == encoder.StatusTooLarge && a.limits != 0 && s.keepToRedo(ob, a) {
+		return
+	}
 	if ob.pooled {
 		s.bufs.put(ob.buf)
 	}
@@ -434,6 +455,107 @@ func (s *Stream) done(ob *outBatch, a ack, err error) {
 	}
 }
 
+// redoBatch is a refused batch's entries, to send again in pieces; done
+// of them are sent.
+type redoBatch struct {
+	raw  []byte
+	done int
+}
+
+// keepToRedo takes batch ob, which the collector refused as over its frame
+// limits, to send again cut to them, and reports whether it did: not when
+// its entries cannot be read back (a payload that does not decompress).
+// The limits are the Stream's from now on.
+func (s *Stream) keepToRedo(ob *outBatch, a ack) bool {
+	raw, err := s.rawOf(ob)
+	if err != nil {
+		return false
+	}
+	maxFrame, maxRaw := uint32(a.limits>>32), uint32(a.limits)
+	if lim := int(min(maxFrame, maxRaw)); lim == 0 || cutAt(raw, lim) == len(raw) {
+		return false // one entry over the limits: cutting cannot help
+	}
+	s.limits.Store(a.limits)
+	if ob.pooled {
+		s.bufs.put(ob.buf)
+	}
+	if s.sp != nil {
+		s.sp.finish(ob.seq) // done as this batch; its entries go as others
+	}
+	s.mu.Lock()
+	s.redo = append(s.redo, &redoBatch{raw: raw})
+	s.redoN.Store(int32(len(s.redo)))
+	s.mu.Unlock()
+	if !s.redoSaid.Swap(true) {
+		s.cfg.report(fmt.Errorf("netlog: the collector refused a batch of %d bytes as over its frame limits (%s); "+
+			"it goes again cut to fit, after the batches sent since (so do any others sent before the limits were known), and later batches are cut before they go: "+
+			"raise the collector's limit, or lower the batch size, to keep batches whole and in order",
+			ob.raw, a.reason))
+	}
+	return true
+}
+
+// rawOf returns a copy of batch ob's entries, decompressed.
+func (s *Stream) rawOf(ob *outBatch) ([]byte, error) {
+	if ob.comp == encoder.None {
+		return bytes.Clone(ob.payload), nil
+	}
+	frame, err := encoder.AppendBatchHeaderFor(nil, encoder.Batch{Stream: s.id, Seq: 1, Entries: ob.entries}, ob.comp, ob.raw, ob.payload)
+	if err != nil {
+		return nil, err
+	}
+	frame = append(frame, ob.payload...)
+	d, err := encoder.NewDecoder(encoder.WithMaxFrameSize(max(len(ob.payload), 1)), encoder.WithMaxDecompressedSize(max(ob.raw, 1)))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	f, _, err := d.Decode(frame, nil)
+	if err != nil {
+		return nil, err
+	}
+	return f.Payload, nil
+}
+
+// sendRedo sends the refused batches of s.redo again, cut to the
+// collector's limits, oldest first. On an error what is left stays for
+// the next call.
+func (s *Stream) sendRedo() error {
+	if s.redoN.Load() == 0 {
+		return nil
+	}
+	for {
+		s.mu.Lock()
+		if len(s.redo) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		r := s.redo[0]
+		s.mu.Unlock()
+		if err := s.writePiecesFrom(r.raw, max(s.pieceLimit(), 1), &r.done); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.redo = s.redo[1:]
+		s.redoN.Store(int32(len(s.redo)))
+		s.mu.Unlock()
+	}
+}
+
+// dropRedo empties s.redo, counts its entries lost and returns how many.
+func (s *Stream) dropRedo() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var left uint64
+	for _, r := range s.redo {
+		left += uint64(max(bytes.Count(r.raw[r.done:], newline), 1))
+	}
+	s.redo = nil
+	s.redoN.Store(0)
+	s.lost.Add(left)
+	return left
+}
+
 func (s *Stream) takeErr() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -447,18 +569,30 @@ func (s *Stream) takeErr() error {
 // ErrUnavailable while the collector is unreachable past the report delay
 // (after Drain: once the drain timeout has ended).
 func (s *Stream) Sync() error {
-	if err := s.waitSpool(); err != nil {
-		return errors.Join(s.takeErr(), s.drainEnded(err))
+	for {
+		if err := s.sendRedo(); err != nil {
+			return errors.Join(s.takeErr(), s.drainEnded(err))
+		}
+		if err := s.waitSpool(); err != nil {
+			return errors.Join(s.takeErr(), s.drainEnded(err))
+		}
+		err := s.c.Wait(s.ctx())
+		if s.draining.Load() && errors.Is(err, context.DeadlineExceeded) {
+			err = s.drainEnded(err)
+			s.drainFailed.Store(true) // Close need not say it again
+		}
+		if err == nil && s.redoN.Load() != 0 {
+			// Batches refused as over the collector's limits while we
+			// waited go again, cut to them: wait for those too. Each
+			// round cuts smaller, down to lines over the limits alone,
+			// which are given up.
+			continue
+		}
+		if rerr := s.takeErr(); rerr != nil {
+			err = errors.Join(rerr, err)
+		}
+		return err
 	}
-	err := s.c.Wait(s.ctx())
-	if s.draining.Load() && errors.Is(err, context.DeadlineExceeded) {
-		err = s.drainEnded(err)
-		s.drainFailed.Store(true) // Close need not say it again
-	}
-	if rerr := s.takeErr(); rerr != nil {
-		err = errors.Join(rerr, err)
-	}
-	return err
 }
 
 // Drain makes a Stream a sink.Drainer: it starts the drain timeout
@@ -531,13 +665,33 @@ func (s *Stream) Close() error {
 	s.close.Do(func() {
 		s.Drain() // starts the drain timeout, unless sink.Writer.Close did
 		var errs []error
-		if s.sp != nil {
-			// At the drain timeout's end what is left stays in the spool,
-			// which is said below.
-			_ = s.waitSpool()
+		var redoErr error
+		for {
+			// Batches refused as over the collector's limits while the
+			// others were acked go again, cut to them, until none is left
+			// or the drain timeout ends.
+			if redoErr = s.sendRedo(); redoErr != nil {
+				break
+			}
+			if s.sp != nil {
+				// At the drain timeout's end what is left stays in the
+				// spool, which is said below.
+				_ = s.waitSpool()
+			}
+			if s.c.Wait(s.drainCtx) != nil || s.redoN.Load() == 0 {
+				break
+			}
 		}
 		if err := s.c.Shutdown(s.drainCtx); err != nil && !(s.drainFailed.Load() && errors.Is(err, context.DeadlineExceeded)) {
 			errs = append(errs, err)
+		}
+		if left := s.dropRedo(); left > 0 {
+			// Refused as over the limits, and not sent again in time (or
+			// refused while the connection closed).
+			if redoErr == nil {
+				redoErr = ErrClosed
+			}
+			errs = append(errs, fmt.Errorf("netlog: %d entries refused as over the collector's frame limits not sent again: %w", left, s.drainEnded(redoErr)))
 		}
 		s.drainCancel()
 		if s.sp != nil {
@@ -754,7 +908,7 @@ func ackOf(f encoder.Frame, id uint64, batch func(seq uint64) (*outBatch, bool))
 			// The collector names a batch it can never take (see
 			// AppendRefusal): it is refused, and the connection that
 			// ends with this goodbye is made again for the others.
-			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload)}, nil
+			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload), limits: f.LastSeq}, nil
 		}
 		return 0, 0, ack{}, &StatusError{Status: st, Reason: string(f.Payload)}
 	}
