@@ -19,6 +19,7 @@ import (
 
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
 )
 
 // TestAnnouncedFramesDoNotStallOthers: clients announce large compressed
@@ -449,4 +450,69 @@ func TestRefusedLineOverTheLimitsAlone(t *testing.T) {
 		t.Fatalf("stats %+v: want 2 entries acked, 1 lost", st)
 	}
 	checkIDs(t, filepath.Join(dir, "mixed.log"), 2)
+}
+
+// Through a sink Writer, with goroutines writing and another calling Sync
+// all along, batches refused as over the limits (queued before the
+// collector came up) go again once each: every entry is written once.
+func TestRefusedBatchesSentAgainThroughASink(t *testing.T) {
+	dir := t.TempDir()
+	addr := unusedAddr(t)
+	s, err := netlog.Dial(addr, netlog.WithStreamName("sinkredo"), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := sink.New(s, sink.WithBatchBytes(256<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, per = 8, 20_000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var syncer sync.WaitGroup
+	syncer.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.Sync()
+			time.Sleep(time.Millisecond)
+		}
+	})
+	for g := range writers {
+		wg.Go(func() {
+			var b []byte
+			for i := range per {
+				b = fmt.Appendf(b[:0], "id=%d\n", g*per+i)
+				if _, err := w.Write(b); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	c, err := New(Config{Dir: dir, MaxFrameSize: 16 << 10, MaxDecompressedSize: 16 << 10, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Serve(l)
+	defer c.Shutdown(context.Background())
+	wg.Wait()
+	close(stop)
+	syncer.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, filepath.Join(dir, "sinkredo.log"), writers*per)
+	if value(c.metrics.rejects.WithLabelValues("too_large")) == 0 {
+		t.Fatal("no batch was refused: the test tested nothing")
+	}
 }

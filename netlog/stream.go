@@ -64,6 +64,7 @@ type Stream struct {
 	redo     []*redoBatch
 	redoN    atomic.Int32 // len(redo)
 	redoSaid atomic.Bool
+	redoMu   sync.Mutex // one sendRedo at a time: Sync runs beside the sink's writes
 
 	sp       *spool      // nil without WithSpool
 	spBroken atomic.Bool // the spool could not be written: batches go around it
@@ -524,6 +525,8 @@ func (s *Stream) sendRedo() error {
 	if s.redoN.Load() == 0 {
 		return nil
 	}
+	s.redoMu.Lock()
+	defer s.redoMu.Unlock()
 	for {
 		s.mu.Lock()
 		if len(s.redo) == 0 {
