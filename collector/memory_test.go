@@ -335,16 +335,7 @@ func TestBatchInPiecesTriedAgain(t *testing.T) {
 	if !errors.Is(err, netlog.ErrUnavailable) {
 		t.Fatalf("WriteBatch with the collector away: %v, want ErrUnavailable", err)
 	}
-	c2, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", addr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c2.Serve(l)
-	defer c2.Shutdown(context.Background())
+	serveAt(t, addr2, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10})
 	for {
 		err := s.WriteBatch(batch, n-1) // as the sink does
 		if err == nil {
@@ -388,16 +379,7 @@ func TestRefusedBatchesSentAgainCut(t *testing.T) {
 			// Three batches of about 190 KiB, queued with no connection.
 			const per, batches = 20_000, 3
 			send(t, s, 0, per*batches, per)
-			c, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go c.Serve(l)
-			defer c.Shutdown(context.Background())
+			serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10})
 			send(t, s, per*batches, per, per) // one more, after
 			if err := s.Sync(); err != nil {
 				t.Fatal(err)
@@ -432,16 +414,7 @@ func TestRefusedLineOverTheLimitsAlone(t *testing.T) {
 	if err := s.WriteBatch(batch, 3); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c.Serve(l)
-	defer c.Shutdown(context.Background())
+	serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10})
 	err = s.Close() // no Sync first: Close sends the refused batch's lines again too
 	if err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Fatalf("Close: %v, want the long line's refusal", err)
@@ -495,16 +468,7 @@ func TestRefusedBatchesSentAgainThroughASink(t *testing.T) {
 		})
 	}
 	time.Sleep(20 * time.Millisecond)
-	c, err := New(Config{Dir: dir, MaxFrameSize: 16 << 10, MaxDecompressedSize: 16 << 10, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c.Serve(l)
-	defer c.Shutdown(context.Background())
+	c := serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 16 << 10, MaxDecompressedSize: 16 << 10})
 	wg.Wait()
 	close(stop)
 	syncer.Wait()
@@ -515,4 +479,31 @@ func TestRefusedBatchesSentAgainThroughASink(t *testing.T) {
 	if value(c.metrics.rejects.WithLabelValues("too_large")) == 0 {
 		t.Fatal("no batch was refused: the test tested nothing")
 	}
+}
+
+// serveAt runs a collector for cfg on addr (one that nothing listened on
+// when the test's client dialed it) until the test ends.
+func serveAt(t *testing.T, addr string, cfg Config) *Collector {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c.Serve(l)
+	}()
+	t.Cleanup(func() {
+		c.Shutdown(context.Background())
+		<-served
+	})
+	return c
 }

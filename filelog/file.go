@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/snail-log/snail/internal/resume"
 )
 
 // File is a log file (or device) that takes whole batches. It is safe for
@@ -42,9 +43,9 @@ type File struct {
 	lastFollow time.Time // when WithFollowPath last looked at the path
 	closed     bool
 	stats      Stats
-	iov        [][]byte // WriteBatchVec's vector, reused
-	joined     []byte   // WriteBatchVec's pieces joined, for devices
-	resume     resume   // a batch of records that failed part way, on a device
+	iov        [][]byte     // WriteBatchVec's vector, reused
+	joined     []byte       // WriteBatchVec's pieces joined, for devices
+	resume     resume.Point // how far a batch of records that failed part way on a device got
 
 	comp    *compressor
 	lock    *os.File // .NAME.lock beside a rotated file, while open
@@ -322,19 +323,6 @@ func (l *File) writeBatch(batch []byte) error {
 	return l.durable(start)
 }
 
-// resume is what a batch of records that failed part way on a device had
-// written: its length, how many bytes of it (whole records), and their
-// hash. The writer tries the same batch again; the records a device took
-// cannot be taken back, so the try goes on after them instead of writing
-// them twice.
-type resume struct {
-	n, done int
-	sum     uint64
-}
-
-// resumeSeed seeds the hashes of resume.
-var resumeSeed = maphash.MakeSeed()
-
 // writeRecords writes batch one entry per write(). On a regular file a
 // failure cuts back every record of the batch, as for one write. On a
 // device, a record the device refuses for good (longer than /dev/kmsg
@@ -342,11 +330,7 @@ var resumeSeed = maphash.MakeSeed()
 // the batch goes on; another failure keeps what was written in l.resume,
 // so that the batch, tried again, goes on after it.
 func (l *File) writeRecords(batch []byte, start int64) error {
-	done := 0
-	if r := l.resume; r.n == len(batch) && r.done < len(batch) && maphash.Bytes(resumeSeed, batch[:r.done]) == r.sum {
-		done = r.done
-	}
-	l.resume = resume{}
+	done := l.resume.From(batch)
 	for done < len(batch) {
 		rec := batch[done:]
 		if i := bytes.IndexByte(rec, '\n'); i >= 0 {
@@ -371,9 +355,9 @@ func (l *File) writeRecords(batch []byte, start int64) error {
 			continue
 		}
 		if l.device {
-			if done > 0 {
-				l.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
-			}
+			// The records a device took cannot be taken back: the batch,
+			// tried again, goes on after them.
+			l.resume.Save(batch, done)
 			return l.account(n, 1, err)
 		}
 		return l.account(int(l.size-start)+n, 1, err) // cuts the whole batch back

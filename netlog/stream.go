@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/internal/resume"
 )
 
 // Stream sends batches of log entries to a collector over the log protocol:
@@ -56,7 +56,7 @@ type Stream struct {
 	// payload limit in the high 32 bits, the decompressed one in the low
 	// 32; 0 until a welcome said them.
 	limits atomic.Uint64
-	resume resume // a batch sent in pieces that failed part way
+	resume resume.Point // how far a batch sent in pieces that failed part way got
 
 	// redo holds batches the collector refused as over its frame limits
 	// (sent before its welcome said them), to send again cut to fit: by
@@ -222,30 +222,17 @@ func (s *Stream) pieceLimit() int {
 	return int(min(maxFrame, maxRaw))
 }
 
-// resume is what a batch sent in pieces had sent when a piece failed: its
-// length, how many bytes of it, and their hash. The sink tries the same
-// batch again; the pieces the collector has, or will have, are not sent
-// twice: the try goes on after them.
-type resume struct {
-	n, done int
-	sum     uint64
-}
-
-var resumeSeed = maphash.MakeSeed()
-
 // writePieces sends batch, larger than the collector takes in one frame
 // (a collector with a frame limit below the sink's batches), as several
 // batches of at most lim bytes, cut between entries (lines). An entry
 // larger than lim goes alone, and the collector refuses it.
 func (s *Stream) writePieces(batch []byte, lim int) error {
-	done := 0
-	if r := s.resume; r.n == len(batch) && r.done < len(batch) && maphash.Bytes(resumeSeed, batch[:r.done]) == r.sum {
-		done = r.done
-	}
-	s.resume = resume{}
+	done := s.resume.From(batch)
 	err := s.writePiecesFrom(batch, lim, &done)
-	if err != nil && done > 0 {
-		s.resume = resume{n: len(batch), done: done, sum: maphash.Bytes(resumeSeed, batch[:done])}
+	if err != nil {
+		// The sink tries the same batch again: the pieces the collector
+		// has, or will have, are not sent twice.
+		s.resume.Save(batch, done)
 	}
 	return err
 }
