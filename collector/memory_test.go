@@ -43,6 +43,7 @@ func TestAnnouncedFramesDoNotStallOthers(t *testing.T) {
 	}
 	payload[len(payload)-1] = '\n'
 	const attackers = 12
+	var hold int64 // what one announced frame claims whole
 	for i := range attackers {
 		conn := handshake(t, addr, uint64(1000+i), "evil", "")
 		defer conn.Close()
@@ -53,9 +54,27 @@ func TestAnnouncedFramesDoNotStallOthers(t *testing.T) {
 		if _, err := conn.Write(frame[:encoder.HeaderSize+10]); err != nil {
 			t.Fatal(err)
 		}
+		h, err := c.dec.ParseHeader(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold = encoder.HeaderSize + int64(h.PayloadLen)
+		if h.Compression != encoder.None {
+			hold += int64(h.RawLen)
+		}
 	}
-	// The collector has read their headers and claimed what it claims.
-	time.Sleep(200 * time.Millisecond)
+	// Wait until the collector has read every header and claimed what it
+	// claims: frames whole while half of the memory stays free, then a
+	// step for each of the others, whose first bytes are here.
+	want := int64(maxMem)
+	for range attackers {
+		if want-hold >= maxMem/2 {
+			want -= hold
+		} else {
+			want -= firstStep
+		}
+	}
+	waitFor(t, func() bool { return c.mem.available() <= want })
 	if free := c.mem.available(); free < maxMem/2-attackers*firstStep || free > maxMem {
 		t.Fatalf("%d bytes of frame memory free with %d frames announced; want about half of %d", free, attackers, maxMem)
 	}
@@ -467,7 +486,8 @@ func TestRefusedBatchesSentAgainThroughASink(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Batches are queued before the collector is up, its limits unknown.
+	waitFor(t, func() bool { return s.Stats().Batches > 0 })
 	c := serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 16 << 10, MaxDecompressedSize: 16 << 10})
 	wg.Wait()
 	close(stop)

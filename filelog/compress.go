@@ -104,7 +104,7 @@ func (c *compressor) run() {
 		if errors.Is(err, errStopped) {
 			return
 		}
-		if err != nil && c.onError != nil {
+		if err != nil {
 			c.onError(err)
 		}
 	}

@@ -109,11 +109,11 @@ func Open(path string, opts ...Option) (*File, error) {
 		}
 	}
 	if !l.device {
-		if err := l.rotateStale(); err != nil && c.onError != nil {
+		if err := l.rotateStale(); err != nil {
 			c.onError(err) // not fatal: writing goes on, into the file as it is
 		}
 		if l.lock != nil { // a rotating File: its retention holds from the start
-			if err := l.retention(); err != nil && c.onError != nil {
+			if err := l.retention(); err != nil {
 				c.onError(err)
 			}
 		}
@@ -338,19 +338,15 @@ func (l *File) writeRecords(batch []byte, start int64) error {
 		}
 		n, err := l.f.Write(rec)
 		if err == nil {
-			l.stats.Writes++
-			l.size += int64(n)
-			l.stats.Bytes += int64(n)
+			l.account(n, 1, nil)
 			done += len(rec)
 			continue
 		}
 		if l.device && n == 0 && refusedRecord(err) {
 			l.stats.Writes++
 			l.stats.Refused++
-			if l.cfg.onError != nil {
-				l.cfg.onError(fmt.Errorf("%w: %s took no record of %d bytes (%q...): %w",
-					ErrRecordRefused, l.path, len(rec), rec[:min(len(rec), 40)], unwrapPath(err)))
-			}
+			l.cfg.onError(fmt.Errorf("%w: %s took no record of %d bytes (%q...): %w",
+				ErrRecordRefused, l.path, len(rec), rec[:min(len(rec), 40)], unwrapPath(err)))
 			done += len(rec)
 			continue
 		}
@@ -675,7 +671,7 @@ func closeFile(f *os.File, path string) error {
 func (l *File) hupLoop() {
 	defer close(l.hupDone)
 	for range l.hup {
-		if err := l.Reopen(); err != nil && !errors.Is(err, ErrClosed) && l.cfg.onError != nil {
+		if err := l.Reopen(); err != nil && !errors.Is(err, ErrClosed) {
 			l.cfg.onError(err)
 		}
 	}

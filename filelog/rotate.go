@@ -198,9 +198,7 @@ func (l *File) rotateOnTime() {
 		retry = 0
 		if err != nil {
 			retry = time.Second // a failing rotation is not tried in a loop
-			if l.cfg.onError != nil {
-				l.cfg.onError(err)
-			}
+			l.cfg.onError(err)
 		}
 	}
 }
@@ -220,14 +218,15 @@ func (l *File) maybeRotate(n int) error {
 		l.scheduleRotation() // nothing to rotate away
 		due = false
 	}
-	if !due && l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize {
+	overSize := func() bool { return l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize }
+	if !due && overSize() {
 		// About to rotate for size: look at the file's real size first,
 		// which logrotate's copytruncate may have cut to nothing.
 		if st, err := l.f.Stat(); err == nil {
 			l.size = st.Size()
 		}
 	}
-	if due || (l.cfg.maxSize > 0 && l.size > 0 && l.size+int64(n) > l.cfg.maxSize) {
+	if due || overSize() {
 		return l.rotateLocked()
 	}
 	return nil

@@ -253,9 +253,21 @@ func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
 	}
 	failed := make(chan error, 1)
 	go func() { failed <- f.WriteBatch(batch, n) }()
-	// The writer fills the pipe and waits for room; then the reader
-	// leaves, having read nothing: the write fails with EPIPE.
-	time.Sleep(200 * time.Millisecond)
+	// Once the first entries are in the pipe the reader leaves, with the
+	// bytes it read: the writer, which goes on filling the pipe, fails
+	// with EPIPE part way through the batch.
+	first := make([]byte, 1024)
+	k := 0
+	for deadline := time.Now().Add(10 * time.Second); k == 0 && time.Now().Before(deadline); {
+		var err error
+		if k, err = r.Read(first); err != nil {
+			k = 0
+			time.Sleep(time.Millisecond) // EAGAIN: nothing written yet
+		}
+	}
+	if k == 0 {
+		t.Fatal("nothing written to the FIFO")
+	}
 	r.Close()
 	select {
 	case err := <-failed:
@@ -267,7 +279,7 @@ func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
 	}
 	r = openFIFOReader(t, p)
 	defer r.Close()
-	var got []byte
+	got := first[:k]
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -286,6 +298,6 @@ func TestRecordsGoOnAfterWhatTheDeviceTook(t *testing.T) {
 	}
 	<-read
 	if !bytes.Equal(got, batch) {
-		t.Fatalf("the reader got %d bytes, want the batch's %d once: first entries %.20q", len(got), len(batch), got)
+		t.Fatalf("the readers got %d bytes, want the batch's %d once: first entries %.20q", len(got), len(batch), got)
 	}
 }

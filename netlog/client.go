@@ -82,8 +82,7 @@ type Client[Req, Resp any] struct {
 	rejection string         // the last rejection reported in this down time
 	lastErr   error
 	failing   bool            // down for longer than reportAfter
-	waitOut   bool            // Send and Wait wait through an outage (WaitOutages)
-	outCtx    context.Context // until it ends
+	outCtx    context.Context // set by WaitOutages: Send and Wait wait through an outage until it ends
 	closed    bool            // no more Sends
 	stopped   bool            // Close: no more connections
 
@@ -230,7 +229,7 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 			c.inBytes += size
 			return nil
 		}
-		if c.failing && !c.waitOut {
+		if c.failing && c.outCtx == nil {
 			return fmt.Errorf("%w: window full: %w", ErrUnavailable, c.lastErr)
 		}
 		if err := c.outEnded(); err != nil {
@@ -758,7 +757,7 @@ func (c *Client[Req, Resp]) Unavailable() error {
 // ctx ends, whatever their own ctx.
 func (c *Client[Req, Resp]) WaitOutages(ctx context.Context) {
 	c.mu.Lock()
-	c.waitOut, c.outCtx = true, ctx
+	c.outCtx = ctx
 	c.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		c.mu.Lock()
@@ -769,7 +768,7 @@ func (c *Client[Req, Resp]) WaitOutages(ctx context.Context) {
 
 // outEnded returns the error of WaitOutages's ctx once it has ended.
 func (c *Client[Req, Resp]) outEnded() error {
-	if !c.waitOut {
+	if c.outCtx == nil {
 		return nil
 	}
 	return c.outCtx.Err()
@@ -806,7 +805,7 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 		switch {
 		case c.stopped:
 			return ErrClosed
-		case c.failing && !c.waitOut:
+		case c.failing && c.outCtx == nil:
 			return fmt.Errorf("%w: %d requests waiting: %w", ErrUnavailable, len(c.pending), c.lastErr)
 		case c.outEnded() != nil:
 			return fmt.Errorf("netlog: %d requests waiting: %w", len(c.pending), c.outEnded())
