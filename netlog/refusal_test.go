@@ -3,6 +3,7 @@ package netlog
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,51 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 			t.Errorf("status %d: not reported", tc.status)
 		}
 		s.Close()
+	}
+}
+
+// A peer that answers the hello with something other than a frame (the
+// collector's metrics listener, an SSH server: a wrong port) is reported
+// with the first line of what it said, whether it then closes or waits,
+// rather than as bad magic bytes or a peer that does not answer.
+func TestNotACollectorIsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer, want string
+		closes             bool
+	}{
+		{"http", "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request", `answered "HTTP/1.1 400 Bad Request"`, true},
+		{"ssh", "SSH-2.0-OpenSSH_9.6\r\n", `answered "SSH-2.0-OpenSSH_9.6"`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fakePeer(t, func(conn net.Conn) {
+				conn.Write([]byte(tc.answer))
+				if tc.closes {
+					conn.Close()
+				}
+			})
+			reported := make(chan error, 10)
+			s, err := Dial(addr, WithReportAfter(300*time.Millisecond), WithHandshakeTimeout(50*time.Millisecond),
+				WithBackoff(time.Millisecond, 5*time.Millisecond), WithDrainTimeout(time.Millisecond),
+				WithErrorHandler(func(err error) {
+					select {
+					case reported <- err:
+					default:
+					}
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			select {
+			case err := <-reported:
+				if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrProtocol) ||
+					!strings.Contains(err.Error(), "not a snail collector") || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("reported %v, want ErrUnavailable and ErrProtocol with %s", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("not reported")
+			}
+		})
 	}
 }
 

@@ -796,10 +796,18 @@ func (c *streamCodec) Handshake(conn net.Conn) error {
 // readOne reads exactly one frame from r, without reading ahead.
 func readOne(r io.Reader, d *encoder.Decoder) (encoder.Frame, error) {
 	var hdr [encoder.HeaderSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	if n, err := io.ReadFull(r, hdr[:]); err != nil {
+		if n >= 4 { // enough to tell, whether the peer then closed or waits
+			if _, herr := d.ParseHeader(hdr[:]); errors.Is(herr, encoder.ErrBadMagic) {
+				return encoder.Frame{}, notSnail(hdr[:n])
+			}
+		}
 		return encoder.Frame{}, err
 	}
 	h, err := d.ParseHeader(hdr[:])
+	if errors.Is(err, encoder.ErrBadMagic) {
+		return encoder.Frame{}, notSnail(hdr[:])
+	}
 	if err != nil {
 		return encoder.Frame{}, err
 	}
@@ -810,6 +818,17 @@ func readOne(r io.Reader, d *encoder.Decoder) (encoder.Frame, error) {
 	}
 	f, _, err := d.Decode(buf, nil)
 	return f, err
+}
+
+// notSnail is the error of a peer that answered the handshake with
+// something other than a frame: the address is another server's (the
+// collector's metrics listener, an SSH or HTTP server). Its first line says
+// which.
+func notSnail(answer []byte) error {
+	if i := bytes.IndexByte(answer, '\n'); i >= 0 {
+		answer = answer[:i]
+	}
+	return fmt.Errorf("%w: the peer is not a snail collector: it answered %q", ErrProtocol, bytes.TrimSuffix(answer, []byte("\r")))
 }
 
 func (c *streamCodec) AppendRequest(dst []byte, id uint64, b *outBatch) ([]byte, []byte, error) {
