@@ -408,6 +408,10 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 	wait := retryMin
 	var timer *time.Timer
 	for {
+		// An attempt made before Close started is tried again once it has:
+		// a Drainer waits through an outage from then on, which it did
+		// not for this attempt.
+		closing := isClosed(w.closing)
 		switch {
 		case keep:
 			spare, err = w.keeper.KeepBatch(batch, entries)
@@ -439,7 +443,7 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 		if report {
 			w.b.Wake() // writers waiting for space get the error instead
 		}
-		if w.syncers.Load() > 0 || isClosed(w.closing) {
+		if w.syncers.Load() > 0 || closing {
 			// Give the batch up: its error goes to the waiting Sync (or
 			// Close) through the batcher. Nothing is being retried now, so
 			// the next entries are taken and probe the destination.
@@ -501,10 +505,10 @@ func (w *Writer) Sync() error {
 // later calls return the same.
 func (w *Writer) Close() error {
 	w.closeOnce.Do(func() {
-		close(w.closing)
 		if d, ok := w.dst.(Drainer); ok {
-			d.Drain()
+			d.Drain() // before closing: an attempt that sees closing is drained
 		}
+		close(w.closing)
 		if w.pendingDrop.Load() != 0 && w.notice {
 			w.writeNotice(true)
 		}

@@ -154,6 +154,51 @@ func TestCloseWhileFailingReportsLoss(t *testing.T) {
 	}
 }
 
+// drainDest is a memDest and a Drainer that fails fast (a collector down
+// past the report delay) until Drain, and then takes every batch: one that
+// comes back within the drain timeout. Its first attempt is under way when
+// Close starts, and fails once Drain is called.
+type drainDest struct {
+	memDest
+	attempt chan struct{} // closed when the first WriteBatch is under way
+	drained chan struct{} // closed by Drain
+	once    sync.Once
+}
+
+var errDown = errors.New("down")
+
+func (d *drainDest) WriteBatch(b []byte, n int) error {
+	select {
+	case <-d.drained:
+		return d.memDest.WriteBatch(b, n)
+	default:
+	}
+	d.once.Do(func() { close(d.attempt) })
+	<-d.drained
+	return errDown // failed fast, as before Drain
+}
+
+func (d *drainDest) Drain() { close(d.drained) }
+
+// TestCloseDrainsABatchThatFailedAsItStarted: a batch whose attempt failed
+// as Close started, before the destination was draining, is tried again
+// and delivered, not given up with Close's start.
+func TestCloseDrainsABatchThatFailedAsItStarted(t *testing.T) {
+	d := &drainDest{attempt: make(chan struct{}), drained: make(chan struct{})}
+	w, err := New(d, WithWindow(time.Millisecond), WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("x\n"))
+	<-d.attempt
+	if err := w.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if st := w.Stats(); st.Lost != 0 || d.String() != "x\n" {
+		t.Errorf("lost %d, destination has %q; want x delivered", st.Lost, d.String())
+	}
+}
+
 // stalledWriter returns a Writer with two 512-byte buffers that drops below
 // level, over a destination stalled until gate is closed, and a 100-byte
 // line to fill it with.
