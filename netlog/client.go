@@ -565,7 +565,7 @@ func (c *Client[Req, Resp]) overdue() {
 		return
 	}
 	if c.lastErr == nil { // the first attempt is still under way
-		c.lastErr = fmt.Errorf("netlog: no answer yet from %s", strings.Join(c.cfg.addrs, ", "))
+		c.lastErr = c.noAnswerYet()
 	}
 	err := c.lastErr
 	c.failing = true
@@ -749,6 +749,37 @@ func (c *Client[Req, Resp]) Unavailable() error {
 	return nil
 }
 
+// downFor returns how long the peer has been unreachable: since the
+// connection was lost or, before the first one, since NewClient; 0 while
+// connected.
+func (c *Client[Req, Resp]) downFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		return 0
+	}
+	return time.Since(c.downSince)
+}
+
+// downErr returns, while the peer is unreachable (for the report delay or
+// not yet), the last connection error, or that the first attempt has not
+// ended; nil while connected.
+func (c *Client[Req, Resp]) downErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		return nil
+	}
+	if c.lastErr == nil {
+		return c.noAnswerYet()
+	}
+	return c.lastErr
+}
+
+func (c *Client[Req, Resp]) noAnswerYet() error {
+	return fmt.Errorf("netlog: no answer yet from %s", strings.Join(c.cfg.addrs, ", "))
+}
+
 // WaitOutages makes Send and Wait, from now on and until ctx ends, wait
 // through an outage instead of returning ErrUnavailable once the peer has
 // been unreachable for the report delay: for a close that drains, whose
@@ -818,9 +849,9 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 }
 
 // Shutdown stops taking requests, waits until every request is answered
-// or ctx ends, then closes the client. On ctx's end it returns ctx's error
-// with the number of requests left unanswered, which are answered with
-// ErrClosed.
+// or ctx ends, then closes the client. On ctx's end it returns ctx's cause
+// (context.Cause: ctx.Err() unless one was given) with the number of
+// requests left unanswered, which are answered with ErrClosed.
 func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.closed = true
@@ -836,7 +867,7 @@ func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
 	var err error
 	for c.inflight > 0 && !c.stopped {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("netlog: %d requests not answered: %w", c.inflight, ctx.Err())
+			err = fmt.Errorf("netlog: %d requests not answered: %w", c.inflight, context.Cause(ctx))
 			break
 		}
 		c.cond.Wait()

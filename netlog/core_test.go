@@ -559,6 +559,7 @@ func TestOptionsValidate(t *testing.T) {
 		"token":   WithToken(string(make([]byte, 2000))),
 		"zstd":    WithZstdLevel(9),
 		"dial":    WithDialTimeout(0),
+		"give up": WithGiveUpAfter(-time.Second),
 	} {
 		_, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt)
 		if !errors.Is(err, ErrInvalidOption) {

@@ -57,6 +57,7 @@ type clientConfig struct {
 	compression encoder.Compression
 	zstdLevel   int
 	drain       time.Duration
+	giveUp      time.Duration // 0: the drain ends at its timeout only
 	spoolDir    string
 	spoolMax    int64
 	spoolFull   SpoolFull
@@ -305,6 +306,21 @@ func WithZstdLevel(level int) ClientOption {
 // collector to ack what is in flight. Defaults to 30s.
 func WithDrainTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("drain timeout", d, &c.drain) }
+}
+
+// WithGiveUpAfter ends the log Stream's drain (see WithDrainTimeout) before
+// its timeout once the collector has been unreachable for d without a
+// break: one down that long is not waited for the rest of the drain timeout
+// (snail send's --give-up-after). A collector that is up but slow to ack
+// still gets the whole drain timeout. 0, the default: the timeout alone.
+func WithGiveUpAfter(d time.Duration) ClientOption {
+	return func(c *clientConfig) error {
+		if d < 0 {
+			return fmt.Errorf("give-up time must not be negative, got %v", d)
+		}
+		c.giveUp = d
+		return nil
+	}
 }
 
 // ServerOption configures a Server.

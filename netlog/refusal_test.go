@@ -166,3 +166,62 @@ func TestCutAt(t *testing.T) {
 		}
 	}
 }
+
+// WithGiveUpAfter ends the drain once the collector has been unreachable
+// for the give-up time, long before the drain timeout; a collector that is
+// connected but does not ack still gets the whole drain timeout.
+func TestGiveUpEndsTheDrain(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := l.Addr().String()
+	l.Close()
+	silent := fakePeer(t, func(conn net.Conn) {
+		d, _ := encoder.NewDecoder()
+		f, err := readOne(conn, d)
+		if err != nil {
+			return
+		}
+		h, err := ParseHello(f)
+		if err != nil {
+			return
+		}
+		conn.Write(AppendWelcome(nil, h.StreamID, 0, 0, 0, encoder.StatusOK, ""))
+		// and then reads on, acking nothing
+	})
+	for _, tc := range []struct {
+		name, addr   string
+		drain        time.Duration
+		want, unwant string
+	}{
+		{"unreachable", closedPort, 10 * time.Minute, "give-up time (100ms)", "drain timeout"},
+		{"connected, no acks", silent, 500 * time.Millisecond, "drain timeout (500ms)", "give-up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Dial(tc.addr, WithDrainTimeout(tc.drain), WithGiveUpAfter(100*time.Millisecond),
+				WithBackoff(time.Millisecond, 5*time.Millisecond), WithErrorHandler(func(error) {}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.WriteBatch([]byte("a\nb\n"), 2); err != nil {
+				t.Fatal(err)
+			}
+			s.Drain() // as sink.Writer.Close does, before its Sync
+			synced := make(chan error, 1)
+			go func() { synced <- s.Sync() }()
+			select {
+			case err := <-synced:
+				if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.unwant) {
+					t.Errorf("Sync: %v, want an error with %q", err, tc.want)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Sync still waits")
+			}
+			s.Close() // says nothing more: Sync said it
+			if lost := s.Stats().Lost; lost != 2 {
+				t.Errorf("%d entries lost, want 2", lost)
+			}
+		})
+	}
+}

@@ -47,7 +47,8 @@ type Stream struct {
 	draining    atomic.Bool // Drain was called: drainCtx is set
 	drainCtx    context.Context
 	drainCancel context.CancelFunc
-	drainFailed atomic.Bool // Sync said what the drain timeout left unacked
+	drainFailed atomic.Bool   // Sync said what the drain timeout left unacked
+	giveUpDone  chan struct{} // closed when watchGiveUp returns; nil without WithGiveUpAfter
 
 	mu  sync.Mutex
 	err error // batches refused since the last Sync
@@ -567,7 +568,7 @@ func (s *Stream) Sync() error {
 			return errors.Join(s.takeErr(), s.drainEnded(err))
 		}
 		err := s.c.Wait(s.ctx())
-		if s.draining.Load() && errors.Is(err, context.DeadlineExceeded) {
+		if s.drainOver(err) {
 			err = s.drainEnded(err)
 			s.drainFailed.Store(true) // Close need not say it again
 		}
@@ -594,10 +595,53 @@ func (s *Stream) Sync() error {
 // window do.
 func (s *Stream) Drain() {
 	s.drainOnce.Do(func() {
-		s.drainCtx, s.drainCancel = context.WithTimeout(context.Background(), s.cfg.drain)
+		timed, cancelTimeout := context.WithTimeout(context.Background(), s.cfg.drain)
+		ctx, cancel := context.WithCancelCause(timed)
+		s.drainCtx, s.drainCancel = ctx, func() { cancel(nil); cancelTimeout() }
 		s.draining.Store(true)
 		s.c.WaitOutages(s.drainCtx)
+		if s.cfg.giveUp > 0 {
+			s.giveUpDone = make(chan struct{})
+			go s.watchGiveUp(cancel)
+		}
 	})
+}
+
+// errGaveUp ends a drain whose collector has been unreachable for the
+// give-up time (WithGiveUpAfter).
+var errGaveUp = errors.New("netlog: gave up on the collector")
+
+// watchGiveUp ends the drain with errGaveUp once the collector has been
+// unreachable for the give-up time, or returns when the drain ends.
+func (s *Stream) watchGiveUp(cancel context.CancelCauseFunc) {
+	defer close(s.giveUpDone)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.drainCtx.Done():
+			return
+		case <-t.C:
+		}
+		down := s.c.downFor()
+		if down >= s.cfg.giveUp {
+			cancel(fmt.Errorf("%w: unreachable for %v", errGaveUp, down.Round(time.Millisecond)))
+			return
+		}
+		// While connected, look again soon: the connection may drop
+		// at any moment.
+		wait := 100 * time.Millisecond
+		if down > 0 {
+			wait = s.cfg.giveUp - down
+		}
+		t.Reset(min(wait, s.cfg.giveUp))
+	}
+}
+
+// drainOver reports whether err is the end of the drain: its timeout, or
+// the give-up time.
+func (s *Stream) drainOver(err error) bool {
+	return s.draining.Load() && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, errGaveUp))
 }
 
 // ctx is the context batches and Sync wait with: none before Drain, the
@@ -609,14 +653,20 @@ func (s *Stream) ctx() context.Context {
 	return context.Background()
 }
 
-// drainEnded says what err means when it is the end of the drain timeout:
-// the collector did not take the batches in time.
+// drainEnded says what err means when it is the end of the drain (its
+// timeout, or the give-up time): the collector did not take the batches in
+// time.
 func (s *Stream) drainEnded(err error) error {
-	if !s.draining.Load() || !errors.Is(err, context.DeadlineExceeded) {
+	if !s.drainOver(err) {
 		return err
 	}
 	if uerr := s.c.Unavailable(); uerr != nil {
 		err = uerr
+	} else if derr := s.c.downErr(); derr != nil { // down for less than the report delay
+		err = fmt.Errorf("%w: %w", ErrUnavailable, derr)
+	}
+	if errors.Is(context.Cause(s.drainCtx), errGaveUp) {
+		return fmt.Errorf("netlog: the collector was unreachable for the give-up time (%v) before it took every batch: %w", s.cfg.giveUp, err)
 	}
 	return fmt.Errorf("netlog: the drain timeout (%v) ended before the collector took every batch: %w", s.cfg.drain, err)
 }
@@ -672,7 +722,7 @@ func (s *Stream) Close() error {
 				break
 			}
 		}
-		if err := s.c.Shutdown(s.drainCtx); err != nil && !(s.drainFailed.Load() && errors.Is(err, context.DeadlineExceeded)) {
+		if err := s.c.Shutdown(s.drainCtx); err != nil && !(s.drainFailed.Load() && s.drainOver(err)) {
 			errs = append(errs, err)
 		}
 		if left := s.dropRedo(); left > 0 {
@@ -684,6 +734,9 @@ func (s *Stream) Close() error {
 			errs = append(errs, fmt.Errorf("netlog: %d entries refused as over the collector's frame limits not sent again: %w", left, s.drainEnded(redoErr)))
 		}
 		s.drainCancel()
+		if s.giveUpDone != nil {
+			<-s.giveUpDone
+		}
 		if s.sp != nil {
 			s.spCancel()
 			left := s.sp.close()

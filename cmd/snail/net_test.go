@@ -489,6 +489,29 @@ func TestSendGivesUpAfter(t *testing.T) {
 	}
 }
 
+// --give-up-after also ends the wait for the last acks: lines all read
+// at once (a short input) are not waited for the whole --drain-timeout when
+// the collector has been unreachable for the give-up time.
+func TestSendGivesUpAfterInTheDrain(t *testing.T) {
+	var errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- sendCmd(context.Background(), []string{"--to", freeAddr(t), "--give-up-after", "300ms", "--drain-timeout", "10m"},
+			strings.NewReader("one\ntwo\n"), io.Discard, &errb)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(errb.String(), "unreachable for the give-up time (300ms)") {
+			t.Fatalf("send: %v\n%s", err, errb.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("snail send waited past its give-up time")
+	}
+	if read, lost := summary(t, errb.String()); read != 2 || lost != 2 {
+		t.Fatalf("read %d lines, %d not delivered; want 2 and 2:\n%s", read, lost, errb.String())
+	}
+}
+
 // summary reads snail send's summary line: lines read, and not delivered.
 func summary(t *testing.T, stderr string) (read, lost int) {
 	t.Helper()

@@ -32,7 +32,8 @@ by the collector (or written to the file), with status 1 if any was not.
 While the collector is unreachable or the file cannot be written (a full
 disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
-(--give-up-after bounds that wait). A collector that refuses this client
+(--give-up-after bounds that wait, and the wait for the last acks too).
+A collector that refuses this client
 (a wrong token, or TLS required and not spoken) is not waited for.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
@@ -65,7 +66,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate file, with --tls-ca [SNAIL_TLS_CERT]")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
-	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1; 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
+	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1 (and end the wait for the acks at the end once the collector has been unreachable this long); 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
 	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
 	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
@@ -101,6 +102,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			}
 		}
 	}
+	if giveUp < 0 {
+		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
+	}
 	rep := newReporter(stderr, "snail send: ")
 	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(rep.report)}
 	var w *sink.Writer
@@ -122,7 +126,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		report := max(min(drain/2, netlog.DefaultReportAfter), time.Nanosecond)
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
 			netlog.WithDrainTimeout(drain), netlog.WithReportAfter(report),
-			netlog.WithErrorHandler(rep.report)}
+			netlog.WithGiveUpAfter(giveUp), netlog.WithErrorHandler(rep.report)}
 		if spool != "" {
 			if spoolSize == 0 {
 				spoolSize = netlog.DefaultSpoolBytes
@@ -170,9 +174,6 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	inputs := fs.Args()
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
-	}
-	if giveUp < 0 {
-		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
 	}
 	if maxLine == 0 {
 		maxLine = defaultMaxLine
