@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,7 +50,10 @@ type Collector struct {
 	addr    net.Addr
 	http    *http.Server
 	stopped bool
-	lock    *os.File // Dir/.snail/lock, held until the files are closed
+
+	dirMu  sync.Mutex
+	lock   *os.File      // Dir/.snail/lock, held until the files are closed; under dirMu
+	dirGen atomic.Uint64 // how many times restoreDir made the directory again
 
 	stopping chan struct{} // closed when Shutdown or Close starts
 	stopOnce sync.Once
@@ -129,6 +133,8 @@ type output struct {
 	// mean otherwise. Those batches go to redo: they are not acked, and
 	// when their clients send them again they are written again instead
 	// of being taken for duplicates.
+	jGen uint64 // the Collector's dirGen when j was last started anew (under mu)
+
 	writes   uint64              // batches written so far, a clock for waiters
 	unsynced []batchID           // written since the last fsync that succeeded
 	redo     map[uint64][]uint64 // per client stream id, sequence numbers to write again
@@ -468,7 +474,9 @@ func (c *Collector) closeOutputs() error {
 		o.mu.Unlock()
 	}
 	c.dec.Close()
+	c.dirMu.Lock()
 	c.lock.Close() // another collector may take the directory now
+	c.dirMu.Unlock()
 	c.log.Info("collector stopped")
 	return errors.Join(errs...)
 }
@@ -555,7 +563,8 @@ func (c *Collector) release(o *output) {
 }
 
 // closeIdle is the janitor: it closes the outputs idle for outputIdle
-// whose compressions are done, until the collector stops.
+// whose compressions are done, and makes the state directory again if it
+// was deleted (restoreDir), until the collector stops.
 func (c *Collector) closeIdle() {
 	defer close(c.janitorDone)
 	t := time.NewTicker(min(outputIdle/4, time.Second))
@@ -566,6 +575,9 @@ func (c *Collector) closeIdle() {
 			return
 		case <-t.C:
 		}
+		// The state directory alone may have been deleted: the data
+		// files, still there, would not tell.
+		c.restoreDir()
 		c.mu.Lock()
 		var idle []*output // closable: no connection, no compression
 		for _, o := range c.outputs {
@@ -863,7 +875,7 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	}
 	ino, size := o.f.Position()
 	rec := record{stream: r.stream, seq: o.mark(r.stream), ino: ino, size: size}
-	if err := c.retry(o, func() error { return o.j.add(rec, o.marks) }); err != nil {
+	if err := c.retry(o, func() error { return o.journal(c, rec) }); err != nil {
 		// Not journaled, so not acked: as if not written, though it is.
 		o.seen[r.stream] = prev
 		if !known {
@@ -917,6 +929,9 @@ func (c *Collector) retry(o *output, f func() error) error {
 			}
 			return nil
 		}
+		if errors.Is(err, fs.ErrNotExist) && c.restoreDir() {
+			continue // at once: the directory is back
+		}
 		if failures == 0 {
 			since = time.Now()
 			c.metrics.failing.Inc()
@@ -935,6 +950,62 @@ func (c *Collector) retry(o *output, f func() error) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, time.Second)
+	}
+}
+
+// journal journals rec. After restoreDir made the directory again, the
+// journal first starts anew there with every stream's mark: its old file
+// went with the directory.
+func (o *output) journal(c *Collector, rec record) error {
+	if gen := c.dirGen.Load(); o.jGen != gen {
+		if err := o.j.rewrite(o.marks(), rec); err != nil {
+			return err
+		}
+		o.jGen = gen
+		return nil
+	}
+	return o.j.add(rec, o.marks)
+}
+
+// restoreDir makes the output directory and its state directory again, and
+// takes the directory's lock again, if they were deleted under the running
+// collector (rm -rf of the log directory): writing then resumes at once,
+// into new files, instead of failing until an operator makes the
+// directory or restarts the collector. What was in it is gone; the state
+// journals start anew with the marks the outputs hold (output.journal). It
+// reports whether it made the directory.
+func (c *Collector) restoreDir() bool {
+	c.dirMu.Lock()
+	defer c.dirMu.Unlock()
+	state := filepath.Join(c.cfg.Dir, stateDir)
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) || isClosed(c.stopping) {
+		return false
+	}
+	if err := os.MkdirAll(state, 0o750); err != nil {
+		c.log.Error("the output directory was deleted, and cannot be made again", "dir", c.cfg.Dir, "err", err)
+		return false
+	}
+	c.dirGen.Add(1)
+	lock, err := filelog.Lock(filepath.Join(state, "lock"), 0o640)
+	if err != nil {
+		// Another collector started on the directory in the meantime
+		// (ErrLocked): both now write it, as they would not have if
+		// it had stayed.
+		c.log.Error("the output directory was deleted and made again; its lock cannot be taken again", "dir", c.cfg.Dir, "err", err)
+	} else {
+		c.lock.Close()
+		c.lock = lock
+	}
+	c.log.Warn("the output directory was deleted; made it again, and writing goes on there", "dir", c.cfg.Dir)
+	return true
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

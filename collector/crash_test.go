@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -212,6 +213,54 @@ func TestDeletedOutputIsFollowed(t *testing.T) {
 	sendRaw(t, addr, 42, "app", 6, 7)
 	if b, _ := os.ReadFile(live); string(b) != "id=5\nid=6\n" {
 		t.Fatalf("live file %q", b)
+	}
+}
+
+// The output directory deleted under a running collector (rm -rf of the
+// log directory) is made again at the next write: writing resumes there at
+// once, with its state journal (the marks the collector holds: a batch
+// sent again is not written twice) and its lock. A state directory deleted
+// alone is made again by the janitor.
+func TestDeletedDirectoryIsMadeAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	_, addr := start(t, Config{Dir: dir})
+	sendRaw(t, addr, 42, "app", 1, 5)
+	sendRaw(t, addr, 43, "other", 1, 2)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	sendRaw(t, addr, 42, "app", 6, 7)
+	sendRaw(t, addr, 42, "app", 7, 7) // sent again: acked, not written
+	live := filepath.Join(dir, "app.log")
+	if b, err := os.ReadFile(live); string(b) != "id=5\nid=6\n" {
+		t.Fatalf("live file %q (%v), want the batches written since", b, err)
+	}
+	lastMark := func() record {
+		t.Helper()
+		b, err := os.ReadFile(journalPath(dir, "app"))
+		if err != nil || len(b) < recordSize {
+			t.Fatalf("state journal: %d bytes, %v", len(b), err)
+		}
+		r, ok := parseRecord(b[len(b)-recordSize:])
+		if !ok {
+			t.Fatal("damaged last record")
+		}
+		return r
+	}
+	if r := lastMark(); r.stream != 42 || r.seq != 7 {
+		t.Fatalf("last record in the new journal %+v, want stream 42 at 7", r)
+	}
+	if _, err := New(Config{Dir: dir, Logger: quiet()}); !errors.Is(err, ErrDirInUse) {
+		t.Fatalf("a second collector on the directory made again: %v, want ErrDirInUse", err)
+	}
+
+	if err := os.RemoveAll(filepath.Join(dir, stateDir)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(dir, stateDir, "lock")); return err == nil })
+	sendRaw(t, addr, 42, "app", 8, 8)
+	if r := lastMark(); r.stream != 42 || r.seq != 8 {
+		t.Fatalf("last record in the journal made again %+v, want stream 42 at 8", r)
 	}
 }
 

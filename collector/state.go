@@ -331,6 +331,17 @@ func (j *journal) compact(marks []idMark, r record) error {
 	return nil
 }
 
+// rewrite starts the journal anew at its path with marks and r (as a
+// compaction does): for a journal whose file was deleted with its
+// directory. Called with the output's lock held.
+func (j *journal) rewrite(marks []idMark, r record) error {
+	if err := j.compact(marks, r); err != nil {
+		return err
+	}
+	j.last = r
+	return nil
+}
+
 func (j *journal) sync() error { return j.f.Sync() }
 
 func (j *journal) close() error { return j.f.Close() }
