@@ -140,7 +140,8 @@ func (b *Batcher[T]) AddMany(vs []T) error {
 
 // Flush seals the current batch and returns once every value added before
 // the call has been through the output function. It returns the output
-// errors not reported yet, or ErrClosed after Close.
+// errors not reported yet, ErrClosed after Close, or, while the output
+// retries a failed batch (OutputFailing), that error at once.
 func (b *Batcher[T]) Flush() error { return b.e.flush() }
 
 // Ship seals the current batch so that it leaves as soon as the output is
@@ -166,6 +167,14 @@ func (b *Batcher[T]) Close() error { return b.e.close() }
 // Wake makes producers waiting for a free buffer consult the WithAbort
 // function again.
 func (b *Batcher[T]) Wake() { b.e.wakeProducers() }
+
+// OutputFailing tells the batcher that the output failed on its batch with
+// err and is trying it again (it has not returned): Flush, waiting or
+// called later, returns err at once instead of waiting for the retries,
+// while the batch stays in line. Call it with nil once the output
+// succeeds again. An output that gives a batch up returns its error
+// instead, which the next Flush or Close returns.
+func (b *Batcher[T]) OutputFailing(err error) { b.e.outputFailing(err) }
 
 // Stats returns the batcher's counters.
 func (b *Batcher[T]) Stats() Stats { return b.e.stats() }

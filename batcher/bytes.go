@@ -265,7 +265,8 @@ func (b *Bytes) addBig(p []byte, drop bool) error {
 
 // Flush seals the current batch and returns once every entry written before
 // the call has been through the output function. It returns the output
-// errors not reported yet, or ErrClosed after Close.
+// errors not reported yet, ErrClosed after Close, or, while the output
+// retries a failed batch (OutputFailing), that error at once.
 func (b *Bytes) Flush() error { return b.e.flush() }
 
 // Ship seals the current batch so that it leaves as soon as the output is
@@ -286,6 +287,14 @@ func (b *Bytes) Close() error { return b.e.close() }
 // Wake makes producers waiting for a free buffer consult the WithAbort
 // function again.
 func (b *Bytes) Wake() { b.e.wakeProducers() }
+
+// OutputFailing tells the batcher that the output failed on its batch with
+// err and is trying it again (it has not returned): Flush, waiting or
+// called later, returns err at once instead of waiting for the retries,
+// while the batch stays in line. Call it with nil once the output
+// succeeds again. An output that gives a batch up returns its error
+// instead, which the next Flush or Close returns.
+func (b *Bytes) OutputFailing(err error) { b.e.outputFailing(err) }
 
 // Stats returns the batcher's counters; counts are entries.
 func (b *Bytes) Stats() Stats { return b.e.stats() }

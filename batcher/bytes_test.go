@@ -260,6 +260,45 @@ func TestBytesFlushAndBigEntryErrors(t *testing.T) {
 	}
 }
 
+// An output that retries a failed batch itself tells the batcher
+// (OutputFailing): Flush returns the error at once instead of waiting for
+// the retries, the batch stays in line, and once the output succeeds the
+// next Flush waits for it as usual.
+func TestBytesFlushWhileOutputRetries(t *testing.T) {
+	down := errors.New("down")
+	up, resumed := make(chan struct{}), make(chan struct{})
+	var out bytes.Buffer
+	var b *Bytes
+	b, _ = NewBytes(func(batch []byte, entries int) error {
+		select {
+		case <-up:
+		default:
+			b.OutputFailing(down)
+			<-up // retrying until the destination is back
+			b.OutputFailing(nil)
+			close(resumed)
+		}
+		out.Write(batch)
+		return nil
+	}, WithBatchBytes(64))
+	_, _ = b.Write([]byte("a\n"))
+	if err := b.Flush(); !errors.Is(err, down) {
+		t.Fatalf("Flush while the output retries = %v, want %v", err, down)
+	}
+	if err := b.Flush(); !errors.Is(err, down) {
+		t.Fatalf("second Flush = %v, want %v at once", err, down)
+	}
+	close(up)
+	<-resumed
+	_, _ = b.Write([]byte("b\n"))
+	if err := b.Flush(); err != nil {
+		t.Fatalf("Flush after the output succeeded = %v", err)
+	}
+	if err := b.Close(); err != nil || out.String() != "a\nb\n" {
+		t.Fatalf("Close = %v, output %q; want a and b", err, out.String())
+	}
+}
+
 func TestBytesWriteDoesNotAllocate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")

@@ -151,6 +151,7 @@ type engine[E any, P interface {
 	doneSeq     uint64        // sequence of the last batch through the output
 	errs        []error
 	moreErrs    int
+	failing     error // set by an output that retries its batch (outputFailing); under mu
 
 	wake      chan struct{}
 	done      chan struct{}
@@ -575,9 +576,22 @@ func (e *engine[E, P]) flush() error {
 	}
 	target := e.sealedSeq
 	for e.doneSeq < target {
+		if e.failing != nil {
+			return e.failing
+		}
 		e.waitLocked()
 	}
 	return e.takeErrLocked()
+}
+
+// outputFailing records that the output is retrying a batch that failed
+// with err (nil: it succeeded again), so that flush returns err instead of
+// waiting for the retries.
+func (e *engine[E, P]) outputFailing(err error) {
+	e.mu.Lock()
+	e.failing = err
+	e.broadcastLocked()
+	e.mu.Unlock()
 }
 
 // ship seals the current batch so that it goes to the output as soon as the

@@ -16,4 +16,10 @@
 // are full but still blocks for Warn and above. Dropped entries are counted
 // per level and announced in the stream itself by a "snail dropped entries"
 // record once space returns, or at the next Sync or Close.
+//
+// When the destination fails (a full disk, a collector away past its report
+// delay), the Writer retries the batch with backoff until it succeeds.
+// Meanwhile the error is sticky, as bufio's: Write refuses entries with it
+// and Sync returns it at once, but no batch is given up; only Close gives
+// up what it cannot deliver, counted in Stats().Lost.
 package sink

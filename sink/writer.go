@@ -111,7 +111,6 @@ type Writer struct {
 	errMu   sync.Mutex
 	err     error // the destination's last error while failing
 
-	syncers atomic.Int32  // Syncs waiting on a flush: a failing batch is given up for them
 	closing chan struct{} // closed when Close starts
 
 	dropped     [numLevels]atomic.Uint64 // since New
@@ -402,8 +401,9 @@ func (w *Writer) keep(batch []byte, entries int) (spare []byte, err error) {
 
 // deliver passes a batch to the destination (KeepBatch if keep,
 // WriteBatchVec if it comes in pieces, else WriteBatch), retrying a failing
-// one until it succeeds, or until Close or a waiting Sync asks for an
-// answer.
+// one until it succeeds or Close gives it up. Meanwhile Sync returns the
+// error at once (OutputFailing), and the batch stays in line: a Sync
+// during an outage of the collector, or on a full disk, loses nothing.
 func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) (spare []byte, err error) {
 	wait := retryMin
 	var timer *time.Timer
@@ -426,6 +426,7 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 				w.err = nil
 				w.failing.Store(false)
 				w.errMu.Unlock()
+				w.b.OutputFailing(nil)
 			}
 			return spare, nil
 		}
@@ -440,16 +441,18 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 			w.onError(err)
 		}
 		w.failing.Store(true)
-		if report {
-			w.b.Wake() // writers waiting for space get the error instead
-		}
-		if w.syncers.Load() > 0 || closing {
-			// Give the batch up: its error goes to the waiting Sync (or
-			// Close) through the batcher. Nothing is being retried now, so
-			// the next entries are taken and probe the destination.
+		if closing {
+			// Give the batch up: its error goes to Close through the
+			// batcher. Nothing is being retried now, so the next
+			// entries are taken and probe the destination.
 			w.lost.Add(uint64(entries))
 			w.failing.Store(false)
+			w.b.OutputFailing(nil)
 			return nil, err
+		}
+		if report {
+			w.b.OutputFailing(err) // a Sync waiting, or to come, returns it
+			w.b.Wake()             // writers waiting for space get it instead
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -487,9 +490,7 @@ func (w *Writer) Sync() error {
 	if w.pendingDrop.Load() != 0 && w.notice {
 		w.writeNotice(true)
 	}
-	w.syncers.Add(1)
 	err := w.b.Flush()
-	w.syncers.Add(-1)
 	if errors.Is(err, batcher.ErrClosed) {
 		return ErrClosed
 	}

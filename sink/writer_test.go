@@ -85,32 +85,26 @@ func testStickyErrorsAndRecovery(t *testing.T, mk func() (Destination, *memDest)
 	w := newTestWriter(t, dst, WithWindow(5*time.Millisecond), WithErrorHandler(func(err error) { handled.Add(1) }))
 	full := errors.New("no space left on device")
 
-	// A Sync waiting on a failing batch gets the error; the batch is given
-	// up and counted lost.
+	// A Sync waiting on a failing batch gets the error, and the batch
+	// stays: it is retried. While that lasts the error is sticky: writes
+	// are refused with it, and Sync returns it at once.
 	d.setFail(full)
 	w.Write([]byte("a\n"))
 	w.Write([]byte("b\n"))
 	if err := w.Sync(); !errors.Is(err, full) {
 		t.Fatalf("Sync = %v, want %v", err, full)
 	}
-	if st := w.Stats(); st.Lost != 2 || st.Failing {
-		t.Fatalf("stats %+v, want 2 lost, not failing", st)
+	if st := w.Stats(); st.Lost != 0 || !st.Failing {
+		t.Fatalf("stats %+v, want none lost, failing", st)
 	}
-
-	// The next entry is taken, its batch fails and is retried: while that
-	// lasts the error is sticky.
-	if _, err := w.Write([]byte("c\n")); err != nil {
-		t.Fatalf("Write after the reported failure = %v", err)
-	}
-	waitFor(t, func() bool { return w.Stats().Failing })
-	if _, err := w.Write([]byte("d\n")); !errors.Is(err, full) {
+	if _, err := w.Write([]byte("c\n")); !errors.Is(err, full) {
 		t.Fatalf("Write while failing = %v, want the sticky error", err)
 	}
 	if err := w.Sync(); !errors.Is(err, full) {
 		t.Fatalf("Sync while failing = %v, want the sticky error at once", err)
 	}
-	if n := handled.Load(); n != 2 {
-		t.Fatalf("error handler called %d times, want once per failure episode (2)", n)
+	if n := handled.Load(); n != 1 {
+		t.Fatalf("error handler called %d times, want once per failure episode", n)
 	}
 
 	// The destination recovers: the retried batch goes through.
@@ -120,11 +114,32 @@ func testStickyErrorsAndRecovery(t *testing.T, mk func() (Destination, *memDest)
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if got := d.String(); got != "c\ne\n" {
-		t.Fatalf("destination has %q, want the retried c then e", got)
+	if got := d.String(); got != "a\nb\ne\n" {
+		t.Fatalf("destination has %q, want the retried a and b, then e", got)
 	}
-	if st := w.Stats(); st.Lost != 2 || st.Written != 2 {
-		t.Fatalf("stats %+v, want 2 lost, 2 written", st)
+	if st := w.Stats(); st.Lost != 0 || st.Written != 3 {
+		t.Fatalf("stats %+v, want none lost, 3 written", st)
+	}
+
+	// Failing again: a second episode, reported again.
+	d.setFail(full)
+	w.Write([]byte("f\n"))
+	if err := w.Sync(); !errors.Is(err, full) {
+		t.Fatalf("Sync = %v, want %v", err, full)
+	}
+	if n := handled.Load(); n != 2 {
+		t.Fatalf("error handler called %d times, want 2 for two episodes", n)
+	}
+	d.setFail(nil)
+	if err := w.Sync(); err != nil && !errors.Is(err, full) {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !w.Stats().Failing })
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.String(); got != "a\nb\ne\nf\n" {
+		t.Fatalf("destination has %q, want f retried too", got)
 	}
 }
 
