@@ -92,7 +92,8 @@ func TestParseNetURL(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"snail://:7777/x", "snail://host:7777/x?compress=lz4", "snail://host:7777/x?spool_size=lots",
-		"snail://host:7777/x?tls_ca=/no/such/ca.pem", "snail://host:7777/x?window=soon", "snail://host:7777/x?maxsize=1MiB",
+		"snail://host:7777/x?tls_ca=/no/such/ca.pem", "snail://host:7777/x?tls=maybe", "snail://host:7777/x?tls_cert=/no/such/cert.pem",
+		"snail://host:7777/x?window=soon", "snail://host:7777/x?maxsize=1MiB",
 		"snail://host:7777/x?token=s3cret&colour=blue", "snail://host:7777/x?token_file=/no/such/token",
 	} {
 		u, _ := url.Parse(bad)

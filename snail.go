@@ -20,8 +20,6 @@
 package snail
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -108,7 +106,13 @@ func OpenURL(u *url.URL) (*sink.Writer, error) {
 //	token=secret       the shared token the collector expects
 //	token_file=/etc/snail/token  the token, read from this file (zap's errors
 //	                   repeat a URL whole: a token in it would show there)
+//	tls=true           speak TLS, verifying the collector against the system's roots
 //	tls_ca=/etc/ca.pem speak TLS, verifying the collector against this PEM CA file
+//	tls_server_name=collector.example  the name to verify the collector's
+//	                   certificate against (default: the URL's host)
+//	tls_cert=/etc/client.pem, tls_key=/etc/client.key  speak TLS with this
+//	                   client certificate (a collector with --tls-client-ca);
+//	                   read again at each connection (see ClientTLS)
 //	spool=/var/spool/app  disk spool directory (netlog.WithSpool and WithSpoolAll)
 //	spool_size=1GiB    most bytes the spool holds (default 1GiB); when full, writes wait
 //	drop_below, window, batch, buffers  as for files (ParseURL)
@@ -129,6 +133,8 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 	nopts := []netlog.ClientOption{netlog.WithStreamName(stream)}
 	var spool string
 	spoolSize := int64(netlog.DefaultSpoolBytes)
+	var useTLS bool
+	var tlsCA, tlsCert, tlsKey, tlsName string
 	sopts, err := params(u, func(key, v string) error {
 		switch key {
 		case "compress":
@@ -145,16 +151,20 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 				return err
 			}
 			nopts = append(nopts, netlog.WithToken(strings.TrimSpace(string(b))))
-		case "tls_ca":
-			pem, err := os.ReadFile(v)
+		case "tls":
+			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return err
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("no PEM certificate in %s", v)
-			}
-			nopts = append(nopts, netlog.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+			useTLS = useTLS || b
+		case "tls_ca":
+			tlsCA, useTLS = v, true
+		case "tls_cert":
+			tlsCert, useTLS = v, true
+		case "tls_key":
+			tlsKey, useTLS = v, true
+		case "tls_server_name":
+			tlsName, useTLS = v, true
 		case "spool":
 			spool = v
 		case "spool_size":
@@ -170,6 +180,13 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 	})
 	if err != nil {
 		return bad("%v", err)
+	}
+	if useTLS {
+		cfg, err := ClientTLS(tlsCA, tlsCert, tlsKey, tlsName)
+		if err != nil {
+			return bad("%v", err)
+		}
+		nopts = append(nopts, netlog.WithTLS(cfg))
 	}
 	if spool != "" {
 		nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,18 +51,20 @@ Flags:
 func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snail send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, spool string
+	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, tlsName, spool string
 	var spoolSize int64
 	var maxLine int64
 	var window, drain, giveUp time.Duration
-	var quiet bool
+	var quiet, useTLS bool
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
 	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
 	fs.StringVar(&stream, "stream", netlog.DefaultStreamName, "stream name: the collector writes it to DIR/NAME.log [SNAIL_STREAM]")
 	fs.StringVar(&token, "token", "", "shared token the collector expects [SNAIL_TOKEN]")
 	fs.StringVar(&compress, "compress", "none", "compression on the wire: none, s2 or zstd [SNAIL_COMPRESS]")
+	fs.BoolVar(&useTLS, "tls", false, "speak TLS, verifying the collector against the system's roots (or --tls-ca); any --tls-* flag implies it [SNAIL_TLS]")
 	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA file: speak TLS and verify the collector against it [SNAIL_TLS_CA]")
-	fs.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate file, with --tls-ca [SNAIL_TLS_CERT]")
+	fs.StringVar(&tlsName, "tls-server-name", "", "name to verify the collector's certificate against; default: the host of --to [SNAIL_TLS_SERVER_NAME]")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate file, for a collector that requires one [SNAIL_TLS_CERT]")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
 	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1 (and end the wait for the acks at the end once the collector has been unreachable this long); 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
@@ -78,7 +79,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if err := envFlags(fs, map[string]string{
 		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
-		"tls-ca": "SNAIL_TLS_CA", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
+		"tls": "SNAIL_TLS", "tls-ca": "SNAIL_TLS_CA", "tls-server-name": "SNAIL_TLS_SERVER_NAME", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
 		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
 		"give-up-after": "SNAIL_GIVE_UP_AFTER", "max-line": "SNAIL_MAX_LINE",
 	}); err != nil {
@@ -96,7 +97,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		// so rather than ignore them (environment variables may be set
 		// for other runs, and are let be).
 		set := setFlags(fs)
-		for _, name := range []string{"spool", "spool-size", "token", "compress", "tls-ca", "tls-cert", "tls-key", "stream", "drain-timeout"} {
+		for _, name := range []string{"spool", "spool-size", "token", "compress", "tls", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "stream", "drain-timeout"} {
 			if set[name] && !fromEnv[name] {
 				return fmt.Errorf("--%s goes with --to, not --file", name)
 			}
@@ -133,18 +134,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			}
 			nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
 		}
-		if tlsCA != "" {
-			pool, err := loadPool(tlsCA)
+		if useTLS || tlsCA != "" || tlsName != "" || tlsCert != "" || tlsKey != "" {
+			tc, err := snail.ClientTLS(tlsCA, tlsCert, tlsKey, tlsName)
 			if err != nil {
-				return fmt.Errorf("--tls-ca: %w", err)
-			}
-			tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-			if tlsCert != "" {
-				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
-				if err != nil {
-					return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-				}
-				tc.Certificates = []tls.Certificate{cert}
+				return fmt.Errorf("--tls-*: %w", err)
 			}
 			nopts = append(nopts, netlog.WithTLS(tc))
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -73,6 +74,37 @@ func TestCollectorReloadsTLSOnSIGHUP(t *testing.T) {
 		t.Fatalf("send over TLS: %v\n%s", err, errb.String())
 	}
 	checkLines(t, filepath.Join(dir, "tls.log"), 1000)
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
+// snail send speaks TLS to a collector that requires client certificates,
+// checking the collector's certificate under --tls-server-name (it is
+// dialed by address). Any --tls-* flag means TLS: a client certificate
+// without --tls-ca used to be ignored, and the lines went in clear text.
+func TestSendWithClientCertificate(t *testing.T) {
+	tmp := t.TempDir()
+	file := func(name string) string { return filepath.Join(tmp, name) }
+	ca := testcert.NewCA(t)
+	ca.WritePEM(t, file("ca.pem"))
+	testcert.WritePEM(t, ca.Issue(t, "collector.test", x509.ExtKeyUsageServerAuth), file("server.pem"), file("server.key"))
+	testcert.WritePEM(t, ca.Issue(t, "app", x509.ExtKeyUsageClientAuth), file("client.pem"), file("client.key"))
+	dir := t.TempDir()
+	d := startDaemon(t, freeAddr(t), dir, "--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem"))
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 1000)
+	var errb strings.Builder
+	if err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "mtls", "--tls-ca", file("ca.pem"),
+		"--tls-server-name", "collector.test", "--tls-cert", file("client.pem"), "--tls-key", file("client.key"), "-q", in}, nil, io.Discard, &errb); err != nil {
+		t.Fatalf("send with a client certificate: %v\n%s", err, errb.String())
+	}
+	checkLines(t, filepath.Join(dir, "mtls.log"), 1000)
+
+	errb.Reset()
+	err := sendCmd(context.Background(), []string{"--to", d.addr, "--tls-cert", file("client.pem"), "-q", in}, nil, io.Discard, &errb)
+	if err == nil || !strings.Contains(err.Error(), "key") {
+		t.Fatalf("--tls-cert without --tls-key: %v", err)
+	}
 	d.signal(t, syscall.SIGTERM)
 	d.wait(t)
 }

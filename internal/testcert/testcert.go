@@ -54,8 +54,8 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// Issue signs a certificate for name (an IP address is put in the
-// certificate's addresses) for usage, with a serial number unique in the
+// Issue signs a certificate for name (put in the certificate's IP
+// addresses or DNS names) for usage, with a serial number unique in the
 // process.
 func (ca *CA) Issue(t testing.TB, name string, usage x509.ExtKeyUsage) tls.Certificate {
 	t.Helper()
@@ -68,6 +68,8 @@ func (ca *CA) Issue(t testing.TB, name string, usage x509.ExtKeyUsage) tls.Certi
 		ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
 	if ip := net.ParseIP(name); ip != nil {
 		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{name}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
