@@ -751,11 +751,11 @@ func (c *Client[Req, Resp]) Unavailable() error {
 
 // downFor returns how long the peer has been unreachable: since the
 // connection was lost or, before the first one, since NewClient; 0 while
-// connected.
+// connected, and after Close.
 func (c *Client[Req, Resp]) downFor() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conn != nil {
+	if c.conn != nil || c.downSince.IsZero() {
 		return 0
 	}
 	return time.Since(c.downSince)
