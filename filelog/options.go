@@ -96,7 +96,8 @@ type config struct {
 // error wrapped in ErrInvalidOption.
 type Option func(*config) error
 
-// WithMode sets the permissions of a file Open creates. Defaults to 0640.
+// WithMode sets the permissions of a file Open creates, less the process's
+// umask, as with open(2). Defaults to 0640.
 func WithMode(m os.FileMode) Option {
 	return func(c *config) error {
 		if m&^os.ModePerm != 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -48,6 +49,28 @@ func (s sizeFlag) Set(v string) error {
 		return err
 	}
 	*s.n = n
+	return nil
+}
+
+// modeFlag is a file mode in octal, as chmod takes it: 640, 0644.
+type modeFlag struct{ m *os.FileMode }
+
+func (f modeFlag) String() string {
+	if f.m == nil {
+		return "0"
+	}
+	return fmt.Sprintf("%04o", uint32(*f.m))
+}
+
+func (f modeFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || n > 0o777 {
+		return fmt.Errorf("%q: want permission bits in octal, 0 to 0777 (640, 0644)", v)
+	}
+	if n&0o200 == 0 {
+		return fmt.Errorf("%q: the owner must be able to write (snail writes the file after it made it)", v)
+	}
+	*f.m = os.FileMode(n)
 	return nil
 }
 
@@ -93,6 +116,8 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.IntVar(&cfg.MaxBackups, "max-backups", filelog.DefaultMaxBackups, "rotated files kept per stream; -1: all [SNAIL_MAX_BACKUPS]")
 	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "delete rotated files older than this; 0: keep by count only [SNAIL_MAX_AGE]")
 	fs.StringVar(&compress, "compress", "none", "compress rotated files: none, gzip or zstd [SNAIL_COMPRESS]")
+	cfg.FileMode = filelog.DefaultMode
+	fs.Var(modeFlag{&cfg.FileMode}, "file-mode", "permissions of the output files it creates, in octal (0644: readable by a log shipper running as another user) [SNAIL_FILE_MODE]")
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate file: serve TLS [SNAIL_TLS_CERT]")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM key file of --tls-cert [SNAIL_TLS_KEY]")
 	fs.StringVar(&tlsClientCA, "tls-client-ca", "", "PEM CA file: require client certificates signed by it [SNAIL_TLS_CLIENT_CA]")
@@ -108,7 +133,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		"max-conns": "SNAIL_MAX_CONNS", "max-frame": "SNAIL_MAX_FRAME", "max-memory": "SNAIL_MAX_MEMORY",
 		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT",
 		"max-size": "SNAIL_MAX_SIZE", "rotate-every": "SNAIL_ROTATE_EVERY", "max-backups": "SNAIL_MAX_BACKUPS", "max-age": "SNAIL_MAX_AGE",
-		"compress": "SNAIL_COMPRESS", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "tls-client-ca": "SNAIL_TLS_CLIENT_CA",
+		"file-mode": "SNAIL_FILE_MODE", "compress": "SNAIL_COMPRESS", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "tls-client-ca": "SNAIL_TLS_CLIENT_CA",
 		"shutdown-timeout": "SNAIL_SHUTDOWN_TIMEOUT", "log-level": "SNAIL_LOG_LEVEL", "cpu-profile": "SNAIL_CPU_PROFILE",
 	}); err != nil {
 		return err

@@ -166,7 +166,7 @@ func TestSendToCollectorProcess(t *testing.T) {
 	}
 	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, n)
-	d := startDaemon(t, freeAddr(t), dir, "--metrics", freeAddr(t))
+	d := startDaemon(t, freeAddr(t), dir, "--metrics", freeAddr(t), "--file-mode", "0600")
 	var out, errb bytes.Buffer
 	if err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "app", "--compress", "s2", in}, nil, &out, &errb); err != nil {
 		t.Fatalf("send: %v\n%s", err, errb.String())
@@ -175,6 +175,7 @@ func TestSendToCollectorProcess(t *testing.T) {
 		t.Fatalf("summary: %q", errb.String())
 	}
 	checkLines(t, filepath.Join(dir, "app.log"), n)
+	checkMode(t, filepath.Join(dir, "app.log"), 0o600)
 
 	// logrotate: move the file away, SIGHUP, and the next lines go to a new
 	// file at the old path.
@@ -210,10 +211,23 @@ func TestSendToFileAndStdin(t *testing.T) {
 	}
 	stdin.WriteString("id=1000 end") // no final newline
 	var o, e bytes.Buffer
-	if err := sendCmd(context.Background(), []string{"--file", out}, &stdin, &o, &e); err != nil {
+	if err := sendCmd(context.Background(), []string{"--file", out, "--file-mode", "600"}, &stdin, &o, &e); err != nil {
 		t.Fatal(err)
 	}
 	checkLines(t, out, 1001)
+	checkMode(t, out, 0o600)
+}
+
+// checkMode checks the permissions of the file at path.
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != want {
+		t.Errorf("%s: mode %04o, want %04o", path, got, want)
+	}
 }
 
 // An input that cannot be opened is reported and skipped, as cat does:
@@ -318,6 +332,10 @@ func TestSendAndCollectorErrors(t *testing.T) {
 		{"--to", "127.0.0.1:1", "--compress", "lz4"},
 		{"--to", "127.0.0.1:1", "--stream", "../etc"},
 		{"--file", "/nonexistent-dir/x.log"},
+		{"--to", "127.0.0.1:1", "--file-mode", "644"}, // a file's, not a collector's
+		{"--file", "y", "--file-mode", "999"},
+		{"--file", "y", "--file-mode", "444"},             // not writable by snail itself
+		{"--to", "127.0.0.1:1", "--tls-cert", "cert.pem"}, // without its key
 	} {
 		if err := sendCmd(context.Background(), args, strings.NewReader(""), &o, &e); err == nil {
 			t.Errorf("send %q succeeded", args)
@@ -349,6 +367,8 @@ func TestSendAndCollectorErrors(t *testing.T) {
 		{"--idle-timeout", "0s"},
 		{"--listen", "127.0.0.1:99999"},
 		{"--tls-client-ca", "ca.pem"},
+		{"--file-mode", "rw-r--r--"},
+		{"--file-mode", "1777"},
 		{"stray"},
 	} {
 		if err := collectorCmd(ctx, args, nil, &o, &e); err == nil {

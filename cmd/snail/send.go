@@ -56,8 +56,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	var maxLine int64
 	var window, drain, giveUp time.Duration
 	var quiet, useTLS bool
+	fileMode := filelog.DefaultMode
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
 	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
+	fs.Var(modeFlag{&fileMode}, "file-mode", "permissions of the --file it creates, in octal [SNAIL_FILE_MODE]")
 	fs.StringVar(&stream, "stream", netlog.DefaultStreamName, "stream name: the collector writes it to DIR/NAME.log [SNAIL_STREAM]")
 	fs.StringVar(&token, "token", "", "shared token the collector expects [SNAIL_TOKEN]")
 	fs.StringVar(&compress, "compress", "none", "compression on the wire: none, s2 or zstd [SNAIL_COMPRESS]")
@@ -78,7 +80,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fs.PrintDefaults()
 	}
 	if err := envFlags(fs, map[string]string{
-		"to": "SNAIL_TO", "file": "SNAIL_FILE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
+		"to": "SNAIL_TO", "file": "SNAIL_FILE", "file-mode": "SNAIL_FILE_MODE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
 		"tls": "SNAIL_TLS", "tls-ca": "SNAIL_TLS_CA", "tls-server-name": "SNAIL_TLS_SERVER_NAME", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
 		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
 		"give-up-after": "SNAIL_GIVE_UP_AFTER", "max-line": "SNAIL_MAX_LINE",
@@ -102,6 +104,8 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				return fmt.Errorf("--%s goes with --to, not --file", name)
 			}
 		}
+	} else if set := setFlags(fs); set["file-mode"] && !fromEnv["file-mode"] {
+		return errors.New("--file-mode goes with --file, not --to")
 	}
 	if giveUp < 0 {
 		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
@@ -153,7 +157,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		// A file deleted or moved while snail send writes it is
 		// followed: the next lines go to a new file at the path. A line
 		// a device refuses (/dev/kmsg's limit) is reported and counted.
-		w, err = snail.OpenFile(file, []filelog.Option{filelog.WithFollowPath(time.Second), filelog.WithErrorHandler(func(err error) {
+		w, err = snail.OpenFile(file, []filelog.Option{filelog.WithMode(fileMode), filelog.WithFollowPath(time.Second), filelog.WithErrorHandler(func(err error) {
 			if errors.Is(err, filelog.ErrRecordRefused) {
 				refused.Add(1)
 			}
