@@ -521,7 +521,9 @@ func (c *Collector) output(name string) (*output, error) {
 				c.log.Warn("cut a batch written in part before a crash; its client sends it again", "stream", name, "bytes", cut)
 			}
 		}
-		c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
+		if len(seen) > 0 { // not a journal with no batch yet (an open that failed before)
+			c.log.Info("recovered stream state", "stream", name, "clients", len(seen))
+		}
 	}
 	// Where the file ends now: what a crash before the first batch's record
 	// is cut back to, and nothing before it.
