@@ -44,13 +44,17 @@ type benchConfig struct {
 	progress   bool
 }
 
+// maxBenchGoroutines bounds -goroutines: far past the 1024 of the
+// benchmarks, and a few hundred MB of stacks.
+const maxBenchGoroutines = 1 << 17
+
 func bench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snail bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c benchConfig
 	var comp string
 	fs.IntVar(&c.entries, "entries", 2_000_000, "log entries to write in each run [SNAIL_BENCH_ENTRIES]")
-	fs.IntVar(&c.goroutines, "goroutines", 64, "goroutines logging at once [SNAIL_BENCH_GOROUTINES]")
+	fs.IntVar(&c.goroutines, "goroutines", 64, fmt.Sprintf("goroutines logging at once, at most %d [SNAIL_BENCH_GOROUTINES]", maxBenchGoroutines))
 	fs.StringVar(&c.front, "front", "zap", "the logger entries go through: zap, zerolog, slog or raw (pre-encoded lines) [SNAIL_BENCH_FRONT]")
 	fs.StringVar(&comp, "compress", "none", "compression on the wire to the collector: none, s2 or zstd [SNAIL_BENCH_COMPRESS]")
 	fs.StringVar(&c.dir, "dir", "", "directory for the output files (default: a new temporary directory)")
@@ -76,6 +80,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	}
 	if c.entries < 1 || c.goroutines < 1 {
 		return fmt.Errorf("-entries and -goroutines must be at least 1")
+	}
+	if c.goroutines > min(c.entries, maxBenchGoroutines) {
+		// Each goroutine has a stack: 100 million of them would take
+		// the machine's memory before the first entry.
+		return fmt.Errorf("-goroutines %d: at most -entries (%d) and %d", c.goroutines, c.entries, maxBenchGoroutines)
 	}
 	if !slices.Contains(benchFronts, c.front) {
 		return fmt.Errorf("-front %q: want one of %s", c.front, strings.Join(benchFronts, ", "))

@@ -65,7 +65,7 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"bench", "-entries", "0"}, &out, &errb); code != 1 {
 		t.Fatalf("bad flag value: exit %d", code)
 	}
-	for _, bad := range [][]string{{"-front", "log4j"}, {"-compress", "lz4"}} {
+	for _, bad := range [][]string{{"-front", "log4j"}, {"-compress", "lz4"}, {"-goroutines", "100000000"}, {"-goroutines", "20", "-entries", "10"}} {
 		if code := run(append([]string{"bench"}, bad...), &out, &errb); code != 1 {
 			t.Fatalf("bench %v: exit %d", bad, code)
 		}
