@@ -1,6 +1,9 @@
 package batcher
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Batcher gathers values of type T from many goroutines into batches of up to
 // the batch size and passes each batch, in order, to its output function.
@@ -63,6 +66,10 @@ func New[T any](output func(batch []T) error, opts ...Option) (*Batcher[T], erro
 	size := DefaultBatchSize
 	if c.batchSizeSet {
 		size = c.batchSize
+	}
+	if held := int64(size) * int64(unsafe.Sizeof(*new(T))) * int64(max(c.buffers, c.maxBuffers)); held > maxBytesHeld {
+		return nil, fmt.Errorf("%w: %d buffers of %d items would hold %d bytes, over %d", ErrInvalidOption,
+			max(c.buffers, c.maxBuffers), size, held, int64(maxBytesHeld))
 	}
 	b := &Batcher[T]{size: uint64(size)}
 	newBuf := func() *itemBuf[T] { return &itemBuf[T]{items: make([]T, size), out: output} }

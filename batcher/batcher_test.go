@@ -68,6 +68,7 @@ func TestNewOptions(t *testing.T) {
 		{"overflow drop", []Option{WithOverflow(DropNewest)}, true},
 		{"overflow unknown", []Option{WithOverflow(Overflow(7))}, false},
 		{"batch bytes on Batcher", []Option{WithBatchBytes(1024)}, false},
+		{"buffers x batch size over the memory bound", []Option{WithBatchSize(1 << 24), WithMaxBuffers(1024)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := New(out, tc.opts...)
@@ -96,6 +97,10 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := NewBytes(func([]byte, int) error { return nil }, WithBatchBytes(0)); !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("NewBytes(WithBatchBytes(0)) = %v, want ErrInvalidOption", err)
+	}
+	// Each in range, together 1 TiB: refused, not a fatal out-of-memory.
+	if _, err := NewBytes(func([]byte, int) error { return nil }, WithBatchBytes(1<<30), WithBuffers(1024)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("NewBytes of 1024 buffers of 1 GiB = %v, want ErrInvalidOption", err)
 	}
 }
 

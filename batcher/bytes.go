@@ -142,6 +142,13 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 	if c.bytesSet {
 		capBytes = c.batchBytes
 	}
+	if held := int64(capBytes) * int64(max(c.buffers, c.maxBuffers)); held > maxBytesHeld {
+		// Each option is in range, but together they would take more
+		// memory than any machine gives a log: a fatal out-of-memory
+		// at New or later, not an error.
+		return nil, fmt.Errorf("%w: %d buffers of %d bytes would hold %d bytes, over %d", ErrInvalidOption,
+			max(c.buffers, c.maxBuffers), capBytes, held, int64(maxBytesHeld))
+	}
 	maxEntries := max(capBytes/32, 1)
 	if c.batchSizeSet {
 		maxEntries = c.batchSize

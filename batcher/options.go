@@ -38,6 +38,7 @@ const (
 	maxBatchSize  = 1 << 24 // items (Batcher) or entries (Bytes) per batch
 	maxBatchBytes = 1 << 30 // bytes per batch (Bytes)
 	maxBuffers    = 1024
+	maxBytesHeld  = 1 << 34 // bytes in all of a batcher's buffers (16 GiB): each option in range, their product may not be
 )
 
 type config struct {
@@ -90,7 +91,8 @@ func WithBatchBytes(n int) Option {
 
 // WithBuffers sets how many batch buffers the batcher owns: one filling while
 // the others wait for or go through the output. Defaults to 3 (triple
-// buffering); at least 2, at most 1024. Memory is buffers x batch size.
+// buffering); at least 2, at most 1024. Memory is buffers x batch size, at
+// most 16 GiB (with WithMaxBuffers, the larger count counts).
 func WithBuffers(n int) Option {
 	return func(c *config) error {
 		if n < 2 || n > maxBuffers {
