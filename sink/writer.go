@@ -293,7 +293,9 @@ func (w *Writer) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 // dropped by the overflow policy (counted in Stats and announced in the
 // stream, as zerolog's diode does, rather than reported to the logger's
 // error output for every entry). It returns the destination's error while
-// the destination is failing, and ErrClosed after Close.
+// the destination is failing, except for levels the overflow policy drops
+// (WithDropBelow), which are taken while there is room and dropped after;
+// and ErrClosed after Close.
 //
 // An entry at FatalLevel (zap's DPanic, Panic and Fatal, zerolog's Fatal
 // and Panic, slog's levels from ERROR+4) is taken with a Sync: it is at the
@@ -301,7 +303,11 @@ func (w *Writer) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 // the process may end right after it. zerolog's Panic, for one, panics
 // without a Sync or Close.
 func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
-	if w.failing.Load() {
+	// While the destination fails, an entry of a level that may be
+	// dropped is not refused with the error: it is taken while there is
+	// room, and dropped and counted after, as when the destination is
+	// slow; the drop notice then accounts for it in the stream.
+	if level >= w.dropBelow && w.failing.Load() {
 		if err := w.stickyErr(); err != nil {
 			return 0, err
 		}

@@ -276,6 +276,49 @@ func TestDropBelowPerLevel(t *testing.T) {
 	})
 }
 
+// TestDropBelowWhileFailing: while the destination fails, the levels the
+// policy drops are not refused with its error (which a logger prints for
+// every entry): they are taken while there is room and then dropped and
+// counted, as with a slow destination; a Warn entry gets the error. Once
+// the destination is back, what was taken is written, then the notice.
+func TestDropBelowWhileFailing(t *testing.T) {
+	d := &memDest{}
+	w := newTestWriter(t, d, WithDropBelow(WarnLevel), WithBatchBytes(512), WithBuffers(2), WithWindow(time.Millisecond),
+		WithErrorHandler(func(error) {}))
+	down := errors.New("collector away")
+	d.setFail(down)
+	line := []byte(strings.Repeat("i", 99) + "\n")
+	w.WriteEntry(InfoLevel, line)
+	waitFor(t, func() bool { return w.Stats().Failing })
+	const n = 100
+	for i := range n {
+		if _, err := w.WriteEntry(InfoLevel, line); err != nil {
+			t.Fatalf("Info entry %d while failing: %v, want taken or dropped", i, err)
+		}
+	}
+	if _, err := w.WriteEntry(WarnLevel, []byte("warn\n")); !errors.Is(err, down) {
+		t.Fatalf("Warn entry while failing: %v, want %v", err, down)
+	}
+	st := w.Stats()
+	if st.DroppedByLevel[InfoLevel.index()] == 0 {
+		t.Fatalf("nothing dropped while failing with the buffers full: %+v", st)
+	}
+	d.setFail(nil)
+	waitFor(t, func() bool { return !w.Stats().Failing })
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st = w.Stats()
+	ls := noticeTimeless(d.lines())
+	notice := fmt.Sprintf(`{"level":"warn","msg":"snail dropped entries","dropped":%d,"dropped_info":%d}`, st.Dropped, st.Dropped)
+	if ls[len(ls)-1] != notice {
+		t.Fatalf("last line %q, want the notice %s", ls[len(ls)-1], notice)
+	}
+	if got := int(st.Dropped) + len(ls) - 1; got != n+1 {
+		t.Fatalf("written %d + dropped %d = %d, want %d", len(ls)-1, st.Dropped, got, n+1)
+	}
+}
+
 // TestDropNoticeAtClose: drops with no entry after them are still announced
 // in the stream, by Close.
 func TestDropNoticeAtClose(t *testing.T) {
