@@ -11,6 +11,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -418,6 +419,32 @@ func TestRefusedBatchesSentAgainCut(t *testing.T) {
 	}
 }
 
+// Refused batches go again as soon as they are refused, not with the
+// client's next write or Sync: on a quiet stream (tail -F of a log at
+// rest) that was never, and their lines sat in memory. Here nothing is
+// written or synced after the collector comes up, and every line arrives.
+func TestRefusedBatchesGoAgainOnAQuietStream(t *testing.T) {
+	dir := t.TempDir()
+	addr := unusedAddr(t)
+	s, err := netlog.Dial(addr, netlog.WithStreamName("quiet"), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40_000 // two batches of about 190 KiB, over the collector's 64 KiB
+	send(t, s, 0, n, n/2)
+	serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 64 << 10, MaxDecompressedSize: 64 << 10})
+	path := filepath.Join(dir, "quiet.log")
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(path)
+		return bytes.Count(b, []byte("\n")) == n
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, path, n)
+}
+
 // A refused batch whose one line is over the limits alone: its other lines
 // go again cut to fit, that line is given up (once: it does not go round
 // again), counted lost and reported.
@@ -448,10 +475,16 @@ func TestRefusedLineOverTheLimitsAlone(t *testing.T) {
 // all along, batches refused as over the limits (queued before the
 // collector came up) go again once each: every entry is written once.
 func TestRefusedBatchesSentAgainThroughASink(t *testing.T) {
+	for _, comp := range []encoder.Compression{encoder.None, encoder.Zstd} {
+		t.Run(comp.String(), func(t *testing.T) { testRefusedThroughASink(t, comp) })
+	}
+}
+
+func testRefusedThroughASink(t *testing.T, comp encoder.Compression) {
 	dir := t.TempDir()
 	addr := unusedAddr(t)
-	s, err := netlog.Dial(addr, netlog.WithStreamName("sinkredo"), netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
-		netlog.WithErrorHandler(func(error) {}))
+	s, err := netlog.Dial(addr, netlog.WithStreamName("sinkredo"), netlog.WithCompression(comp),
+		netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond), netlog.WithErrorHandler(func(error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}

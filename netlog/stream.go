@@ -65,7 +65,14 @@ type Stream struct {
 	redo     []*redoBatch
 	redoN    atomic.Int32 // len(redo)
 	redoSaid atomic.Bool
-	redoMu   sync.Mutex // one sendRedo at a time: Sync runs beside the sink's writes
+	redoKick chan struct{} // a batch went to redo: redoLoop sends it without waiting for the next write
+	redoStop chan struct{} // closed by Close
+	redoDone chan struct{} // closed when redoLoop returns
+
+	// sendMu makes one sender at a time: the sink's WriteBatch and
+	// KeepBatch, and sendRedo from Sync, Close and redoLoop, which run
+	// beside them (the Encoder is not safe for concurrent use).
+	sendMu sync.Mutex
 
 	sp       *spool      // nil without WithSpool
 	spBroken atomic.Bool // the spool could not be written: batches go around it
@@ -157,7 +164,32 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 		s.spDone = make(chan struct{})
 		go s.drain()
 	}
+	s.redoKick, s.redoStop, s.redoDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.redoLoop()
 	return s, nil
+}
+
+// redoLoop sends the batches that went to redo as soon as they do, rather
+// than with the next write or Sync, which on a quiet stream (tail -F of a
+// log at rest) may be hours away: meanwhile they are in memory only. While
+// the collector is down it tries again every second. It returns when Close
+// closes redoStop.
+func (s *Stream) redoLoop() {
+	defer close(s.redoDone)
+	for {
+		select {
+		case <-s.redoStop:
+			return
+		case <-s.redoKick:
+		}
+		for s.sendRedo() != nil {
+			select {
+			case <-s.redoStop:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
 }
 
 // drain sends spooled batches, oldest first, as the window frees.
@@ -201,7 +233,13 @@ func (s *Stream) ID() uint64 { return s.id }
 // waits while the window is full. It is called from one goroutine at a time
 // (the sink's), which keeps batches in order.
 func (s *Stream) WriteBatch(batch []byte, entries int) error {
-	if err := s.sendRedo(); err != nil {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.writeBatchLocked(batch, entries)
+}
+
+func (s *Stream) writeBatchLocked(batch []byte, entries int) error {
+	if err := s.sendRedoLocked(); err != nil {
 		return err
 	}
 	if lim := s.pieceLimit(); lim > 0 && len(batch) > lim {
@@ -294,8 +332,10 @@ const maxKept = 8 << 20
 // the payload is a new buffer anyway: it does what WriteBatch does and
 // keeps nothing.
 func (s *Stream) KeepBatch(batch []byte, entries int) ([]byte, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
 	if lim := s.pieceLimit(); s.cfg.compression != encoder.None || cap(batch) > maxKept || lim > 0 && len(batch) > lim || s.redoN.Load() != 0 {
-		return nil, s.WriteBatch(batch, entries)
+		return nil, s.writeBatchLocked(batch, entries)
 	}
 	// A batch of at most maxKept bytes always fits a frame.
 	bp := s.bufs.get()
@@ -475,6 +515,10 @@ func (s *Stream) keepToRedo(ob *outBatch, a ack) bool {
 	s.redo = append(s.redo, &redoBatch{raw: raw})
 	s.redoN.Store(int32(len(s.redo)))
 	s.mu.Unlock()
+	select {
+	case s.redoKick <- struct{}{}:
+	default: // redoLoop has one waiting already
+	}
 	if !s.redoSaid.Swap(true) {
 		s.cfg.report(fmt.Errorf("netlog: the collector refused a batch of %d bytes as over its frame limits (%s); "+
 			"it goes again cut to fit, after the batches sent since (so do any others sent before the limits were known), and later batches are cut before they go: "+
@@ -513,8 +557,12 @@ func (s *Stream) sendRedo() error {
 	if s.redoN.Load() == 0 {
 		return nil
 	}
-	s.redoMu.Lock()
-	defer s.redoMu.Unlock()
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.sendRedoLocked()
+}
+
+func (s *Stream) sendRedoLocked() error {
 	for {
 		s.mu.Lock()
 		if len(s.redo) == 0 {
@@ -704,6 +752,8 @@ func (s *Stream) waitSpool() error {
 func (s *Stream) Close() error {
 	s.close.Do(func() {
 		s.Drain() // starts the drain timeout, unless sink.Writer.Close did
+		close(s.redoStop)
+		<-s.redoDone // within the drain timeout: its sends wait with it
 		var errs []error
 		var redoErr error
 		for {
