@@ -24,8 +24,9 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// startCollector runs a collector on a loopback port until the test ends.
-func startCollector(t *testing.T, cfg collector.Config) (*collector.Collector, string) {
+// startCollector runs a collector on addr (a free loopback port if empty)
+// until the test ends, and returns it with its address.
+func startCollector(t *testing.T, addr string, cfg collector.Config) (*collector.Collector, string) {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -37,7 +38,10 @@ func startCollector(t *testing.T, cfg collector.Config) (*collector.Collector, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +71,7 @@ func TestEveryEntryExactlyOnceOverTCP(t *testing.T) {
 		comp := comps[k%len(comps)]
 		t.Run(fe.name+"/"+comp.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			_, addr := startCollector(t, collector.Config{Dir: dir})
+			_, addr := startCollector(t, "", collector.Config{Dir: dir})
 			w, err := Dial(addr, []netlog.ClientOption{netlog.WithStreamName("app"), netlog.WithCompression(comp)})
 			if err != nil {
 				t.Fatal(err)
@@ -111,7 +115,7 @@ func TestParseNetURL(t *testing.T) {
 // token read from a file; a bad stream name is an error from zap.Open.
 func TestZapOutputPathToCollector(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := startCollector(t, collector.Config{Dir: dir, Token: "s3cret"})
+	_, addr := startCollector(t, "", collector.Config{Dir: dir, Token: "s3cret"})
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -183,7 +187,7 @@ func TestSyncDuringAnOutageLosesNothing(t *testing.T) {
 		t.Fatalf("%d entries given up by the Syncs", lost)
 	}
 	dir := t.TempDir()
-	startCollectorAt(t, addr, dir)
+	startCollector(t, addr, collector.Config{Dir: dir})
 	if err := w.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -224,37 +228,17 @@ func TestCloseWaitsForTheCollectorToComeBack(t *testing.T) {
 		t.Fatal("the outage was never reported")
 	}
 	dir := t.TempDir()
-	up := make(chan struct{})
-	go func() {
-		defer close(up)
-		time.Sleep(500 * time.Millisecond) // Close is waiting by then
-		startCollectorAt(t, addr, dir)
-	}()
-	if err := w.Close(); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- w.Close() }()
+	time.Sleep(500 * time.Millisecond) // Close is waiting by then
+	startCollector(t, addr, collector.Config{Dir: dir})
+	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	<-up
 	if st := w.Stats(); st.Lost != 0 || st.Written != n {
 		t.Errorf("stats %+v: want %d written, none lost", st, n)
 	}
 	checkNumbered(t, filepath.Join(dir, "back.log"), n)
-}
-
-// startCollectorAt serves a collector writing to dir on addr until the test
-// ends. It may run in another goroutine than the test's.
-func startCollectorAt(t *testing.T, addr, dir string) {
-	c, err := collector.New(collector.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	go c.Serve(l)
-	t.Cleanup(func() { c.Shutdown(context.Background()) })
 }
 
 // checkNumbered checks that the file at path holds the n lines of

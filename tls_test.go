@@ -28,7 +28,7 @@ func TestURLWithTLS(t *testing.T) {
 	testcert.WritePEM(t, ca.Issue(t, "app", x509.ExtKeyUsageClientAuth), certFile, keyFile)
 	server := ca.Issue(t, "collector.test", x509.ExtKeyUsageServerAuth)
 	dir := t.TempDir()
-	_, addr := startCollector(t, collector.Config{Dir: dir, TLS: &tls.Config{
+	_, addr := startCollector(t, "", collector.Config{Dir: dir, TLS: &tls.Config{
 		Certificates: []tls.Certificate{server}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
 	}})
 	base := "snail://" + addr + "/tlsurl?window=1ms&tls_ca=" + url.QueryEscape(caFile)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
@@ -108,31 +109,35 @@ func TestAnnouncedFramesDoNotStallOthers(t *testing.T) {
 // A budget gives what is free, whole while half stays free, waits for the
 // rest, and gives up after the wait it is given.
 func TestBudget(t *testing.T) {
-	b := newBudget(100)
-	if !b.acquireIfPlenty(50) || b.acquireIfPlenty(1) {
-		t.Fatal("acquireIfPlenty: want 50 taken, then nothing past half")
-	}
-	if r := b.acquireWithin(50, 0); r != claimed {
-		t.Fatalf("acquireWithin(50) = %v with 50 free", r)
-	}
-	start := time.Now()
-	if r := b.acquireWithin(1, 50*time.Millisecond); r != timedOut || time.Since(start) < 50*time.Millisecond {
-		t.Fatalf("acquireWithin(1) with nothing free = %v after %v, want timedOut after 50ms", r, time.Since(start))
-	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		b.release(10)
-	}()
-	if r := b.acquireWithin(10, 10*time.Second); r != claimed {
-		t.Fatalf("acquireWithin(10) while 10 are released = %v", r)
-	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		b.abort()
-	}()
-	if r := b.acquireWithin(10, 0); r != stopped {
-		t.Fatalf("acquireWithin(10) at abort = %v", r)
-	}
+	// In a bubble the goroutines below release or abort only once the
+	// acquirer waits, and the timeout runs on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		b := newBudget(100)
+		if !b.acquireIfPlenty(50) || b.acquireIfPlenty(1) {
+			t.Fatal("acquireIfPlenty: want 50 taken, then nothing past half")
+		}
+		if r := b.acquireWithin(50, 0); r != claimed {
+			t.Fatalf("acquireWithin(50) = %v with 50 free", r)
+		}
+		start := time.Now()
+		if r := b.acquireWithin(1, 50*time.Millisecond); r != timedOut || time.Since(start) < 50*time.Millisecond {
+			t.Fatalf("acquireWithin(1) with nothing free = %v after %v, want timedOut after 50ms", r, time.Since(start))
+		}
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			b.release(10)
+		}()
+		if r := b.acquireWithin(10, 10*time.Second); r != claimed {
+			t.Fatalf("acquireWithin(10) while 10 are released = %v", r)
+		}
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			b.abort()
+		}()
+		if r := b.acquireWithin(10, 0); r != stopped {
+			t.Fatalf("acquireWithin(10) at abort = %v", r)
+		}
+	})
 }
 
 // choppy reads at most a random few bytes at a time, as a slow network

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -37,7 +36,7 @@ func TestSpoolWhileCollectorDown(t *testing.T) {
 	if len(segs) == 0 {
 		t.Fatal("nothing was spooled while the collector was down")
 	}
-	startAt(t, addr, dir) // the collector comes up
+	serveAt(t, addr, Config{Dir: dir}) // the collector comes up
 	checkDelivered(t, s, filepath.Join(dir, "spooled.log"), spoolDir, n)
 }
 
@@ -75,7 +74,7 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 			if st.Lost != 0 || st.Spooled != n {
 				t.Fatalf("lost %d, spooled %d; want %d spooled", st.Lost, st.Spooled, n)
 			}
-			startAt(t, addr, dir) // the collector comes up
+			serveAt(t, addr, Config{Dir: dir}) // the collector comes up
 			s2, err := netlog.Dial(addr, opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -111,29 +110,6 @@ func checkDelivered(t *testing.T, s *netlog.Stream, path, spoolDir string, n int
 	if segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool")); len(segs) != 0 {
 		t.Fatalf("spool not emptied after delivery: %v", segs)
 	}
-}
-
-// startAt runs a collector on addr and dir until the test ends.
-func startAt(t *testing.T, addr, dir string) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(Config{Dir: dir, Logger: quiet()})
-	if err != nil {
-		l.Close()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Serve(l)
-	}()
-	t.Cleanup(func() {
-		c.Shutdown(context.Background())
-		<-done
-	})
 }
 
 // checkOrder fails unless the ids in path increase line by line.

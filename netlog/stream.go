@@ -61,7 +61,8 @@ type Stream struct {
 
 	// redo holds batches the collector refused as over its frame limits
 	// (sent before its welcome said them), to send again cut to fit: by
-	// the next WriteBatch, KeepBatch, Sync or Close. Under mu.
+	// redoLoop as soon as they are refused, or the next WriteBatch,
+	// KeepBatch, Sync or Close, whichever comes first. Under mu.
 	redo     []*redoBatch
 	redoN    atomic.Int32 // len(redo)
 	redoSaid atomic.Bool
@@ -708,9 +709,7 @@ func (s *Stream) drainEnded(err error) error {
 	if !s.drainOver(err) {
 		return err
 	}
-	if uerr := s.c.Unavailable(); uerr != nil {
-		err = uerr
-	} else if derr := s.c.downErr(); derr != nil { // down for less than the report delay
+	if derr := s.c.downErr(); derr != nil { // past the report delay or not
 		err = fmt.Errorf("%w: %w", ErrUnavailable, derr)
 	}
 	if errors.Is(context.Cause(s.drainCtx), errGaveUp) {
