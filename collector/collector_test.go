@@ -912,7 +912,8 @@ func TestMetricsAndHealth(t *testing.T) {
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics")
 	for _, want := range []string{"snail_collector_frames_total 10", "snail_collector_entries_total 100",
-		"snail_collector_write_seconds_count 10", "snail_collector_connections_total 1", "snail_collector_acks_total"} {
+		"snail_collector_write_seconds_count 10", "snail_collector_connections_total 1", "snail_collector_acks_total",
+		"go_build_info{"} { // which build serves: its module version and checksum
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}

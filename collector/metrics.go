@@ -52,7 +52,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.conns, m.failing, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
 		m.bytesWritten, m.writeErrors, m.rejects, m.writeSeconds, m.fsyncSeconds,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewBuildInfoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -206,6 +206,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 			f.Close()
 		}()
 	}
+	cfg.Logger.Info("snail collector starting", "version", version())
 	served := make(chan error, 1)
 	go func() { served <- c.ListenAndServe() }()
 	for {

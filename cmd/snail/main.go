@@ -25,6 +25,8 @@ Usage:
   snail bench [flags]          log through zap -> snail -> a collector in this
                                process, and into a file, against the logger's
                                usual file writer (embedded defaults)
+  snail version                which snail this is: version, commit, Go,
+                               protocol
   snail help                   this text
 
 Run "snail COMMAND -h" for the flags of a command.
@@ -58,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		context.AfterFunc(ctx, stop) // a second signal ends the process at once
 		return exit("send", sendCmd(ctx, args[1:], os.Stdin, stdout, stderr), stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/snail-log/snail/netlog"
 	"go.uber.org/goleak"
 )
 
@@ -73,5 +76,18 @@ func TestUsage(t *testing.T) {
 	t.Setenv("SNAIL_BENCH_ENTRIES", "many")
 	if code := run([]string{"bench"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "SNAIL_BENCH_ENTRIES") {
 		t.Fatalf("bad env: exit %d, %q", code, errb.String())
+	}
+}
+
+// TestVersion: `snail version` and `--version` name the build, the Go
+// release and the protocol, which an operator needs to tell which
+// clients a collector can serve.
+func TestVersion(t *testing.T) {
+	want := fmt.Sprintf("(%s %s/%s, protocol %d)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, netlog.ProtocolVersion)
+	for _, arg := range []string{"version", "--version", "-version"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{arg}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "snail ") || !strings.HasSuffix(out.String(), want) {
+			t.Errorf("%s: exit %d, %q, want snail ... %q", arg, code, out.String(), want)
+		}
 	}
 }

@@ -201,6 +201,9 @@ func TestSendToCollectorProcess(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "collector stopped") {
 		t.Fatalf("no clean stop logged:\n%s", d.stderr)
 	}
+	if !strings.Contains(d.stderr.String(), `"version":"snail `) {
+		t.Fatalf("no version logged at start:\n%s", d.stderr)
+	}
 }
 
 func TestSendToFileAndStdin(t *testing.T) {
