@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -493,8 +492,10 @@ func (s *encState) time(t time.Time) {
 	sec, loc := t.Unix(), t.Location()
 	if sec != s.tSec || loc != s.tLoc || s.tZLen == 0 {
 		if y := t.Year(); y < 0 || y >= 10000 {
-			s.str(fmt.Sprintf("!ERROR:%v", errors.New("time.Time year outside of range [0,9999]")))
-			s.buf = append(s.buf, '"')
+			// RFC 3339 years have 4 digits. slog.JSONHandler writes its
+			// error and then the time anyway, "!ERROR:...""-15452-...Z"
+			// (Go 1.26), which is not JSON; this writes one string.
+			s.buf = append(s.buf, `"!ERROR:time.Time year outside of range [0,9999]: `...)
 			s.buf = t.AppendFormat(s.buf, time.RFC3339Nano)
 			s.buf = append(s.buf, '"')
 			return
