@@ -115,7 +115,7 @@ func TestParseNetURL(t *testing.T) {
 // token read from a file; a bad stream name is an error from zap.Open.
 func TestZapOutputPathToCollector(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := startCollector(t, "", collector.Config{Dir: dir, Token: "s3cret"})
+	_, addr := startCollector(t, "", collector.Config{Dir: dir, Tokens: []string{"s3cret"}})
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)

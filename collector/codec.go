@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -110,7 +109,7 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 	if hello.Version != netlog.ProtocolVersion {
 		return nil, refuse(h.Stream, encoder.StatusBadFrame, fmt.Errorf("%w: %d, this collector speaks %d", ErrProtocolVersion, hello.Version, netlog.ProtocolVersion))
 	}
-	if c.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(hello.Token), []byte(c.cfg.Token)) != 1 {
+	if !c.authorized(hello.Token) {
 		return nil, refuse(h.Stream, encoder.StatusUnauthorized, ErrUnauthorized)
 	}
 	if err := checkStreamName(hello.Name); err != nil {

@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -60,6 +61,8 @@ type Collector struct {
 
 	janitor     bool          // its goroutine runs (under mu)
 	janitorDone chan struct{} // closed when it has stopped
+
+	tokens atomic.Pointer[[][]byte] // the tokens a client may present; none: no token needed
 
 	connLog     logLimit    // of "connection closed" lines
 	warnedLimit atomic.Bool // checkFileLimit has warned
@@ -192,6 +195,7 @@ func New(cfg Config) (*Collector, error) {
 		stopping: make(chan struct{}),
 		lock:     lock,
 	}
+	c.storeTokens(cfg.Tokens)
 	opts := []netlog.ServerOption{
 		netlog.WithMaxConns(cfg.MaxConns),
 		netlog.WithServerHandshakeTimeout(cfg.HandshakeTimeout),
@@ -386,6 +390,40 @@ func (c *Collector) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// SetTokens replaces the tokens clients may present, for the handshakes
+// that follow (connections already made carry on): none turns the check
+// off. The tokens are checked as Config.Tokens; on an error the old ones
+// stay.
+func (c *Collector) SetTokens(tokens []string) error {
+	if err := checkTokens(tokens); err != nil {
+		return fmt.Errorf("%w: Tokens: %v", ErrInvalidConfig, err)
+	}
+	c.storeTokens(tokens)
+	return nil
+}
+
+func (c *Collector) storeTokens(tokens []string) {
+	bs := make([][]byte, len(tokens))
+	for i, t := range tokens {
+		bs[i] = []byte(t)
+	}
+	c.tokens.Store(&bs)
+}
+
+// authorized reports whether token is one of the collector's, or the
+// collector wants none. Each is compared in constant time, and all are.
+func (c *Collector) authorized(token string) bool {
+	tokens := *c.tokens.Load()
+	if len(tokens) == 0 {
+		return true
+	}
+	ok := 0
+	for _, t := range tokens {
+		ok |= subtle.ConstantTimeCompare([]byte(token), t)
+	}
+	return ok == 1
 }
 
 // Reopen reopens every output file, for external rotation (SIGHUP).

@@ -155,20 +155,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults not filled: %+v", good)
 	}
 	for name, c := range map[string]Config{
-		"listen":     {Listen: "nope"},
-		"metrics":    {MetricsListen: "::::"},
-		"port":       {Listen: "127.0.0.1:99999"},
-		"service":    {MetricsListen: "127.0.0.1:nosuchservice"},
-		"conns":      {MaxConns: -1},
-		"frame":      {MaxFrameSize: 10},
-		"memory":     {MaxMemory: 1 << 20},
-		"timeout":    {IdleTimeout: -time.Second},
-		"mode":       {FileMode: os.ModeDir | 0o644},
-		"maxsize":    {MaxSize: -1},
-		"backups":    {MaxBackups: -5},
-		"compress":   {Compression: 9},
-		"ack":        {Ack: 7},
-		"token size": {Token: strings.Repeat("x", 2000)},
+		"listen":      {Listen: "nope"},
+		"metrics":     {MetricsListen: "::::"},
+		"port":        {Listen: "127.0.0.1:99999"},
+		"service":     {MetricsListen: "127.0.0.1:nosuchservice"},
+		"conns":       {MaxConns: -1},
+		"frame":       {MaxFrameSize: 10},
+		"memory":      {MaxMemory: 1 << 20},
+		"timeout":     {IdleTimeout: -time.Second},
+		"mode":        {FileMode: os.ModeDir | 0o644},
+		"maxsize":     {MaxSize: -1},
+		"backups":     {MaxBackups: -5},
+		"compress":    {Compression: 9},
+		"ack":         {Ack: 7},
+		"token size":  {Tokens: []string{strings.Repeat("x", 2000)}},
+		"empty token": {Tokens: []string{"ok", ""}},
 		// filelog's rules, checked at start rather than at each stream:
 		"rotate ms":  {RotateEvery: 500 * time.Millisecond},
 		"rotate 36h": {RotateEvery: 36 * time.Hour},
@@ -464,7 +465,7 @@ func TestReconnectAfterCollectorDropsConnections(t *testing.T) {
 
 func TestHandshakeRejections(t *testing.T) {
 	dir := t.TempDir()
-	c, addr := start(t, Config{Dir: dir, Token: "s3cret"})
+	c, addr := start(t, Config{Dir: dir, Tokens: []string{"s3cret"}})
 	cases := []struct {
 		name   string
 		hello  netlog.Hello
@@ -541,6 +542,64 @@ func TestHandshakeRejections(t *testing.T) {
 	}
 }
 
+// TestTokenRotation replaces a token without a stop: the collector takes
+// the old and the new one, the clients move over, then the old one goes.
+// Connections made before a change carry on.
+func TestTokenRotation(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, Tokens: []string{"old"}})
+	status := func(token string) encoder.Status {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write(rawHello(1, "rot", token))
+		return encoder.Status(readFrame(t, conn).Flags)
+	}
+	old, err := netlog.Dial(addr, netlog.WithStreamName("rot"), netlog.WithToken("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	send(t, old, 0, 10, 1)
+	for _, step := range []struct {
+		tokens       []string
+		oldOK, newOK bool
+	}{
+		{[]string{"old"}, true, false},
+		{[]string{"old", "new"}, true, true},
+		{[]string{"new"}, false, true},
+		{nil, true, true}, // none: no check
+	} {
+		if err := c.SetTokens(step.tokens); err != nil {
+			t.Fatal(err)
+		}
+		for token, ok := range map[string]bool{"old": step.oldOK, "new": step.newOK} {
+			if got := status(token) == encoder.StatusOK; got != ok {
+				t.Errorf("tokens %q: %q accepted %v, want %v", step.tokens, token, got, ok)
+			}
+		}
+	}
+	send(t, old, 10, 10, 1) // its connection, made with "old", carries on
+	if err := old.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if st := old.Stats(); st.Reconnects != 0 {
+		t.Errorf("the old client reconnected: %+v", st)
+	}
+	checkIDs(t, filepath.Join(dir, "rot.log"), 20)
+	for _, bad := range [][]string{{""}, {"ok", strings.Repeat("x", netlog.MaxTokenLen+1)}} {
+		if err := c.SetTokens(bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("SetTokens(%d bytes): %v", len(bad[len(bad)-1]), err)
+		}
+	}
+	if got := status("anything"); got != encoder.StatusOK {
+		t.Errorf("a refused SetTokens changed the tokens: status %d", got)
+	}
+}
+
 // rawHello builds a Hello without the client-side name check.
 func rawHello(stream uint64, name, token string) []byte {
 	p := []byte{1, 0, byte(len(name)), 0}
@@ -571,7 +630,7 @@ func TestHostileClients(t *testing.T) {
 	if raceEnabled {
 		idle = 300 // the race detector caps a process at 8128 goroutines
 	}
-	c, addr := start(t, Config{Dir: dir, Token: "t", HandshakeTimeout: 300 * time.Millisecond,
+	c, addr := start(t, Config{Dir: dir, Tokens: []string{"t"}, HandshakeTimeout: 300 * time.Millisecond,
 		IdleTimeout: 300 * time.Millisecond, FrameTimeout: 300 * time.Millisecond, MaxFrameSize: 1 << 20,
 		MaxDecompressedSize: 4 << 20, MaxMemory: 16 << 20})
 

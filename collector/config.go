@@ -11,6 +11,7 @@ import (
 
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
 )
 
 // ErrInvalidConfig wraps every error of Config.Validate.
@@ -73,8 +74,11 @@ type Config struct {
 	// MetricsListen, if set, is the address of the HTTP listener that
 	// serves /metrics (Prometheus) and /healthz.
 	MetricsListen string
-	// Token, if set, is the shared secret every client must present.
-	Token string
+	// Tokens, if any, are the shared secrets a client may present: it must
+	// present one of them. Several let a token be replaced without a
+	// stop: accept the new one too (SetTokens), move the clients over,
+	// then drop the old one.
+	Tokens []string
 	// TLS, if set, makes the listener speak TLS. Set ClientAuth and
 	// ClientCAs to require client certificates.
 	TLS *tls.Config
@@ -142,8 +146,8 @@ func (c *Config) Validate() error {
 	if c.Dir == "" {
 		c.Dir = DefaultDir
 	}
-	if len(c.Token) > 1024 {
-		return bad("Token of %d bytes, at most 1024", len(c.Token))
+	if err := checkTokens(c.Tokens); err != nil {
+		return bad("Tokens: %v", err)
 	}
 	if c.Ack != AckWrite && c.Ack != AckFsync {
 		return bad("Ack level %d", c.Ack)
@@ -245,4 +249,18 @@ func checkListen(addr string) error {
 	}
 	_, err = net.LookupPort("tcp", port)
 	return err
+}
+
+// checkTokens checks tokens a client could present: none empty, none over
+// the handshake's limit.
+func checkTokens(tokens []string) error {
+	for i, t := range tokens {
+		switch {
+		case t == "":
+			return fmt.Errorf("token %d is empty", i+1)
+		case len(t) > netlog.MaxTokenLen:
+			return fmt.Errorf("token %d has %d bytes, at most %d", i+1, len(t), netlog.MaxTokenLen)
+		}
+	}
+	return nil
 }

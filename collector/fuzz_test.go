@@ -29,7 +29,7 @@ func (fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (fakeConn) SetWriteDeadline(time.Time) error { return nil }
 func (fakeConn) Close() error                     { return nil }
 func fuzzCollector(f *testing.F, dir string) *Collector {
-	c, err := New(Config{Dir: dir, Token: "tok", Logger: quiet(), MaxFrameSize: 64 << 10,
+	c, err := New(Config{Dir: dir, Tokens: []string{"tok"}, Logger: quiet(), MaxFrameSize: 64 << 10,
 		MaxDecompressedSize: 256 << 10})
 	if err != nil {
 		f.Fatal(err)

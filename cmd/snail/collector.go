@@ -82,7 +82,7 @@ is written (or fsynced, with --ack fsync). A batch sent again after a
 reconnect is acked but not written twice.
 
 Signals: SIGTERM or SIGINT stop it gracefully (stop accepting, finish and ack
-what was read, fsync, close); SIGHUP reopens the output files (logrotate) and reloads the TLS files
+what was read, fsync, close); SIGHUP reopens the output files (logrotate) and reloads the --token-file and the TLS files
 (a renewed certificate serves new connections).
 Every flag can also be set with the environment variable in brackets; the
 command line wins.
@@ -96,14 +96,15 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs := flag.NewFlagSet("snail collector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg collector.Config
-	var ack, compress, level, tlsCert, tlsKey, tlsClientCA string
+	var ack, compress, level, tlsCert, tlsKey, tlsClientCA, token, tokenFile string
 	var maxFrame, maxMem int64
 	var shutdownTimeout time.Duration
 	var cpuProfile string
 	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
 	fs.StringVar(&cfg.Dir, "dir", collector.DefaultDir, "output directory: stream NAME goes to DIR/NAME.log [SNAIL_DIR]")
 	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics, /healthz (200 while serving) and /readyz (503 also while an output file cannot be written); empty: none [SNAIL_METRICS]")
-	fs.StringVar(&cfg.Token, "token", "", "shared token every client must present; empty: none [SNAIL_TOKEN]")
+	fs.StringVar(&token, "token", "", "shared token every client must present; empty: none (ps shows it to every user: prefer --token-file) [SNAIL_TOKEN]")
+	fs.StringVar(&tokenFile, "token-file", "", "file of tokens, one per line (# comments): a client must present one; read again on SIGHUP, so that a token is replaced without a stop (add the new one, move the clients, remove the old) [SNAIL_TOKEN_FILE]")
 	fs.StringVar(&ack, "ack", "write", "ack a batch after it is written (write: survives a crash of the collector) or fsynced (fsync: survives power loss) [SNAIL_ACK]")
 	fs.IntVar(&cfg.MaxConns, "max-conns", collector.DefaultMaxConns, "most client connections at once [SNAIL_MAX_CONNS]")
 	fs.Var(sizeFlag{&maxFrame}, "max-frame", "largest frame a client may send, as sent (default 16MiB) [SNAIL_MAX_FRAME]")
@@ -129,7 +130,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		fs.PrintDefaults()
 	}
 	if err := envFlags(fs, map[string]string{
-		"listen": "SNAIL_LISTEN", "dir": "SNAIL_DIR", "metrics": "SNAIL_METRICS", "token": "SNAIL_TOKEN", "ack": "SNAIL_ACK",
+		"listen": "SNAIL_LISTEN", "dir": "SNAIL_DIR", "metrics": "SNAIL_METRICS", "token": "SNAIL_TOKEN", "token-file": "SNAIL_TOKEN_FILE", "ack": "SNAIL_ACK",
 		"max-conns": "SNAIL_MAX_CONNS", "max-frame": "SNAIL_MAX_FRAME", "max-memory": "SNAIL_MAX_MEMORY",
 		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT",
 		"max-size": "SNAIL_MAX_SIZE", "rotate-every": "SNAIL_ROTATE_EVERY", "max-backups": "SNAIL_MAX_BACKUPS", "max-age": "SNAIL_MAX_AGE",
@@ -147,6 +148,17 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	var err error
 	if cfg.Ack, err = collector.ParseAckLevel(ack); err != nil {
 		return err
+	}
+	if err := oneToken(args, &token, &tokenFile); err != nil {
+		return err
+	}
+	switch {
+	case token != "":
+		cfg.Tokens = []string{token}
+	case tokenFile != "":
+		if cfg.Tokens, err = readTokens(tokenFile); err != nil {
+			return err
+		}
 	}
 	var ok bool
 	if cfg.Compression, ok = map[string]filelog.Compression{"none": filelog.NoCompression, "gzip": filelog.Gzip, "zstd": filelog.Zstd}[compress]; !ok {
@@ -219,6 +231,17 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 				cfg.Logger.Error("reopen after SIGHUP", "err", err)
 			} else {
 				cfg.Logger.Info("reopened output files")
+			}
+			if tokenFile != "" {
+				tokens, err := readTokens(tokenFile)
+				if err == nil {
+					err = c.SetTokens(tokens)
+				}
+				if err != nil {
+					cfg.Logger.Error("tokens not reloaded after SIGHUP; the ones before still hold", "err", err)
+				} else {
+					cfg.Logger.Info("reloaded tokens", "tokens", len(tokens))
+				}
 			}
 			if stls != nil {
 				if notAfter, err := stls.reload(); err != nil {

@@ -51,7 +51,7 @@ Flags:
 func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snail send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var to, file, stream, token, compress, tlsCA, tlsCert, tlsKey, tlsName, spool string
+	var to, file, stream, token, tokenFile, compress, tlsCA, tlsCert, tlsKey, tlsName, spool string
 	var spoolSize int64
 	var maxLine int64
 	var window, drain, giveUp time.Duration
@@ -61,7 +61,8 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
 	fs.Var(modeFlag{&fileMode}, "file-mode", "permissions of the --file it creates, in octal [SNAIL_FILE_MODE]")
 	fs.StringVar(&stream, "stream", netlog.DefaultStreamName, "stream name: the collector writes it to DIR/NAME.log [SNAIL_STREAM]")
-	fs.StringVar(&token, "token", "", "shared token the collector expects [SNAIL_TOKEN]")
+	fs.StringVar(&token, "token", "", "shared token the collector expects (ps shows it to every user: prefer --token-file) [SNAIL_TOKEN]")
+	fs.StringVar(&tokenFile, "token-file", "", "file holding the token, on a line of its own (# comments) [SNAIL_TOKEN_FILE]")
 	fs.StringVar(&compress, "compress", "none", "compression on the wire: none, s2 or zstd [SNAIL_COMPRESS]")
 	fs.BoolVar(&useTLS, "tls", false, "speak TLS, verifying the collector against the system's roots (or --tls-ca); any --tls-* flag implies it [SNAIL_TLS]")
 	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA file: speak TLS and verify the collector against it [SNAIL_TLS_CA]")
@@ -80,7 +81,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fs.PrintDefaults()
 	}
 	if err := envFlags(fs, map[string]string{
-		"to": "SNAIL_TO", "file": "SNAIL_FILE", "file-mode": "SNAIL_FILE_MODE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "compress": "SNAIL_COMPRESS",
+		"to": "SNAIL_TO", "file": "SNAIL_FILE", "file-mode": "SNAIL_FILE_MODE", "stream": "SNAIL_STREAM", "token": "SNAIL_TOKEN", "token-file": "SNAIL_TOKEN_FILE", "compress": "SNAIL_COMPRESS",
 		"tls": "SNAIL_TLS", "tls-ca": "SNAIL_TLS_CA", "tls-server-name": "SNAIL_TLS_SERVER_NAME", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "window": "SNAIL_WINDOW",
 		"drain-timeout": "SNAIL_DRAIN_TIMEOUT", "spool": "SNAIL_SPOOL", "spool-size": "SNAIL_SPOOL_SIZE",
 		"give-up-after": "SNAIL_GIVE_UP_AFTER", "max-line": "SNAIL_MAX_LINE",
@@ -99,7 +100,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		// so rather than ignore them (environment variables may be set
 		// for other runs, and are let be).
 		set := setFlags(fs)
-		for _, name := range []string{"spool", "spool-size", "token", "compress", "tls", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "stream", "drain-timeout"} {
+		for _, name := range []string{"spool", "spool-size", "token", "token-file", "compress", "tls", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "stream", "drain-timeout"} {
 			if set[name] && !fromEnv[name] {
 				return fmt.Errorf("--%s goes with --to, not --file", name)
 			}
@@ -121,6 +122,19 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		comp, err := encoder.ParseCompression(compress)
 		if err != nil {
 			return err
+		}
+		if err := oneToken(args, &token, &tokenFile); err != nil {
+			return err
+		}
+		if tokenFile != "" {
+			tokens, err := readTokens(tokenFile)
+			if err != nil {
+				return err
+			}
+			if len(tokens) > 1 {
+				return fmt.Errorf("--token-file %s holds %d tokens; a client presents one", tokenFile, len(tokens))
+			}
+			token = tokens[0]
 		}
 		// At the end, Close waits up to --drain-timeout for the acks, for
 		// a collector that is down too. Unavailability is reported after

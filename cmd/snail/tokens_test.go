@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestReadTokens(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text string
+		want       []string
+		err        string
+	}{
+		{"one", "s3cret\n", []string{"s3cret"}, ""},
+		{"no newline", "s3cret", []string{"s3cret"}, ""},
+		{"spaces and CRLF", "  a  \r\n\tb\r\n", []string{"a", "b"}, ""},
+		{"comments and blanks", "# old one, until Friday\nold\n\n# new\nnew\n", []string{"old", "new"}, ""},
+		{"empty", "", nil, "holds no token"},
+		{"only comments", "# none yet\n\n", nil, "holds no token"},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readTokens(path)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), path) {
+				t.Errorf("%s: %q, %v; want an error naming the file, %q", tc.name, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := readTokens(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--token-file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestOneToken(t *testing.T) {
+	for _, tc := range []struct {
+		args             []string
+		token, file      string
+		wantTok, wantFil string
+		err              bool
+	}{
+		{nil, "a", "", "a", "", false},
+		{nil, "", "f", "", "f", false},
+		{[]string{"--token", "a"}, "a", "f", "a", "", false},  // the file came from the environment
+		{[]string{"-token-file=f"}, "a", "f", "", "f", false}, // the token came from the environment
+		{[]string{"--token=a", "--token-file", "f"}, "a", "f", "", "", true},
+		{nil, "a", "f", "", "", true},                       // both from the environment
+		{[]string{"--", "--token"}, "a", "f", "", "", true}, // after --: a file name
+	} {
+		tok, fil := tc.token, tc.file
+		err := oneToken(tc.args, &tok, &fil)
+		if (err != nil) != tc.err || (err == nil && (tok != tc.wantTok || fil != tc.wantFil)) {
+			t.Errorf("%q token %q file %q: got %q %q %v", tc.args, tc.token, tc.file, tok, fil, err)
+		}
+	}
+}
+
+// TestTokenFileRotation: the collector takes its tokens from a file and
+// reads it again on SIGHUP, so that a token is replaced without a stop;
+// snail send takes its token from a file. A file with no token left in it
+// keeps the tokens before (it never turns the check off).
+func TestTokenFileRotation(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	tokens, oldTok, newTok := filepath.Join(secrets, "tokens"), filepath.Join(secrets, "old"), filepath.Join(secrets, "new")
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(tokens, "# the fleet's token\nold\n")
+	write(oldTok, "old\n")
+	write(newTok, "new\n")
+	d := startDaemon(t, freeAddr(t), dir, "--token-file", tokens)
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 100)
+	send := func(tokenFile string) error {
+		t.Helper()
+		var errb bytes.Buffer
+		return sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "rot", "--token-file", tokenFile, "--drain-timeout", "1s", "-q", in}, nil, &errb, &errb)
+	}
+	hup := func(logged string) {
+		t.Helper()
+		n := strings.Count(d.stderr.String(), logged)
+		d.signal(t, syscall.SIGHUP)
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(d.stderr.String(), logged) == n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q not logged after SIGHUP:\n%s", logged, d.stderr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, step := range []struct {
+		file         string // the collector's tokens, then SIGHUP
+		logged       string
+		oldOK, newOK bool
+	}{
+		{"", "", true, false},
+		{"old\nnew\n", "reloaded tokens", true, true},
+		{"new\n", "reloaded tokens", false, true},
+		{"# emptied by mistake\n", "tokens not reloaded", false, true},
+	} {
+		if step.file != "" {
+			write(tokens, step.file)
+			hup(step.logged)
+		}
+		for file, ok := range map[string]bool{oldTok: step.oldOK, newTok: step.newOK} {
+			if err := send(file); (err == nil) != ok {
+				t.Errorf("tokens %q: send with %s: %v, want accepted %v", step.file, filepath.Base(file), err, ok)
+			}
+		}
+	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
+// Bad token flags fail at start, naming the problem.
+func TestTokenFlagErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	two := filepath.Join(t.TempDir(), "two")
+	os.WriteFile(empty, nil, 0o600)
+	os.WriteFile(two, []byte("a\nb\n"), 0o600)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--token-file", empty}, "holds no token"},
+		{[]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--token", "a", "--token-file", two}, "one of --token and --token-file"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--token-file", two}, "holds 2 tokens"},
+		{[]string{"send", "--to", "127.0.0.1:1", "--token-file", empty}, "holds no token"},
+		{[]string{"send", "--file", empty, "--token-file", two}, "goes with --to"},
+	} {
+		var out, errb bytes.Buffer
+		var err error
+		if tc.args[0] == "collector" {
+			err = collectorCmd(ctx, tc.args[1:], nil, &out, &errb)
+		} else {
+			err = sendCmd(ctx, tc.args[1:], strings.NewReader(""), &out, &errb)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
