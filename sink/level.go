@@ -60,7 +60,8 @@ func FromZap(l zapcore.Level) Level {
 	return Level(l) // zap's Debug..Error are -1..2, as ours
 }
 
-// FromZerolog maps a zerolog level; NoLevel and Disabled count as Info.
+// FromZerolog maps a zerolog level; NoLevel and Disabled count as Info,
+// and custom levels below Trace (zerolog takes any int8) as Trace.
 func FromZerolog(l zerolog.Level) Level {
 	switch l {
 	case zerolog.TraceLevel:
@@ -73,6 +74,9 @@ func FromZerolog(l zerolog.Level) Level {
 		return ErrorLevel
 	case zerolog.FatalLevel, zerolog.PanicLevel:
 		return FatalLevel
+	}
+	if l < zerolog.TraceLevel {
+		return TraceLevel
 	}
 	return InfoLevel
 }

@@ -447,6 +447,7 @@ func TestLevels(t *testing.T) {
 	}{
 		{FromZerolog(zerolog.TraceLevel), TraceLevel}, {FromZerolog(zerolog.PanicLevel), FatalLevel},
 		{FromZerolog(zerolog.NoLevel), InfoLevel}, {FromZerolog(zerolog.WarnLevel), WarnLevel},
+		{FromZerolog(zerolog.Level(-5)), TraceLevel}, {FromZerolog(zerolog.Disabled), InfoLevel},
 	} {
 		if tc.got != tc.want {
 			t.Fatalf("got %v, want %v", tc.got, tc.want)
