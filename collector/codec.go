@@ -74,7 +74,7 @@ var _ netlog.Refuser = (*codec)(nil)
 func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*request, ackResp], error) {
 	c := k.c
 	refuse := func(stream uint64, st encoder.Status, err error) error {
-		_, _ = conn.Write(netlog.AppendWelcome(nil, stream, 0, 0, 0, st, err.Error()))
+		_, _ = conn.Write(netlog.AppendWelcome(nil, netlog.Welcome{Status: st, Reason: err.Error(), Stream: stream}))
 		return err
 	}
 	hdr, err := br.Peek(encoder.HeaderSize)
@@ -126,7 +126,9 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 		c.release(out)
 		return nil, refuse(h.Stream, encoder.StatusUnavailable, fmt.Errorf("%w: stream %s cannot be written now: %s", ErrUnavailable, hello.Name, *msg))
 	}
-	if _, err := conn.Write(netlog.AppendWelcome(nil, h.Stream, out.seenOf(h.Stream), uint32(c.cfg.MaxFrameSize), uint32(c.cfg.MaxDecompressedSize), encoder.StatusOK, "")); err != nil {
+	welcome := netlog.Welcome{Status: encoder.StatusOK, Stream: h.Stream, Written: out.seenOf(h.Stream),
+		MaxFrame: uint32(c.cfg.MaxFrameSize), MaxRaw: uint32(c.cfg.MaxDecompressedSize), Idle: c.cfg.IdleTimeout}
+	if _, err := conn.Write(netlog.AppendWelcome(nil, welcome)); err != nil {
 		c.release(out)
 		return nil, err
 	}

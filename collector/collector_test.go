@@ -830,21 +830,36 @@ func TestMaxConnsAndIdleTimeout(t *testing.T) {
 }
 
 // A client keeps a quiet connection open with pings, across several idle
-// timeouts.
+// timeouts: with its own keep-alive set shorter, and with its default one
+// (15 s) against a collector whose idle timeout is far below it, which the
+// collector tells it in its welcome. Before the welcome said it, such a
+// collector (--idle-timeout 3s) closed every quiet connection, logging a
+// warning each time, and the client reported each loss.
 func TestKeepAlive(t *testing.T) {
-	c, addr := start(t, Config{IdleTimeout: 150 * time.Millisecond})
-	s, err := netlog.Dial(addr, netlog.WithKeepAlive(30*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	send(t, s, 0, 10, 10)
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(600 * time.Millisecond)
-	if st := s.Stats(); st.Reconnects != 0 || c.Stats().Rejects["idle_timeout"] != 0 {
-		t.Fatalf("connection dropped while idle: %+v, %v", st, c.Stats().Rejects)
+	for _, tc := range []struct {
+		name string
+		opts []netlog.ClientOption
+	}{
+		{"client's keep-alive", []netlog.ClientOption{netlog.WithKeepAlive(30 * time.Millisecond)}},
+		{"collector's idle timeout", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, addr := start(t, Config{IdleTimeout: 150 * time.Millisecond})
+			var reported atomic.Int32
+			s, err := netlog.Dial(addr, append(tc.opts, netlog.WithErrorHandler(func(error) { reported.Add(1) }))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			send(t, s, 0, 10, 10)
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(600 * time.Millisecond)
+			if st := s.Stats(); st.Reconnects != 0 || c.Stats().Rejects["idle_timeout"] != 0 || reported.Load() != 0 {
+				t.Fatalf("connection dropped while idle: %+v, %v, %d errors reported", st, c.Stats().Rejects, reported.Load())
+			}
+		})
 	}
 }
 

@@ -35,6 +35,14 @@ type ClientCodec[Req, Resp any] interface {
 	NewResponseReader(r io.Reader) ResponseReader[Resp]
 }
 
+// A KeepAliver is a ClientCodec whose handshake can learn that the server
+// closes idle connections sooner than the client's keep-alive
+// (WithKeepAlive) expects. After each handshake the client pings at least
+// every KeepAlive(), if that is shorter; 0 leaves the keep-alive as it is.
+type KeepAliver interface {
+	KeepAlive() time.Duration
+}
+
 // ResponseReader reads the responses on one connection.
 type ResponseReader[Resp any] interface {
 	// ReadResponse returns the next response and the range of request ids
@@ -69,6 +77,10 @@ type Client[Req, Resp any] struct {
 	iov     net.Buffers
 	nextID  uint64 // last id given out
 	lastW   atomic.Int64
+	// keepAlive is how long a connection may go without a write before a
+	// ping: the configured keep-alive, or less if the last handshake said
+	// so (KeepAliver).
+	keepAlive atomic.Int64
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -139,6 +151,7 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 		downSince: time.Now(),
 	}
 	c.cond = sync.NewCond(&c.mu)
+	c.keepAlive.Store(int64(cfg.keepAlive))
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	window := cfg.sendWindow
 	if cfg.shipEach {
@@ -451,6 +464,7 @@ func (c *Client[Req, Resp]) supervise() {
 	everConnected := false
 	keep := time.NewTicker(c.cfg.keepAlive)
 	defer keep.Stop()
+	every := c.cfg.keepAlive
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -501,6 +515,10 @@ func (c *Client[Req, Resp]) supervise() {
 			}
 		}
 		stopWatch()
+		if k := time.Duration(c.keepAlive.Load()); k != every {
+			every = k
+			keep.Reset(k)
+		}
 	}
 }
 
@@ -638,7 +656,17 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	unhook := context.AfterFunc(c.ctx, func() { conn.Close() })
 	defer unhook()
 	_ = conn.SetDeadline(time.Now().Add(c.cfg.handshakeTimeout))
-	if err := c.codec.Handshake(conn); err != nil {
+	err = c.codec.Handshake(conn)
+	if err == nil {
+		k := c.cfg.keepAlive
+		if ka, ok := c.codec.(KeepAliver); ok {
+			if d := ka.KeepAlive(); d > 0 && d < k {
+				k = max(d, 10*time.Millisecond)
+			}
+		}
+		c.keepAlive.Store(int64(k))
+	}
+	if err != nil {
 		conn.Close()
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && c.ctx.Err() == nil {
 			// Said without the connection's local port, so that the
@@ -715,7 +743,7 @@ func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
 
 // ping writes a keep-alive frame if nothing was written for a while.
 func (c *Client[Req, Resp]) ping() {
-	if time.Since(time.Unix(0, c.lastW.Load())) < c.cfg.keepAlive {
+	if time.Since(time.Unix(0, c.lastW.Load())) < time.Duration(c.keepAlive.Load()) {
 		return
 	}
 	c.wmu.Lock()

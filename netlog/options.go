@@ -236,7 +236,8 @@ func WithReportAfter(d time.Duration) ClientOption {
 
 // WithKeepAlive sets how long a connection may stay without a write before
 // the client sends a ping, so that the server's idle timeout does not close
-// a quiet connection. Defaults to 15s.
+// a quiet connection. Defaults to 15s. A collector tells its idle timeout
+// in its welcome, and a Stream pings at least every third of it.
 func WithKeepAlive(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("keep-alive", d, &c.keepAlive) }
 }

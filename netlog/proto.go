@@ -3,6 +3,8 @@ package netlog
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 )
@@ -28,8 +30,10 @@ const (
 	// length + bytes).
 	KindHello encoder.Kind = 3
 	// KindWelcome answers Hello. Header: flags = status, stream id, seq =
-	// the highest sequence number written for the stream id (0 if none).
-	// Payload: the reason when the status is not ok.
+	// the highest sequence number written for the stream id (0 if none),
+	// last seq = the frame limits. Payload: the reason when the status is
+	// not ok; when it is ok, the idle timeout in milliseconds (uint32),
+	// or nothing.
 	KindWelcome encoder.Kind = 4
 	// KindPing keeps an idle connection open. No payload, no answer.
 	KindPing encoder.Kind = 5
@@ -142,15 +146,51 @@ func CheckStreamName(name string) error {
 	return nil
 }
 
-// AppendWelcome appends the answer to a Hello. maxFrame and maxRaw are the
-// collector's frame limits (payload as sent, and decompressed), so that
-// the client cuts its batches to fit; 0 says nothing of them.
-func AppendWelcome(dst []byte, stream, written uint64, maxFrame, maxRaw uint32, status encoder.Status, reason string) []byte {
-	if len(reason) > encoder.MaxAckReason {
-		reason = reason[:encoder.MaxAckReason]
+// Welcome is the collector's answer to a Hello.
+type Welcome struct {
+	Status  encoder.Status
+	Reason  string // why, when Status is not ok
+	Stream  uint64 // the client's stream id
+	Written uint64 // the highest sequence number written for Stream (0: none)
+	// MaxFrame and MaxRaw are the collector's frame limits (payload as
+	// sent, and decompressed), so that the client cuts its batches to
+	// fit; 0 says nothing of them.
+	MaxFrame, MaxRaw uint32
+	// Idle is the collector's idle timeout, so that the client pings
+	// well within it (a collector run with one below the client's
+	// keep-alive would close every quiet connection); 0 says nothing.
+	Idle time.Duration
+}
+
+// AppendWelcome appends w as a Welcome frame.
+func AppendWelcome(dst []byte, w Welcome) []byte {
+	var payload []byte
+	if w.Status != encoder.StatusOK {
+		payload = []byte(w.Reason[:min(len(w.Reason), encoder.MaxAckReason)])
+	} else if w.Idle > 0 {
+		ms := min(max(w.Idle.Milliseconds(), 1), math.MaxUint32)
+		payload = binary.LittleEndian.AppendUint32(nil, uint32(ms))
 	}
-	out, _ := encoder.AppendControl(dst, KindWelcome, uint16(status), stream, written, uint64(maxFrame)<<32|uint64(maxRaw), []byte(reason))
+	out, _ := encoder.AppendControl(dst, KindWelcome, uint16(w.Status), w.Stream, w.Written, uint64(w.MaxFrame)<<32|uint64(w.MaxRaw), payload)
 	return out
+}
+
+// ParseWelcome reads a Welcome from its frame. An ok Welcome's payload
+// shorter than 4 bytes says nothing of the idle timeout (the collectors
+// before 2026-11-27 sent none); bytes past the first 4 are left for later
+// versions.
+func ParseWelcome(f encoder.Frame) (Welcome, error) {
+	if f.Kind != KindWelcome {
+		return Welcome{}, fmt.Errorf("%w: expected welcome, got %v", ErrProtocol, f.Kind)
+	}
+	w := Welcome{Status: encoder.Status(f.Flags), Stream: f.Stream, Written: f.Seq,
+		MaxFrame: uint32(f.LastSeq >> 32), MaxRaw: uint32(f.LastSeq)}
+	if w.Status != encoder.StatusOK {
+		w.Reason = string(f.Payload)
+	} else if len(f.Payload) >= 4 {
+		w.Idle = time.Duration(binary.LittleEndian.Uint32(f.Payload)) * time.Millisecond
+	}
+	return w, nil
 }
 
 // AppendGoodbye appends the message a collector sends before it closes a

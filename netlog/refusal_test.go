@@ -72,7 +72,7 @@ func TestPassingRejectionWaitsForTheReportDelay(t *testing.T) {
 	} {
 		addr := fakePeer(t, func(conn net.Conn) {
 			conn.Read(make([]byte, 4096)) // the hello
-			conn.Write(AppendWelcome(nil, 0, 0, 0, 0, tc.status, "come back later, or never"))
+			conn.Write(AppendWelcome(nil, Welcome{Status: tc.status, Reason: "come back later, or never"}))
 			conn.Close()
 		})
 		const delay = 500 * time.Millisecond
@@ -187,7 +187,7 @@ func TestGiveUpEndsTheDrain(t *testing.T) {
 		if err != nil {
 			return
 		}
-		conn.Write(AppendWelcome(nil, h.StreamID, 0, 0, 0, encoder.StatusOK, ""))
+		conn.Write(AppendWelcome(nil, Welcome{Status: encoder.StatusOK, Stream: h.StreamID}))
 		// and then reads on, acking nothing
 	})
 	for _, tc := range []struct {

@@ -57,6 +57,7 @@ type Stream struct {
 	// payload limit in the high 32 bits, the decompressed one in the low
 	// 32; 0 until a welcome said them.
 	limits atomic.Uint64
+	idle   atomic.Int64 // the collector's idle timeout from its last welcome; 0: not said
 	resume resume.Point // how far a batch sent in pieces that failed part way got
 
 	// redo holds batches the collector refused as over its frame limits
@@ -869,30 +870,41 @@ func (c *streamCodec) Handshake(conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	switch f.Kind {
-	case KindWelcome, KindGoodbye:
+	if f.Kind == KindGoodbye {
 		if st := encoder.Status(f.Flags); st != encoder.StatusOK {
 			return &StatusError{Status: st, Reason: string(f.Payload)}
 		}
-		if f.Kind == KindGoodbye {
-			return fmt.Errorf("%w: goodbye with status ok in the handshake", ErrProtocol)
-		}
-		if f.Stream != s.id {
-			return fmt.Errorf("%w: welcome for stream %x, we are %x", ErrProtocol, f.Stream, s.id)
-		}
-		s.limits.Store(f.LastSeq) // the collector's frame limits (0: not said)
-		if s.sp != nil {
-			moved, err := s.sp.past(f.Seq)
-			if moved {
-				s.cfg.report(fmt.Errorf("netlog: the collector has written batches up to %d for stream %x, past this client's numbering: "+
-					"the spool %s went back (restored or copied); new batches are numbered after %d, and any numbered up to it "+
-					"since the spool went back are taken for batches written before, and lost", f.Seq, s.id, s.cfg.spoolDir, f.Seq))
-			}
-			return err
-		}
-		return nil
+		return fmt.Errorf("%w: goodbye with status ok in the handshake", ErrProtocol)
 	}
-	return fmt.Errorf("%w: expected welcome, got %v", ErrProtocol, f.Kind)
+	w, err := ParseWelcome(f)
+	if err != nil {
+		return err
+	}
+	if w.Status != encoder.StatusOK {
+		return &StatusError{Status: w.Status, Reason: w.Reason}
+	}
+	if w.Stream != s.id {
+		return fmt.Errorf("%w: welcome for stream %x, we are %x", ErrProtocol, w.Stream, s.id)
+	}
+	s.limits.Store(f.LastSeq) // the collector's frame limits (0: not said)
+	s.idle.Store(int64(w.Idle))
+	if s.sp != nil {
+		moved, err := s.sp.past(w.Written)
+		if moved {
+			s.cfg.report(fmt.Errorf("netlog: the collector has written batches up to %d for stream %x, past this client's numbering: "+
+				"the spool %s went back (restored or copied); new batches are numbered after %d, and any numbered up to it "+
+				"since the spool went back are taken for batches written before, and lost", w.Written, s.id, s.cfg.spoolDir, w.Written))
+		}
+		return err
+	}
+	return nil
+}
+
+// KeepAlive is how often the client must ping at least, for the
+// collector of the last handshake: a third of its idle timeout, so that
+// a quiet connection is never closed as idle (0: it did not say).
+func (c *streamCodec) KeepAlive() time.Duration {
+	return max(time.Duration(c.s.idle.Load())/3, 0)
 }
 
 // readOne reads exactly one frame from r, without reading ahead.

@@ -110,7 +110,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.Var(sizeFlag{&maxFrame}, "max-frame", "largest frame a client may send, as sent (default 16MiB) [SNAIL_MAX_FRAME]")
 	fs.Var(sizeFlag{&maxMem}, "max-memory", "most frame bytes held at once over all connections (default 256MiB); past half of it, a frame takes its share as its bytes arrive, not when announced [SNAIL_MAX_MEMORY]")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", collector.DefaultHandshakeTimeout, "time a new connection has to complete its handshake [SNAIL_HANDSHAKE_TIMEOUT]")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s) [SNAIL_IDLE_TIMEOUT]")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s, or every third of it, which the collector tells them) [SNAIL_IDLE_TIMEOUT]")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte [SNAIL_FRAME_TIMEOUT]")
 	fs.Var(sizeFlag{&cfg.MaxSize}, "max-size", "rotate an output file before it exceeds this size; 0: never [SNAIL_MAX_SIZE]")
 	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval from local midnight (1h, 24h: at midnight, also on daylight saving days; over a day: whole days); 0: never [SNAIL_ROTATE_EVERY]")
