@@ -201,6 +201,7 @@ func New(cfg Config) (*Collector, error) {
 		netlog.WithServerHandshakeTimeout(cfg.HandshakeTimeout),
 		netlog.WithIdleTimeout(cfg.IdleTimeout),
 		netlog.WithFrameTimeout(cfg.FrameTimeout),
+		netlog.WithMinFrameRate(max(cfg.MinFrameRate, 0)),
 		netlog.WithServerWriteTimeout(cfg.WriteTimeout),
 		netlog.WithConnErrorHandler(c.connError),
 	}

@@ -59,6 +59,7 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultFrameTimeout     = 30 * time.Second
+	DefaultMinFrameRate     = netlog.DefaultMinFrameRate
 	DefaultWriteTimeout     = 10 * time.Second
 )
 
@@ -107,8 +108,15 @@ type Config struct {
 	// long (clients ping every 15s). Defaults to 2 minutes.
 	IdleTimeout time.Duration
 	// FrameTimeout closes a connection whose frame is not whole this long
-	// after its first byte. Defaults to 30s.
+	// after its first byte (plus MinFrameRate's stretch). Defaults to 30s.
 	FrameTimeout time.Duration
+	// MinFrameRate stretches FrameTimeout by the time a frame's bytes so
+	// far take at this rate (bytes a second), so that a client on a link
+	// too slow to send its frames within FrameTimeout is not cut while it
+	// sends at least this fast (cut, it would send the frame again, to be
+	// cut again), and one sending a byte a second still is. Negative:
+	// FrameTimeout bounds the whole frame. Defaults to 8 KiB/s.
+	MinFrameRate int64
 	// WriteTimeout bounds writing acks to a client. Defaults to 10s.
 	WriteTimeout time.Duration
 
@@ -175,6 +183,12 @@ func (c *Config) Validate() error {
 	}
 	if need := int64(c.MaxFrameSize+c.MaxDecompressedSize) + encoder.HeaderSize; c.MaxMemory < need {
 		return bad("MaxMemory %d is below one frame's worst case (MaxFrameSize + MaxDecompressedSize + header = %d)", c.MaxMemory, need)
+	}
+	switch {
+	case c.MinFrameRate == 0:
+		c.MinFrameRate = DefaultMinFrameRate
+	case c.MinFrameRate < 0:
+		c.MinFrameRate = -1
 	}
 	for _, d := range []struct {
 		name string

@@ -565,3 +565,129 @@ func serveAt(t *testing.T, addr string, cfg Config) *Collector {
 	})
 	return c
 }
+
+// throttle is a proxy to target that passes the client's bytes at rate
+// bytes a second (a slow link) and the collector's at full speed.
+func throttle(t *testing.T, target string, rate int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(in, out)
+				in.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				defer out.Close()
+				buf := make([]byte, rate/20)
+				for {
+					n, err := in.Read(buf)
+					if n > 0 {
+						if _, werr := out.Write(buf[:n]); werr != nil {
+							return
+						}
+						time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestSlowLinkIsNotCut: a client on a link slower than its frames by the
+// frame timeout (here 256 KiB frames at 128 KiB/s against a 1 s frame
+// timeout) gets its frames through, since the frame timeout stretches
+// with the bytes that arrive (MinFrameRate). Before, the collector cut
+// each frame at the frame timeout and the client sent it again, and
+// again: nothing was delivered, for good, while the link stayed busy.
+func TestSlowLinkIsNotCut(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, FrameTimeout: time.Second})
+	s, err := netlog.Dial(throttle(t, addr, 128<<10), netlog.WithStreamName("slow"), netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := append(bytes.Repeat([]byte("x"), 1000), '\n')
+	for i := range 2 {
+		if err := s.WriteBatch(bytes.Repeat(line, 256), 256); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Sync() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not delivered in 20 s (4 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
+	}
+	s.Close()
+	if r := c.Stats().Rejects["slow_frame"]; r != 0 {
+		t.Fatalf("%d frames cut", r)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "slow.log"))
+	if err != nil || len(b) != 2*256*len(line) {
+		t.Fatalf("%d bytes written, want %d: %v", len(b), 2*256*len(line), err)
+	}
+}
+
+// TestTrickleBelowTheMinimumRateIsCut: a frame that comes slower than
+// MinFrameRate is cut after FrameTimeout stretched by its bytes (here 2
+// KiB/s against 8 KiB/s and 1 s: at 1.33 s), and with MinFrameRate off at
+// FrameTimeout.
+func TestTrickleBelowTheMinimumRateIsCut(t *testing.T) {
+	for _, rate := range []int64{0, -1} {
+		c, addr := start(t, Config{FrameTimeout: time.Second, MinFrameRate: rate})
+		s, err := netlog.Dial(throttle(t, addr, 2<<10), netlog.WithStreamName("trickle"), netlog.WithDrainTimeout(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := s.WriteBatch(append(bytes.Repeat([]byte("y"), 16<<10), '\n'), 1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return c.Stats().Rejects["slow_frame"] > 0 })
+		if took := time.Since(start); took < time.Second || took > 6*time.Second {
+			t.Errorf("MinFrameRate %d: cut after %v", rate, took)
+		}
+		s.Close()
+	}
+}

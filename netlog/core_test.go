@@ -579,6 +579,9 @@ func TestOptionsValidate(t *testing.T) {
 	if _, err := NewServer[echoReq, echoResp](&echoServer{}, WithMaxConns(0)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("max conns 0: %v", err)
 	}
+	if _, err := NewServer[echoReq, echoResp](&echoServer{}, WithMinFrameRate(-1)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("min frame rate -1: %v", err)
+	}
 	if _, err := Dial("127.0.0.1:1", WithCompression(7)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("compression 7: %v", err)
 	}

@@ -332,6 +332,7 @@ const (
 	DefaultMaxConns       = 4096
 	DefaultIdleTimeout    = 2 * time.Minute
 	DefaultFrameTimeout   = 30 * time.Second
+	DefaultMinFrameRate   = 8 << 10 // bytes a second
 	DefaultResponseWindow = 500 * time.Microsecond
 )
 
@@ -340,6 +341,7 @@ type serverConfig struct {
 	handshakeTimeout time.Duration
 	idleTimeout      time.Duration
 	frameTimeout     time.Duration
+	minFrameRate     int64
 	writeTimeout     time.Duration
 	respWindow       time.Duration
 	tls              *tls.Config
@@ -352,6 +354,7 @@ func newServerConfig(opts []ServerOption) (serverConfig, error) {
 		handshakeTimeout: DefaultHandshakeTimeout,
 		idleTimeout:      DefaultIdleTimeout,
 		frameTimeout:     DefaultFrameTimeout,
+		minFrameRate:     DefaultMinFrameRate,
 		writeTimeout:     DefaultWriteTimeout,
 		respWindow:       DefaultResponseWindow,
 	}
@@ -391,10 +394,29 @@ func WithIdleTimeout(d time.Duration) ServerOption {
 }
 
 // WithFrameTimeout closes a connection whose request takes longer than
-// this to arrive once its first byte has (a client sending a byte a second).
-// Defaults to 30s.
+// this to arrive once its first byte has (a client sending a byte a
+// second), plus the time its bytes so far take at the minimum rate
+// (WithMinFrameRate). Defaults to 30s.
 func WithFrameTimeout(d time.Duration) ServerOption {
 	return func(c *serverConfig) error { return positive("frame timeout", d, &c.frameTimeout) }
+}
+
+// WithMinFrameRate stretches the frame timeout by the time the bytes of a
+// request that have arrived take at this rate (bytes a second), so that a
+// client on a link at least this fast is never cut, whatever the size of
+// its requests, while one that sends a byte a second still is after the
+// frame timeout. Without it, a link too slow for a request within the
+// frame timeout would never get that request through: cut, sent again,
+// cut. 0 makes the frame timeout bound the whole request. Defaults to 8
+// KiB/s.
+func WithMinFrameRate(bytesPerSecond int64) ServerOption {
+	return func(c *serverConfig) error {
+		if bytesPerSecond < 0 {
+			return fmt.Errorf("%w: min frame rate %d bytes/s: must not be negative", ErrInvalidOption, bytesPerSecond)
+		}
+		c.minFrameRate = bytesPerSecond
+		return nil
+	}
 }
 
 // WithServerWriteTimeout bounds every write of responses: a client that

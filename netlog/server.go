@@ -245,8 +245,10 @@ type srvConn[Req, Resp any] struct {
 
 	dmu         sync.Mutex // orders deadline changes with stopReading
 	stopping    bool
-	handshaking bool // reads run under the handshake deadline
-	phase       int  // 0 between requests (idle), 1 inside one
+	handshaking bool      // reads run under the handshake deadline
+	phase       int       // 0 between requests (idle), 1 inside one
+	frameStart  time.Time // when the request under way began
+	frameBytes  int64     // its bytes read so far
 
 	imu       sync.Mutex // guards the count of requests not answered yet
 	icond     *sync.Cond
@@ -293,9 +295,16 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 	n, err := c.conn.Read(p)
 	if n > 0 {
 		c.dmu.Lock()
-		if c.phase == 0 && !c.stopping {
-			c.phase = 1
-			_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.frameTimeout))
+		if !c.stopping {
+			if c.phase == 0 {
+				c.phase = 1
+				c.frameStart, c.frameBytes = time.Now(), 0
+				_ = c.conn.SetReadDeadline(c.frameStart.Add(c.s.cfg.frameTimeout))
+			}
+			c.frameBytes += int64(n)
+			if rate := c.s.cfg.minFrameRate; rate > 0 {
+				_ = c.conn.SetReadDeadline(c.frameDeadline())
+			}
 		}
 		c.dmu.Unlock()
 	}
@@ -308,6 +317,9 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 				err = ErrServerClosed
 			case c.phase == 0:
 				err = fmt.Errorf("%w: nothing for %v", ErrIdleTimeout, c.s.cfg.idleTimeout)
+			case c.s.cfg.minFrameRate > 0:
+				err = fmt.Errorf("%w: request not whole after %v, with %d bytes of it in (the frame timeout, %v, and %d bytes a second after it)",
+					ErrFrameTimeout, time.Since(c.frameStart).Round(time.Millisecond), c.frameBytes, c.s.cfg.frameTimeout, c.s.cfg.minFrameRate)
 			default:
 				err = fmt.Errorf("%w: request not whole after %v", ErrFrameTimeout, c.s.cfg.frameTimeout)
 			}
@@ -315,6 +327,14 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// frameDeadline is when the request under way must be whole: the frame
+// timeout from its first byte, plus the time its bytes so far take at the
+// minimum rate. Under dmu.
+func (c *srvConn[Req, Resp]) frameDeadline() time.Time {
+	stretch := time.Duration(float64(c.frameBytes) / float64(c.s.cfg.minFrameRate) * float64(time.Second))
+	return c.frameStart.Add(c.s.cfg.frameTimeout + stretch)
 }
 
 // beginRequest starts the idle phase: the next request may take its time
@@ -325,8 +345,9 @@ func (c *srvConn[Req, Resp]) beginRequest(buffered bool) {
 		// The request's first bytes are already here: it is under way.
 		if c.phase == 0 {
 			c.phase = 1
+			c.frameStart, c.frameBytes = time.Now(), 0
 			if !c.stopping {
-				_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.frameTimeout))
+				_ = c.conn.SetReadDeadline(c.frameStart.Add(c.s.cfg.frameTimeout))
 			}
 		}
 	} else {

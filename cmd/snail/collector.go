@@ -98,6 +98,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	var cfg collector.Config
 	var ack, compress, level, tlsCert, tlsKey, tlsClientCA, token, tokenFile string
 	var maxFrame, maxMem int64
+	minRate := int64(collector.DefaultMinFrameRate)
 	var shutdownTimeout time.Duration
 	var cpuProfile string
 	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
@@ -111,7 +112,8 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.Var(sizeFlag{&maxMem}, "max-memory", "most frame bytes held at once over all connections (default 256MiB); past half of it, a frame takes its share as its bytes arrive, not when announced [SNAIL_MAX_MEMORY]")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", collector.DefaultHandshakeTimeout, "time a new connection has to complete its handshake [SNAIL_HANDSHAKE_TIMEOUT]")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", collector.DefaultIdleTimeout, "close a connection that sends nothing for this long (clients ping every 15s, or every third of it, which the collector tells them) [SNAIL_IDLE_TIMEOUT]")
-	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte [SNAIL_FRAME_TIMEOUT]")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", collector.DefaultFrameTimeout, "close a connection whose frame is not whole this long after its first byte, plus the time its bytes so far take at --min-frame-rate [SNAIL_FRAME_TIMEOUT]")
+	fs.Var(sizeFlag{&minRate}, "min-frame-rate", "bytes a second a client must keep up within a frame past --frame-timeout, so that a slow link gets large frames through and a byte a second does not; 0: --frame-timeout bounds the whole frame [SNAIL_MIN_FRAME_RATE]")
 	fs.Var(sizeFlag{&cfg.MaxSize}, "max-size", "rotate an output file before it exceeds this size; 0: never [SNAIL_MAX_SIZE]")
 	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval from local midnight (1h, 24h: at midnight, also on daylight saving days; over a day: whole days); 0: never [SNAIL_ROTATE_EVERY]")
 	fs.IntVar(&cfg.MaxBackups, "max-backups", filelog.DefaultMaxBackups, "rotated files kept per stream; -1: all [SNAIL_MAX_BACKUPS]")
@@ -132,7 +134,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	if err := envFlags(fs, map[string]string{
 		"listen": "SNAIL_LISTEN", "dir": "SNAIL_DIR", "metrics": "SNAIL_METRICS", "token": "SNAIL_TOKEN", "token-file": "SNAIL_TOKEN_FILE", "ack": "SNAIL_ACK",
 		"max-conns": "SNAIL_MAX_CONNS", "max-frame": "SNAIL_MAX_FRAME", "max-memory": "SNAIL_MAX_MEMORY",
-		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT",
+		"handshake-timeout": "SNAIL_HANDSHAKE_TIMEOUT", "idle-timeout": "SNAIL_IDLE_TIMEOUT", "frame-timeout": "SNAIL_FRAME_TIMEOUT", "min-frame-rate": "SNAIL_MIN_FRAME_RATE",
 		"max-size": "SNAIL_MAX_SIZE", "rotate-every": "SNAIL_ROTATE_EVERY", "max-backups": "SNAIL_MAX_BACKUPS", "max-age": "SNAIL_MAX_AGE",
 		"file-mode": "SNAIL_FILE_MODE", "compress": "SNAIL_COMPRESS", "tls-cert": "SNAIL_TLS_CERT", "tls-key": "SNAIL_TLS_KEY", "tls-client-ca": "SNAIL_TLS_CLIENT_CA",
 		"shutdown-timeout": "SNAIL_SHUTDOWN_TIMEOUT", "log-level": "SNAIL_LOG_LEVEL", "cpu-profile": "SNAIL_CPU_PROFILE",
@@ -182,6 +184,9 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		return fmt.Errorf("--max-backups 0 would delete every rotated file; use -1 to keep all")
 	}
 	cfg.MaxFrameSize, cfg.MaxMemory = int(maxFrame), maxMem
+	if cfg.MinFrameRate = minRate; minRate == 0 {
+		cfg.MinFrameRate = -1 // off; in collector.Config 0 is the default
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
