@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/internal/testcert"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 )
@@ -567,10 +570,17 @@ func serveAt(t *testing.T, addr string, cfg Config) *Collector {
 }
 
 // throttle is a proxy to target that passes the client's bytes at rate
-// bytes a second (a slow link) and the collector's at full speed.
+// bytes a second (a slow link) and the collector's at full speed. Its
+// socket's receive buffer is small, as a slow link's window is, so that
+// the client's writes wait for the link once its send buffer is full.
 func throttle(t *testing.T, target string, rate int) string {
+	return throttleAt(t, "127.0.0.1:0", target, rate)
+}
+
+// throttleAt is throttle listening on addr.
+func throttleAt(t *testing.T, addr, target string, rate int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,6 +609,7 @@ func throttle(t *testing.T, target string, rate int) string {
 				in.Close()
 				continue
 			}
+			in.(*net.TCPConn).SetReadBuffer(64 << 10)
 			mu.Lock()
 			conns = append(conns, in, out)
 			mu.Unlock()
@@ -689,5 +700,115 @@ func TestTrickleBelowTheMinimumRateIsCut(t *testing.T) {
 			t.Errorf("MinFrameRate %d: cut after %v", rate, took)
 		}
 		s.Close()
+	}
+}
+
+// TestSlowLinkWriteTimeout: the client's write timeout stretches with the
+// size of a write (WithMinWriteRate), so that a large write on a slow
+// link is not cut. Here 6 MiB of batches queue while the collector is
+// away, then go in one write when it comes, on a link of 1 MiB/s,
+// against a write timeout of 300 ms: past the socket's send buffer (4 MiB
+// at most) the write waits for the link. Before, the write was cut at the
+// timeout, and the same write on the next connection too, for good
+// (nothing delivered, and the link kept busy). With TLS too.
+func TestSlowLinkWriteTimeout(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := Config{Dir: dir}
+			opts := []netlog.ClientOption{netlog.WithStreamName("slow"), netlog.WithWriteTimeout(300 * time.Millisecond),
+				netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond), netlog.WithWindow(32, 64<<20)}
+			if useTLS {
+				srv, cli := tlsPair(t)
+				cfg.TLS = srv
+				opts = append(opts, netlog.WithTLS(cli))
+			}
+			c, addr := start(t, cfg)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			away := l.Addr().String() // nobody listens there, for now
+			l.Close()
+			s, err := netlog.Dial(away, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := append(bytes.Repeat([]byte("x"), 1000), '\n')
+			for i := range 24 {
+				if err := s.WriteBatch(bytes.Repeat(line, 256), 256); err != nil {
+					t.Fatal(i, err)
+				}
+			}
+			throttleAt(t, away, addr, 1<<20)
+			done := make(chan error, 1)
+			go func() { done <- s.Sync() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%v (rejects %v)", err, c.Stats().Rejects)
+				}
+			case <-time.After(40 * time.Second):
+				t.Fatalf("not delivered in 40 s (6 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
+			}
+			if st := s.Stats(); st.Reconnects != 0 || st.Resent != 0 {
+				t.Errorf("%d reconnects, %d frames sent again", st.Reconnects, st.Resent)
+			}
+			s.Close()
+			b, err := os.ReadFile(filepath.Join(dir, "slow.log"))
+			if err != nil || len(b) != 24*256*len(line) {
+				t.Fatalf("%d bytes written, want %d: %v", len(b), 24*256*len(line), err)
+			}
+		})
+	}
+}
+
+// tlsPair returns a collector's TLS config and a client's that trusts it,
+// for 127.0.0.1.
+func tlsPair(t *testing.T) (server, client *tls.Config) {
+	ca := testcert.NewCA(t)
+	cert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: ca.Pool()}
+}
+
+// TestSlowLinkAckTimeout: a batch that takes longer than the client's ack
+// timeout to cross a slow link (4 MiB at 1 MiB/s: 4 s, against 1.5 s) is
+// answered only once it has crossed; the client waits as long as the
+// collector's TCP acknowledges bytes. Before, the client gave the
+// connection up at the ack timeout and sent the batch again, to be cut
+// again, for good. (On loopback, whose segments are 64 KiB, the
+// acknowledgements of a slow reader come in bursts of about 95 KiB: the
+// ack timeout must span a few.)
+func TestSlowLinkAckTimeout(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir})
+	s, err := netlog.Dial(throttle(t, addr, 1<<20), netlog.WithStreamName("slow"), netlog.WithAckTimeout(1500*time.Millisecond),
+		netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !s.Stats().Connected {
+		time.Sleep(time.Millisecond)
+	}
+	line := append(bytes.Repeat([]byte("x"), 1000), '\n')
+	if err := s.WriteBatch(bytes.Repeat(line, 4096), 4096); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Sync() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%v (rejects %v)", err, c.Stats().Rejects)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not delivered in 20 s (4 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
+	}
+	if st := s.Stats(); st.Reconnects != 0 || st.Resent != 0 {
+		t.Errorf("%d reconnects, %d frames sent again", st.Reconnects, st.Resent)
+	}
+	s.Close()
+	if b, err := os.ReadFile(filepath.Join(dir, "slow.log")); err != nil || len(b) != 4096*len(line) {
+		t.Fatalf("%d bytes written, want %d: %v", len(b), 4096*len(line), err)
 	}
 }

@@ -75,6 +75,7 @@ type Client[Req, Resp any] struct {
 	scratch []byte
 	spans   []span
 	iov     net.Buffers
+	watch   writeWatch
 	nextID  uint64 // last id given out
 	lastW   atomic.Int64
 	// keepAlive is how long a connection may go without a write before a
@@ -91,6 +92,8 @@ type Client[Req, Resp any] struct {
 	connGen   uint64
 	src       *respBuf[Resp] // conn's responses, if Poll can read them
 	downSince time.Time      // zero while connected
+	ackSeenOn net.Conn       // the connection ackSeen was read on
+	ackSeen   uint64         // bytes its peer had acknowledged at the last tick (stretchAckWait)
 	rejection string         // the last rejection reported in this down time
 	lastErr   error
 	failing   bool            // down for longer than reportAfter
@@ -341,10 +344,7 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 		}
 	}
 	iov := c.iov // WriteTo consumes the slice header, not the backing array
-	if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout)); err != nil {
-		return 0, err
-	}
-	n, err := iov.WriteTo(conn)
+	n, err := c.writeBuffers(conn, &iov, total)
 	c.stats.bytes.Add(uint64(n))
 	clear(c.iov) // drop references to payloads
 	if err != nil {
@@ -364,6 +364,81 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 	c.lastW.Store(time.Now().UnixNano())
 	c.armReadDeadline(conn)
 	return len(c.spans), nil
+}
+
+// writeBuffers writes iov whole (consuming it). The write timeout bounds
+// the time the peer acknowledges nothing, not the whole write: a resend
+// of a full window after a reconnect (16 MiB by default) takes minutes on
+// a slow link, and cut at the timeout it would be cut again on every
+// connection, for good. While a write waits, a watch looks at the bytes
+// the peer's TCP acknowledged (Linux's TCP_INFO) and pushes the deadline
+// on while they grow; the write itself cannot tell, as Linux wakes a
+// writer only once a third of the send buffer (up to 4 MiB) is free, and
+// a TLS write that timed out cannot go on. Where the acknowledgements
+// cannot be seen, the timeout is stretched by the write's size at the
+// minimum write rate instead. A peer that stops reading still breaks the
+// connection after the write timeout.
+func (c *Client[Req, Resp]) writeBuffers(conn net.Conn, iov *net.Buffers, total int64) (int64, error) {
+	raw := underTLS(conn)
+	acked, watch := ackedBytes(raw)
+	d := c.cfg.writeTimeout
+	if !watch && c.cfg.minWriteRate > 0 {
+		d += time.Duration(float64(total) / float64(c.cfg.minWriteRate) * float64(time.Second))
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(d)); err != nil {
+		return 0, err
+	}
+	if !watch {
+		return iov.WriteTo(conn)
+	}
+	w := &c.watch
+	every := max(c.cfg.writeTimeout/4, time.Millisecond)
+	w.mu.Lock()
+	w.conn, w.raw, w.acked = conn, raw, acked
+	if w.t == nil {
+		w.t = time.AfterFunc(every, func() { c.watchWrite(every) })
+	} else {
+		w.t.Reset(every)
+	}
+	w.mu.Unlock()
+	n, err := iov.WriteTo(conn)
+	w.mu.Lock()
+	w.conn, w.raw = nil, nil
+	w.t.Stop()
+	w.mu.Unlock()
+	return n, err
+}
+
+// underTLS returns the connection under conn's TLS, if it speaks TLS.
+func underTLS(conn net.Conn) net.Conn {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return conn
+}
+
+// writeWatch is the state of the watch over a write that waits.
+type writeWatch struct {
+	mu        sync.Mutex
+	t         *time.Timer
+	conn, raw net.Conn // the write's connection, and its TCP one; nil between writes
+	acked     uint64   // bytes the peer had acknowledged at the last look
+}
+
+// watchWrite pushes the deadline of the write under way on if the peer
+// acknowledged bytes since the last look, and looks again later.
+func (c *Client[Req, Resp]) watchWrite(every time.Duration) {
+	w := &c.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn == nil {
+		return
+	}
+	if a, ok := ackedBytes(w.raw); ok && a != w.acked {
+		w.acked = a
+		_ = w.conn.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+	}
+	w.t.Reset(every)
 }
 
 // armReadDeadline gives the peer ackTimeout to answer, now that it has
@@ -456,15 +531,18 @@ func (c *Client[Req, Resp]) broken(gen uint64, err error) {
 
 // supervise owns connecting: it dials (with backoff, jitter and failover),
 // runs the handshake, sends every pending request again in order, and
-// keeps the connection alive with pings while it is idle.
+// keeps the connection alive with pings while it is idle. Its ticks also
+// stretch the wait for answers while the peer takes requests in
+// (stretchAckWait): at least two in each ack timeout.
 func (c *Client[Req, Resp]) supervise() {
 	defer c.wg.Done()
 	addr := 0
 	attempt := 0
 	everConnected := false
-	keep := time.NewTicker(c.cfg.keepAlive)
+	tick := func() time.Duration { return min(time.Duration(c.keepAlive.Load()), c.cfg.ackTimeout/2) }
+	every := tick()
+	keep := time.NewTicker(every)
 	defer keep.Stop()
-	every := c.cfg.keepAlive
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -472,6 +550,7 @@ func (c *Client[Req, Resp]) supervise() {
 		case <-c.wakeSup:
 		case <-keep.C:
 			c.ping()
+			c.stretchAckWait()
 			continue
 		}
 		stopWatch := c.watchDown()
@@ -515,7 +594,7 @@ func (c *Client[Req, Resp]) supervise() {
 			}
 		}
 		stopWatch()
-		if k := time.Duration(c.keepAlive.Load()); k != every {
+		if k := tick(); k != every {
 			every = k
 			keep.Reset(k)
 		}
@@ -678,6 +757,8 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	}
 	_ = conn.SetDeadline(time.Time{})
 
+	acked, _ := ackedBytes(underTLS(conn)) // stretchAckWait's first look
+
 	c.wmu.Lock()
 	c.mu.Lock()
 	resend := make([]*call[Req, Resp], 0, len(c.pending))
@@ -704,6 +785,7 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.connGen++
 	gen := c.connGen
 	c.conn = conn
+	c.ackSeenOn, c.ackSeen = conn, acked
 	c.src = newRespBuf(c.codec, conn, gen)
 	src := c.src
 	c.downSince = time.Time{}
@@ -739,6 +821,35 @@ func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
 		c.answer(first, last, resp, nil)
 		c.rearm(conn)
 	}
+}
+
+// stretchAckWait gives the peer the ack timeout again while its TCP
+// acknowledges bytes of the requests on their way: a request that takes
+// longer than the ack timeout to cross a slow link (1 MiB at 32 KiB/s) is
+// answered only once it has crossed, and cut at the timeout it would be
+// cut again on every connection, for good. The ack timeout counts the
+// time the peer takes nothing in and answers nothing (where its TCP's
+// acknowledgements can be seen: Linux).
+func (c *Client[Req, Resp]) stretchAckWait() {
+	c.mu.Lock()
+	conn := c.conn
+	waiting := conn != nil && len(c.pending) > 0
+	c.mu.Unlock()
+	if !waiting {
+		return
+	}
+	acked, ok := ackedBytes(underTLS(conn))
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	if c.conn == conn && len(c.pending) > 0 && (c.ackSeenOn != conn || acked != c.ackSeen) {
+		if c.ackSeenOn == conn { // bytes went through since the last tick
+			_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
+		}
+		c.ackSeenOn, c.ackSeen = conn, acked
+	}
+	c.mu.Unlock()
 }
 
 // ping writes a keep-alive frame if nothing was written for a while.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -560,6 +561,7 @@ func TestOptionsValidate(t *testing.T) {
 		"zstd":    WithZstdLevel(9),
 		"dial":    WithDialTimeout(0),
 		"give up": WithGiveUpAfter(-time.Second),
+		"rate":    WithMinWriteRate(-1),
 	} {
 		_, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt)
 		if !errors.Is(err, ErrInvalidOption) {
@@ -604,6 +606,40 @@ func TestCheckStreamName(t *testing.T) {
 		}
 		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error with %q", name, err, want)
+		}
+	}
+}
+
+// Where the peer's acknowledgements cannot be seen (here a net.Pipe; on
+// TCP outside Linux), a write's timeout stretches by its size at the
+// minimum write rate: 200 KiB read at about 100 KiB/s take 2 s, against a
+// write timeout of 50 ms.
+func TestWriteTimeoutStretchesWithoutAcks(t *testing.T) {
+	for _, rate := range []int64{50 << 10, 0} {
+		c, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), WithWriteTimeout(50*time.Millisecond), WithMinWriteRate(rate))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := net.Pipe()
+		go func() {
+			buf := make([]byte, 1<<10)
+			for {
+				if _, err := b.Read(buf); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		iov := net.Buffers{make([]byte, 100<<10), make([]byte, 100<<10)}
+		n, err := c.writeBuffers(a, &iov, 200<<10)
+		a.Close()
+		b.Close()
+		c.Close()
+		if rate > 0 && (err != nil || n != 200<<10) {
+			t.Errorf("rate %d: wrote %d bytes: %v", rate, n, err)
+		}
+		if rate == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("rate 0: wrote %d bytes: %v, want the write timeout", n, err)
 		}
 	}
 }

@@ -18,6 +18,7 @@ const (
 	DefaultDialTimeout      = 5 * time.Second
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMinWriteRate     = 8 << 10 // bytes a second
 	DefaultAckTimeout       = 30 * time.Second
 	DefaultBackoffMin       = 100 * time.Millisecond
 	DefaultBackoffMax       = 10 * time.Second
@@ -43,6 +44,7 @@ type clientConfig struct {
 	handshakeTimeout time.Duration
 	writeTimeout     time.Duration
 	ackTimeout       time.Duration
+	minWriteRate     int64
 	backoffMin       time.Duration
 	backoffMax       time.Duration
 	reportAfter      time.Duration
@@ -78,6 +80,7 @@ func newClientConfig(opts []ClientOption) (clientConfig, error) {
 		handshakeTimeout: DefaultHandshakeTimeout,
 		writeTimeout:     DefaultWriteTimeout,
 		ackTimeout:       DefaultAckTimeout,
+		minWriteRate:     DefaultMinWriteRate,
 		backoffMin:       DefaultBackoffMin,
 		backoffMax:       DefaultBackoffMax,
 		reportAfter:      DefaultReportAfter,
@@ -196,15 +199,38 @@ func WithHandshakeTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("handshake timeout", d, &c.handshakeTimeout) }
 }
 
-// WithWriteTimeout bounds every write: a peer that stops reading for this
-// long breaks the connection. Defaults to 10s.
+// WithWriteTimeout bounds the time a write waits without the peer
+// acknowledging any bytes (on Linux; elsewhere, every write, stretched by
+// the time its bytes take at WithMinWriteRate): a peer that stops reading
+// breaks the connection. Defaults to 10s.
 func WithWriteTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("write timeout", d, &c.writeTimeout) }
 }
 
+// WithMinWriteRate stretches the write timeout of a write by the time its
+// bytes take at this rate (bytes a second) where the client cannot see
+// the peer's TCP acknowledge bytes (not Linux), so that a large write on a
+// slow link (the window sent again after a reconnect, 16 MiB by default)
+// is not cut: cut, it would be cut again on every connection, for good.
+// A peer that stops reading is then noticed later after a large write. 0
+// makes the write timeout bound every write whole there. Defaults to 8
+// KiB/s, the collector's minimum frame rate.
+func WithMinWriteRate(bytesPerSecond int64) ClientOption {
+	return func(c *clientConfig) error {
+		if bytesPerSecond < 0 {
+			return fmt.Errorf("%w: min write rate %d bytes/s: must not be negative", ErrInvalidOption, bytesPerSecond)
+		}
+		c.minWriteRate = bytesPerSecond
+		return nil
+	}
+}
+
 // WithAckTimeout is how long the client waits for progress (any response)
 // while requests are pending before it gives the connection up and sends
-// them again on a new one. Defaults to 30s.
+// them again on a new one. On Linux, bytes the peer's TCP acknowledges
+// count as progress too, so that a request that takes longer than this to
+// cross a slow link is not cut (cut, it would be cut again on every
+// connection). Defaults to 30s.
 func WithAckTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("ack timeout", d, &c.ackTimeout) }
 }
