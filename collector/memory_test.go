@@ -660,23 +660,29 @@ func TestSlowLinkIsNotCut(t *testing.T) {
 			t.Fatal(i, err)
 		}
 	}
+	deliveredOnce(t, c, s, filepath.Join(dir, "slow.log"), 2*256*len(line), 20*time.Second) // 4 s of link
+}
+
+// deliveredOnce waits up to within for s.Sync, then wants path to hold
+// want bytes, every frame sent once and none cut.
+func deliveredOnce(t *testing.T, c *Collector, s *netlog.Stream, path string, want int, within time.Duration) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Sync() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v (rejects %v)", err, c.Stats().Rejects)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("not delivered in 20 s (4 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
+	case <-time.After(within):
+		t.Fatalf("not delivered in %v: stats %+v, rejects %v", within, s.Stats(), c.Stats().Rejects)
+	}
+	if st := s.Stats(); st.Reconnects != 0 || st.Resent != 0 || c.Stats().Rejects["slow_frame"] != 0 {
+		t.Errorf("%d reconnects, %d frames sent again, rejects %v", st.Reconnects, st.Resent, c.Stats().Rejects)
 	}
 	s.Close()
-	if r := c.Stats().Rejects["slow_frame"]; r != 0 {
-		t.Fatalf("%d frames cut", r)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "slow.log"))
-	if err != nil || len(b) != 2*256*len(line) {
-		t.Fatalf("%d bytes written, want %d: %v", len(b), 2*256*len(line), err)
+	if b, err := os.ReadFile(path); err != nil || len(b) != want {
+		t.Fatalf("%d bytes written, want %d: %v", len(b), want, err)
 	}
 }
 
@@ -703,9 +709,9 @@ func TestTrickleBelowTheMinimumRateIsCut(t *testing.T) {
 	}
 }
 
-// TestSlowLinkWriteTimeout: the client's write timeout stretches with the
-// size of a write (WithMinWriteRate), so that a large write on a slow
-// link is not cut. Here 6 MiB of batches queue while the collector is
+// TestSlowLinkWriteTimeout: the client's write timeout bounds the time
+// the collector's TCP acknowledges nothing, not a whole write, so that a
+// large write on a slow link is not cut. Here 6 MiB of batches queue while the collector is
 // away, then go in one write when it comes, on a link of 1 MiB/s,
 // against a write timeout of 300 ms: past the socket's send buffer (4 MiB
 // at most) the write waits for the link. Before, the write was cut at the
@@ -741,24 +747,7 @@ func TestSlowLinkWriteTimeout(t *testing.T) {
 				}
 			}
 			throttleAt(t, away, addr, 1<<20)
-			done := make(chan error, 1)
-			go func() { done <- s.Sync() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("%v (rejects %v)", err, c.Stats().Rejects)
-				}
-			case <-time.After(40 * time.Second):
-				t.Fatalf("not delivered in 40 s (6 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
-			}
-			if st := s.Stats(); st.Reconnects != 0 || st.Resent != 0 {
-				t.Errorf("%d reconnects, %d frames sent again", st.Reconnects, st.Resent)
-			}
-			s.Close()
-			b, err := os.ReadFile(filepath.Join(dir, "slow.log"))
-			if err != nil || len(b) != 24*256*len(line) {
-				t.Fatalf("%d bytes written, want %d: %v", len(b), 24*256*len(line), err)
-			}
+			deliveredOnce(t, c, s, filepath.Join(dir, "slow.log"), 24*256*len(line), 40*time.Second) // 6 s of link
 		})
 	}
 }
@@ -794,21 +783,5 @@ func TestSlowLinkAckTimeout(t *testing.T) {
 	if err := s.WriteBatch(bytes.Repeat(line, 4096), 4096); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Sync() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%v (rejects %v)", err, c.Stats().Rejects)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("not delivered in 20 s (4 s of link): stats %+v, rejects %v", s.Stats(), c.Stats().Rejects)
-	}
-	if st := s.Stats(); st.Reconnects != 0 || st.Resent != 0 {
-		t.Errorf("%d reconnects, %d frames sent again", st.Reconnects, st.Resent)
-	}
-	s.Close()
-	if b, err := os.ReadFile(filepath.Join(dir, "slow.log")); err != nil || len(b) != 4096*len(line) {
-		t.Fatalf("%d bytes written, want %d: %v", len(b), 4096*len(line), err)
-	}
+	deliveredOnce(t, c, s, filepath.Join(dir, "slow.log"), 4096*len(line), 20*time.Second) // 4 s of link
 }

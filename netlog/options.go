@@ -112,6 +112,14 @@ func positive(name string, d time.Duration, dst *time.Duration) error {
 	return nil
 }
 
+func rate(name string, bytesPerSecond int64, dst *int64) error {
+	if bytesPerSecond < 0 {
+		return fmt.Errorf("%s must not be negative, got %d bytes/s", name, bytesPerSecond)
+	}
+	*dst = bytesPerSecond
+	return nil
+}
+
 // WithAddrs sets the addresses (host:port) to connect to. The client uses
 // the first and moves to the next one whenever a connection attempt fails
 // (failover), round and round. Each entry may itself be a comma-separated
@@ -216,13 +224,7 @@ func WithWriteTimeout(d time.Duration) ClientOption {
 // makes the write timeout bound every write whole there. Defaults to 8
 // KiB/s, the collector's minimum frame rate.
 func WithMinWriteRate(bytesPerSecond int64) ClientOption {
-	return func(c *clientConfig) error {
-		if bytesPerSecond < 0 {
-			return fmt.Errorf("%w: min write rate %d bytes/s: must not be negative", ErrInvalidOption, bytesPerSecond)
-		}
-		c.minWriteRate = bytesPerSecond
-		return nil
-	}
+	return func(c *clientConfig) error { return rate("min write rate", bytesPerSecond, &c.minWriteRate) }
 }
 
 // WithAckTimeout is how long the client waits for progress (any response)
@@ -436,13 +438,7 @@ func WithFrameTimeout(d time.Duration) ServerOption {
 // cut. 0 makes the frame timeout bound the whole request. Defaults to 8
 // KiB/s.
 func WithMinFrameRate(bytesPerSecond int64) ServerOption {
-	return func(c *serverConfig) error {
-		if bytesPerSecond < 0 {
-			return fmt.Errorf("%w: min frame rate %d bytes/s: must not be negative", ErrInvalidOption, bytesPerSecond)
-		}
-		c.minFrameRate = bytesPerSecond
-		return nil
-	}
+	return func(c *serverConfig) error { return rate("min frame rate", bytesPerSecond, &c.minFrameRate) }
 }
 
 // WithServerWriteTimeout bounds every write of responses: a client that
