@@ -768,20 +768,41 @@ func tlsPair(t *testing.T) (server, client *tls.Config) {
 // again, for good. (On loopback, whose segments are 64 KiB, the
 // acknowledgements of a slow reader come in bursts of about 95 KiB: the
 // ack timeout must span a few.)
+//
+// The second case writes a batch of one line, then one of 12 MiB, with a
+// keep-alive of 300 ms: the answer to the first arms the wait for the
+// second while its write still waits for the link (8 s past the send
+// buffer), and a ping due then waited for that write, which stopped the
+// client's ticks that stretch the wait.
 func TestSlowLinkAckTimeout(t *testing.T) {
-	dir := t.TempDir()
-	c, addr := start(t, Config{Dir: dir})
-	s, err := netlog.Dial(throttle(t, addr, 1<<20), netlog.WithStreamName("slow"), netlog.WithAckTimeout(1500*time.Millisecond),
-		netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name    string
+		batches []int // entries of 1000 bytes
+		opts    []netlog.ClientOption
+	}{
+		{"one batch of 4 MiB", []int{4096}, nil},
+		{"a long write with pings due", []int{1, 12 << 10}, []netlog.ClientOption{netlog.WithKeepAlive(300 * time.Millisecond)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c, addr := start(t, Config{Dir: dir})
+			s, err := netlog.Dial(throttle(t, addr, 1<<20), append(tc.opts, netlog.WithStreamName("slow"),
+				netlog.WithAckTimeout(1500*time.Millisecond), netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for !s.Stats().Connected {
+				time.Sleep(time.Millisecond)
+			}
+			line := append(bytes.Repeat([]byte("x"), 1000), '\n')
+			total := 0
+			for _, n := range tc.batches {
+				if err := s.WriteBatch(bytes.Repeat(line, n), n); err != nil {
+					t.Fatal(err)
+				}
+				total += n
+			}
+			deliveredOnce(t, c, s, filepath.Join(dir, "slow.log"), total*len(line), 40*time.Second) // 4 or 12 s of link
+		})
 	}
-	for !s.Stats().Connected {
-		time.Sleep(time.Millisecond)
-	}
-	line := append(bytes.Repeat([]byte("x"), 1000), '\n')
-	if err := s.WriteBatch(bytes.Repeat(line, 4096), 4096); err != nil {
-		t.Fatal(err)
-	}
-	deliveredOnce(t, c, s, filepath.Join(dir, "slow.log"), 4096*len(line), 20*time.Second) // 4 s of link
 }

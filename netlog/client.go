@@ -549,8 +549,8 @@ func (c *Client[Req, Resp]) supervise() {
 			return
 		case <-c.wakeSup:
 		case <-keep.C:
-			c.ping()
 			c.stretchAckWait()
+			c.ping()
 			continue
 		}
 		stopWatch := c.watchDown()
@@ -852,12 +852,17 @@ func (c *Client[Req, Resp]) stretchAckWait() {
 	c.mu.Unlock()
 }
 
-// ping writes a keep-alive frame if nothing was written for a while.
+// ping writes a keep-alive frame if nothing was written for a while. A
+// write under way (a large one on a slow link may take minutes) keeps the
+// connection busy: ping does not wait for it, so that supervise goes on
+// ticking (stretchAckWait) and reconnecting.
 func (c *Client[Req, Resp]) ping() {
 	if time.Since(time.Unix(0, c.lastW.Load())) < time.Duration(c.keepAlive.Load()) {
 		return
 	}
-	c.wmu.Lock()
+	if !c.wmu.TryLock() {
+		return
+	}
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	conn, gen := c.conn, c.connGen
