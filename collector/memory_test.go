@@ -648,6 +648,7 @@ func throttleAt(t *testing.T, addr, target string, rate int) string {
 // each frame at the frame timeout and the client sent it again, and
 // again: nothing was delivered, for good, while the link stayed busy.
 func TestSlowLinkIsNotCut(t *testing.T) {
+	t.Parallel() // each waits on a slow link
 	dir := t.TempDir()
 	c, addr := start(t, Config{Dir: dir, FrameTimeout: time.Second})
 	s, err := netlog.Dial(throttle(t, addr, 128<<10), netlog.WithStreamName("slow"), netlog.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
@@ -691,6 +692,7 @@ func deliveredOnce(t *testing.T, c *Collector, s *netlog.Stream, path string, wa
 // KiB/s against 8 KiB/s and 1 s: at 1.33 s), and with MinFrameRate off at
 // FrameTimeout.
 func TestTrickleBelowTheMinimumRateIsCut(t *testing.T) {
+	t.Parallel() // each waits on a slow link
 	for _, rate := range []int64{0, -1} {
 		c, addr := start(t, Config{FrameTimeout: time.Second, MinFrameRate: rate})
 		s, err := netlog.Dial(throttle(t, addr, 2<<10), netlog.WithStreamName("trickle"), netlog.WithDrainTimeout(100*time.Millisecond))
@@ -718,6 +720,7 @@ func TestTrickleBelowTheMinimumRateIsCut(t *testing.T) {
 // timeout, and the same write on the next connection too, for good
 // (nothing delivered, and the link kept busy). With TLS too.
 func TestSlowLinkWriteTimeout(t *testing.T) {
+	t.Parallel() // each waits on a slow link
 	for _, useTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			dir := t.TempDir()
@@ -775,6 +778,7 @@ func tlsPair(t *testing.T) (server, client *tls.Config) {
 // buffer), and a ping due then waited for that write, which stopped the
 // client's ticks that stretch the wait.
 func TestSlowLinkAckTimeout(t *testing.T) {
+	t.Parallel() // each waits on a slow link
 	for _, tc := range []struct {
 		name    string
 		batches []int // entries of 1000 bytes
