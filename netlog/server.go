@@ -296,13 +296,13 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.dmu.Lock()
 		if !c.stopping {
-			if c.phase == 0 {
+			started := c.phase == 0
+			if started {
 				c.phase = 1
 				c.frameStart, c.frameBytes = time.Now(), 0
-				_ = c.conn.SetReadDeadline(c.frameStart.Add(c.s.cfg.frameTimeout))
 			}
 			c.frameBytes += int64(n)
-			if rate := c.s.cfg.minFrameRate; rate > 0 {
+			if started || c.s.cfg.minFrameRate > 0 {
 				_ = c.conn.SetReadDeadline(c.frameDeadline())
 			}
 		}
@@ -333,7 +333,10 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 // timeout from its first byte, plus the time its bytes so far take at the
 // minimum rate. Under dmu.
 func (c *srvConn[Req, Resp]) frameDeadline() time.Time {
-	stretch := time.Duration(float64(c.frameBytes) / float64(c.s.cfg.minFrameRate) * float64(time.Second))
+	var stretch time.Duration
+	if r := c.s.cfg.minFrameRate; r > 0 {
+		stretch = time.Duration(float64(c.frameBytes) / float64(r) * float64(time.Second))
+	}
 	return c.frameStart.Add(c.s.cfg.frameTimeout + stretch)
 }
 
