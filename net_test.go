@@ -117,7 +117,7 @@ func TestZapOutputPathToCollector(t *testing.T) {
 	dir := t.TempDir()
 	_, addr := startCollector(t, "", collector.Config{Dir: dir, Tokens: []string{"s3cret"}})
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte("# the collector's token, as snail send --token-file reads it\ns3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ws, closeSinks, err := zap.Open("snail://" + addr + "/zapnet?compress=s2&window=10ms&token_file=" + tokenFile)

@@ -104,8 +104,9 @@ func OpenURL(u *url.URL) (*sink.Writer, error) {
 //
 //	compress=zstd      compression on the wire: none, s2 or zstd
 //	token=secret       the shared token the collector expects
-//	token_file=/etc/snail/token  the token, read from this file (zap's errors
-//	                   repeat a URL whole: a token in it would show there)
+//	token_file=/etc/snail/token  the token, read from this file as
+//	                   netlog.ReadToken reads it (zap's errors repeat a URL
+//	                   whole: a token in it would show there)
 //	tls=true           speak TLS, verifying the collector against the system's roots
 //	tls_ca=/etc/ca.pem speak TLS, verifying the collector against this PEM CA file
 //	tls_server_name=collector.example  the name to verify the collector's
@@ -146,11 +147,11 @@ func ParseNetURL(u *url.URL) (string, []netlog.ClientOption, []sink.Option, erro
 		case "token":
 			nopts = append(nopts, netlog.WithToken(v))
 		case "token_file":
-			b, err := os.ReadFile(v)
+			token, err := netlog.ReadToken(v)
 			if err != nil {
 				return err
 			}
-			nopts = append(nopts, netlog.WithToken(strings.TrimSpace(string(b))))
+			nopts = append(nopts, netlog.WithToken(token))
 		case "tls":
 			b, err := strconv.ParseBool(v)
 			if err != nil {

@@ -158,8 +158,8 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	case token != "":
 		cfg.Tokens = []string{token}
 	case tokenFile != "":
-		if cfg.Tokens, err = readTokens(tokenFile); err != nil {
-			return err
+		if cfg.Tokens, err = netlog.ReadTokens(tokenFile); err != nil {
+			return fmt.Errorf("--token-file: %w", err)
 		}
 	}
 	var ok bool
@@ -238,7 +238,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 				cfg.Logger.Info("reopened output files")
 			}
 			if tokenFile != "" {
-				tokens, err := readTokens(tokenFile)
+				tokens, err := netlog.ReadTokens(tokenFile)
 				if err == nil {
 					err = c.SetTokens(tokens)
 				}

@@ -127,14 +127,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		if tokenFile != "" {
-			tokens, err := readTokens(tokenFile)
-			if err != nil {
-				return err
+			if token, err = netlog.ReadToken(tokenFile); err != nil {
+				return fmt.Errorf("--token-file: %w", err)
 			}
-			if len(tokens) > 1 {
-				return fmt.Errorf("--token-file %s holds %d tokens; a client presents one", tokenFile, len(tokens))
-			}
-			token = tokens[0]
 		}
 		// At the end, Close waits up to --drain-timeout for the acks, for
 		// a collector that is down too. Unavailability is reported after
