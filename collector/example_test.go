@@ -49,3 +49,28 @@ func Example() {
 	fmt.Print(string(b))
 	// Output: {"level":"info","order":"A-17","message":"paid"}
 }
+
+// Replacing the clients' token without a stop: the collector takes both
+// while the clients move over, then the new one only. Connections made
+// before a change carry on.
+func ExampleCollector_SetTokens() {
+	dir, _ := os.MkdirTemp("", "snail-example-")
+	defer os.RemoveAll(dir)
+	c, err := collector.New(collector.Config{Dir: dir, Tokens: []string{"old"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	// Step 1, with the clients' configuration: accept the new token too.
+	if err := c.SetTokens([]string{"old", "new"}); err != nil {
+		panic(err)
+	}
+	// Step 2, once every client presents "new": drop the old one.
+	if err := c.SetTokens([]string{"new"}); err != nil {
+		panic(err)
+	}
+	// An empty token is refused, and the tokens stay as they were.
+	fmt.Println(c.SetTokens([]string{""}))
+	// Output: collector: invalid config: Tokens: token 1 is empty
+}
