@@ -795,9 +795,7 @@ func TestSlowLinkAckTimeout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for !s.Stats().Connected {
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, func() bool { return s.Stats().Connected })
 			line := append(bytes.Repeat([]byte("x"), 1000), '\n')
 			total := 0
 			for _, n := range tc.batches {

@@ -92,8 +92,7 @@ type Client[Req, Resp any] struct {
 	connGen   uint64
 	src       *respBuf[Resp] // conn's responses, if Poll can read them
 	downSince time.Time      // zero while connected
-	ackSeenOn net.Conn       // the connection ackSeen was read on
-	ackSeen   uint64         // bytes its peer had acknowledged at the last tick (stretchAckWait)
+	ackSeen   uint64         // bytes conn's peer had acknowledged at the last look (stretchAckWait)
 	rejection string         // the last rejection reported in this down time
 	lastErr   error
 	failing   bool            // down for longer than reportAfter
@@ -785,7 +784,7 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.connGen++
 	gen := c.connGen
 	c.conn = conn
-	c.ackSeenOn, c.ackSeen = conn, acked
+	c.ackSeen = acked
 	c.src = newRespBuf(c.codec, conn, gen)
 	src := c.src
 	c.downSince = time.Time{}
@@ -843,11 +842,9 @@ func (c *Client[Req, Resp]) stretchAckWait() {
 		return
 	}
 	c.mu.Lock()
-	if c.conn == conn && len(c.pending) > 0 && (c.ackSeenOn != conn || acked != c.ackSeen) {
-		if c.ackSeenOn == conn { // bytes went through since the last tick
-			_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
-		}
-		c.ackSeenOn, c.ackSeen = conn, acked
+	if c.conn == conn && len(c.pending) > 0 && acked != c.ackSeen { // bytes went through since the last look
+		c.ackSeen = acked
+		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
 	}
 	c.mu.Unlock()
 }

@@ -904,7 +904,7 @@ func (c *streamCodec) Handshake(conn net.Conn) error {
 // collector of the last handshake: a third of its idle timeout, so that
 // a quiet connection is never closed as idle (0: it did not say).
 func (c *streamCodec) KeepAlive() time.Duration {
-	return max(time.Duration(c.s.idle.Load())/3, 0)
+	return time.Duration(c.s.idle.Load()) / 3
 }
 
 // readOne reads exactly one frame from r, without reading ahead.
