@@ -52,12 +52,19 @@ func TestDiskFullBackPressure(t *testing.T) {
 	}
 	const n, per = 20_000, 500 // ~200 KiB: more than the ~100 KiB left
 	sent := make(chan struct{})
+	// On a failure below, the sender is stopped before the test ends
+	// (its error is then the test's, not a panic after it).
+	t.Cleanup(func() { s.Close(); <-sent })
 	go func() {
 		defer close(sent)
 		send(t, s, 0, n, per)
 	}()
 	// Acks stop: the window fills and the sender blocks.
-	waitFor(t, func() bool { return c.metrics.stats().Frames > 0 && value(c.metrics.writeErrors) > 0 })
+	for deadline := time.Now().Add(10 * time.Second); c.metrics.stats().Frames == 0 || value(c.metrics.writeErrors) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no write error within 10s: %d frames, client %+v\n%s", c.metrics.stats().Frames, s.Stats(), logs)
+		}
+	}
 	time.Sleep(100 * time.Millisecond)
 	select {
 	case <-sent:
