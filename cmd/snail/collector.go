@@ -26,7 +26,14 @@ func envFlags(fs *flag.FlagSet, env map[string]string) error {
 	for name, key := range env {
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(name, v); err != nil {
-				return fmt.Errorf("%s=%q: %w", key, v, err)
+				// flag's own "parse error" does not say what was expected.
+				kind, _ := flag.UnquoteUsage(fs.Lookup(name))
+				if b, ok := fs.Lookup(name).Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+					kind = "boolean (true, false, 1, 0)"
+				} else if kind == "" {
+					kind = "value"
+				}
+				return fmt.Errorf("%s=%q: not a valid %s for --%s: %w", key, v, kind, name, err)
 			}
 		}
 	}

@@ -77,6 +77,19 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"bench"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "SNAIL_BENCH_ENTRIES") {
 		t.Fatalf("bad env: exit %d, %q", code, errb.String())
 	}
+	// An environment variable's bad value says what was expected, which
+	// flag's own "parse error" does not.
+	for _, env := range []struct{ key, val, want string }{
+		{"SNAIL_WINDOW", "abc", `SNAIL_WINDOW="abc": not a valid duration for --window`},
+		{"SNAIL_TLS", "maybe", `SNAIL_TLS="maybe": not a valid boolean`},
+	} {
+		t.Setenv(env.key, env.val)
+		errb.Reset()
+		if code := run([]string{"send"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), env.want) {
+			t.Errorf("%s=%s: exit %d, %q, want %q", env.key, env.val, code, errb.String(), env.want)
+		}
+		os.Unsetenv(env.key)
+	}
 }
 
 // TestVersion: `snail version` and `--version` name the build, the Go
