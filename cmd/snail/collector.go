@@ -81,6 +81,33 @@ func (f modeFlag) Set(v string) error {
 	return nil
 }
 
+// backupsFlag is a count of rotated files to keep, or "unlimited" (also
+// -1), as the snail URL's maxbackups takes it.
+type backupsFlag struct{ n *int }
+
+func (f backupsFlag) String() string {
+	switch {
+	case f.n == nil:
+		return "0"
+	case *f.n == filelog.Unlimited:
+		return "unlimited"
+	}
+	return strconv.Itoa(*f.n)
+}
+
+func (f backupsFlag) Set(v string) error {
+	if v == "unlimited" {
+		*f.n = filelog.Unlimited
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < filelog.Unlimited {
+		return fmt.Errorf("%q: want a count of files, or unlimited (-1)", v)
+	}
+	*f.n = n
+	return nil
+}
+
 const collectorHelp = `Usage: snail collector [flags]
 
 Runs the collector daemon: it accepts snail clients (netlog.Dial, snail send)
@@ -123,7 +150,8 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	fs.Var(sizeFlag{&minRate}, "min-frame-rate", "bytes a second a client must keep up within a frame past --frame-timeout, so that a slow link gets large frames through and a byte a second does not; 0: --frame-timeout bounds the whole frame [SNAIL_MIN_FRAME_RATE]")
 	fs.Var(sizeFlag{&cfg.MaxSize}, "max-size", "rotate an output file before it exceeds this size; 0: never [SNAIL_MAX_SIZE]")
 	fs.DurationVar(&cfg.RotateEvery, "rotate-every", 0, "rotate output files at every multiple of this interval from local midnight (1h, 24h: at midnight, also on daylight saving days; over a day: whole days); 0: never [SNAIL_ROTATE_EVERY]")
-	fs.IntVar(&cfg.MaxBackups, "max-backups", filelog.DefaultMaxBackups, "rotated files kept per stream; -1: all [SNAIL_MAX_BACKUPS]")
+	cfg.MaxBackups = filelog.DefaultMaxBackups
+	fs.Var(backupsFlag{&cfg.MaxBackups}, "max-backups", "rotated files kept per stream, or unlimited (-1) [SNAIL_MAX_BACKUPS]")
 	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "delete rotated files older than this; 0: keep by count only [SNAIL_MAX_AGE]")
 	fs.StringVar(&compress, "compress", "none", "compress rotated files: none, gzip or zstd [SNAIL_COMPRESS]")
 	cfg.FileMode = filelog.DefaultMode
@@ -188,7 +216,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		return zero
 	}
 	if cfg.MaxBackups == 0 {
-		return fmt.Errorf("--max-backups 0 would delete every rotated file; use -1 to keep all")
+		return fmt.Errorf("--max-backups 0 would delete every rotated file; use unlimited to keep all")
 	}
 	cfg.MaxFrameSize, cfg.MaxMemory = int(maxFrame), maxMem
 	if cfg.MinFrameRate = minRate; minRate == 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snail-log/snail/filelog"
 	"github.com/snail-log/snail/netlog"
 	"go.uber.org/goleak"
 )
@@ -101,6 +102,28 @@ func TestVersion(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run([]string{arg}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "snail ") || !strings.HasSuffix(out.String(), want) {
 			t.Errorf("%s: exit %d, %q, want snail ... %q", arg, code, out.String(), want)
+		}
+	}
+}
+
+// TestBackupsFlag: --max-backups takes a count or "unlimited", as the
+// snail URL's maxbackups does, and -1 for it.
+func TestBackupsFlag(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+		str  string
+	}{{"10", 10, "10"}, {"unlimited", filelog.Unlimited, "unlimited"}, {"-1", filelog.Unlimited, "unlimited"}, {"1", 1, "1"}} {
+		var n int
+		f := backupsFlag{&n}
+		if err := f.Set(c.in); err != nil || n != c.want || f.String() != c.str {
+			t.Errorf("Set(%q): %d, %v, String %q; want %d, %q", c.in, n, err, f.String(), c.want, c.str)
+		}
+	}
+	var n int
+	for _, bad := range []string{"-2", "all", "", "1.5"} {
+		if err := (backupsFlag{&n}).Set(bad); err == nil {
+			t.Errorf("Set(%q) succeeded", bad)
 		}
 	}
 }

@@ -363,6 +363,8 @@ func TestSendAndCollectorErrors(t *testing.T) {
 		{"--ack", "sometimes"},
 		{"--compress", "lz4"},
 		{"--max-backups", "0"},
+		{"--max-backups", "-2"},
+		{"--max-backups", "all"},
 		{"--listen", "nope"},
 		{"--max-frame", "lots"},
 		{"--max-frame", "0"},
