@@ -238,6 +238,89 @@ func TestFlushDeliversEverythingAddedBefore(t *testing.T) {
 	}
 }
 
+// TestFlushesWhileOutputBusyShareABatch: goroutines that each add an
+// entry and call Flush while the output is busy get one batch between
+// them once it is free (group commit), not a batch each. With a batch
+// each, writers that log and Sync in a loop waited for free buffers, and
+// over a network each Sync's one-entry batch waited for a frame's room in
+// the window: 64 goroutines made no more Syncs a second than one.
+func TestFlushesWhileOutputBusyShareABatch(t *testing.T) {
+	for _, bytesBatcher := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bytes=%v", bytesBatcher), func(t *testing.T) {
+			gate := make(chan struct{})
+			var mu sync.Mutex
+			var sizes []int
+			output := func(n int) error {
+				mu.Lock()
+				first := len(sizes) == 0
+				sizes = append(sizes, n)
+				mu.Unlock()
+				if first {
+					<-gate // busy with the first batch until released
+				}
+				return nil
+			}
+			var add func(int) error
+			var flush func() error
+			var waiters func() int
+			var closeB func() error
+			if bytesBatcher {
+				b, err := NewBytes(func(_ []byte, n int) error { return output(n) }, WithBatchBytes(1<<16), WithWindow(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				add = func(int) error { _, err := b.Write([]byte("entry\n")); return err }
+				flush, closeB = b.Flush, b.Close
+				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.waiters }
+			} else {
+				b, err := New(func(batch []int) error { return output(len(batch)) }, WithBatchSize(1000), WithWindow(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				add, flush, closeB = b.Add, b.Flush, b.Close
+				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.waiters }
+			}
+			defer closeB()
+			if err := add(0); err != nil {
+				t.Fatal(err)
+			}
+			first := make(chan error, 1)
+			go func() { first <- flush() }() // the output takes this batch and blocks
+			waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(sizes) == 1 })
+			const g = 32
+			var wg sync.WaitGroup
+			for i := range g {
+				wg.Go(func() {
+					if err := add(i); err != nil {
+						t.Error(err)
+					}
+					if err := flush(); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			waitFor(t, func() bool { return waiters() >= g+1 }) // every Flush waits
+			close(gate)
+			wg.Wait()
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total := 0
+			for _, n := range sizes {
+				total += n
+			}
+			if total != g+1 {
+				t.Fatalf("batches %v hold %d entries, want %d", sizes, total, g+1)
+			}
+			if len(sizes) != 2 {
+				t.Errorf("batches %v: the %d Flushes that came while the output was busy made %d batches, want 1", sizes, g, len(sizes)-1)
+			}
+		})
+	}
+}
+
 func TestOutputErrorsAreReported(t *testing.T) {
 	boom := errors.New("disk on fire")
 	var handled []error
@@ -971,5 +1054,15 @@ func TestHandOffSkipsBusyOutput(t *testing.T) {
 				t.Fatalf("delivered %d of 500, %d stalls, want 0", st.Delivered, st.Stalls)
 			}
 		})
+	}
+}
+
+// waitFor polls cond until it holds, for at most 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
 	}
 }

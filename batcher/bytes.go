@@ -271,7 +271,9 @@ func (b *Bytes) addBig(p []byte, drop bool) error {
 }
 
 // Flush seals the current batch and returns once every entry written before
-// the call has been through the output function. It returns the output
+// the call has been through the output function. While the output is busy
+// it waits for it before sealing, so that Flushes from many goroutines
+// share one batch (group commit) instead of making a batch each. It returns the output
 // errors not reported yet, ErrClosed after Close, or, while the output
 // retries a failed batch (OutputFailing), that error at once.
 func (b *Bytes) Flush() error { return b.e.flush() }

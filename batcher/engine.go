@@ -571,6 +571,18 @@ func (e *engine[E, P]) flush() error {
 	if e.closed {
 		return ErrClosed
 	}
+	// Group commit: while the output is busy, the current batch waits to be
+	// sealed until the output is free (or it is sealed as full, or by its
+	// window), so that the entries of every Flush that comes meanwhile leave
+	// in one batch. Sealed at once, each Flush made a batch of its own: with
+	// 64 goroutines that each wrote an entry and then called Sync, batches
+	// of one entry each queued for every buffer, and the writers waited for
+	// a free one. Waiting here costs a Flush no time: its batch would have
+	// waited in the queue for the output anyway.
+	for c := P(e.cur.Load()); (e.emitting || len(e.queue) > 0) && P(e.cur.Load()) == c &&
+		!e.closed && e.failing == nil; {
+		e.waitLocked()
+	}
 	for !e.sealLocked(P(e.cur.Load())) {
 		e.waitLocked()
 	}

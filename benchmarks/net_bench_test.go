@@ -298,32 +298,46 @@ func BenchmarkNetAck(b *testing.B) {
 	}
 }
 
-// BenchmarkNetSync measures what a caller of Sync waits for on a quiet
-// stream: one entry written, then Sync, which returns once the collector
-// has acked it (after write(), or after fsync).
+// BenchmarkNetSync measures what a caller of Sync waits for: each
+// goroutine writes one entry, then calls Sync, which returns once the
+// collector has acked it (after write(), or after fsync). With one
+// goroutine it is a round trip per Sync; with 64, the Syncs that come
+// while a batch is on its way share the next batch (batches/sync).
 func BenchmarkNetSync(b *testing.B) {
 	for _, ack := range []string{"write", "fsync"} {
 		c := startCollectorProc(b, "--ack", ack)
-		b.Run("ack="+ack, func(b *testing.B) {
-			st, err := netlog.Dial(c.addr, netlog.WithStreamName(fmt.Sprintf("s%d", streamSeq.Add(1))))
-			if err != nil {
-				b.Fatal(err)
-			}
-			w, err := sink.New(st)
-			if err != nil {
-				b.Fatal(err)
-			}
-			line := rawLines[0]
-			for b.Loop() {
-				w.Write(line)
-				if err := w.Sync(); err != nil {
+		for _, g := range []int{1, 64} {
+			b.Run(fmt.Sprintf("ack=%s/goroutines=%d", ack, g), func(b *testing.B) {
+				name := fmt.Sprintf("s%d", streamSeq.Add(1))
+				st, err := netlog.Dial(c.addr, netlog.WithStreamName(name))
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-		})
+				w, err := sink.New(st)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				t0 := time.Now()
+				spread(b.N, g, func(i int) {
+					w.Write(rawLines[i&(len(rawLines)-1)])
+					if err := w.Sync(); err != nil {
+						b.Error(err)
+					}
+				})
+				elapsed := time.Since(t0)
+				b.StopTimer()
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+				if got := countLines(b, filepath.Join(c.dir, name+".log")); got != b.N {
+					b.Fatalf("%d of %d entries in the collector's file", got, b.N)
+				}
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "syncs/s")
+				b.ReportMetric(float64(st.Stats().Acked)/float64(b.N), "batches/sync")
+				os.Remove(filepath.Join(c.dir, name+".log"))
+			})
+		}
 	}
 }
 
