@@ -1066,3 +1066,71 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestReentryFromOutput: the output function (an error handler it calls
+// that logs, say) writing into its own batcher gets ErrReentry where it
+// would wait for the output, which only it could end, instead of hanging:
+// with every buffer full, for an entry too big for a buffer, and for Flush.
+// With room it writes as any producer does.
+func TestReentryFromOutput(t *testing.T) {
+	if !haveGetg {
+		t.Skip("no getg on this architecture: reentry is not detected")
+	}
+	type result struct {
+		taken            int
+		full, big, flush error
+	}
+	res := make(chan result, 1)
+	var b *Bytes
+	first := true
+	var delivered atomic.Int64
+	b, err := NewBytes(func(batch []byte, n int) error {
+		delivered.Add(int64(n))
+		if !first {
+			return nil
+		}
+		first = false
+		var r result
+		entry := []byte("from the output\n")
+		for range 1000 { // 2 buffers of 64 B: room for a few entries only
+			if _, err := b.Write(entry); err != nil {
+				r.full = err
+				break
+			}
+			r.taken++
+		}
+		_, r.big = b.Write(make([]byte, 200))
+		r.flush = b.Flush()
+		res <- r
+		return nil
+	}, WithBatchBytes(64), WithBuffers(2), WithWindow(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Write([]byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- b.Flush() }()
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the output function hung writing into its own batcher")
+	}
+	if r.taken == 0 || !errors.Is(r.full, ErrReentry) {
+		t.Errorf("with room: %d entries taken, then %v; want some, then ErrReentry", r.taken, r.full)
+	}
+	if !errors.Is(r.big, ErrReentry) || !errors.Is(r.flush, ErrReentry) {
+		t.Errorf("big entry: %v, Flush: %v; want ErrReentry", r.big, r.flush)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := delivered.Load(); got != int64(1+r.taken) {
+		t.Errorf("%d entries delivered, want %d: the first and the %d the output wrote", got, 1+r.taken, r.taken)
+	}
+}

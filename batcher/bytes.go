@@ -246,6 +246,9 @@ func (b *Bytes) addBig(p []byte, drop bool) error {
 	e := &b.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.inOutput() {
+		return ErrReentry // it would wait for itself to output the entry
+	}
 	for {
 		if e.closed {
 			return ErrClosed
@@ -273,9 +276,10 @@ func (b *Bytes) addBig(p []byte, drop bool) error {
 // Flush seals the current batch and returns once every entry written before
 // the call has been through the output function. While the output is busy
 // it waits for it before sealing, so that Flushes from many goroutines
-// share one batch (group commit) instead of making a batch each. It returns the output
-// errors not reported yet, ErrClosed after Close, or, while the output
-// retries a failed batch (OutputFailing), that error at once.
+// share one batch (group commit) instead of making a batch each. It
+// returns the output errors not reported yet, ErrClosed after Close,
+// ErrReentry from the output function, or, while the output retries a
+// failed batch (OutputFailing), that error at once.
 func (b *Bytes) Flush() error { return b.e.flush() }
 
 // Ship seals the current batch so that it leaves as soon as the output is

@@ -117,7 +117,8 @@ type engine[E any, P interface {
 	_   [56]byte
 	cohort
 
-	needInstall atomic.Bool // cur is sealed and queued, and no buffer was free
+	needInstall atomic.Bool    // cur is sealed and queued, and no buffer was free
+	emitG       atomic.Uintptr // the goroutine (getg) running the output function, or 0
 	dropped     atomic.Uint64
 	stalls      atomic.Uint64
 	delivered   atomic.Uint64
@@ -195,6 +196,12 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 func (e *engine[E, P]) nextID() uint64 {
 	e.installs++
 	return e.installs
+}
+
+// inOutput reports whether the caller is the goroutine running the output
+// function: a producer that must not wait for the output (ErrReentry).
+func (e *engine[E, P]) inOutput() bool {
+	return haveGetg && e.emitG.Load() == getg()
 }
 
 // now is the engine's clock: monotonic nanoseconds, never 0.
@@ -389,6 +396,10 @@ func (e *engine[E, P]) sealLocked(c P) bool {
 // buffer may have been recycled and installed anew), or reports ErrClosed,
 // or (when dropping) ErrDropped if no buffer is free.
 func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
+	// The output goroutine itself (an error handler of the output that
+	// logs) may wait for another producer to install the next buffer, but
+	// not for the output to free one.
+	self := e.inOutput()
 	for spin := 0; ; spin++ {
 		if e.rotated(c) {
 			return nil
@@ -399,6 +410,9 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 		if drop && e.needInstall.Load() {
 			e.dropped.Add(uint64(n))
 			return ErrDropped
+		}
+		if self && e.needInstall.Load() {
+			return ErrReentry
 		}
 		if e.abort != nil {
 			if err := e.abort(); err != nil {
@@ -413,7 +427,7 @@ func (e *engine[E, P]) waitRotation(c P, drop bool, n int) error {
 		if e.needInstall.Load() {
 			e.stalls.Add(1)
 		}
-		for !e.rotated(c) && c != e.closedL && !(drop && e.needInstall.Load()) {
+		for !e.rotated(c) && c != e.closedL && !((drop || self) && e.needInstall.Load()) {
 			if e.abort != nil {
 				if err := e.abort(); err != nil {
 					e.mu.Unlock()
@@ -510,6 +524,9 @@ func (e *engine[E, P]) popLocked() job[P] {
 }
 
 func (e *engine[E, P]) process(j job[P]) {
+	if haveGetg {
+		e.emitG.Store(getg())
+	}
 	var err error
 	if j.buf != nil {
 		err = j.buf.emit(j.final)
@@ -524,6 +541,9 @@ func (e *engine[E, P]) process(j job[P]) {
 		if e.onError != nil {
 			e.onError(err)
 		}
+	}
+	if haveGetg {
+		e.emitG.Store(0)
 	}
 
 	e.mu.Lock()
@@ -570,6 +590,9 @@ func (e *engine[E, P]) flush() error {
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrClosed
+	}
+	if e.inOutput() {
+		return ErrReentry
 	}
 	// Group commit: while the output is busy, the current batch waits to be
 	// sealed until the output is free (or it is sealed as full, or by its

@@ -10,6 +10,13 @@ var (
 	// dropped an item because every buffer was full. The item is counted in
 	// Stats.Dropped.
 	ErrDropped = errors.New("batcher: dropped, all buffers full")
+	// ErrReentry is returned by Add, Write and Flush when they are called
+	// from the output function (or from a function it calls, such as an
+	// error handler that logs) and would have to wait for the output to
+	// finish: for a free buffer, for an entry too big for one, or for a
+	// Flush. Only that goroutine could end the wait, so it would wait
+	// forever. It needs getg (amd64, arm64); elsewhere such a call hangs.
+	ErrReentry = errors.New("batcher: called from the output function, and would wait for it")
 	// ErrInvalidOption wraps every configuration error returned by New and
 	// NewBytes.
 	ErrInvalidOption = errors.New("batcher: invalid option")

@@ -199,7 +199,12 @@ func WithDropBelow(level Level) Option {
 }
 
 // WithErrorHandler sets a function called with every error of the
-// destination, on the Writer's goroutine. It must not call the Writer.
+// destination, on the Writer's goroutine, before writers see the error.
+// It may log through the Writer (a logger's "cannot write the log" entry):
+// such an entry is taken if there is room, and refused with an error
+// wrapping batcher.ErrReentry if there is none, since only the goroutine
+// running the handler can make room. (On architectures other than amd64
+// and arm64 that case waits forever.)
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
 		c.onError = f
@@ -332,6 +337,8 @@ func (w *Writer) WriteEntry(level Level, p []byte) (int, error) {
 		return len(p), nil
 	case errors.Is(err, batcher.ErrClosed):
 		return 0, ErrClosed
+	case errors.Is(err, batcher.ErrReentry):
+		return 0, fmt.Errorf("sink: an entry from the error handler found no room, and only the goroutine running the handler can make some: %w", err)
 	}
 	return 0, err
 }

@@ -600,3 +600,97 @@ func noticeTimeless(lines []string) []string {
 }
 
 var noticeTime = regexp.MustCompile(`^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z",("level":"warn","msg":"snail dropped entries")`)
+
+// flakyDest fails its first fails batches (slowly, as a full disk does),
+// then takes every batch.
+type flakyDest struct {
+	memDest
+	fails atomic.Int64
+}
+
+func (d *flakyDest) WriteBatch(b []byte, n int) error {
+	if d.fails.Add(-1) >= 0 {
+		time.Sleep(2 * time.Millisecond)
+		return errors.New("no space left on device")
+	}
+	return d.memDest.WriteBatch(b, n)
+}
+
+// TestErrorHandlerMayLog: an error handler that logs the destination's
+// error through the same Writer, as a logger's "cannot write the log"
+// entry would, while every buffer is full. That entry can only wait for
+// the goroutine running the handler, so it is refused with an error
+// instead: the Writer hung there for good before. Every entry of the
+// writers (blocking) arrives once; each of the handler's arrives or was
+// refused.
+func TestErrorHandlerMayLog(t *testing.T) {
+	d := &flakyDest{}
+	d.fails.Store(5)
+	var w *Writer
+	var handled, refused atomic.Int64
+	w, err := New(d, WithBatchBytes(4096), WithBuffers(2), WithMaxBuffers(2), WithWindow(time.Millisecond),
+		WithErrorHandler(func(err error) {
+			handled.Add(1)
+			if _, err := w.Write([]byte(`{"msg":"cannot write the log","error":"` + err.Error() + `"}` + "\n")); err != nil {
+				if !errors.Is(err, batcher.ErrReentry) {
+					t.Errorf("the handler's Write: %v, want batcher.ErrReentry", err)
+				}
+				refused.Add(1)
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const g, n = 8, 2000
+	var wg sync.WaitGroup
+	for i := range g {
+		wg.Go(func() {
+			for j := range n {
+				for {
+					// The destination's error comes back while it fails;
+					// the entry is written again, as a caller that must not
+					// lose it does.
+					if _, err := fmt.Fprintf(w, `{"id":%d}`+"\n", i*n+j); err == nil {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	done := make(chan error, 1)
+	go func() { wg.Wait(); done <- w.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("hung: the error handler's entry waited for the goroutine running it")
+	}
+	seen := map[int]int{}
+	fromHandler := 0
+	for line := range strings.Lines(d.buf.String()) {
+		var e struct {
+			ID  *int
+			Msg string
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if e.ID == nil {
+			fromHandler++
+			continue
+		}
+		seen[*e.ID]++
+	}
+	for id := range g * n {
+		if seen[id] != 1 {
+			t.Fatalf("id %d written %d times", id, seen[id])
+		}
+	}
+	if h := handled.Load(); h == 0 || int64(fromHandler)+refused.Load() != h {
+		t.Errorf("handler called %d times: %d of its entries written, %d refused", h, fromHandler, refused.Load())
+	}
+	t.Logf("handler called %d times: %d entries written, %d refused", handled.Load(), fromHandler, refused.Load())
+}
