@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
 )
 
 // sendRaw sends batches first..last of stream (writeSeqs) on a new
@@ -448,4 +450,114 @@ func TestFaultyNetwork(t *testing.T) {
 	}
 	t.Logf("%d faults, %d reconnects, %d frames resent, %d duplicates skipped, rejects %v",
 		faults, st.Reconnects, st.Resent, c.Stats().Duplicates, c.Stats().Rejects)
+}
+
+// TestErrorHandlersThatLogThroughTheStream: the client's error handlers
+// (the sink's and netlog's) log each error through the same Writer, as an
+// application that logs "cannot ship the log" with its own logger does,
+// over a faulty link whose acks are held back until the window and every
+// buffer are full, then cut. Nothing hangs, every entry of the writers
+// arrives once, and each of the handlers' entries arrives or is refused.
+func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir})
+	p := newProxy(t, addr, true)
+	var wp atomic.Pointer[sink.Writer]
+	var reported, refused atomic.Int64
+	logErr := func(err error) {
+		reported.Add(1)
+		w := wp.Load()
+		if w == nil {
+			return
+		}
+		if _, err := fmt.Fprintf(w, "handler: %q\n", err.Error()); err != nil {
+			refused.Add(1)
+		}
+	}
+	s, err := netlog.Dial(p.addr(), netlog.WithStreamName("handlers"),
+		netlog.WithBackoff(time.Millisecond, 20*time.Millisecond), netlog.WithAckTimeout(time.Second),
+		netlog.WithReportAfter(50*time.Millisecond), netlog.WithWindow(4, 1<<20), netlog.WithErrorHandler(logErr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := sink.New(s, sink.WithBatchBytes(16<<10), sink.WithMaxBuffers(4), sink.WithErrorHandler(logErr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp.Store(w)
+	stop := make(chan struct{})
+	var faults sync.WaitGroup
+	faults.Go(func() {
+		for range 4 {
+			p.holdReplies(true) // the window fills, then every buffer
+			select {
+			case <-stop:
+				p.holdReplies(false)
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			p.cutAll()
+			p.holdReplies(false)
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	const g, n = 8, 25_000
+	var writers sync.WaitGroup
+	for i := range g {
+		writers.Go(func() {
+			for j := range n {
+				for k := 0; ; k++ {
+					// Refused while the collector is unreachable (after the
+					// report delay): written again, as a caller that must not
+					// lose it does.
+					if _, err := fmt.Fprintf(w, "id=%d\n", i*n+j); err == nil {
+						break
+					}
+					if k == 10_000 {
+						t.Errorf("id %d refused for 10 s", i*n+j)
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	done := make(chan error, 1)
+	go func() {
+		writers.Wait()
+		close(stop)
+		faults.Wait()
+		done <- w.Close()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("hung: %d errors reported, %d of the handlers' entries refused; client %+v", reported.Load(), refused.Load(), s.Stats())
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "handlers.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids bytes.Buffer
+	fromHandlers := 0
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "handler: ") {
+			fromHandlers++
+			continue
+		}
+		ids.WriteString(line)
+	}
+	only := filepath.Join(t.TempDir(), "ids.log")
+	if err := os.WriteFile(only, ids.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, only, g*n)
+	if reported.Load() == 0 {
+		t.Fatal("no error was reported: the test did not test")
+	}
+	t.Logf("%d errors reported: %d of the handlers' entries written, %d refused (some reported before the Writer existed or after Close)",
+		reported.Load(), fromHandlers, refused.Load())
 }

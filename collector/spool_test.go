@@ -247,7 +247,8 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The cut is reported, from Dial.
+	// The cut is reported, from Dial (to the handler's goroutine).
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) > 0 })
 	mu.Lock()
 	if len(reported) != 1 || !strings.Contains(reported[0], "cut 21 bytes") || !strings.Contains(reported[0], "torn by a crash") {
 		t.Errorf("reported at Dial: %q, want the cut of the half record", reported)

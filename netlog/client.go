@@ -67,7 +67,10 @@ type call[Req, Resp any] struct {
 type Client[Req, Resp any] struct {
 	codec ClientCodec[Req, Resp]
 	cfg   clientConfig
-	b     *batcher.Batcher[*call[Req, Resp]]
+	// ownRep: the Client made cfg.rep, and stops it at Close (a Stream
+	// makes its own, which it shares with its Client).
+	ownRep bool
+	b      *batcher.Batcher[*call[Req, Resp]]
 
 	// wmu serializes everything that writes to a connection and numbers
 	// requests, so that requests leave in id order on every connection.
@@ -152,6 +155,10 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 		wakeSup:   make(chan struct{}, 1),
 		downSince: time.Now(),
 	}
+	if cfg.onError != nil && cfg.rep == nil {
+		c.cfg.rep = newReporter(cfg.onError)
+		c.ownRep = true
+	}
 	c.cond = sync.NewCond(&c.mu)
 	c.keepAlive.Store(int64(cfg.keepAlive))
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -166,6 +173,9 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 		batcher.WithCohort(false))
 	if err != nil {
 		c.cancel()
+		if c.ownRep {
+			c.cfg.rep.close()
+		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	c.wg.Add(1)
@@ -1056,6 +1066,9 @@ func (c *Client[Req, Resp]) Close() error {
 	c.inflight, c.inBytes = 0, 0
 	c.cond.Broadcast()
 	c.mu.Unlock()
+	if c.ownRep {
+		c.cfg.rep.close()
+	}
 	return nil
 }
 

@@ -52,6 +52,7 @@ type clientConfig struct {
 	sendWindow       time.Duration
 	shipEach         bool // every request is shipped by its sender (Stream): no window timer
 	onError          func(error)
+	rep              *reporter // runs onError; made by whoever starts the goroutines
 
 	// log layer
 	stream      string
@@ -67,7 +68,10 @@ type clientConfig struct {
 }
 
 func (c *clientConfig) report(err error) {
-	if c.onError != nil {
+	switch {
+	case c.rep != nil:
+		c.rep.report(err)
+	case c.onError != nil:
 		c.onError(err)
 	}
 }
@@ -278,7 +282,11 @@ func WithSendWindow(d time.Duration) ClientOption {
 }
 
 // WithErrorHandler sets a function that sees every connection error and
-// rejection as it happens. It must not block.
+// rejection as it happens, called from a goroutine of its own, one error
+// at a time, in order. It may block, and it may log through a sink.Writer
+// over this client: the client goes on meanwhile, and more than 64 errors
+// waiting for it are reported as one count. Close waits for its last
+// calls.
 func WithErrorHandler(f func(error)) ClientOption {
 	return func(c *clientConfig) error { c.onError = f; return nil }
 }

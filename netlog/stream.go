@@ -147,6 +147,10 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	for s.id == 0 {
 		s.id = rand.Uint64()
 	}
+	if cfg.onError != nil {
+		cfg.rep = newReporter(cfg.onError)
+		s.cfg.rep = cfg.rep
+	}
 	codec := &streamCodec{s: s}
 	s.c, err = newClient[*outBatch, ack](codec, cfg)
 	if err == nil {
@@ -155,6 +159,9 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	if err != nil {
 		if s.sp != nil {
 			s.sp.close()
+		}
+		if cfg.rep != nil {
+			cfg.rep.close()
 		}
 		return nil, err
 	}
@@ -800,6 +807,9 @@ func (s *Stream) Close() error {
 		}
 		s.enc.Close()
 		s.dec.Close()
+		if s.cfg.rep != nil {
+			s.cfg.rep.close() // the handler has had every error when Close returns
+		}
 		s.cerr = errors.Join(errs...)
 	})
 	return s.cerr

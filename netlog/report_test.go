@@ -1,0 +1,56 @@
+package netlog
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestReporter: errors reach the handler in order from its own goroutine;
+// the reporter does not wait for a handler that blocks, keeps at most
+// maxQueuedReports and counts the rest into one error; close waits for
+// the handler to have them all, and a report after close is made at once.
+func TestReporter(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	r := newReporter(func(err error) {
+		<-release
+		mu.Lock()
+		got = append(got, err.Error())
+		mu.Unlock()
+	})
+	const n = maxQueuedReports + 10
+	for i := range n { // would hang here if report called the handler
+		r.report(fmt.Errorf("error %d", i))
+	}
+	close(release)
+	r.close()
+	mu.Lock()
+	defer mu.Unlock()
+	// The first error is in the handler while the next 64 queue: 10 are
+	// counted (9 when the first was taken before the queue filled).
+	if len(got) != maxQueuedReports+1 && len(got) != maxQueuedReports+2 {
+		t.Fatalf("%d errors reported, want %d or %d: %q", len(got), maxQueuedReports+1, maxQueuedReports+2, got)
+	}
+	for i, e := range got[:len(got)-1] {
+		if e != fmt.Sprintf("error %d", i) {
+			t.Fatalf("report %d is %q: out of order", i, e)
+		}
+	}
+	last := got[len(got)-1]
+	skipped := n - (len(got) - 1)
+	if want := fmt.Sprintf("%d more errors", skipped); !strings.Contains(last, want) {
+		t.Errorf("last report %q, want it to say %q", last, want)
+	}
+	after := errors.New("after close")
+	called := false
+	r2 := newReporter(func(err error) { called = errors.Is(err, after) })
+	r2.close()
+	r2.report(after)
+	if !called {
+		t.Error("a report after close did not reach the handler")
+	}
+}
