@@ -780,9 +780,9 @@ func TestShipSendsWithoutWaiting(t *testing.T) {
 	}
 }
 
-// goid returns the calling goroutine's id, for tests that check which
+// goroutineID returns the calling goroutine's id, for tests that check which
 // goroutine ran the output.
-func goid() string {
+func goroutineID() string {
 	var buf [64]byte
 	n := runtime.Stack(buf[:], false)
 	f := strings.Fields(string(buf[:n]))
@@ -797,7 +797,7 @@ func goid() string {
 func TestShipHere(t *testing.T) {
 	t.Run("idle output runs in the caller", func(t *testing.T) {
 		var ranIn string
-		b, err := New(func(batch []int) error { ranIn = goid(); return nil }, WithWindow(0))
+		b, err := New(func(batch []int) error { ranIn = goroutineID(); return nil }, WithWindow(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -812,7 +812,7 @@ func TestShipHere(t *testing.T) {
 			}
 		}
 		b.ShipHere()
-		if me := goid(); ranIn != me {
+		if me := goroutineID(); ranIn != me {
 			t.Fatalf("the output ran in goroutine %q, want the caller's %q", ranIn, me)
 		}
 		if st := b.Stats(); st.Delivered != 3 {
