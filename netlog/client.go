@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/batcher"
+	"github.com/snail-log/snail/internal/goid"
 )
 
 // ClientCodec turns a Client's requests into bytes and bytes into responses.
@@ -102,6 +104,11 @@ type Client[Req, Resp any] struct {
 	outCtx    context.Context // set by WaitOutages: Send and Wait wait through an outage until it ends
 	closed    bool            // no more Sends
 	stopped   bool            // Close: no more connections
+	// inCallback lists the goroutines running response callbacks now,
+	// each with the room it may still use: the window room of the
+	// requests it answers, which answer releases only once their
+	// callbacks have returned (see reserveLocked).
+	inCallback []callbackRun
 
 	wakeSup chan struct{}
 	ctx     context.Context // ends at Close: stops dials and backoff sleeps
@@ -109,6 +116,36 @@ type Client[Req, Resp any] struct {
 	wg      sync.WaitGroup
 
 	stats clientCounters
+}
+
+// callbackRun is a goroutine (goid.G) running response callbacks, and the
+// requests it may still send without waiting for the window.
+type callbackRun struct {
+	g      uintptr
+	credit int
+}
+
+// callbackLocked returns the index in inCallback of the calling goroutine,
+// or -1. Called with mu held.
+func (c *Client[Req, Resp]) callbackLocked() int {
+	if len(c.inCallback) == 0 || !goid.Supported {
+		return -1
+	}
+	g := goid.G()
+	for i, r := range c.inCallback {
+		if r.g == g {
+			return i
+		}
+	}
+	return -1
+}
+
+// inCallbackNow reports whether the caller is running a response callback:
+// Wait, Shutdown and Close would wait for it to return.
+func (c *Client[Req, Resp]) inCallbackNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.callbackLocked() >= 0
 }
 
 type span struct {
@@ -190,6 +227,14 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 // (the codec's rejection, ErrClosed). While the window is full Send waits
 // for space, for ctx, or returns ErrUnavailable once the peer has been
 // unreachable for longer than the report delay.
+//
+// done runs on the goroutine that reads the responses, which it holds up
+// while it runs: it should be short. It may call Send (a follow-up
+// request): with the window full, it sends as many requests as it answers
+// without waiting (their room is its to use), and gets ErrReentry past
+// that instead of waiting for itself. Wait, Shutdown and Close from done
+// return ErrReentry. (Without goroutine identities, on architectures other
+// than amd64 and arm64, such calls wait for good.)
 func (c *Client[Req, Resp]) Send(ctx context.Context, req Req, size int, done func(Resp, error)) error {
 	return c.send(ctx, &call[Req, Resp]{req: req, size: int64(size), done: done}, false)
 }
@@ -250,6 +295,18 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 			return ErrClosed
 		}
 		if c.inflight == 0 || (c.inflight < c.cfg.maxFrames && c.inBytes+size <= c.cfg.maxBytes) {
+			c.inflight++
+			c.inBytes += size
+			return nil
+		}
+		if i := c.callbackLocked(); i >= 0 {
+			// Sent from a response callback: the room it waits for
+			// is freed by answers, which its goroutine reads (or
+			// releases) only once the callback returns.
+			if c.inCallback[i].credit == 0 {
+				return fmt.Errorf("%w: Send with the window full, past the room of the requests the callback answers", ErrReentry)
+			}
+			c.inCallback[i].credit--
 			c.inflight++
 			c.inBytes += size
 			return nil
@@ -486,6 +543,13 @@ func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 			done = append(done, cl)
 		}
 	}
+	var g uintptr
+	if len(done) > 0 && goid.Supported {
+		// A callback that sends may use the room of the requests it
+		// answers: waiting for room, it would wait for itself.
+		g = goid.G()
+		c.inCallback = append(c.inCallback, callbackRun{g: g, credit: len(done)})
+	}
 	c.mu.Unlock()
 	if len(done) == 0 {
 		return
@@ -499,6 +563,9 @@ func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 	}
 	c.stats.answered.Add(uint64(len(done)))
 	c.mu.Lock()
+	if g != 0 {
+		c.inCallback = slices.DeleteFunc(c.inCallback, func(r callbackRun) bool { return r.g == g })
+	}
 	var size int64
 	for _, cl := range done {
 		size += cl.size
@@ -958,8 +1025,12 @@ func (c *Client[Req, Resp]) outEnded() error {
 
 // Wait returns once every request sent before the call is answered, or
 // returns ErrUnavailable while the peer is unreachable past the report
-// delay, ErrClosed after Close, or ctx's error.
+// delay, ErrClosed after Close, ctx's error, or ErrReentry from a
+// response callback.
 func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
+	if c.inCallbackNow() {
+		return fmt.Errorf("%w: Wait", ErrReentry)
+	}
 	if err := c.b.Flush(); err != nil {
 		if errors.Is(err, batcher.ErrClosed) {
 			c.mu.Lock()
@@ -1004,6 +1075,9 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 // (context.Cause: ctx.Err() unless one was given) with the number of
 // requests left unanswered, which are answered with ErrClosed.
 func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
+	if c.inCallbackNow() {
+		return fmt.Errorf("%w: Shutdown", ErrReentry)
+	}
 	c.mu.Lock()
 	c.closed = true
 	c.cond.Broadcast()
@@ -1032,9 +1106,15 @@ func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
 }
 
 // Close closes the connection at once and answers every pending request
-// with ErrClosed. It stops every goroutine of the Client before it returns.
+// with ErrClosed. It stops every goroutine of the Client before it returns,
+// so from a response callback, whose goroutine it would wait for, it does
+// nothing and returns ErrReentry.
 func (c *Client[Req, Resp]) Close() error {
 	c.mu.Lock()
+	if c.callbackLocked() >= 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: Close", ErrReentry)
+	}
 	if c.stopped {
 		c.mu.Unlock()
 		return nil

@@ -643,3 +643,103 @@ func TestWriteTimeoutStretchesWithoutAcks(t *testing.T) {
 		}
 	}
 }
+
+// TestSendFromCallback: response callbacks send follow-up requests, as a
+// protocol that pages through results does, with a window of 2 and 8
+// chains under way: Send from a callback uses the room of the request it
+// answers instead of waiting for room that only its own goroutine could
+// free (it hung there for good before). Past that room, and for Wait and
+// Close, a callback gets ErrReentry.
+func TestSendFromCallback(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		codec ClientCodec[string, string]
+	}{{"reader", &echoClient{}}, {"buffered reader and Poll", &parsingEcho{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dHeld := make(chan struct{}) // the answer to "d" waits for it
+			_, addr := startEcho(t, &echoServer{hold: dHeld, held: "d"})
+			c, err := NewClient(tc.codec, WithAddrs(addr), WithWindow(2, 1<<20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const chains, length = 8, 50
+			var wg sync.WaitGroup
+			var answered atomic.Int64
+			var follow func(chain, n int) func(string, error)
+			follow = func(chain, n int) func(string, error) {
+				return func(resp string, err error) {
+					if want := reverse(fmt.Sprintf("c%d-%d", chain, n)); err != nil || resp != want {
+						t.Errorf("chain %d step %d: %q, %v; want %q", chain, n, resp, err, want)
+					}
+					answered.Add(1)
+					if n+1 == length {
+						wg.Done()
+						return
+					}
+					body := fmt.Sprintf("c%d-%d", chain, n+1)
+					if err := c.Send(context.Background(), body, len(body), follow(chain, n+1)); err != nil {
+						t.Errorf("Send from the callback: %v", err)
+						wg.Done()
+					}
+				}
+			}
+			for i := range chains {
+				wg.Add(1)
+				body := fmt.Sprintf("c%d-0", i)
+				if err := c.Send(context.Background(), body, len(body), follow(i, 0)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("hung after %d answers", answered.Load())
+			}
+			if got := answered.Load(); got != chains*length {
+				t.Fatalf("%d answers, want %d", got, chains*length)
+			}
+			if err := c.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			// Window of 2, both taken ("d", unanswered, and "a"): a's
+			// callback may send one request (a's room), not two; Wait and
+			// Close would wait for it.
+			if err := c.Send(context.Background(), "d", 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			cbDone := make(chan struct{})
+			errs := make(chan error, 4)
+			err = c.Send(context.Background(), "a", 1, func(string, error) {
+				errs <- c.Send(context.Background(), "b", 1, nil)
+				errs <- c.Send(context.Background(), "c", 1, nil)
+				errs <- c.Wait(context.Background())
+				errs <- c.Close()
+				close(cbDone)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-cbDone:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the callback hung")
+			}
+			close(dHeld)
+			if err := <-errs; err != nil {
+				t.Errorf("first Send from the callback: %v", err)
+			}
+			for _, what := range []string{"second Send", "Wait", "Close"} {
+				if err := <-errs; !errors.Is(err, ErrReentry) {
+					t.Errorf("%s from the callback: %v, want ErrReentry", what, err)
+				}
+			}
+			if err := c.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

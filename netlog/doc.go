@@ -14,7 +14,12 @@
 //     jitter and cycles through a list of addresses (failover). With a codec
 //     that can parse responses out of bytes (ResponseParser), a sender can
 //     take the responses that have arrived itself (Poll) instead of waiting
-//     for the reader goroutine to be scheduled.
+//     for the reader goroutine to be scheduled. A response's callback runs
+//     on the goroutine that read it and may send a follow-up request: it
+//     uses the room of the request it answers rather than waiting for room
+//     only its own goroutine could free. The error handler runs on a
+//     goroutine of its own, so it may block (log through a sink.Writer
+//     over this very client) without stopping the client.
 //   - On the server, each connection is read by one goroutine that passes
 //     requests to the codec's handler; replies go through a batcher per
 //     connection and leave together, as soon as the connection has nothing

@@ -19,6 +19,11 @@ var (
 	ErrRejected = errors.New("netlog: rejected")
 	// ErrProtocol wraps a violation of the log protocol by the peer.
 	ErrProtocol = errors.New("netlog: protocol error")
+	// ErrReentry is returned by a Client's Send, Wait, Shutdown and Close
+	// called from a response callback where they would wait for the
+	// callback to return: Send past the room of the requests the callback
+	// answers (see Send), Wait, Shutdown and Close always.
+	ErrReentry = errors.New("netlog: called from a response callback, and would wait for it")
 	// ErrInvalidOption wraps configuration errors.
 	ErrInvalidOption = errors.New("netlog: invalid option")
 )
