@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -93,6 +94,7 @@ func newClientConfig(opts []ClientOption) (clientConfig, error) {
 		stream:           DefaultStreamName,
 		drain:            DefaultDrainTimeout,
 		zstdLevel:        1,
+		onError:          printError,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -286,10 +288,21 @@ func WithSendWindow(d time.Duration) ClientOption {
 // at a time, in order. It may block, and it may log through a sink.Writer
 // over this client: the client goes on meanwhile, and more than 64 errors
 // waiting for it are reported as one count. Close waits for its last
-// calls.
+// calls. Without it errors are printed to standard error, as filelog
+// prints those of its background work: a collector that is down shows
+// there at once, not only once the window is full. A nil f discards them.
 func WithErrorHandler(f func(error)) ClientOption {
-	return func(c *clientConfig) error { c.onError = f; return nil }
+	return func(c *clientConfig) error {
+		if f == nil {
+			f = func(error) {}
+		}
+		c.onError = f
+		return nil
+	}
 }
+
+// printError is the default error handler: standard error.
+func printError(err error) { fmt.Fprintln(os.Stderr, err) }
 
 // WithStreamName sets the stream the entries go to: the collector writes
 // them to a file of this name. Letters, digits, '.', '_' and '-', at most

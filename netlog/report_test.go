@@ -3,9 +3,13 @@ package netlog
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestReporter: errors reach the handler in order from its own goroutine;
@@ -52,5 +56,45 @@ func TestReporter(t *testing.T) {
 	r2.report(after)
 	if !called {
 		t.Error("a report after close did not reach the handler")
+	}
+}
+
+// TestDefaultErrorHandlerPrints: without WithErrorHandler a Stream's
+// errors go to standard error as they happen (a collector that is down
+// shows at once, not only when the window is full and Write fails), and
+// WithErrorHandler(nil) discards them.
+func TestDefaultErrorHandlerPrints(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nobody listens there now
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	defer func() { os.Stderr = stderr }()
+	for _, discard := range []bool{true, false} {
+		opts := []ClientOption{WithReportAfter(20 * time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond)}
+		if discard {
+			opts = append(opts, WithErrorHandler(nil))
+		}
+		s, err := Dial(addr, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // past the report delay
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if n := strings.Count(string(out), "peer unavailable"); n != 1 {
+		t.Fatalf("standard error had %d reports of the collector down, want 1 (from the Stream without a handler):\n%s", n, out)
 	}
 }
