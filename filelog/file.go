@@ -28,6 +28,7 @@ type File struct {
 	device     bool // not a regular file: no rotation, no truncation, no fsync
 	records    bool // one write() per entry: WithRecordPerWrite, a record device, or a datagram socket
 	peerGone   bool // the device's reader left: open it again before the next write
+	torn       bool // the live file ends inside a line: the next batch starts with a newline
 	std        bool // os.Stdout or os.Stderr: never closed by us
 	size       int64
 	ino        uint64 // inode of the live file
@@ -204,9 +205,35 @@ func (l *File) open() error {
 			return fmt.Errorf("filelog: %w", err)
 		}
 		l.size, l.ino = st.Size(), Inode(st)
+		l.torn = endsInsideLine(l.path, l.size)
 	}
 	return nil
 }
+
+// endsInsideLine reports whether the regular file at path, of size bytes,
+// ends with something other than a newline: a line torn by a writer that
+// died in the middle of its write() (SIGKILL, a full disk, a power loss),
+// or written by someone else without its newline. The next batch then
+// starts with a newline, so that its first entry is not glued to that
+// line, where a reader of the log would take both for one broken entry.
+// An unreadable file counts as whole.
+func endsInsideLine(path string, size int64) bool {
+	if size == 0 {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var last [1]byte
+	n, _ := f.ReadAt(last[:], size-1)
+	return n == 1 && last[0] != '\n'
+}
+
+// newline starts the next batch on a line of its own when the file ends
+// inside one (see endsInsideLine).
+var newline = []byte{'\n'}
 
 // lockRotation takes the lock of a rotated file: an flock on a hidden file
 // beside it, .NAME.lock, which rotation does not move.
@@ -289,12 +316,24 @@ func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 		return err
 	}
 	start := l.size
+	if l.torn {
+		pieces = append([][]byte{newline}, pieces...)
+	}
 	n, calls, err := writev(l.f, pieces, &l.iov)
 	clear(l.iov[:cap(l.iov)]) // hold no reference to the caller's buffers
 	if err := l.account(n, calls, err); err != nil {
 		return err
 	}
-	return l.durable(start)
+	return l.untorn(l.durable(start))
+}
+
+// untorn notes that the batch just written, which began with a newline if
+// the file ended inside a line, is in the file: unless err cut it back.
+func (l *File) untorn(err error) error {
+	if err == nil {
+		l.torn = false
+	}
+	return err
 }
 
 // writeBatch is WriteBatch with the lock held.
@@ -311,6 +350,24 @@ func (l *File) writeBatch(batch []byte) error {
 		return err
 	}
 	start := l.size
+	if l.torn && l.records {
+		// A record of its own, as every entry has.
+		if err := l.write(newline); err != nil {
+			return err
+		}
+		l.torn = false
+		start = l.size
+	}
+	if l.torn {
+		// One write() still: the newline and the batch together, so that
+		// a failure cuts both back.
+		n, calls, err := writev(l.f, [][]byte{newline, batch}, &l.iov)
+		clear(l.iov[:cap(l.iov)])
+		if err := l.account(n, calls, err); err != nil {
+			return err
+		}
+		return l.untorn(l.durable(start))
+	}
 	if !l.records {
 		if err := l.write(batch); err != nil {
 			return err

@@ -1311,3 +1311,71 @@ func TestRetentionAtOpen(t *testing.T) {
 		t.Fatalf("%d backups after Open with MaxBackups 2, want the 2 newest", len(bs))
 	}
 }
+
+// TestTornTailGetsANewline: a file that ends inside a line (its writer
+// died in the middle of a write(), or wrote no newline) gets a newline
+// before the first batch written to it, so that the batch's first entry
+// is not glued to that line; through WriteBatch, WriteBatchVec and one
+// write() per entry, at Open and at Reopen. A file that ends with a
+// newline, or is empty, gets none; nor does the batch after.
+func TestTornTailGetsANewline(t *testing.T) {
+	for _, tc := range []struct {
+		name, before, want string
+		opts               []Option
+		vec                bool
+	}{
+		{"torn", `{"a":1}` + "\n" + `{"torn":`, `{"a":1}` + "\n" + `{"torn":` + "\nx\ny\n", nil, false},
+		{"torn, in pieces", `{"torn":`, `{"torn":` + "\nx\ny\n", nil, true},
+		{"torn, a write per entry", `{"torn":`, `{"torn":` + "\nx\ny\n", []Option{WithRecordPerWrite()}, false},
+		{"whole", "a\n", "a\nx\ny\n", nil, false},
+		{"empty", "", "x\ny\n", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "app.log")
+			if err := os.WriteFile(path, []byte(tc.before), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			f := mustOpen(t, path, tc.opts...)
+			for _, b := range []string{"x\n", "y\n"} {
+				var err error
+				if tc.vec {
+					err = f.WriteBatchVec([][]byte{[]byte(b[:1]), []byte(b[1:])}, 1)
+				} else {
+					err = f.WriteBatch([]byte(b), 1)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, _ := os.ReadFile(path); string(got) != tc.want {
+				t.Fatalf("file %q, want %q", got, tc.want)
+			}
+			if _, size := f.Position(); size != int64(len(tc.want)) {
+				t.Fatalf("Position says %d bytes, the file has %d", size, len(tc.want))
+			}
+		})
+	}
+	t.Run("reopen", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "app.log")
+		f := mustOpen(t, path)
+		if err := f.WriteBatch([]byte("a\n"), 1); err != nil {
+			t.Fatal(err)
+		}
+		// Moved away, and another file put there that ends inside a line.
+		if err := os.Rename(path, path+".1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("half"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Reopen(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WriteBatch([]byte("b\n"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(path); string(got) != "half\nb\n" {
+			t.Fatalf("file %q, want %q", got, "half\nb\n")
+		}
+	})
+}
