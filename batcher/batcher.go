@@ -171,8 +171,14 @@ func (b *Batcher[T]) ShipHere() { b.e.shipHere() }
 
 // Close delivers every value added, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
-// Add and Flush return ErrClosed afterwards.
+// Add and Flush return ErrClosed afterwards. From the output function it
+// does nothing and returns ErrReentry: it would wait for itself.
 func (b *Batcher[T]) Close() error { return b.e.close() }
+
+// InOutput reports whether the caller is the goroutine running the output
+// function (or a function it calls, such as an error handler), which must
+// not wait for the output: Close and Flush return ErrReentry there.
+func (b *Batcher[T]) InOutput() bool { return b.e.inOutput() }
 
 // Wake makes producers waiting for a free buffer consult the WithAbort
 // function again.

@@ -1070,15 +1070,17 @@ func waitFor(t *testing.T, cond func() bool) {
 // TestReentryFromOutput: the output function (an error handler it calls
 // that logs, say) writing into its own batcher gets ErrReentry where it
 // would wait for the output, which only it could end, instead of hanging:
-// with every buffer full, for an entry too big for a buffer, and for Flush.
-// With room it writes as any producer does.
+// with every buffer full, for an entry too big for a buffer, for Flush and
+// for Close (which then closes nothing). With room it writes as any
+// producer does.
 func TestReentryFromOutput(t *testing.T) {
 	if !haveGetg {
 		t.Skip("no getg on this architecture: reentry is not detected")
 	}
 	type result struct {
-		taken            int
-		full, big, flush error
+		taken                   int
+		full, big, flush, close error
+		in                      bool
 	}
 	res := make(chan result, 1)
 	var b *Bytes
@@ -1101,6 +1103,8 @@ func TestReentryFromOutput(t *testing.T) {
 		}
 		_, r.big = b.Write(make([]byte, 200))
 		r.flush = b.Flush()
+		r.close = b.Close()
+		r.in = b.InOutput()
 		res <- r
 		return nil
 	}, WithBatchBytes(64), WithBuffers(2), WithWindow(0))
@@ -1121,8 +1125,11 @@ func TestReentryFromOutput(t *testing.T) {
 	if r.taken == 0 || !errors.Is(r.full, ErrReentry) {
 		t.Errorf("with room: %d entries taken, then %v; want some, then ErrReentry", r.taken, r.full)
 	}
-	if !errors.Is(r.big, ErrReentry) || !errors.Is(r.flush, ErrReentry) {
-		t.Errorf("big entry: %v, Flush: %v; want ErrReentry", r.big, r.flush)
+	if !errors.Is(r.big, ErrReentry) || !errors.Is(r.flush, ErrReentry) || !errors.Is(r.close, ErrReentry) {
+		t.Errorf("big entry: %v, Flush: %v, Close: %v; want ErrReentry", r.big, r.flush, r.close)
+	}
+	if !r.in || b.InOutput() {
+		t.Errorf("InOutput: %v in the output function, %v outside; want true, false", r.in, b.InOutput())
 	}
 	if err := <-flushed; err != nil {
 		t.Fatal(err)

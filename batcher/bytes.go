@@ -295,7 +295,14 @@ func (b *Bytes) ShipHere() { b.e.shipHere() }
 
 // Close delivers every entry written, stops the output goroutine and returns
 // the output errors not reported yet. Later calls return the same result.
+// From the output function it does nothing and returns ErrReentry: it
+// would wait for itself.
 func (b *Bytes) Close() error { return b.e.close() }
+
+// InOutput reports whether the caller is the goroutine running the output
+// function (or a function it calls, such as an error handler), which must
+// not wait for the output: Close and Flush return ErrReentry there.
+func (b *Bytes) InOutput() bool { return b.e.inOutput() }
 
 // Wake makes producers waiting for a free buffer consult the WithAbort
 // function again.

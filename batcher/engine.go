@@ -671,6 +671,9 @@ func (e *engine[E, P]) shipHere() {
 // output goroutine to drain every batch and stop, and returns the output
 // errors not yet reported. Later calls return the same result.
 func (e *engine[E, P]) close() error {
+	if e.inOutput() {
+		return ErrReentry // it would wait for its own goroutine to stop
+	}
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		e.closed = true

@@ -3,6 +3,9 @@ package netlog
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
+
+	"github.com/snail-log/snail/internal/goid"
 )
 
 // maxQueuedReports bounds the errors that wait while the error handler is
@@ -24,6 +27,7 @@ type reporter struct {
 	skipped int
 	closed  bool
 	done    chan struct{}
+	g       atomic.Uintptr // the goroutine calling f (goid.G)
 }
 
 func newReporter(f func(error)) *reporter {
@@ -53,6 +57,7 @@ func (r *reporter) report(err error) {
 
 func (r *reporter) run() {
 	defer close(r.done)
+	r.g.Store(goid.G())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
@@ -78,11 +83,15 @@ func (r *reporter) run() {
 }
 
 // close waits until the handler has had every queued error, and stops the
-// goroutine.
+// goroutine. Called from the handler (which closed the client), it does not
+// wait for itself: the goroutine ends once the handler returns.
 func (r *reporter) close() {
 	r.mu.Lock()
 	r.closed = true
 	r.cond.Signal()
 	r.mu.Unlock()
+	if goid.Supported && r.g.Load() == goid.G() {
+		return
+	}
 	<-r.done
 }

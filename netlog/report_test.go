@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snail-log/snail/internal/goid"
 )
 
 // TestReporter: errors reach the handler in order from its own goroutine;
@@ -96,5 +98,59 @@ func TestDefaultErrorHandlerPrints(t *testing.T) {
 	out, _ := io.ReadAll(r)
 	if n := strings.Count(string(out), "peer unavailable"); n != 1 {
 		t.Fatalf("standard error had %d reports of the collector down, want 1 (from the Stream without a handler):\n%s", n, out)
+	}
+}
+
+// TestCloseFromErrorHandler: a handler that closes the Stream on an error
+// (an application that gives up on the collector) does not hang: Close
+// does not wait for the handler's own goroutine, which ends after it.
+func TestCloseFromErrorHandler(t *testing.T) {
+	if !goid.Supported {
+		t.Skip("no goroutine identity on this architecture")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var s *Stream
+	var once sync.Once
+	closed := make(chan error, 1)
+	ready := make(chan struct{})
+	s, err = Dial(addr, WithReportAfter(20*time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond),
+		WithDrainTimeout(100*time.Millisecond), WithErrorHandler(func(error) {
+			<-ready
+			once.Do(func() { closed <- s.Close() })
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(ready)
+	select {
+	case err := <-closed:
+		t.Logf("Close from the handler: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close from the error handler hung")
+	}
+	if err := s.Close(); err == nil {
+		t.Log("second Close: nil")
+	}
+	// The handler's goroutine ends once it returns (goleak checks).
+	waitGone := time.Now().Add(5 * time.Second)
+	for s.cfg.rep != nil && !isClosedChan(s.cfg.rep.done) {
+		if time.Now().After(waitGone) {
+			t.Fatal("the handler's goroutine did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func isClosedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }

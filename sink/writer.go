@@ -516,8 +516,14 @@ func (w *Writer) Sync() error {
 // Close writes every entry taken, syncs and closes the destination and stops
 // the Writer's goroutines. A destination that is a Drainer gets its own
 // bound to take the last batches. Close returns the errors met on the way;
-// later calls return the same.
+// later calls return the same. From the error handler it does nothing and
+// returns an error wrapping batcher.ErrReentry.
 func (w *Writer) Close() error {
+	if w.b.InOutput() {
+		// The error handler (or the destination): Close would wait for
+		// the goroutine running it to stop.
+		return fmt.Errorf("sink: Close from the error handler would wait for itself; call it from another goroutine: %w", batcher.ErrReentry)
+	}
 	w.closeOnce.Do(func() {
 		if d, ok := w.dst.(Drainer); ok {
 			d.Drain() // before closing: an attempt that sees closing is drained

@@ -620,17 +620,22 @@ func (d *flakyDest) WriteBatch(b []byte, n int) error {
 // error through the same Writer, as a logger's "cannot write the log"
 // entry would, while every buffer is full. That entry can only wait for
 // the goroutine running the handler, so it is refused with an error
-// instead: the Writer hung there for good before. Every entry of the
-// writers (blocking) arrives once; each of the handler's arrives or was
-// refused.
+// instead: the Writer hung there for good before. So are Sync and Close
+// from the handler. Every entry of the writers (blocking) arrives once;
+// each of the handler's arrives or was refused.
 func TestErrorHandlerMayLog(t *testing.T) {
 	d := &flakyDest{}
 	d.fails.Store(5)
 	var w *Writer
 	var handled, refused atomic.Int64
+	var syncErr, closeErr error
 	w, err := New(d, WithBatchBytes(4096), WithBuffers(2), WithMaxBuffers(2), WithWindow(time.Millisecond),
 		WithErrorHandler(func(err error) {
-			handled.Add(1)
+			if handled.Add(1) == 1 {
+				// A handler that gives up on the log: Sync and Close
+				// would wait for the goroutine running it.
+				syncErr, closeErr = w.Sync(), w.Close()
+			}
 			if _, err := w.Write([]byte(`{"msg":"cannot write the log","error":"` + err.Error() + `"}` + "\n")); err != nil {
 				if !errors.Is(err, batcher.ErrReentry) {
 					t.Errorf("the handler's Write: %v, want batcher.ErrReentry", err)
@@ -688,6 +693,9 @@ func TestErrorHandlerMayLog(t *testing.T) {
 		if seen[id] != 1 {
 			t.Fatalf("id %d written %d times", id, seen[id])
 		}
+	}
+	if !errors.Is(syncErr, batcher.ErrReentry) || !errors.Is(closeErr, batcher.ErrReentry) {
+		t.Errorf("Sync and Close from the handler: %v, %v; want batcher.ErrReentry", syncErr, closeErr)
 	}
 	if h := handled.Load(); h == 0 || int64(fromHandler)+refused.Load() != h {
 		t.Errorf("handler called %d times: %d of its entries written, %d refused", h, fromHandler, refused.Load())
