@@ -59,7 +59,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fileMode := filelog.DefaultMode
 	fs.StringVar(&to, "to", "", "collector address host:port; a comma-separated list fails over [SNAIL_TO]")
 	fs.StringVar(&file, "file", "", "write to this file or device instead of a collector [SNAIL_FILE]")
-	fs.Var(modeFlag{&fileMode}, "file-mode", "permissions of the --file it creates, in octal [SNAIL_FILE_MODE]")
+	fs.Var(modeFlag{&fileMode}, "file-mode", "permissions of the --file it creates, an octal `mode` [SNAIL_FILE_MODE]")
 	fs.StringVar(&stream, "stream", netlog.DefaultStreamName, "stream name: the collector writes it to DIR/NAME.log [SNAIL_STREAM]")
 	fs.StringVar(&token, "token", "", "shared token the collector expects (ps shows it to every user: prefer --token-file) [SNAIL_TOKEN]")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the token, on a line of its own (# comments) [SNAIL_TOKEN_FILE]")
@@ -73,8 +73,8 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1 (and end the wait for the acks at the end once the collector has been unreachable this long); 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
 	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
-	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds; when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
-	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken; a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory; 0: the collector's default frame limit (default 16MiB) [SNAIL_MAX_LINE]")
+	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds (a `size`); when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
+	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken (a `size`); a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory; 0: the collector's default frame limit (default 16MiB) [SNAIL_MAX_LINE]")
 	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, sendHelp)
