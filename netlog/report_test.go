@@ -127,14 +127,14 @@ func TestCloseFromErrorHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(ready)
+	var first error
 	select {
-	case err := <-closed:
-		t.Logf("Close from the handler: %v", err)
+	case first = <-closed:
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close from the error handler hung")
 	}
-	if err := s.Close(); err == nil {
-		t.Log("second Close: nil")
+	if err := s.Close(); fmt.Sprint(err) != fmt.Sprint(first) {
+		t.Errorf("Close from the handler returned %v, a later Close %v; want the same", first, err)
 	}
 	// The handler's goroutine ends once it returns.
 	select {
