@@ -25,11 +25,12 @@ type File struct {
 
 	mu         sync.Mutex
 	f          *os.File
-	device     bool // not a regular file: no rotation, no truncation, no fsync
-	records    bool // one write() per entry: WithRecordPerWrite, a record device, or a datagram socket
-	peerGone   bool // the device's reader left: open it again before the next write
-	torn       bool // the live file ends inside a line: the next batch starts with a newline
-	std        bool // os.Stdout or os.Stderr: never closed by us
+	device     bool    // not a regular file: no rotation, no truncation, no fsync
+	records    bool    // one write() per entry: WithRecordPerWrite, a record device, or a datagram socket
+	peerGone   bool    // the device's reader left: open it again before the next write
+	torn       bool    // the live file ends inside a line: the next batch starts with a newline
+	refused    []error // records a device refused, for the error handler once the lock is released
+	std        bool    // os.Stdout or os.Stderr: never closed by us
 	size       int64
 	ino        uint64 // inode of the live file
 	syncUsed   bool   // Fsync has run: rotated files are fsynced before they are closed
@@ -281,11 +282,25 @@ func (l *File) Path() string { return l.path }
 // behind; the error wraps the cause (ENOSPC on a full disk).
 func (l *File) WriteBatch(batch []byte, entries int) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
 	}
-	return l.writeBatch(batch)
+	err := l.writeBatch(batch)
+	l.unlockReporting()
+	return err
+}
+
+// unlockReporting releases the lock, then gives the error handler the
+// records a device refused meanwhile: a handler that calls the File (its
+// Stats, say) would wait for the lock its caller held.
+func (l *File) unlockReporting() {
+	refused := l.refused
+	l.refused = nil
+	l.mu.Unlock()
+	for _, err := range refused {
+		l.cfg.onError(err)
+	}
 }
 
 // WriteBatchVec writes a batch given in pieces, in order, as WriteBatch
@@ -294,10 +309,17 @@ func (l *File) WriteBatch(batch []byte, entries int) error {
 // the way of WriteBatch.
 func (l *File) WriteBatchVec(pieces [][]byte, entries int) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
 	}
+	err := l.writeBatchVec(pieces)
+	l.unlockReporting()
+	return err
+}
+
+// writeBatchVec is WriteBatchVec with the lock held.
+func (l *File) writeBatchVec(pieces [][]byte) error {
 	if l.device || l.records {
 		l.joined = l.joined[:0]
 		for _, p := range pieces {
@@ -402,7 +424,7 @@ func (l *File) writeRecords(batch []byte, start int64) error {
 		if l.device && n == 0 && refusedRecord(err) {
 			l.stats.Writes++
 			l.stats.Refused++
-			l.cfg.onError(fmt.Errorf("%w: %s took no record of %d bytes (%q...): %w",
+			l.refused = append(l.refused, fmt.Errorf("%w: %s took no record of %d bytes (%q...): %w",
 				ErrRecordRefused, l.path, len(rec), rec[:min(len(rec), 40)], unwrapPath(err)))
 			done += len(rec)
 			continue

@@ -252,7 +252,8 @@ func WithFollowPath(d time.Duration) Option {
 
 // WithErrorHandler receives the errors that have no caller to return to:
 // of background work (compression, retention), and records a device
-// refused (ErrRecordRefused). Without it they are printed to standard
+// refused (ErrRecordRefused). It is never called with the File's lock
+// held, so it may call the File. Without it they are printed to standard
 // error; a nil f discards them.
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
