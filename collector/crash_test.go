@@ -303,11 +303,13 @@ func TestJournalCompaction(t *testing.T) {
 // proxy forwards connections to a target. The test can cut them all
 // (cutAll) and hold back what the target sends (holdReplies); a faulty one
 // also misbehaves by itself: it cuts connections at random points
-// (mid-frame), flips or drops bytes, and delays them.
+// (mid-frame), flips or drops bytes, and delays them; a slow one (rate)
+// passes the client's bytes at rate bytes a second, as a slow link does.
 type proxy struct {
 	l      net.Listener
 	target string
 	faulty bool
+	rate   int // bytes a second from the client; 0: full speed
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	cond   *sync.Cond // on mu: held or cuts changed
@@ -318,11 +320,18 @@ type proxy struct {
 }
 
 func newProxy(t *testing.T, target string, faulty bool) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return newProxyAt(t, "127.0.0.1:0", target, faulty, 0)
+}
+
+// newProxyAt is newProxy listening on addr, passing the client's bytes at
+// rate bytes a second (0: at full speed).
+func newProxyAt(t *testing.T, addr, target string, faulty bool, rate int) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l, target: target, faulty: faulty}
+	p := &proxy{l: l, target: target, faulty: faulty, rate: rate}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go func() {
@@ -336,6 +345,11 @@ func newProxy(t *testing.T, target string, faulty bool) *proxy {
 			if err != nil {
 				in.Close()
 				continue
+			}
+			if rate > 0 {
+				// A small window, as a slow link's: the client's writes
+				// wait for the link once its send buffer is full.
+				in.(*net.TCPConn).SetReadBuffer(64 << 10)
 			}
 			p.mu.Lock()
 			p.conns = append(p.conns, in, out)
@@ -386,6 +400,10 @@ func (p *proxy) pipe(dst, src net.Conn, seed uint64, fromTarget bool) {
 	p.mu.Unlock()
 	r := rand.New(rand.NewPCG(seed, 2))
 	buf := make([]byte, 32<<10)
+	slow := p.rate > 0 && !fromTarget
+	if slow {
+		buf = make([]byte, max(p.rate/20, 1))
+	}
 	budget := 4<<10 + r.IntN(256<<10) // bytes before the next fault
 	for {
 		n, err := src.Read(buf[:1+r.IntN(len(buf))])
@@ -417,6 +435,9 @@ func (p *proxy) pipe(dst, src net.Conn, seed uint64, fromTarget bool) {
 			}
 			if _, err := dst.Write(chunk); err != nil {
 				return
+			}
+			if slow {
+				time.Sleep(time.Duration(n) * time.Second / time.Duration(p.rate))
 			}
 		}
 		if err != nil {

@@ -580,65 +580,7 @@ func throttle(t *testing.T, target string, rate int) string {
 // throttleAt is throttle listening on addr.
 func throttleAt(t *testing.T, addr, target string, rate int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			in.(*net.TCPConn).SetReadBuffer(64 << 10)
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(in, out)
-				in.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				defer out.Close()
-				buf := make([]byte, rate/20)
-				for {
-					n, err := in.Read(buf)
-					if n > 0 {
-						if _, werr := out.Write(buf[:n]); werr != nil {
-							return
-						}
-						time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return newProxyAt(t, addr, target, false, rate).addr()
 }
 
 // TestSlowLinkIsNotCut: a client on a link slower than its frames by the

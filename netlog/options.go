@@ -292,13 +292,7 @@ func WithSendWindow(d time.Duration) ClientOption {
 // prints those of its background work: a collector that is down shows
 // there at once, not only once the window is full. A nil f discards them.
 func WithErrorHandler(f func(error)) ClientOption {
-	return func(c *clientConfig) error {
-		if f == nil {
-			f = func(error) {}
-		}
-		c.onError = f
-		return nil
-	}
+	return func(c *clientConfig) error { c.onError = f; return nil }
 }
 
 // printError is the default error handler: standard error.

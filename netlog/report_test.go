@@ -80,7 +80,7 @@ func TestDefaultErrorHandlerPrints(t *testing.T) {
 	os.Stderr = w
 	defer func() { os.Stderr = stderr }()
 	for _, discard := range []bool{true, false} {
-		opts := []ClientOption{WithReportAfter(20 * time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond)}
+		opts := []ClientOption{WithReportAfter(20 * time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond), WithDrainTimeout(10 * time.Millisecond)}
 		if discard {
 			opts = append(opts, WithErrorHandler(nil))
 		}
@@ -88,10 +88,16 @@ func TestDefaultErrorHandlerPrints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond) // past the report delay
-		if err := s.Close(); err != nil {
+		// Sync fails once the report delay has passed, and the report is
+		// made then; Close waits for the handler to have it.
+		if err := s.WriteBatch([]byte("x\n"), 1); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Sync(); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Sync with nobody listening: %v, want ErrUnavailable", err)
+		}
+		s.Close() // gives the batch up: an error, not this test's
+
 	}
 	os.Stderr = stderr
 	w.Close()
