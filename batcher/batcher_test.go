@@ -271,16 +271,18 @@ func TestFlushesWhileOutputBusyShareABatch(t *testing.T) {
 				}
 				add = func(int) error { _, err := b.Write([]byte("entry\n")); return err }
 				flush, closeB = b.Flush, b.Close
-				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.waiters }
+				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.flushWaits }
 			} else {
 				b, err := New(func(batch []int) error { return output(len(batch)) }, WithBatchSize(1000), WithWindow(0))
 				if err != nil {
 					t.Fatal(err)
 				}
 				add, flush, closeB = b.Add, b.Flush, b.Close
-				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.waiters }
+				waiters = func() int { b.e.mu.Lock(); defer b.e.mu.Unlock(); return b.e.flushWaits }
 			}
 			defer closeB()
+			var release sync.Once
+			defer release.Do(func() { close(gate) }) // before Close, if the test fails
 			if err := add(0); err != nil {
 				t.Fatal(err)
 			}
@@ -299,8 +301,8 @@ func TestFlushesWhileOutputBusyShareABatch(t *testing.T) {
 					}
 				})
 			}
-			waitFor(t, func() bool { return waiters() >= g+1 }) // every Flush waits
-			close(gate)
+			waitFor(t, func() bool { return waiters() >= g }) // every Flush waits, the first runs the output
+			release.Do(func() { close(gate) })
 			wg.Wait()
 			if err := <-first; err != nil {
 				t.Fatal(err)

@@ -17,6 +17,9 @@ var (
 	// Flush. Only that goroutine could end the wait, so it would wait
 	// forever. It needs getg (amd64, arm64); elsewhere such a call hangs.
 	ErrReentry = errors.New("batcher: called from the output function, and would wait for it")
+	// errOutputPanicked is reported by Flush and Close for a batch whose
+	// output function panicked in a goroutine that recovered.
+	errOutputPanicked = errors.New("batcher: the output function panicked")
 	// ErrInvalidOption wraps every configuration error returned by New and
 	// NewBytes.
 	ErrInvalidOption = errors.New("batcher: invalid option")

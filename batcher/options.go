@@ -145,9 +145,11 @@ func WithOverflow(o Overflow) Option {
 	}
 }
 
-// WithErrorHandler sets a function called, on the output goroutine, with
-// every error the output function returns. The same errors are also returned
-// from the next Flush or Close. It must not call back into the batcher.
+// WithErrorHandler sets a function called with every error the output
+// function returns, on the goroutine that ran the output (the output
+// goroutine, or a ShipHere caller). The same errors are also returned from
+// the next Flush or Close. It may add to the batcher: where that would wait
+// for the output (no free buffer, Flush, Close), it gets ErrReentry.
 func WithErrorHandler(f func(error)) Option {
 	return func(c *config) error {
 		c.onError = f
