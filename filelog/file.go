@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,8 @@ type File struct {
 	lastBackup time.Time
 	lastFollow time.Time // when WithFollowPath last looked at the path
 	closed     bool
+	isClosed   atomic.Bool // closed, for Sync to read without the lock
+	needSync   atomic.Bool // unsynced, dirDirty or syncLost: for Sync to read without the lock
 	stats      Stats
 	iov        [][]byte     // WriteBatchVec's vector, reused
 	joined     []byte       // WriteBatchVec's pieces joined, for devices
@@ -200,6 +203,7 @@ func (l *File) open() error {
 	if !l.device {
 		l.dirDirty = true // maybe created, or another file at the path
 		l.unsynced = false
+		l.noteSyncState()
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
@@ -519,6 +523,7 @@ func unwrapPath(err error) error {
 // later fsync says so (Linux reports a failed writeback once), so the next
 // Sync returns this error.
 func (l *File) durable(start int64) error {
+	defer l.noteSyncState()
 	earlier := l.unsynced
 	l.unsynced = true
 	err := l.afterWrite()
@@ -564,11 +569,20 @@ func (l *File) fsync() error {
 	l.unsynced = false
 	if l.dirDirty {
 		if err := SyncDir(filepath.Dir(l.path)); err != nil {
+			l.noteSyncState()
 			return err
 		}
 		l.dirDirty = false
 	}
+	l.noteSyncState()
 	return nil
+}
+
+// noteSyncState records, for Sync to read without the lock, whether an
+// fsync has anything to do. Called with l.mu held after any change to
+// unsynced, dirDirty or syncLost.
+func (l *File) noteSyncState() {
+	l.needSync.Store(l.unsynced || l.dirDirty || l.syncLost != nil)
 }
 
 // SyncDir fsyncs directory dir, so that the names created, renamed or
@@ -605,22 +619,31 @@ var testHookSyncDir func(dir string) error
 
 // Sync makes what was written durable as the fsync policy says: with
 // FsyncNever, data written is already with the operating system and Sync
-// does nothing; otherwise it fsyncs. On devices it never fails with EINVAL
-// or ENOTSUP.
+// does nothing; otherwise it fsyncs, unless nothing was written since the
+// last fsync (with FsyncBatch, every batch was fsynced once written). On
+// devices it never fails with EINVAL or ENOTSUP.
 func (l *File) Sync() error {
+	if l.cfg.fsync == FsyncNever || !l.needSync.Load() {
+		// Nothing to fsync (every batch was, with FsyncBatch): without the
+		// lock. Many goroutines that each log and Sync waited for it behind
+		// the batch being written and fsynced, to learn nothing, and each
+		// fsynced again.
+		if l.isClosed.Load() {
+			return ErrClosed
+		}
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
-	}
-	if l.cfg.fsync == FsyncNever {
-		return nil
 	}
 	err := l.fsync()
 	if lost := l.syncLost; lost != nil {
 		l.syncLost = nil
 		err = errors.Join(lost, err)
 	}
+	l.noteSyncState()
 	return err
 }
 
@@ -643,7 +666,7 @@ func (l *File) Fsync() error {
 	}
 	f := l.f
 	dirty := l.dirDirty
-	l.dirDirty = false
+	l.dirDirty = false // needSync stays as it was until Sync's next fsync: conservative
 	l.syncUsed = true
 	if l.inSync == nil {
 		l.inSync = make(map[*os.File]int)
@@ -661,6 +684,7 @@ func (l *File) Fsync() error {
 	l.mu.Lock()
 	if err != nil && dirty {
 		l.dirDirty = true // the next Fsync tries again
+		l.noteSyncState()
 	}
 	l.inSync[f]--
 	var cerr error
@@ -766,6 +790,7 @@ func (l *File) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	l.isClosed.Store(true)
 	var errs []error
 	if l.cfg.fsync != FsyncNever {
 		errs = append(errs, l.fsync())

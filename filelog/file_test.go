@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1039,6 +1040,51 @@ func TestFsyncConcurrentWithRotation(t *testing.T) {
 	}
 	if total != 2000 {
 		t.Fatalf("%d lines across %d files, want 2000", total, len(files))
+	}
+}
+
+// TestSyncFsyncsOnlyWhatIsNotYet: Sync fsyncs what was written since the
+// last fsync, and nothing else. With FsyncBatch every batch was fsynced
+// once written, and a Sync after it fsynced again: 64 goroutines that each
+// logged and synced an entry made an fsync each, one after another.
+func TestSyncFsyncsOnlyWhatIsNotYet(t *testing.T) {
+	var fsyncs atomic.Int64
+	testHookFsync = func(string) error { fsyncs.Add(1); return nil }
+	t.Cleanup(func() { testHookFsync = nil })
+	batch := []byte("one\n")
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want []int64 // fsyncs after a Sync with nothing written, a batch, its Sync, a second Sync
+	}{
+		{"never", nil, []int64{0, 0, 0, 0}},
+		{"every batch", []Option{WithFsync(FsyncBatch)}, []int64{1, 2, 2, 2}},
+		{"interval", []Option{WithFsyncInterval(time.Hour)}, []int64{1, 1, 2, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsyncs.Store(0)
+			f := mustOpen(t, filepath.Join(t.TempDir(), "s.log"), tc.opts...)
+			steps := []func() error{
+				f.Sync, // the new file's name is not durable yet
+				func() error { return f.WriteBatch(batch, 1) },
+				f.Sync,
+				f.Sync,
+			}
+			for i, step := range steps {
+				if err := step(); err != nil {
+					t.Fatal(err)
+				}
+				if got := fsyncs.Load(); got != tc.want[i] {
+					t.Fatalf("step %d: %d fsyncs, want %d", i, got, tc.want[i])
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Sync after Close = %v, want ErrClosed", err)
+			}
+		})
 	}
 }
 
