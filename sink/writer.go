@@ -435,11 +435,13 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 		}
 		if err == nil {
 			if w.failing.Load() {
+				// The batcher first: a Sync that finds the Writer
+				// recovered must not find the batcher failing still.
+				w.b.OutputFailing(nil)
 				w.errMu.Lock()
 				w.err = nil
 				w.failing.Store(false)
 				w.errMu.Unlock()
-				w.b.OutputFailing(nil)
 			}
 			return spare, nil
 		}
@@ -459,8 +461,8 @@ func (w *Writer) deliver(batch []byte, pieces [][]byte, entries int, keep bool) 
 			// batcher. Nothing is being retried now, so the next
 			// entries are taken and probe the destination.
 			w.lost.Add(uint64(entries))
-			w.failing.Store(false)
 			w.b.OutputFailing(nil)
+			w.failing.Store(false)
 			return nil, err
 		}
 		if report {
