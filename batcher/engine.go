@@ -708,9 +708,10 @@ func (e *engine[E, P]) sealForFlushesLocked() bool {
 }
 
 // handBackLocked wakes the output goroutine, if needed, when a caller that
-// ran the output itself is done: for batches queued meanwhile (quietly or
-// while woken it found the output busy), for a batch Flushes wait for, for
-// Close, or to time the window of a batch that has started.
+// ran the output itself (ShipHere) is done: for batches queued meanwhile
+// (quietly, or while the output goroutine, woken, found the output busy),
+// for a batch Flushes wait for, for Close, or to time the window of a
+// batch that has started.
 func (e *engine[E, P]) handBackLocked() {
 	if !e.emitting && (len(e.queue) > 0 || e.openGroup != nil) || e.closed ||
 		e.window > 0 && P(e.cur.Load()).ln().start.Load() != 0 {

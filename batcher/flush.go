@@ -67,10 +67,16 @@ func (e *engine[E, P]) finishGroupsLocked() {
 // wakeFlushesLocked wakes every waiting Flush to look at the engine's state
 // again (OutputFailing): each group gets a fresh channel to sleep on.
 func (e *engine[E, P]) wakeFlushesLocked() {
-	for _, g := range append(e.groups, e.openGroup) {
-		if g != nil {
-			close(g.wake)
-			g.wake = make(chan struct{})
-		}
+	for _, g := range e.groups {
+		g.rewake()
 	}
+	if e.openGroup != nil {
+		e.openGroup.rewake()
+	}
+}
+
+// rewake wakes the group's Flushes and gives it a fresh channel.
+func (g *flushGroup) rewake() {
+	close(g.wake)
+	g.wake = make(chan struct{})
 }
