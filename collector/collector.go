@@ -114,6 +114,7 @@ var maxIdleOutputs = 64
 // (state.go) so that it survives a crash.
 type output struct {
 	name string
+	sm   *streamMetrics
 	refs int       // connections using it, under Collector.mu
 	idle time.Time // when refs fell to 0, under Collector.mu: closed by the janitor later
 	mu   sync.Mutex
@@ -578,7 +579,7 @@ func (c *Collector) output(name string) (*output, error) {
 		j.close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	o := &output{name: name, f: f, j: j, seen: seen, used: used, tick: uint64(j.records), refs: 1}
+	o := &output{name: name, sm: c.metrics.stream(name), f: f, j: j, seen: seen, used: used, tick: uint64(j.records), refs: 1}
 	o.forget(c)
 	if c.cfg.Ack == AckFsync {
 		o.scond = sync.NewCond(&o.smu)
@@ -935,11 +936,13 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	if o.scond != nil {
 		o.unsynced = append(o.unsynced, batchID{r.stream, r.seq, o.writes})
 	}
-	c.metrics.bytesWritten.Add(float64(len(r.payload)))
+	wrote := len(r.payload)
 	if unterminated {
-		c.metrics.bytesWritten.Add(1)
+		wrote++
 	}
+	c.metrics.bytesWritten.Add(float64(wrote))
 	c.metrics.entries.Add(float64(r.entries))
+	o.sm.written(r.entries, wrote)
 	return false, o.writes, nil
 }
 

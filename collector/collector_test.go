@@ -992,6 +992,13 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	if want := `snail_collector_stream_entries_total{stream="m"} 100`; !strings.Contains(body, want) {
+		t.Errorf("metrics lack %q", want)
+	}
+	if !strings.Contains(body, `snail_collector_stream_written_bytes_total{stream="m"} `) ||
+		!strings.Contains(body, `snail_collector_stream_last_write_timestamp_seconds{stream="m"} `) {
+		t.Errorf("metrics lack the stream's bytes and last write")
+	}
 	for _, r := range rejectReasons { // every reason from the start, at 0
 		if want := fmt.Sprintf("snail_collector_rejects_total{reason=%q} 0", r); !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
@@ -1000,6 +1007,48 @@ func TestMetricsAndHealth(t *testing.T) {
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if got := get(t, srv.URL+path); got != "ok\n" {
 			t.Errorf("%s = %q", path, got)
+		}
+	}
+}
+
+// TestStreamMetricsAreBounded: streams get series of their own up to
+// maxStreamSeries, and share one past it, so that clients that make up
+// stream names cannot grow the metrics without bound. A stream's counters
+// outlive its output file, closed when idle, and go on when it is opened
+// again.
+func TestStreamMetricsAreBounded(t *testing.T) {
+	oldMax, oldIdle := maxStreamSeries, outputIdle
+	maxStreamSeries, outputIdle = 2, 100*time.Millisecond
+	t.Cleanup(func() { maxStreamSeries, outputIdle = oldMax, oldIdle })
+	c, addr := start(t, Config{})
+	for i, name := range []string{"a", "b", "c", "d", "a"} {
+		if i == 4 { // "a" again, once the janitor closed its file
+			waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.outputs["a"] == nil })
+		}
+		s, err := netlog.Dial(addr, netlog.WithStreamName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, s, i*10, 10, 10)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	body := get(t, srv.URL+"/metrics")
+	for _, want := range []string{
+		`snail_collector_stream_entries_total{stream="a"} 20`,
+		`snail_collector_stream_entries_total{stream="b"} 10`,
+		`snail_collector_stream_entries_total{stream="_other"} 20`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for _, unwanted := range []string{`stream="c"`, `stream="d"`} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("metrics have a series for %s, past the bound", unwanted)
 		}
 	}
 }

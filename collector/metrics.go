@@ -2,6 +2,7 @@ package collector
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,6 +20,66 @@ type metrics struct {
 	writeErrors                       prometheus.Counter
 	rejects                           *prometheus.CounterVec
 	writeSeconds, fsyncSeconds        prometheus.Histogram
+
+	// Per stream: what was written, and when last, so that an operator
+	// sees which application logs how much, and which went quiet.
+	streamEntries, streamBytes *prometheus.CounterVec
+	streamLast                 *prometheus.GaugeVec
+	smu                        sync.Mutex
+	streams                    map[string]*streamMetrics // at most maxStreamSeries
+	other                      *streamMetrics            // the streams past them
+}
+
+// maxStreamSeries bounds the streams with series of their own: stream
+// names come from the clients, and a series for every name ever seen would
+// grow the metrics (and the memory of whatever scrapes them) without
+// bound. The streams past it share the series of otherStreams. A variable
+// for tests.
+var maxStreamSeries = 1000
+
+// otherStreams labels the series of the streams past maxStreamSeries; no
+// stream has this name (stream names start with a letter or a digit).
+const otherStreams = "_other"
+
+// streamMetrics are one stream's series.
+type streamMetrics struct {
+	entries, bytes prometheus.Counter
+	lastWrite      prometheus.Gauge
+}
+
+// stream returns the series of stream name. They outlive its output file,
+// which is closed when idle, so that its counters never go back.
+func (m *metrics) stream(name string) *streamMetrics {
+	m.smu.Lock()
+	defer m.smu.Unlock()
+	if s := m.streams[name]; s != nil {
+		return s
+	}
+	label := name
+	if len(m.streams) >= maxStreamSeries {
+		if m.other != nil {
+			return m.other
+		}
+		label = otherStreams
+	}
+	s := &streamMetrics{
+		entries:   m.streamEntries.WithLabelValues(label),
+		bytes:     m.streamBytes.WithLabelValues(label),
+		lastWrite: m.streamLast.WithLabelValues(label),
+	}
+	if label == otherStreams {
+		m.other = s
+	} else {
+		m.streams[name] = s
+	}
+	return s
+}
+
+// written counts a batch of entries and bytes written to the stream.
+func (s *streamMetrics) written(entries, bytes int) {
+	s.entries.Add(float64(entries))
+	s.bytes.Add(float64(bytes))
+	s.lastWrite.SetToCurrentTime()
 }
 
 func newMetrics() *metrics {
@@ -46,12 +107,20 @@ func newMetrics() *metrics {
 			Help: "Time to write one batch to its file.", Buckets: lat}),
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fsync_seconds",
 			Help: "Time to fsync an output file.", Buckets: lat}),
+		streamEntries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "stream_entries_total",
+			Help: "Log entries written, by stream (the first 1000 streams; the rest under stream=\"_other\")."}, []string{"stream"}),
+		streamBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "stream_written_bytes_total",
+			Help: "Bytes written to output files, by stream."}, []string{"stream"}),
+		streamLast: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "stream_last_write_timestamp_seconds",
+			Help: "When a batch of the stream was last written (Unix time): alert on streams gone quiet."}, []string{"stream"}),
+		streams: map[string]*streamMetrics{},
 	}
 	for _, r := range rejectReasons {
 		m.rejects.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.conns, m.failing, m.connsTotal, m.frames, m.entries, m.acks, m.duplicates, m.bytesIn,
 		m.bytesWritten, m.writeErrors, m.rejects, m.writeSeconds, m.fsyncSeconds,
+		m.streamEntries, m.streamBytes, m.streamLast,
 		collectors.NewGoCollector(), collectors.NewBuildInfoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
