@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -13,7 +14,8 @@ import (
 // TestPropertyDelivery draws random producer counts, item counts, batch
 // sizes, buffer counts, windows and Flush interleavings, and checks that
 // every item is delivered exactly once, in per-producer order, in batches
-// that are never empty nor larger than the batch size.
+// that are never empty nor larger than the batch size, and that a
+// producer's items are all delivered when its Flush returns.
 func TestPropertyDelivery(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		producers := rapid.IntRange(1, 24).Draw(rt, "producers")
@@ -27,6 +29,7 @@ func TestPropertyDelivery(t *testing.T) {
 		var mu sync.Mutex
 		var got []uint64
 		var bad error
+		out := make([]int, producers) // items of each producer delivered, under mu
 		b, err := New(func(batch []uint64) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -34,6 +37,9 @@ func TestPropertyDelivery(t *testing.T) {
 				bad = errors.New("batch size out of bounds")
 			}
 			got = append(got, batch...)
+			for _, id := range batch {
+				out[id>>32]++
+			}
 			return nil
 		}, WithBatchSize(size), WithBuffers(buffers), WithWindow(window))
 		if err != nil {
@@ -57,7 +63,14 @@ func TestPropertyDelivery(t *testing.T) {
 						err = b.Add(id)
 					}
 					if err == nil && flushEvery > 0 && s%flushEvery == flushEvery-1 {
-						err = b.Flush()
+						if err = b.Flush(); err == nil && manyChunk == 0 {
+							mu.Lock()
+							n := out[p]
+							mu.Unlock()
+							if n != s+1 {
+								err = fmt.Errorf("producer %d: %d items delivered when Flush returned, want %d", p, n, s+1)
+							}
+						}
 					}
 					if err != nil {
 						errs <- err
