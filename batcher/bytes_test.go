@@ -21,6 +21,14 @@ type lineCollector struct {
 	mu       sync.Mutex
 	lines    []string
 	batches  int
+	perProd  map[string]int // lines delivered by producer (the first field)
+}
+
+// delivered is the number of lines producer p has had delivered.
+func (c *lineCollector) delivered(p int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.perProd[strconv.Itoa(p)]
 }
 
 func (c *lineCollector) out(batch []byte, entries int) error {
@@ -40,6 +48,13 @@ func (c *lineCollector) out(batch []byte, entries int) error {
 	c.mu.Lock()
 	c.lines = append(c.lines, lines...)
 	c.batches++
+	if c.perProd == nil {
+		c.perProd = map[string]int{}
+	}
+	for _, l := range lines {
+		p, _, _ := strings.Cut(l, " ")
+		c.perProd[p]++
+	}
 	c.mu.Unlock()
 	return nil
 }

@@ -105,7 +105,7 @@ func TestPropertyDelivery(t *testing.T) {
 }
 
 // TestPropertyBytes is the same property for Bytes with random entry sizes,
-// some larger than a whole batch.
+// some larger than a whole batch, with and without lanes.
 func TestPropertyBytes(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		producers := rapid.IntRange(1, 16).Draw(rt, "producers")
@@ -150,6 +150,10 @@ func TestPropertyBytes(t *testing.T) {
 					if flushEvery > 0 && s%flushEvery == 0 {
 						if err := b.Flush(); err != nil {
 							t.Error(err)
+							return
+						}
+						if n := col.delivered(p); n != s+1 {
+							t.Errorf("producer %d: %d lines delivered when Flush returned, want %d", p, n, s+1)
 							return
 						}
 					}
