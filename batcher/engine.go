@@ -156,6 +156,7 @@ type engine[E any, P interface {
 	openGroup   *flushGroup   // Flushes waiting for the current batch to be sealed; under mu
 	groups      []*flushGroup // Flushes waiting for queued batches, in order; under mu
 	flushWaits  int           // Flushes asleep on a group; under mu
+	groupPool   []*flushGroup // finished groups, for reuse; under mu
 
 	wake      chan struct{}
 	done      chan struct{}
@@ -651,11 +652,11 @@ func (e *engine[E, P]) takeErrLocked() error {
 // one. Waiting costs a Flush no time: its batch would have waited in the
 // queue for the output anyway.
 //
-// Each Flush sleeps on its group's channel, closed when the group's batch
-// is done: one wake-up per Flush. Asleep on the engine's condition variable
-// instead, every Flush woke at every batch and took the mutex again to
-// look, and 64 goroutines that each wrote and synced an entry spent more
-// time on the mutex than on writing.
+// Each Flush sleeps on its group's condition variable, broadcast when the
+// group's batch is done: one wake-up per Flush. Asleep on the engine's
+// condition variable instead, every Flush woke at every batch and took the
+// mutex again to look, and 64 goroutines that each wrote and synced an
+// entry spent more time on the mutex than on writing.
 //
 // The Flush does not run the output itself when it is idle (as ShipHere
 // does), although that would save two thread hand-offs: an output that
@@ -671,7 +672,11 @@ func (e *engine[E, P]) flush() error {
 		return ErrReentry
 	}
 	g := e.flushGroupLocked()
-	for !g.queued || e.doneSeq < g.seq {
+	if g == nil {
+		return e.takeErrLocked()
+	}
+	defer e.leaveGroupLocked(g)
+	for !g.finished {
 		if e.failing != nil {
 			return e.failing
 		}
@@ -682,11 +687,8 @@ func (e *engine[E, P]) flush() error {
 		// (failing). A producer sealing the batch queues it and wakes the
 		// output goroutine; with the output busy, the output goroutine
 		// seals it once free.
-		ch := g.wake
 		e.flushWaits++
-		e.mu.Unlock()
-		<-ch
-		e.mu.Lock()
+		g.cond.Wait()
 		e.flushWaits--
 	}
 	return e.takeErrLocked()
