@@ -76,7 +76,11 @@ type Client[Req, Resp any] struct {
 
 	// wmu serializes everything that writes to a connection and numbers
 	// requests, so that requests leave in id order on every connection.
-	wmu     sync.Mutex
+	wmu sync.Mutex
+	// handed is the highest request id written to a connection (under
+	// wmu; read by the readers): a peer's answer past it is a protocol
+	// error (checkAnswer).
+	handed  atomic.Uint64
 	scratch []byte
 	spans   []span
 	iov     net.Buffers
@@ -382,6 +386,7 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 	c.spans = c.spans[:0]
 	var failed []*call[Req, Resp]
 	var errs []error
+	var maxID uint64
 	for _, cl := range calls {
 		off := len(c.scratch)
 		out, payload, err := c.codec.AppendRequest(c.scratch, cl.id, cl.req)
@@ -392,6 +397,7 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 		}
 		c.scratch = out
 		c.spans = append(c.spans, span{off: off, end: len(out), payload: payload})
+		maxID = max(maxID, cl.id)
 	}
 	for i, cl := range failed {
 		c.answer(cl.id, cl.id, *new(Resp), errs[i])
@@ -408,6 +414,10 @@ func (c *Client[Req, Resp]) writeCalls(conn net.Conn, calls []*call[Req, Resp]) 
 			c.iov = append(c.iov, s.payload)
 			total += int64(len(s.payload))
 		}
+	}
+	// Before the write: the peer may answer before it returns.
+	if maxID > c.handed.Load() {
+		c.handed.Store(maxID)
 	}
 	iov := c.iov // WriteTo consumes the slice header, not the backing array
 	n, err := c.writeBuffers(conn, &iov, total)
@@ -527,6 +537,21 @@ func (c *Client[Req, Resp]) pendingReq(id uint64) (Req, bool) {
 	}
 	var zero Req
 	return zero, false
+}
+
+// checkAnswer refuses an answer to requests first..last from the peer if
+// any of them was never written to a connection: a peer that answers
+// requests before it could have read them (a bug, or a forger on a link
+// without TLS) would have the client drop requests nobody received, which
+// it would otherwise do without a word.
+func (c *Client[Req, Resp]) checkAnswer(first, last uint64) error {
+	if first > last {
+		return fmt.Errorf("%w: the peer answered requests %d to %d", ErrProtocol, first, last)
+	}
+	if h := c.handed.Load(); last > h {
+		return fmt.Errorf("%w: the peer answered request %d, and the last request sent is %d", ErrProtocol, last, h)
+	}
+	return nil
 }
 
 // answer completes the pending requests first..last with resp or err.
@@ -890,6 +915,9 @@ func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
 	rr := c.codec.NewResponseReader(conn)
 	for {
 		first, last, resp, err := rr.ReadResponse()
+		if err == nil {
+			err = c.checkAnswer(first, last)
+		}
 		if err != nil {
 			c.broken(gen, readErr(err, c.cfg.ackTimeout))
 			return

@@ -743,3 +743,63 @@ func TestSendFromCallback(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerToARequestNotSent: a peer that answers a request the client
+// never sent (a bug, or a forger on a link without TLS) would have the
+// client drop requests nobody received. The answer is refused as a
+// protocol error, the connection is made again, and the request sent
+// again is answered by the next connection. Both ways of reading answers.
+func TestAnswerToARequestNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		codec ClientCodec[string, string]
+	}{{"reader", &echoClient{}}, {"poll", &parsingEcho{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawEcho(t, func(n int, conn net.Conn, r *bufio.Reader) {
+				id, body, err := readEchoRequest(r)
+				if err != nil {
+					return
+				}
+				last := id
+				if n == 0 {
+					last = id + 1000 // and the next thousand, never sent
+				}
+				conn.Write(appendEchoAnswer(nil, id, last, reverse(body)))
+				io.Copy(io.Discard, r)
+			})
+			errs := make(chan error, 16)
+			c, err := NewClient(tc.codec, WithAddrs(addr), WithBackoff(time.Millisecond, 10*time.Millisecond),
+				reportTo(errs, nil), WithReportAfter(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var answers atomic.Int32
+			var got atomic.Value
+			if err := c.Send(context.Background(), "hello", 5, func(resp string, err error) {
+				answers.Add(1)
+				if err != nil {
+					t.Error(err)
+				}
+				got.Store(resp)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-errs:
+				if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "answered request 1001") {
+					t.Fatalf("reported %v, want a protocol error naming the request not sent", err)
+				}
+				t.Log(err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the answer to a request not sent was taken")
+			}
+			if err := c.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if answers.Load() != 1 || got.Load() != "olleh" {
+				t.Fatalf("%d answers, last %v; want one, olleh", answers.Load(), got.Load())
+			}
+		})
+	}
+}

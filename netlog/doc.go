@@ -28,7 +28,9 @@
 //     thread per group of replies.
 //
 // Every read and write has a deadline: a peer that stops reading or sends a
-// frame byte by byte becomes an error, not a hang.
+// frame byte by byte becomes an error, not a hang. A peer that answers a
+// request the client has not sent yet breaks the connection with
+// ErrProtocol, instead of having the client drop a request nobody received.
 //
 // The log layer is the client half of snail's log protocol on top of the
 // core: Dial returns a Stream, a destination for sink.New that sends each

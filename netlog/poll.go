@@ -105,6 +105,10 @@ func (c *Client[Req, Resp]) parseLocked(s *respBuf[Resp]) bool {
 		if n <= 0 || n > len(s.buf)-off {
 			break // the rest has not arrived
 		}
+		if err := c.checkAnswer(first, last); err != nil {
+			s.err = err
+			break
+		}
 		off += n
 		c.answer(first, last, resp, nil)
 		any = true
