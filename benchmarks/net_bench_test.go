@@ -317,16 +317,7 @@ func BenchmarkNetSync(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.ResetTimer()
-				t0 := time.Now()
-				spread(b.N, g, func(i int) {
-					w.Write(rawLines[i&(len(rawLines)-1)])
-					if err := w.Sync(); err != nil {
-						b.Error(err)
-					}
-				})
-				elapsed := time.Since(t0)
-				b.StopTimer()
+				elapsed := writeAndSync(b, g, w)
 				if err := w.Close(); err != nil {
 					b.Fatal(err)
 				}
