@@ -414,6 +414,10 @@ func TestClosed(t *testing.T) {
 
 // TestCloseRacingAdds checks that an Add that returned nil is delivered even
 // when Close runs at the same time, and that the rest get ErrClosed.
+// TestCloseRacingAdds: producers that add, and some that also Flush after
+// every add, while Close comes: every add accepted is delivered, and every
+// Flush returns (nil, or ErrClosed once Close has begun), none left waiting
+// in a group for a batch Close took.
 func TestCloseRacingAdds(t *testing.T) {
 	for round := range 20 {
 		var col collector[uint64]
@@ -424,9 +428,16 @@ func TestCloseRacingAdds(t *testing.T) {
 		var accepted atomic.Int64
 		var wg sync.WaitGroup
 		for p := range 8 {
+			flushes := p%2 == 1
 			wg.Go(func() {
 				for s := 0; ; s++ {
 					err := b.Add(uint64(p)<<32 | uint64(s))
+					if err == nil {
+						accepted.Add(1)
+						if flushes {
+							err = b.Flush()
+						}
+					}
 					if errors.Is(err, ErrClosed) {
 						return
 					}
@@ -434,7 +445,6 @@ func TestCloseRacingAdds(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					accepted.Add(1)
 				}
 			})
 		}
