@@ -555,8 +555,9 @@ func (c *Client[Req, Resp]) checkAnswer(first, last uint64) error {
 }
 
 // answer completes the pending requests first..last with resp or err.
-// Ids outside the pending range (answered before, or never sent) are
-// ignored: a peer may answer a request it receives twice.
+// Ids not pending (answered before, or gaps between SendID's ids) are
+// ignored: a peer may answer a request it receives twice. The readers
+// refuse answers to ids never sent before they get here (checkAnswer).
 func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 	var done []*call[Req, Resp]
 	c.mu.Lock()
