@@ -301,7 +301,7 @@ func TestFlushesWhileOutputBusyShareABatch(t *testing.T) {
 					}
 				})
 			}
-			waitFor(t, func() bool { return waiters() >= g }) // every Flush waits, the first runs the output
+			waitFor(t, func() bool { return waiters() >= g+1 }) // every Flush waits, the first for the batch the output holds
 			release.Do(func() { close(gate) })
 			wg.Wait()
 			if err := <-first; err != nil {

@@ -298,10 +298,7 @@ func (e *engine[E, P]) retireLocked(b P, v uint64) {
 		e.enqueueLocked(b, v)
 	} else {
 		e.free = append(e.free, b)
-		// Flushes that found chunks in it and no entry of theirs wait for
-		// what was queued before.
-		e.queueOpenGroupLocked(e.sealedSeq)
-		e.finishGroupsLocked()
+		e.releaseOpenGroupLocked() // chunks in it, and no entry
 	}
 	e.installLocked()
 }
@@ -575,6 +572,13 @@ func (e *engine[E, P]) process(j job[P]) {
 	returned = true
 
 	e.mu.Lock()
+	e.doneLocked(j, err)
+	e.mu.Unlock()
+}
+
+// doneLocked records that job j has been through the output, which
+// returned err.
+func (e *engine[E, P]) doneLocked(j job[P], err error) {
 	if err != nil {
 		if len(e.errs) < maxPendingErrs {
 			e.errs = append(e.errs, err)
@@ -582,12 +586,6 @@ func (e *engine[E, P]) process(j job[P]) {
 			e.moreErrs++
 		}
 	}
-	e.doneLocked(j)
-	e.mu.Unlock()
-}
-
-// doneLocked records that job j has been through the output.
-func (e *engine[E, P]) doneLocked(j job[P]) {
 	e.queuedItems -= j.entries
 	e.doneSeq = j.seq
 	e.emitting = false
@@ -603,8 +601,8 @@ func (e *engine[E, P]) doneLocked(j job[P]) {
 
 // outputPanicked cleans up after an output function that panicked on job j,
 // before the panic goes on: on the output goroutine it ends the program, but
-// a Flush or ShipHere caller that ran the output may recover, and the
-// batcher must not be left waiting for an output that will never return.
+// a ShipHere caller that ran the output may recover, and the batcher must
+// not be left waiting for an output that will never return.
 // The batch counts as done, and Flush and Close report errOutputPanicked.
 func (e *engine[E, P]) outputPanicked(j job[P]) {
 	if haveGetg {
@@ -614,12 +612,7 @@ func (e *engine[E, P]) outputPanicked(j job[P]) {
 	e.batches.Add(1)
 	e.outErrors.Add(1)
 	e.mu.Lock()
-	if len(e.errs) < maxPendingErrs {
-		e.errs = append(e.errs, errOutputPanicked)
-	} else {
-		e.moreErrs++
-	}
-	e.doneLocked(j)
+	e.doneLocked(j, errOutputPanicked)
 	e.handBackLocked()
 	e.mu.Unlock()
 }
@@ -700,12 +693,9 @@ func (e *engine[E, P]) sealForFlushesLocked() bool {
 	if !e.sealLocked(P(e.cur.Load())) {
 		return false
 	}
-	if e.openGroup != nil {
-		// Nothing was claimed in it after all: what they wait for is
-		// what was queued before.
-		e.queueOpenGroupLocked(e.sealedSeq)
-		e.finishGroupsLocked()
-	}
+	// Not queued (nothing was claimed in it after all): what they wait
+	// for is what was queued before.
+	e.releaseOpenGroupLocked()
 	return true
 }
 

@@ -87,6 +87,16 @@ func (e *engine[E, P]) queueOpenGroupLocked(seq uint64) {
 	e.groups = append(e.groups, g)
 }
 
+// releaseOpenGroupLocked is for a current batch sealed with no entry: the
+// Flushes waiting for it wait for what was queued before it, and are done
+// if that is.
+func (e *engine[E, P]) releaseOpenGroupLocked() {
+	if e.openGroup != nil {
+		e.queueOpenGroupLocked(e.sealedSeq)
+		e.finishGroupsLocked()
+	}
+}
+
 // finishGroupsLocked wakes the Flushes whose batch is done.
 func (e *engine[E, P]) finishGroupsLocked() {
 	n := 0
