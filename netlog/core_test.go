@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -546,6 +547,46 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// A request waits up to the send window for others to leave with it in one
+// write; Wait sends at once what is waiting.
+func TestSendWindowHoldsRequests(t *testing.T) {
+	_, addr := startEcho(t, &echoServer{})
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithSendWindow(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answers := make(chan string, 3)
+	for _, body := range []string{"abc", "de", "f"} {
+		if err := c.Send(context.Background(), body, len(body), func(resp string, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			answers <- resp
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case a := <-answers:
+		t.Fatalf("answered %q within the send window", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if st := c.Stats(); st.Sent != 0 {
+		t.Fatalf("sent %d requests within the send window", st.Sent)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{<-answers, <-answers, <-answers}
+	slices.Sort(got)
+	if want := []string{"cba", "ed", "f"}; !slices.Equal(got, want) {
+		t.Fatalf("answers %q, want %q", got, want)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	for name, opt := range map[string]ClientOption{
 		"addr":    WithAddrs("no-port"),
@@ -562,6 +603,8 @@ func TestOptionsValidate(t *testing.T) {
 		"dial":    WithDialTimeout(0),
 		"give up": WithGiveUpAfter(-time.Second),
 		"rate":    WithMinWriteRate(-1),
+		"send":    WithSendWindow(0),
+		"ping":    WithKeepAlive(-time.Second),
 	} {
 		_, err := NewClient[string, string](&echoClient{}, WithAddrs("127.0.0.1:1"), opt)
 		if !errors.Is(err, ErrInvalidOption) {
