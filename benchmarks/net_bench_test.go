@@ -349,6 +349,7 @@ func runNet(b *testing.B, c *collectorProc, comp encoder.Compression, g int, fro
 		b.Fatal(err)
 	}
 	log := front(w)
+	warmPages(b, int64(b.N)*256)
 	cpu0, reads0, self0, wait0 := c.cpu(b), c.reads(), selfCPU(), c.runqWait()
 	b.ResetTimer()
 	t0 := time.Now()

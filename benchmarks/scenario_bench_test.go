@@ -77,6 +77,7 @@ func runTarget(b *testing.B, g int, t target, latency bool) {
 			samples[k] = s
 		})
 	}
+	warmPages(b, int64(b.N)*256)
 	sys0, gc0 := writeSyscalls(), gcCycles()
 	b.ResetTimer()
 	cpu0, t0 := selfCPU(), time.Now()
