@@ -28,26 +28,25 @@ func TestMain(m *testing.M) {
 }
 
 // maxWarm is the most warmPages writes: below the 1 GiB of free pages
-// that sets off a report here.
+// that sets off a report on this VM (below).
 const maxWarm = 768 << 20
 
-// warmPages, when SNAIL_BENCH_WARM=1, writes n bytes into a scratch file
-// and deletes it just before a measurement, so that the measured writes
-// land in page-cache pages the kernel has just freed. On a VM whose
-// balloon driver reports free pages to the host (dmesg: "Free page
-// reporting enabled"), the first write into a page that has sat free for
-// a few seconds faults on the host: dd measured 0.61-0.68 s of system CPU
-// per GiB into such pages against 0.13 s right after a delete. A logger
-// that has run for a while reuses pages the kernel reclaims from its own
-// old data, the warm case; a benchmark writing a fresh file on an idle
-// machine meets the cold one. The default stays cold (the harder case);
-// the README's tables say which one each ran.
+// warmPages, when SNAIL_BENCH_WARM=1, writes n bytes (at most maxWarm)
+// into a scratch file and deletes it just before a measurement, so that
+// the measured writes land in page-cache pages the kernel has just freed.
 //
-// The warm pages last only so long: this VM's kernel reports free pages
-// at once (page_reporting's min_free_ms=0) whenever more than
-// max_waiting_mib (1024) wait, so warmPages frees at most maxWarm, and a
-// measurement that writes more than that meets cold pages for the rest
-// (and the files it deletes, over 1 GiB, set off the next report).
+// This VM's balloon driver reports free pages to the host (dmesg: "Free
+// page reporting enabled"), which takes them back, and the first write
+// into such a page faults on the host: dd measured 0.61-0.68 s of system
+// CPU per GiB into reported pages against 0.13 s right after a delete.
+// Its kernel reports as soon as more than 1 GiB is free
+// (/sys/module/page_reporting/parameters: min_free_ms=0,
+// max_waiting_mib=1024), so a benchmark that frees more than that at a
+// time, as the collector rows do, writes into cold pages, while a logger
+// on a machine whose page cache is full reuses pages reclaimed from its
+// own old data, the warm case. The default stays cold, the harder case;
+// the README's tables say which one each ran. A measurement that writes
+// more than maxWarm meets cold pages for the rest.
 func warmPages(b *testing.B, n int64) {
 	if os.Getenv("SNAIL_BENCH_WARM") != "1" {
 		return
