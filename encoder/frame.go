@@ -3,7 +3,6 @@ package encoder
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 )
 
 // HeaderSize is the size of every frame header.
@@ -28,8 +27,6 @@ const (
 )
 
 var magic = [4]byte{'S', 'N', 'L', 'F'}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Kind says what a frame carries.
 type Kind uint8
@@ -156,8 +153,7 @@ func putHeader(b []byte, kind Kind, flags uint16, stream, seq, word3 uint64, pay
 
 // crcOf is the frame checksum: CRC-32C of header bytes 0..35, then payload.
 func crcOf(hdr, payload []byte) uint32 {
-	c := crc32.Update(0, castagnoli, hdr[:36])
-	return crc32.Update(c, castagnoli, payload)
+	return crc32c(crc32c(0, hdr[:36]), payload)
 }
 
 // limits are what a decoder accepts.

@@ -1,0 +1,50 @@
+#include "textflag.h"
+
+// func foldAVX512(r uint32, p []byte, state *[256]byte, k *[2]uint64)
+//
+// Z0-Z3 hold 256 bytes of state, sixteen 128-bit lanes. Each round moves
+// every lane 2048 bits on, by multiplying its two 64-bit halves by the
+// constants in Z4, and xors in the next 256 bytes of p.
+TEXT ·foldAVX512(SB), NOSPLIT, $0-48
+	MOVL r+0(FP), AX
+	MOVQ p_base+8(FP), SI
+	MOVQ p_len+16(FP), CX
+	MOVQ state+32(FP), DI
+	MOVQ k+40(FP), DX
+
+	VMOVDQU64 0(SI), Z0
+	VMOVDQU64 64(SI), Z1
+	VMOVDQU64 128(SI), Z2
+	VMOVDQU64 192(SI), Z3
+	VMOVD AX, X5 // zeroes the rest of Z5
+	VPXORQ Z5, Z0, Z0
+	VBROADCASTI32X4 (DX), Z4
+	ADDQ $256, SI
+	SUBQ $256, CX
+
+loop:
+	CMPQ CX, $256
+	JB   done
+	VPCLMULQDQ $0x00, Z4, Z0, Z5
+	VPCLMULQDQ $0x11, Z4, Z0, Z0
+	VPTERNLOGQ $0x96, 0(SI), Z5, Z0
+	VPCLMULQDQ $0x00, Z4, Z1, Z6
+	VPCLMULQDQ $0x11, Z4, Z1, Z1
+	VPTERNLOGQ $0x96, 64(SI), Z6, Z1
+	VPCLMULQDQ $0x00, Z4, Z2, Z7
+	VPCLMULQDQ $0x11, Z4, Z2, Z2
+	VPTERNLOGQ $0x96, 128(SI), Z7, Z2
+	VPCLMULQDQ $0x00, Z4, Z3, Z8
+	VPCLMULQDQ $0x11, Z4, Z3, Z3
+	VPTERNLOGQ $0x96, 192(SI), Z8, Z3
+	ADDQ $256, SI
+	SUBQ $256, CX
+	JMP  loop
+
+done:
+	VMOVDQU64 Z0, 0(DI)
+	VMOVDQU64 Z1, 64(DI)
+	VMOVDQU64 Z2, 128(DI)
+	VMOVDQU64 Z3, 192(DI)
+	VZEROUPPER
+	RET

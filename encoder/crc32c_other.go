@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package encoder
+
+const haveFold = false
+
+func foldAVX512(uint32, []byte, *[256]byte, *[2]uint64) { panic("unreachable") }
