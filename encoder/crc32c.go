@@ -20,13 +20,14 @@ func crc32c(crc uint32, p []byte) uint32 {
 		return crc32.Update(crc, castagnoli, p)
 	}
 	n := len(p) &^ 255
+	// The state is congruent to p[:n] (with the register folded into its
+	// first four bytes) modulo the CRC polynomial, at the same distance
+	// from the end: the CRC of state, from a zero register, is that of
+	// p[:n]. It stays in the assembly: handed to hash/crc32, it would
+	// escape to the heap.
 	var state [256]byte
-	foldAVX512(^crc, p[:n], &state, &foldConsts)
-	// state is congruent to p[:n] (with the register folded into its first
-	// four bytes) modulo the CRC polynomial, at the same distance from the
-	// end: the CRC of state, from a zero register, is that of p[:n].
-	c := crc32.Update(0xFFFFFFFF, castagnoli, state[:])
-	return crc32.Update(c, castagnoli, p[n:])
+	reg := foldAVX512(^crc, p[:n], &state, &foldConsts)
+	return crc32.Update(^reg, castagnoli, p[n:])
 }
 
 // foldConsts hold, for each 128-bit lane, the multipliers that move its two

@@ -7,7 +7,8 @@ var haveFold = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ
 
 // foldAVX512 folds p, a multiple of 256 bytes and at least 256, into state:
 // 256 bytes congruent to p, with r xored into its first four bytes, modulo
-// the CRC-32C polynomial. k is foldConsts.
+// the CRC-32C polynomial. It returns the CRC register after state, from
+// zero: the register after p from r. k is foldConsts.
 //
 //go:noescape
-func foldAVX512(r uint32, p []byte, state *[256]byte, k *[2]uint64)
+func foldAVX512(r uint32, p []byte, state *[256]byte, k *[2]uint64) uint32
