@@ -2,8 +2,9 @@ package encoder
 
 import "golang.org/x/sys/cpu"
 
-// haveFold reports whether foldAVX512 may be called.
-var haveFold = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ
+// haveFold reports whether foldAVX512 may be called: it folds with AVX-512
+// and finishes with SSE 4.2's CRC32 instruction.
+var haveFold = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ && cpu.X86.HasSSE42
 
 // foldAVX512 folds p, a multiple of 256 bytes and at least 256, into state:
 // 256 bytes congruent to p, with r xored into its first four bytes, modulo
