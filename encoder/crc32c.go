@@ -11,10 +11,10 @@ const foldMin = 2048
 
 // crc32c updates crc with p as crc32.Update does with the Castagnoli table.
 // Where the CPU has AVX-512 carry-less multiplication it folds all but the
-// last partial 256 bytes of a long input in 512-bit registers first: the
-// standard library's SSE 4.2 loop runs at 4-7 GB/s on batches just written
-// by another core, and the checksum is on every frame's path twice (the
-// client computes it over the whole batch, the collector verifies it).
+// last partial 256 bytes of a long input in 512-bit registers first, 2-3.5x
+// as fast as the standard library's SSE 4.2 loop (BenchmarkCRC32C): the
+// checksum is on every frame's path twice (the client computes it over the
+// whole batch, the collector verifies it).
 func crc32c(crc uint32, p []byte) uint32 {
 	if !haveFold || len(p) < foldMin {
 		return crc32.Update(crc, castagnoli, p)
