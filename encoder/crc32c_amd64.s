@@ -1,5 +1,12 @@
 #include "textflag.h"
 
+// FOLD moves the four lanes of acc 2048 bits on (Z4 holds the constants)
+// and xors in the 64 bytes at off(SI); tmp is scratch.
+#define FOLD(acc, tmp, off) \
+	VPCLMULQDQ $0x00, Z4, acc, tmp; \
+	VPCLMULQDQ $0x11, Z4, acc, acc; \
+	VPTERNLOGQ $0x96, off(SI), tmp, acc
+
 // func foldAVX512(r uint32, p []byte, state *[256]byte, k *[2]uint64) uint32
 //
 // Z0-Z3 hold 256 bytes of state, sixteen 128-bit lanes. Each round moves
@@ -27,18 +34,10 @@ TEXT ·foldAVX512(SB), NOSPLIT, $0-52
 loop:
 	CMPQ CX, $256
 	JB   done
-	VPCLMULQDQ $0x00, Z4, Z0, Z5
-	VPCLMULQDQ $0x11, Z4, Z0, Z0
-	VPTERNLOGQ $0x96, 0(SI), Z5, Z0
-	VPCLMULQDQ $0x00, Z4, Z1, Z6
-	VPCLMULQDQ $0x11, Z4, Z1, Z1
-	VPTERNLOGQ $0x96, 64(SI), Z6, Z1
-	VPCLMULQDQ $0x00, Z4, Z2, Z7
-	VPCLMULQDQ $0x11, Z4, Z2, Z2
-	VPTERNLOGQ $0x96, 128(SI), Z7, Z2
-	VPCLMULQDQ $0x00, Z4, Z3, Z8
-	VPCLMULQDQ $0x11, Z4, Z3, Z3
-	VPTERNLOGQ $0x96, 192(SI), Z8, Z3
+	FOLD(Z0, Z5, 0)
+	FOLD(Z1, Z6, 64)
+	FOLD(Z2, Z7, 128)
+	FOLD(Z3, Z8, 192)
 	ADDQ $256, SI
 	SUBQ $256, CX
 	JMP  loop
