@@ -45,10 +45,11 @@ const (
 // up before it publishes the chunk to a lane; producers then only claim.
 type chunkRec struct {
 	tail    atomic.Uint64 // tag<<32 | chunkSealed | count<<20 | used
-	written atomic.Uint32 // entries copied in by their producers
+	local   uint32        // entries copied in from the lane's own P: see commit
+	foreign atomic.Uint32 // entries copied in from other Ps
 	off     atomic.Uint32 // where the chunk starts in the buffer
 	size    atomic.Uint32
-	_       [44]byte // one chunk per cache line
+	_       [40]byte // one chunk per cache line
 }
 
 // claim takes n bytes of the chunk for an entry of the batch tagged tag.
@@ -66,6 +67,31 @@ func (r *chunkRec) claim(tag uint32, n uint64) (off uint64, res claimResult) {
 			return used, claimOK
 		}
 	}
+}
+
+// commit counts one entry of the chunk as copied in, as Aeron's producers
+// publish an entry's length once they have copied it: with an ordered
+// store, not a locked instruction. A locked add would wait for the copy's
+// stores to reach the cache, lines that the output most often has just
+// read on the other core; an ordered store leaves them to drain while the
+// producer goes on (on amd64 it is a plain store, which the processor keeps
+// behind the copy's). Producers running on the lane's own P, nearly all,
+// count in local: pinned to the P they cannot interleave, so a load and a
+// store suffice. Producers bound to the lane but running on another P
+// since (a goroutine moved) count in foreign with an atomic add.
+func (r *chunkRec) commit(lane int) {
+	if procPin() == lane {
+		storeOrdered(&r.local, atomic.LoadUint32(&r.local)+1)
+		procUnpin()
+		return
+	}
+	procUnpin()
+	r.foreign.Add(1)
+}
+
+// copied returns the count of the chunk's entries copied in so far.
+func (r *chunkRec) copied() int {
+	return int(atomic.LoadUint32(&r.local) + r.foreign.Load())
 }
 
 type claimResult int
@@ -143,7 +169,7 @@ func (ls *laneSet) begin(id uint64) {
 func (r *chunkRec) settled() (off, used, entries int) {
 	t := r.tail.Load()
 	n := int(t>>chunkCountShift) & chunkCountMax
-	for spin := 0; int(r.written.Load()) != n; spin++ {
+	for spin := 0; r.copied() != n; spin++ {
 		if spin > 16 {
 			runtime.Gosched() // a preempted producer is finishing its copy
 		}
@@ -241,7 +267,7 @@ func (b *Bytes) addLane(p []byte, drop bool) error {
 					if havePrefetch {
 						prefetchWrite(uintptr(unsafe.Pointer(&c.data[0])) + uintptr(start+n))
 					}
-					r.written.Add(1)
+					r.commit(lane)
 					return nil
 				case claimStale:
 					continue
@@ -304,7 +330,8 @@ func (b *Bytes) newChunkLocked(c *byteBuf, id uint64, lane int, w uint64, n uint
 	r := &ls.recs[idx]
 	r.off.Store(uint32(used))
 	r.size.Store(uint32(size))
-	r.written.Store(0)
+	atomic.StoreUint32(&r.local, 0)
+	r.foreign.Store(0)
 	r.tail.Store(uint64(uint32(id)) << 32)
 	l.tail.Store(v + 1<<countShift + size)
 	if idx == 0 {

@@ -66,3 +66,27 @@ func TestProducersSleepWhileBatchRetires(t *testing.T) {
 	}
 	t.Logf("%v of CPU in %v", cpu, hold)
 }
+
+// TestChunkCommitCounts commits entries to one chunk from goroutines on
+// every P, as fast as they can: those on the lane's own P count without a
+// locked instruction, the others with an atomic add, and none may be lost
+// or counted twice. With more goroutines than Ps, the scheduler moves them
+// from one kind to the other while they run.
+func TestChunkCommitCounts(t *testing.T) {
+	const goroutines, each = 8, 200_000
+	for lane := range min(runtime.GOMAXPROCS(0), 4) {
+		var r chunkRec
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Go(func() {
+				for range each {
+					r.commit(lane)
+				}
+			})
+		}
+		wg.Wait()
+		if got := r.copied(); got != goroutines*each {
+			t.Errorf("lane %d: %d entries counted; want %d", lane, got, goroutines*each)
+		}
+	}
+}
