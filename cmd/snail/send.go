@@ -332,9 +332,8 @@ var errStopped = errors.New("input stopped")
 
 // input is the reader of snail send's current input, which a signal can
 // stop between reads. The reading goroutine holds busy except while it waits
-// in a read, so that whoever stops the input and then takes busy knows that
-// every whole line read before was handed on; what a read still blocked
-// returns afterwards is dropped.
+// for input, so that whoever stops the input and then takes busy knows that
+// every whole line read before was handed on (see Read).
 type input struct {
 	r       io.Reader
 	busy    sync.Mutex
@@ -410,9 +409,24 @@ func (in *input) write(w io.Writer, line []byte) error {
 	}
 }
 
+// Read reads from the current input. Where it can (a file on unix), it
+// waits for input without holding busy and reads holding it: a read that
+// follows readiness does not block, and what it returns is handed on even
+// if a signal comes meanwhile, since the stopper waits for busy. Elsewhere
+// the read itself may block, so it runs without busy, and what it returns
+// after a stop is dropped.
 func (in *input) Read(p []byte) (int, error) {
 	if in.isStopped() {
 		return 0, errStopped
+	}
+	if f, ok := in.r.(*os.File); ok && canWaitReadable {
+		in.busy.Unlock()
+		err := waitReadable(f, in.stopped)
+		in.busy.Lock()
+		if err != nil || in.isStopped() {
+			return 0, errStopped
+		}
+		return f.Read(p)
 	}
 	in.busy.Unlock()
 	n, err := in.r.Read(p)
