@@ -27,7 +27,9 @@
 // do better with lanes (see WithLanes, Bytes only): each P fills chunks of
 // the buffer of its own, so producers on different cores never share a
 // cache line, and each goroutine stays in one lane for a whole batch so
-// that its order holds when the scheduler moves it between cores.
+// that its order holds when the scheduler moves it between cores. There an
+// entry is counted as copied with an ordered store rather than a locked
+// add, as Aeron publishes an entry's length.
 //
 // # Back-pressure and memory
 //
