@@ -412,9 +412,11 @@ func (in *input) write(w io.Writer, line []byte) error {
 // Read reads from the current input. Where it can (a file on unix), it
 // waits for input without holding busy and reads holding it: a read that
 // follows readiness does not block, and what it returns is handed on even
-// if a signal comes meanwhile, since the stopper waits for busy. Elsewhere
-// the read itself may block, so it runs without busy, and what it returns
-// after a stop is dropped.
+// if a signal comes meanwhile, since the stopper waits for busy. (Should
+// another process take the input between the readiness and the read, as
+// two readers of one pipe can, the read blocks and a stop waits for the
+// next input.) Elsewhere the read itself may block, so it runs without
+// busy, and what it returns after a stop is dropped.
 func (in *input) Read(p []byte) (int, error) {
 	if in.isStopped() {
 		return 0, errStopped
