@@ -75,8 +75,9 @@ func (r *chunkRec) claim(tag uint32, n uint64) (off uint64, res claimResult) {
 // stores to reach the cache, lines that the output most often has just
 // read on the other core; an ordered store leaves them to drain while the
 // producer goes on (on amd64 it is a plain store, which the processor keeps
-// behind the copy's). Producers running on the lane's own P, nearly all,
-// count in local: pinned to the P they cannot interleave, so a load and a
+// behind the copy's). Producers running on the lane's own P (a goroutine is
+// bound to the lane of the P it first wrote from in the batch) count in
+// local: pinned to the P they cannot interleave, so a load and a
 // store suffice. Producers bound to the lane but running on another P
 // since (a goroutine moved) count in foreign with an atomic add.
 func (r *chunkRec) commit(lane int) {
