@@ -25,7 +25,10 @@
 //     connection and leave together, as soon as the connection has nothing
 //     more to read, or after a short window. The reader writes them itself
 //     when the batcher's output goroutine is idle, which saves waking a
-//     thread per group of replies.
+//     thread per group of replies. While a codec reads a large request's
+//     body, the reader asks the kernel (on Linux) not to wake it before
+//     the bytes it waits for are in, up to 512 KiB (SO_RCVLOWAT), so that
+//     a 1 MiB frame takes a few reads rather than one per segment.
 //
 // Every read and write has a deadline: a peer that stops reading or sends a
 // frame byte by byte becomes an error, not a hang. A peer that answers a
