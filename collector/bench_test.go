@@ -1,8 +1,13 @@
 package collector
 
 import (
+	"errors"
+	"io"
+	"net"
 	"testing"
+	"time"
 
+	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/netlog"
 )
 
@@ -34,4 +39,38 @@ func BenchmarkCollect(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 
+}
+
+// BenchmarkHostileConnection is one hostile client's whole visit, as
+// TestHostileClients makes them: connect, pass the handshake with the
+// token, send a frame with a bad CRC, and read until the collector closes
+// the connection. Client and collector share this process: ns/op and
+// allocs/op count both sides.
+func BenchmarkHostileConnection(b *testing.B) {
+	_, addr := startB(b, Config{Dir: b.TempDir(), Tokens: []string{"t"}})
+	hello, _ := netlog.AppendHello(nil, netlog.Hello{Version: netlog.ProtocolVersion, StreamID: 5, Name: "evil", Token: "t"})
+	bad, _ := (&encoder.Encoder{}).AppendBatch(nil, encoder.Batch{Stream: 5, Seq: 1, Entries: 1}, []byte("evil\n"), encoder.None)
+	bad[len(bad)-2] ^= 0xff
+	msg := append(hello, bad...)
+	var sink [512]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, err := conn.Read(sink[:]); err != nil {
+				if !errors.Is(err, io.EOF) {
+					b.Fatal(err)
+				}
+				break
+			}
+		}
+		conn.Close()
+	}
 }

@@ -1,0 +1,42 @@
+//go:build unix
+
+package netlog
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// awaitInput returns once conn has a byte to read, has reached its end or
+// has failed, or its read deadline has passed, without reading anything.
+// The server waits so before it gives a new connection its read buffer,
+// so that connections that never say anything (slowloris, port scanners,
+// a pool of idle connections) hold no buffer. Where it cannot wait so (not
+// a socket), it returns at once and the buffer is taken at once.
+func awaitInput(conn net.Conn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var b [1]byte
+	// Peek before waiting: the runtime's poller forgets a readiness it saw
+	// before this wait began, and would sleep on bytes already here.
+	_ = rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until readable, the deadline or Close
+			}
+			return true // a byte, the end of the stream or an error
+		}
+	})
+}
