@@ -171,90 +171,89 @@ func (s *sconn) refuse(h encoder.Header, err error, maxFrame, maxRaw uint32) (*r
 	return g, rerr
 }
 
-// ReadRequest reads the next batch frame. Pings are read and skipped. A
-// frame that fails a check ends the connection, with a Goodbye that says why.
+// ReadRequest reads the next batch frame, or a ping, reported as
+// netlog.ErrNoRequest. A frame that fails a check ends the connection,
+// with a Goodbye that says why.
 func (s *sconn) ReadRequest() (*request, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
 	c := s.c
-	for {
-		hdr, err := s.br.Peek(encoder.HeaderSize)
-		if err != nil {
-			if len(hdr) > 0 && errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%w: connection closed inside a frame header", encoder.ErrTruncated)
-			}
-			return nil, err
+	hdr, err := s.br.Peek(encoder.HeaderSize)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: connection closed inside a frame header", encoder.ErrTruncated)
 		}
-		h, err := c.dec.ParseHeader(hdr)
-		if err != nil {
-			if h.Kind == encoder.KindBatch && h.Stream == s.stream &&
-				(errors.Is(err, encoder.ErrFrameTooLarge) || errors.Is(err, encoder.ErrDecompressedTooLarge)) {
-				// Over the limits by its header alone: the client checks
-				// its own copy against them before it gives the batch up.
-				return s.refuse(h, err, uint32(c.cfg.MaxFrameSize), uint32(c.cfg.MaxDecompressedSize))
-			}
+		return nil, err
+	}
+	h, err := c.dec.ParseHeader(hdr)
+	if err != nil {
+		if h.Kind == encoder.KindBatch && h.Stream == s.stream &&
+			(errors.Is(err, encoder.ErrFrameTooLarge) || errors.Is(err, encoder.ErrDecompressedTooLarge)) {
+			// Over the limits by its header alone: the client checks
+			// its own copy against them before it gives the batch up.
+			return s.refuse(h, err, uint32(c.cfg.MaxFrameSize), uint32(c.cfg.MaxDecompressedSize))
+		}
+		return s.fail(statusOf(err), err)
+	}
+	switch h.Kind {
+	case netlog.KindPing:
+		if h.PayloadLen != 0 {
+			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: ping with a payload", netlog.ErrProtocol))
+		}
+		if _, _, err := c.dec.Decode(hdr, nil); err != nil {
 			return s.fail(statusOf(err), err)
 		}
-		switch h.Kind {
-		case netlog.KindPing:
-			if h.PayloadLen != 0 {
-				return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: ping with a payload", netlog.ErrProtocol))
-			}
-			if _, _, err := c.dec.Decode(hdr, nil); err != nil {
-				return s.fail(statusOf(err), err)
-			}
-			_, _ = s.br.Discard(encoder.HeaderSize)
-			continue
-		case encoder.KindBatch:
-		default:
-			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: unexpected %v frame", netlog.ErrProtocol, h.Kind))
-		}
-		if h.Stream != s.stream {
-			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: %x on the connection of %x", ErrWrongStream, h.Stream, s.stream))
-		}
-		if h.Seq == 0 {
-			// Sequence numbers start at 1; a 0 would be taken for a
-			// duplicate, acked and never written.
-			return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: batch with sequence number 0", netlog.ErrProtocol))
-		}
-		n := encoder.HeaderSize + int(h.PayloadLen)
-		var rawLen int64
-		if h.Compression != encoder.None {
-			rawLen = int64(h.RawLen)
-		}
-		r := &request{stream: h.Stream, seq: h.Seq, entries: int(h.Entries)}
-		if err := s.readFrame(r, n, rawLen); err != nil {
-			s.release(r)
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				err = fmt.Errorf("%w: connection closed inside a frame", encoder.ErrTruncated)
-			}
-			if errors.Is(err, errNoMemory) {
-				return s.fail(encoder.StatusUnavailable, err)
-			}
-			return nil, err
-		}
-		var raw []byte
-		if h.Compression != encoder.None {
-			r.raw = getBuf(int(h.RawLen))
-			raw = (*r.raw)[:0]
-		}
-		f, _, err := c.dec.Decode(*r.frame, raw)
-		if err != nil {
-			s.release(r)
-			if !errors.Is(err, encoder.ErrChecksum) {
-				// The CRC held, so the frame arrived as it was sent: it
-				// will fail the same way every time (a payload that does
-				// not decompress to what it announces).
-				return s.refuse(h, err, 0, 0)
-			}
-			return s.fail(statusOf(err), err) // damaged on the way: sent again, it may pass
-		}
-		r.payload = f.Payload
-		c.metrics.frames.Inc()
-		c.metrics.bytesIn.Add(float64(n))
-		return r, nil
+		_, _ = s.br.Discard(encoder.HeaderSize)
+		return nil, netlog.ErrNoRequest // idle again: the next frame may take its time
+	case encoder.KindBatch:
+	default:
+		return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: unexpected %v frame", netlog.ErrProtocol, h.Kind))
 	}
+	if h.Stream != s.stream {
+		return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: %x on the connection of %x", ErrWrongStream, h.Stream, s.stream))
+	}
+	if h.Seq == 0 {
+		// Sequence numbers start at 1; a 0 would be taken for a
+		// duplicate, acked and never written.
+		return s.fail(encoder.StatusBadFrame, fmt.Errorf("%w: batch with sequence number 0", netlog.ErrProtocol))
+	}
+	n := encoder.HeaderSize + int(h.PayloadLen)
+	var rawLen int64
+	if h.Compression != encoder.None {
+		rawLen = int64(h.RawLen)
+	}
+	r := &request{stream: h.Stream, seq: h.Seq, entries: int(h.Entries)}
+	if err := s.readFrame(r, n, rawLen); err != nil {
+		s.release(r)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: connection closed inside a frame", encoder.ErrTruncated)
+		}
+		if errors.Is(err, errNoMemory) {
+			return s.fail(encoder.StatusUnavailable, err)
+		}
+		return nil, err
+	}
+	var raw []byte
+	if h.Compression != encoder.None {
+		r.raw = getBuf(int(h.RawLen))
+		raw = (*r.raw)[:0]
+	}
+	f, _, err := c.dec.Decode(*r.frame, raw)
+	if err != nil {
+		s.release(r)
+		if !errors.Is(err, encoder.ErrChecksum) {
+			// The CRC held, so the frame arrived as it was sent: it
+			// will fail the same way every time (a payload that does
+			// not decompress to what it announces).
+			return s.refuse(h, err, 0, 0)
+		}
+		return s.fail(statusOf(err), err) // damaged on the way: sent again, it may pass
+	}
+	r.payload = f.Payload
+	c.metrics.frames.Inc()
+	c.metrics.bytesIn.Add(float64(n))
+	return r, nil
 }
 
 func (s *sconn) release(r *request) {

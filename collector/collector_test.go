@@ -888,6 +888,29 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
+// A quiet client's pings keep its connection past the frame timeout. Each
+// ping used to start a request the codec never ended, so that with the
+// defaults (a ping every 15 s, frames cut 30 s after their first byte) a
+// quiet connection was cut, counted as slow_frame and made again about
+// every minute (seen with snail collector and snail send); here, with a
+// ping every 100 ms and a frame timeout of 250 ms, 6 times in 2 s.
+func TestPingsOutlastFrameTimeout(t *testing.T) {
+	c, addr := start(t, Config{IdleTimeout: 300 * time.Millisecond, FrameTimeout: 250 * time.Millisecond})
+	s, err := netlog.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	send(t, s, 0, 10, 10)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if st := s.Stats(); st.Reconnects != 0 || len(c.Stats().Rejects) != 0 {
+		t.Fatalf("cut while idle: %d reconnects, rejects %v", st.Reconnects, c.Stats().Rejects)
+	}
+}
+
 func TestTLSWithClientCertificates(t *testing.T) {
 	ca := testcert.NewCA(t)
 	serverCert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)

@@ -116,23 +116,32 @@ type echoConn struct {
 }
 
 func (c *echoConn) ReadRequest() (echoReq, error) {
-	id, body, err := readEchoRequest(c.r)
+	id, body, err := readEchoFrame(c.r)
+	if err == nil && id == 0 {
+		return echoReq{}, ErrNoRequest // a ping
+	}
 	return echoReq{id: id, body: body}, err
+}
+
+// readEchoFrame reads the next request or ping (id 0).
+func readEchoFrame(r *bufio.Reader) (uint64, string, error) {
+	var h [12]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, "", err
+	}
+	b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return 0, "", err
+	}
+	return binary.LittleEndian.Uint64(h[:]), string(b), nil
 }
 
 // readEchoRequest reads the next request, skipping pings (id 0).
 func readEchoRequest(r *bufio.Reader) (uint64, string, error) {
 	for {
-		var h [12]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return 0, "", err
-		}
-		b := make([]byte, binary.LittleEndian.Uint32(h[8:]))
-		if _, err := io.ReadFull(r, b); err != nil {
-			return 0, "", err
-		}
-		if id := binary.LittleEndian.Uint64(h[:]); id != 0 {
-			return id, string(b), nil
+		id, body, err := readEchoFrame(r)
+		if err != nil || id != 0 {
+			return id, body, err
 		}
 	}
 }

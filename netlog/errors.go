@@ -24,6 +24,13 @@ var (
 	// callback to return: Send past the room of the requests the callback
 	// answers (see Send), Wait, Shutdown and Close always.
 	ErrReentry = errors.New("netlog: called from a response callback, and would wait for it")
+	// ErrNoRequest is returned by a ServerConn's ReadRequest, like io.EOF
+	// a signal and not a failure, when it read a frame that carries no
+	// request: a keep-alive ping. The Server then waits for the next
+	// request under the idle timeout, as after an answered one; a codec
+	// that read on instead would keep a quiet connection inside one
+	// request, and the frame timeout would cut it.
+	ErrNoRequest = errors.New("netlog: no request")
 	// ErrInvalidOption wraps configuration errors.
 	ErrInvalidOption = errors.New("netlog: invalid option")
 )

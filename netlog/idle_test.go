@@ -154,3 +154,47 @@ func TestShortConnectionsReuseReadBuffers(t *testing.T) {
 		t.Errorf("%d bytes allocated a connection: read buffers are not reused", per)
 	}
 }
+
+// A client that only pings keeps its connection past the frame timeout:
+// a ping ends the request it began (ErrNoRequest), and the connection is
+// idle again. Before, the codec read on past each ping, the connection
+// stayed inside one request, and the frame timeout cut it.
+func TestPingsKeepAQuietConnection(t *testing.T) {
+	var cut atomic.Int64
+	_, addr := startEcho(t, &echoServer{},
+		WithIdleTimeout(600*time.Millisecond), WithFrameTimeout(200*time.Millisecond), WithMinFrameRate(0),
+		WithConnErrorHandler(func(_ net.Addr, err error) { cut.Add(1); t.Logf("connection ended: %v", err) }))
+	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithKeepAlive(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := sendWait(c, "hello"); err != nil || got != "olleh" {
+		t.Fatalf("answer %q, %v", got, err)
+	}
+	time.Sleep(1500 * time.Millisecond) // 30 pings, 7 frame timeouts
+	if got, err := sendWait(c, "again"); err != nil || got != "niaga" {
+		t.Fatalf("answer %q, %v", got, err)
+	}
+	if n, st := cut.Load(), c.Stats(); n != 0 || st.Reconnects != 0 {
+		t.Fatalf("quiet connection cut %d times (%d reconnects)", n, st.Reconnects)
+	}
+}
+
+// sendWait sends req and waits for its answer.
+func sendWait(c *Client[string, string], req string) (string, error) {
+	type answer struct {
+		resp string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	if err := c.Send(context.Background(), req, len(req), func(resp string, err error) { ch <- answer{resp, err} }); err != nil {
+		return "", err
+	}
+	select {
+	case a := <-ch:
+		return a.resp, a.err
+	case <-time.After(10 * time.Second):
+		return "", errors.New("no answer in 10 s")
+	}
+}

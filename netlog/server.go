@@ -60,7 +60,9 @@ type ServerCodec[Req, Resp any] interface {
 // ServerConn is a codec's state for one connection.
 type ServerConn[Req, Resp any] interface {
 	// ReadRequest reads the next request. An error ends the connection:
-	// io.EOF when the client closed it between requests.
+	// io.EOF when the client closed it between requests. ErrNoRequest
+	// does not: a frame that is no request (a ping) was read, and the
+	// Server calls ReadRequest again, the idle timeout started anew.
 	//
 	// A read of more than 32 KiB, which the Server's buffered reader
 	// passes straight to the connection, tells the Server that the codec
@@ -600,6 +602,9 @@ func (c *srvConn[Req, Resp]) serve() {
 	for {
 		c.beginRequest(br.Buffered() > 0)
 		req, err := state.ReadRequest()
+		if errors.Is(err, ErrNoRequest) {
+			continue // a ping: the connection is idle again
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, ErrServerClosed) {
 				cause = err
