@@ -894,21 +894,37 @@ func TestKeepAlive(t *testing.T) {
 // quiet connection was cut, counted as slow_frame and made again about
 // every minute (seen with snail collector and snail send); here, with a
 // ping every 100 ms and a frame timeout of 250 ms, 6 times in 2 s.
+//
+// The client's timeouts are as short, so that the test also shows a quiet
+// stream outlasting many of each: its write, ack and handshake timeouts and
+// its report delay.
 func TestPingsOutlastFrameTimeout(t *testing.T) {
-	c, addr := start(t, Config{IdleTimeout: 300 * time.Millisecond, FrameTimeout: 250 * time.Millisecond})
-	s, err := netlog.Dial(addr)
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir, IdleTimeout: 300 * time.Millisecond, FrameTimeout: 250 * time.Millisecond,
+		HandshakeTimeout: 250 * time.Millisecond})
+	var reported atomic.Int64
+	s, err := netlog.Dial(addr, netlog.WithStreamName("quiet"), netlog.WithAckTimeout(250*time.Millisecond),
+		netlog.WithWriteTimeout(250*time.Millisecond), netlog.WithHandshakeTimeout(250*time.Millisecond),
+		netlog.WithReportAfter(250*time.Millisecond),
+		netlog.WithErrorHandler(func(err error) { reported.Add(1); t.Logf("reported: %v", err) }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	send(t, s, 0, 10, 10)
-	if err := s.Sync(); err != nil {
+	for i := range 3 { // a batch, then quiet for 6 of each timeout
+		send(t, s, i*10, 10, 10)
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
-	if st := s.Stats(); st.Reconnects != 0 || len(c.Stats().Rejects) != 0 {
-		t.Fatalf("cut while idle: %d reconnects, rejects %v", st.Reconnects, c.Stats().Rejects)
+	if st := s.Stats(); st.Reconnects != 0 || len(c.Stats().Rejects) != 0 || reported.Load() != 0 {
+		t.Fatalf("cut while quiet: %d reconnects, rejects %v, %d errors reported", st.Reconnects, c.Stats().Rejects, reported.Load())
 	}
+	checkIDs(t, filepath.Join(dir, "quiet.log"), 30)
 }
 
 func TestTLSWithClientCertificates(t *testing.T) {
