@@ -9,6 +9,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// canAwait: awaitInput and inputReady work here.
+const canAwait = true
+
+// inputReady reports whether conn has a byte to read (or its end, or an
+// error) now, without reading or waiting.
+func inputReady(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := true
+	var b [1]byte
+	_ = rc.Control(func(fd uintptr) { ready = peek(fd, b[:]) })
+	return ready
+}
+
+// peek reports whether a non-blocking peek at fd finds a byte, the end of
+// the stream or an error: anything but "nothing yet".
+func peek(fd uintptr, b []byte) bool {
+	for {
+		_, _, err := unix.Recvfrom(int(fd), b, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		return true
+	}
+}
+
 // awaitInput returns once conn has a byte to read, has reached its end or
 // has failed, or its read deadline has passed, without reading anything.
 // The server waits so before it gives a new connection its read buffer,
@@ -27,16 +62,5 @@ func awaitInput(conn net.Conn) {
 	var b [1]byte
 	// Peek before waiting: the runtime's poller forgets a readiness it saw
 	// before this wait began, and would sleep on bytes already here.
-	_ = rc.Read(func(fd uintptr) bool {
-		for {
-			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until readable, the deadline or Close
-			}
-			return true // a byte, the end of the stream or an error
-		}
-	})
+	_ = rc.Read(func(fd uintptr) bool { return peek(fd, b[:]) }) // false: wait until readable, the deadline or Close
 }

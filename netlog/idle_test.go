@@ -2,6 +2,7 @@ package netlog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -196,5 +197,80 @@ func sendWait(c *Client[string, string], req string) (string, error) {
 		return a.resp, a.err
 	case <-time.After(10 * time.Second):
 		return "", errors.New("no answer in 10 s")
+	}
+}
+
+// Connections past their handshake give their read buffer back while they
+// wait for a request: a quiet one holds a few KiB (its reply buffers), it
+// is served when a request comes, and the idle timeout cuts it on time.
+func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
+	if !canAwait {
+		t.Skip("connections keep their buffer where the server cannot wait for input")
+	}
+	const quiet, idle = 300, 1500 * time.Millisecond
+	srv, addr := startEcho(t, &echoServer{}, WithIdleTimeout(idle), WithMinFrameRate(0))
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("ECHO"))
+		var ok [2]byte
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, ok[:]); err != nil || string(ok[:]) != "OK" {
+			t.Fatalf("handshake: %q, %v", ok, err)
+		}
+		return c
+	}
+	ask := func(c net.Conn, id uint64, body string) {
+		t.Helper()
+		req := binary.LittleEndian.AppendUint64(nil, id)
+		req = binary.LittleEndian.AppendUint32(req, uint32(len(body)))
+		if _, err := c.Write(append(req, body...)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		ans := make([]byte, 20+len(body))
+		if _, err := io.ReadFull(c, ans); err != nil {
+			t.Fatalf("answer: %v", err)
+		}
+		if got := string(ans[20:]); got != reverse(body) {
+			t.Fatalf("answer %q to %q", got, body)
+		}
+	}
+	before := heapAfterGC()
+	conns := make([]net.Conn, 0, quiet)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for range quiet {
+		conns = append(conns, dial())
+	}
+	waitConns(t, srv, quiet)
+	time.Sleep(100 * time.Millisecond)
+	grown := int64(heapAfterGC()) - int64(before)
+	t.Logf("%d quiet connections past their handshake: heap %+d bytes (%d a connection)", quiet, grown, grown/quiet)
+	if per := grown / quiet; per > 16<<10 {
+		t.Errorf("a quiet connection holds %d bytes of heap, want at most 16 KiB (its read buffer alone is %d)", per, readBufferSize)
+	}
+	if time.Since(start) > idle/2 {
+		t.Skipf("setting up took %v: too slow to time the idle timeout", time.Since(start))
+	}
+	// A request after a quiet spell, then one right after its answer.
+	ask(conns[0], 1, "first")
+	ask(conns[0], 2, "second")
+	// The idle timeout ends a quiet connection once, not twice, after it
+	// fell quiet.
+	quietFrom := time.Now()
+	var one [1]byte
+	conns[0].SetReadDeadline(time.Now().Add(4 * idle))
+	if _, err := conns[0].Read(one[:]); err == nil {
+		t.Fatal("read a byte from the server")
+	}
+	if d := time.Since(quietFrom); d < idle || d > idle+3*idle/4 { // twice would be 3 s
+		t.Errorf("connection cut %v after it fell quiet, idle timeout %v", d, idle)
 	}
 }

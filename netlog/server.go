@@ -261,6 +261,7 @@ type srvConn[Req, Resp any] struct {
 	stopping    bool
 	handshaking bool      // reads run under the handshake deadline
 	phase       int       // 0 between requests (idle), 1 inside one
+	idleFrom    time.Time // when the idle phase began
 	frameStart  time.Time // when the request under way began
 	frameBytes  int64     // its bytes read so far
 
@@ -309,7 +310,7 @@ func (c *srvConn[Req, Resp]) Read(p []byte) (int, error) {
 		return c.conn.Read(p)
 	}
 	if c.phase == 0 {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.idleTimeout))
+		_ = c.conn.SetReadDeadline(c.idleFrom.Add(c.s.cfg.idleTimeout))
 	}
 	c.dmu.Unlock()
 	c.expect(len(p))
@@ -476,8 +477,40 @@ func (c *srvConn[Req, Resp]) beginRequest(buffered bool) {
 		}
 	} else {
 		c.phase = 0
+		c.idleFrom = time.Now()
 	}
 	c.dmu.Unlock()
+}
+
+// awaitIdle is called between requests with nothing buffered, on a
+// connection whose reads the server can wait for (plain TCP on Unix). If
+// the next request has not begun to arrive, it gives the read buffer back
+// to the pool while the connection waits, under the idle timeout, so
+// that a quiet connection (a client at rest, pinging) holds no buffer. A
+// busy one, whose next request is already here, keeps it.
+func (c *srvConn[Req, Resp]) awaitIdle(br *bufio.Reader) {
+	if inputReady(c.raw) {
+		return
+	}
+	c.expect(1) // readable means a byte, not a frame body's mark
+	c.dmu.Lock()
+	if !c.stopping {
+		_ = c.conn.SetReadDeadline(c.idleFrom.Add(c.s.cfg.idleTimeout))
+	}
+	c.dmu.Unlock()
+	// The codec holds br: its buffer moves out to the pool and back in,
+	// and br stays the same Reader to the codec.
+	parked := new(bufio.Reader)
+	*parked = *br
+	*br = bufio.Reader{}
+	parked.Reset(nil)
+	readers.Put(parked)
+	// Whatever ends the wait (a byte, the idle timeout, Shutdown, Close),
+	// the next read meets it and reports it.
+	awaitInput(c.raw)
+	fresh := readers.Get().(*bufio.Reader)
+	fresh.Reset(c)
+	*br = *fresh
 }
 
 func (c *srvConn[Req, Resp]) serve() {
@@ -599,8 +632,14 @@ func (c *srvConn[Req, Resp]) serve() {
 	}
 	var cause error
 	shipped := time.Now()
+	// Not under TLS, whose reader may hold bytes of the next request.
+	parkable := canAwait && s.cfg.tls == nil
 	for {
-		c.beginRequest(br.Buffered() > 0)
+		buffered := br.Buffered() > 0
+		c.beginRequest(buffered)
+		if !buffered && parkable {
+			c.awaitIdle(br)
+		}
 		req, err := state.ReadRequest()
 		if errors.Is(err, ErrNoRequest) {
 			continue // a ping: the connection is idle again
