@@ -521,7 +521,12 @@ func (c *Client[Req, Resp]) watchWrite(every time.Duration) {
 // something to answer.
 func (c *Client[Req, Resp]) armReadDeadline(conn net.Conn) {
 	c.mu.Lock()
-	if c.conn == conn {
+	// Only while requests wait: the peer may have answered every one
+	// before the write returned (and rearm cleared the deadline), and a
+	// deadline with nothing to answer cut a quiet connection after the
+	// ack timeout ("no answer ... the peer holds the requests
+	// unanswered"), its pings never answered.
+	if c.conn == conn && len(c.pending) > 0 {
 		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
 	}
 	c.mu.Unlock()
