@@ -1,6 +1,7 @@
 package netlog
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -272,5 +273,90 @@ func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
 	}
 	if d := time.Since(quietFrom); d < idle || d > idle+3*idle/4 { // twice would be 3 s
 		t.Errorf("connection cut %v after it fell quiet, idle timeout %v", d, idle)
+	}
+}
+
+// lateServer answers each request from inside Serve of the next one, so
+// that the answer arrives while the reader is serving: the reader must
+// send it before it waits for input again, even when what followed the
+// request was no request (a ping).
+type lateServer struct{ echoServer }
+
+type lateConn struct {
+	*echoConn
+	last func(echoResp)
+	resp echoResp
+}
+
+func (s *lateServer) Accept(conn net.Conn, r *bufio.Reader) (ServerConn[echoReq, echoResp], error) {
+	st, err := s.echoServer.Accept(conn, r)
+	if err != nil {
+		return nil, err
+	}
+	return &lateConn{echoConn: st.(*echoConn)}, nil
+}
+
+func (c *lateConn) Serve(req echoReq, reply func(echoResp)) {
+	if c.last != nil {
+		c.last(c.resp) // the request before, answered while serving this one
+	}
+	c.last, c.resp = reply, echoResp{first: req.id, last: req.id, body: reverse(req.body)}
+	if req.body == "last" {
+		reply(c.resp)
+		c.last = nil
+	}
+}
+
+func TestAnswersLeaveBeforeTheReaderWaits(t *testing.T) {
+	srv, err := NewServer[echoReq, echoResp](&lateServer{}, WithResponseWindow(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("ECHO"))
+	var ok [2]byte
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, ok[:]); err != nil {
+		t.Fatal(err)
+	}
+	frame := func(dst []byte, id uint64, body string) []byte {
+		dst = binary.LittleEndian.AppendUint64(dst, id)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
+		return append(dst, body...)
+	}
+	// "a", then "last" with a ping behind it in the same write: "a" is
+	// answered while "last" is served, and "last" from inside its Serve;
+	// the reader then reads the ping, and nothing else comes.
+	if _, err := conn.Write(frame(nil, 1, "a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // "a" is served alone
+	if _, err := conn.Write(frame(frame(nil, 2, "last"), 0, "")); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got := map[uint64]bool{}
+	for len(got) < 2 {
+		var h [20]byte
+		if _, err := io.ReadFull(conn, h[:]); err != nil {
+			t.Fatalf("answers got %v: %v", got, err)
+		}
+		b := make([]byte, binary.LittleEndian.Uint32(h[16:]))
+		io.ReadFull(conn, b)
+		got[binary.LittleEndian.Uint64(h[:])] = true
 	}
 }

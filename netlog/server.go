@@ -636,6 +636,15 @@ func (c *srvConn[Req, Resp]) serve() {
 	parkable := canAwait && s.cfg.tls == nil
 	for {
 		buffered := br.Buffered() > 0
+		// Nothing more to read now, or replies waited long enough while
+		// requests kept coming: answer what we have. Checked before every
+		// wait for input, after a ping too: replies given while a request
+		// was served, with a ping behind it, stayed here for good before
+		// (the client, waiting for them, only pinged).
+		if !buffered || time.Since(shipped) >= s.cfg.respWindow {
+			rb.ShipHere()
+			shipped = time.Now()
+		}
 		c.beginRequest(buffered)
 		if !buffered && parkable {
 			c.awaitIdle(br)
@@ -658,12 +667,6 @@ func (c *srvConn[Req, Resp]) serve() {
 		c.imu.Lock()
 		c.serving = false
 		c.imu.Unlock()
-		// Nothing more to read now, or replies waited long enough while
-		// requests kept coming: answer what we have.
-		if br.Buffered() == 0 || time.Since(shipped) >= s.cfg.respWindow {
-			rb.ShipHere()
-			shipped = time.Now()
-		}
 	}
 	c.imu.Lock()
 	for c.inflight > 0 && !c.abandoned {
