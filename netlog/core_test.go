@@ -190,7 +190,7 @@ func appendEchoAnswer(dst []byte, first, last uint64, body string) []byte {
 
 func (c *echoConn) Close(error) {}
 
-func startEcho(t *testing.T, s *echoServer, opts ...ServerOption) (*Server[echoReq, echoResp], string) {
+func startEcho(t *testing.T, s ServerCodec[echoReq, echoResp], opts ...ServerOption) (*Server[echoReq, echoResp], string) {
 	t.Helper()
 	srv, err := NewServer[echoReq, echoResp](s, opts...)
 	if err != nil {

@@ -46,24 +46,13 @@ func TestSilentConnectionsHoldNoBuffer(t *testing.T) {
 				timeouts.Add(1)
 			}
 		}))
-	hello := func(conn net.Conn) {
-		t.Helper()
-		if _, err := conn.Write([]byte("ECHO")); err != nil {
-			t.Fatal(err)
-		}
-		var ok [2]byte
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(conn, ok[:]); err != nil || string(ok[:]) != "OK" {
-			t.Fatalf("handshake: %q, %v", ok, err)
-		}
-	}
 	// The hello is in the socket before the server's goroutine looks.
 	early, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer early.Close()
-	hello(early)
+	echoHello(t, early)
 
 	before := heapAfterGC()
 	conns := make([]net.Conn, 0, silent)
@@ -88,7 +77,7 @@ func TestSilentConnectionsHoldNoBuffer(t *testing.T) {
 	}
 
 	// One of them speaks after a while: it is served.
-	hello(conns[0])
+	echoHello(t, conns[0])
 	// The rest are cut at the handshake timeout, with that reason.
 	waitConns(t, srv, 2)
 	if n := timeouts.Load(); n != silent-1 {
@@ -125,17 +114,8 @@ func TestShortConnectionsReuseReadBuffers(t *testing.T) {
 	}
 	_, addr := startEcho(t, &echoServer{})
 	one := func() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialEcho(t, addr)
 		defer c.Close()
-		c.Write([]byte("ECHO"))
-		var ok [2]byte
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, ok[:]); err != nil {
-			t.Fatal(err)
-		}
 		c.(*net.TCPConn).CloseWrite()
 		io.Copy(io.Discard, c) // the server ends the connection
 	}
@@ -210,19 +190,6 @@ func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
 	}
 	const quiet, idle = 300, 1500 * time.Millisecond
 	srv, addr := startEcho(t, &echoServer{}, WithIdleTimeout(idle), WithMinFrameRate(0))
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Write([]byte("ECHO"))
-		var ok [2]byte
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, ok[:]); err != nil || string(ok[:]) != "OK" {
-			t.Fatalf("handshake: %q, %v", ok, err)
-		}
-		return c
-	}
 	ask := func(c net.Conn, id uint64, body string) {
 		t.Helper()
 		req := binary.LittleEndian.AppendUint64(nil, id)
@@ -248,7 +215,7 @@ func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
 	}()
 	start := time.Now()
 	for range quiet {
-		conns = append(conns, dial())
+		conns = append(conns, dialEcho(t, addr))
 	}
 	waitConns(t, srv, quiet)
 	time.Sleep(100 * time.Millisecond)
@@ -308,31 +275,9 @@ func (c *lateConn) Serve(req echoReq, reply func(echoResp)) {
 }
 
 func TestAnswersLeaveBeforeTheReaderWaits(t *testing.T) {
-	srv, err := NewServer[echoReq, echoResp](&lateServer{}, WithResponseWindow(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	defer func() {
-		srv.Close()
-		<-done
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, addr := startEcho(t, &lateServer{}, WithResponseWindow(time.Hour))
+	conn := dialEcho(t, addr)
 	defer conn.Close()
-	conn.Write([]byte("ECHO"))
-	var ok [2]byte
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(conn, ok[:]); err != nil {
-		t.Fatal(err)
-	}
 	frame := func(dst []byte, id uint64, body string) []byte {
 		dst = binary.LittleEndian.AppendUint64(dst, id)
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
@@ -358,5 +303,29 @@ func TestAnswersLeaveBeforeTheReaderWaits(t *testing.T) {
 		b := make([]byte, binary.LittleEndian.Uint32(h[16:]))
 		io.ReadFull(conn, b)
 		got[binary.LittleEndian.Uint64(h[:])] = true
+	}
+}
+
+// dialEcho connects to the echo server at addr and passes its handshake.
+func dialEcho(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoHello(t, c)
+	return c
+}
+
+// echoHello passes the echo server's handshake on c.
+func echoHello(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := c.Write([]byte("ECHO")); err != nil {
+		t.Fatal(err)
+	}
+	var ok [2]byte
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, ok[:]); err != nil || string(ok[:]) != "OK" {
+		t.Fatalf("handshake: %q, %v", ok, err)
 	}
 }
