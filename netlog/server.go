@@ -78,8 +78,9 @@ type ServerConn[Req, Resp any] interface {
 	// connection are served one after another, in order. Replies leave
 	// together: when nothing more is buffered to read, when 64 wait, or
 	// when the response window has passed since replies last left (checked
-	// after each request). A reply given after Serve returned leaves at
-	// once if no other request is in flight, else within the window.
+	// before each read of the next request, after a ping too). A reply
+	// given after Serve returned leaves at once if no other request is in
+	// flight, else within the window.
 	Serve(req Req, reply func(Resp))
 	// AppendResponses appends the frames of resps to dst; it may merge
 	// them (one ack for a range of requests).
