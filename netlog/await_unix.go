@@ -12,15 +12,25 @@ import (
 // canAwait: awaitInput and inputReady work here.
 const canAwait = true
 
-// inputReady reports whether conn has a byte to read (or its end, or an
-// error) now, without reading or waiting.
-func inputReady(conn net.Conn) bool {
+// awaitRC returns conn's raw connection for inputReady and awaitInput, or
+// nil where they cannot look at it (not a socket). A connection takes it
+// once: each SyscallConn call allocates.
+func awaitRC(conn net.Conn) syscall.RawConn {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return true
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// inputReady reports whether rc has a byte to read (or its end, or an
+// error) now, without reading or waiting; true for a nil rc.
+func inputReady(rc syscall.RawConn) bool {
+	if rc == nil {
 		return true
 	}
 	ready := true
@@ -44,19 +54,14 @@ func peek(fd uintptr, b []byte) bool {
 	}
 }
 
-// awaitInput returns once conn has a byte to read, has reached its end or
+// awaitInput returns once rc has a byte to read, has reached its end or
 // has failed, or its read deadline has passed, without reading anything.
 // The server waits so before it gives a new connection its read buffer,
 // so that connections that never say anything (slowloris, port scanners,
-// a pool of idle connections) hold no buffer. Where it cannot wait so (not
-// a socket), it returns at once and the buffer is taken at once.
-func awaitInput(conn net.Conn) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+// a pool of idle connections) hold no buffer. With a nil rc (not a
+// socket) it returns at once and the buffer is taken at once.
+func awaitInput(rc syscall.RawConn) {
+	if rc == nil {
 		return
 	}
 	var b [1]byte

@@ -21,6 +21,20 @@ func heapAfterGC() uint64 {
 	return ms.HeapAlloc
 }
 
+// heapGrowthSettled returns the heap's growth since before once it is at
+// most limit bytes for each of n connections, or after 5 s: connections
+// take a moment to give their buffers back.
+func heapGrowthSettled(before uint64, n int, limit int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		grown := int64(heapAfterGC()) - int64(before)
+		if grown/int64(n) <= limit || time.Now().After(deadline) {
+			return grown
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitConns waits until srv serves n connections.
 func waitConns(t *testing.T, srv *Server[echoReq, echoResp], n int) {
 	t.Helper()
@@ -69,8 +83,7 @@ func TestSilentConnectionsHoldNoBuffer(t *testing.T) {
 		conns = append(conns, c)
 	}
 	waitConns(t, srv, silent+1)
-	time.Sleep(100 * time.Millisecond) // every connection's goroutine waits
-	grown := int64(heapAfterGC()) - int64(before)
+	grown := int64(heapAfterGC()) - int64(before) // before its first byte, a connection takes no buffer wherever its goroutine is
 	t.Logf("%d silent connections: heap %+d bytes (%d a connection)", silent, grown, grown/silent)
 	if per := grown / silent; per > 8<<10 {
 		t.Errorf("a silent connection holds %d bytes of heap, want at most 8 KiB (its read buffer alone is %d)", per, readBufferSize)
@@ -218,8 +231,7 @@ func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
 		conns = append(conns, dialEcho(t, addr))
 	}
 	waitConns(t, srv, quiet)
-	time.Sleep(100 * time.Millisecond)
-	grown := int64(heapAfterGC()) - int64(before)
+	grown := heapGrowthSettled(before, quiet, 16<<10)
 	t.Logf("%d quiet connections past their handshake: heap %+d bytes (%d a connection)", quiet, grown, grown/quiet)
 	if per := grown / quiet; per > 16<<10 {
 		t.Errorf("a quiet connection holds %d bytes of heap, want at most 16 KiB (its read buffer alone is %d)", per, readBufferSize)
@@ -283,14 +295,10 @@ func TestAnswersLeaveBeforeTheReaderWaits(t *testing.T) {
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(body)))
 		return append(dst, body...)
 	}
-	// "a", then "last" with a ping behind it in the same write: "a" is
-	// answered while "last" is served, and "last" from inside its Serve;
-	// the reader then reads the ping, and nothing else comes.
-	if _, err := conn.Write(frame(nil, 1, "a")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond) // "a" is served alone
-	if _, err := conn.Write(frame(frame(nil, 2, "last"), 0, "")); err != nil {
+	// "a", "last" and a ping behind them in one write: "a" is answered
+	// while "last" is served, and "last" from inside its Serve; the
+	// reader then reads the ping, and nothing else comes.
+	if _, err := conn.Write(frame(frame(frame(nil, 1, "a"), 2, "last"), 0, "")); err != nil {
 		t.Fatal(err)
 	}
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))

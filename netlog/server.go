@@ -266,6 +266,8 @@ type srvConn[Req, Resp any] struct {
 	frameStart  time.Time // when the request under way began
 	frameBytes  int64     // its bytes read so far
 
+	rawRC syscall.RawConn // raw, for awaitInput and inputReady (nil: not a socket)
+
 	// The receive low-water mark, touched by the reader goroutine only
 	// (see expect).
 	lowatRC syscall.RawConn // nil: no mark on this connection
@@ -490,7 +492,7 @@ func (c *srvConn[Req, Resp]) beginRequest(buffered bool) {
 // that a quiet connection (a client at rest, pinging) holds no buffer. A
 // busy one, whose next request is already here, keeps it.
 func (c *srvConn[Req, Resp]) awaitIdle(br *bufio.Reader) {
-	if inputReady(c.raw) {
+	if inputReady(c.rawRC) {
 		return
 	}
 	c.expect(1) // readable means a byte, not a frame body's mark
@@ -508,7 +510,7 @@ func (c *srvConn[Req, Resp]) awaitIdle(br *bufio.Reader) {
 	readers.Put(parked)
 	// Whatever ends the wait (a byte, the idle timeout, Shutdown, Close),
 	// the next read meets it and reports it.
-	awaitInput(c.raw)
+	awaitInput(c.rawRC)
 	fresh := readers.Get().(*bufio.Reader)
 	fresh.Reset(c)
 	*br = *fresh
@@ -530,7 +532,8 @@ func (c *srvConn[Req, Resp]) serve() {
 	// No buffer (TLS's nor ours) for a client that has said nothing yet.
 	// Whatever ended the wait (a byte, the deadline, Shutdown, Close), the
 	// handshake's first read meets it and reports it.
-	awaitInput(c.raw)
+	c.rawRC = awaitRC(c.raw)
+	awaitInput(c.rawRC)
 	if s.cfg.tls != nil {
 		tc := tls.Server(c.conn, s.cfg.tls)
 		if err := tc.Handshake(); err != nil {
