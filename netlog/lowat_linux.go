@@ -10,15 +10,10 @@ import (
 // rcvLowat returns the raw connection of conn for setLowat and queued, or
 // nil where the mark cannot be set: a connection other than TCP.
 func rcvLowat(conn net.Conn) syscall.RawConn {
-	tc, ok := conn.(*net.TCPConn)
-	if !ok {
+	if _, ok := conn.(*net.TCPConn); !ok {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
+	return awaitRC(conn)
 }
 
 // setLowat sets the socket's receive low-water mark (SO_RCVLOWAT): the
