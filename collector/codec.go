@@ -2,10 +2,13 @@ package collector
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,15 +80,12 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 		_, _ = conn.Write(netlog.AppendWelcome(nil, netlog.Welcome{Status: st, Reason: err.Error(), Stream: stream}))
 		return err
 	}
-	hdr, err := br.Peek(encoder.HeaderSize)
-	if err != nil {
-		if len(hdr) == 0 && errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: closed before hello", netlog.ErrProtocol)
-		}
-		return nil, err
+	hdr, err := peekHello(br)
+	if errors.Is(err, errNotSnail) {
+		return nil, k.turnAway(conn, hdr, refuse)
 	}
-	if hdr[0] == 0x16 && hdr[1] == 0x03 { // a TLS record of a handshake: a client with TLS on
-		return nil, refuse(0, encoder.StatusBadFrame, fmt.Errorf("%w: the client speaks TLS, and this collector does not (--tls-cert)", netlog.ErrTLSHandshake))
+	if err != nil {
+		return nil, err
 	}
 	h, err := c.dec.ParseHeader(hdr)
 	if err != nil {
@@ -135,6 +135,99 @@ func (k *codec) Accept(conn net.Conn, br *bufio.Reader) (netlog.ServerConn[*requ
 	c.metrics.conns.Inc()
 	c.metrics.connsTotal.Inc()
 	return &sconn{c: c, br: br, stream: h.Stream, out: out}, nil
+}
+
+// errNotSnail is peekHello's: the first bytes are not a frame's magic.
+var errNotSnail = errors.New("not a snail client")
+
+// peekHello returns the header of a new connection's first frame, unread.
+// It checks the magic as the bytes arrive, so that a client of another
+// protocol (HTTP, TLS to a collector without it, noise) is turned away as
+// soon as its first bytes say so, not when the handshake timeout ends a
+// wait for 40 bytes that may never come. On errNotSnail it returns the
+// bytes that arrived.
+func peekHello(br *bufio.Reader) ([]byte, error) {
+	magic := encoder.Magic
+	want := 1
+	for {
+		p, err := br.Peek(want)
+		if len(p) < br.Buffered() && len(p) < encoder.HeaderSize {
+			p, _ = br.Peek(min(br.Buffered(), encoder.HeaderSize)) // all that came, at no wait
+		}
+		if n := min(len(p), len(magic)); string(p[:n]) != magic[:n] {
+			if err == nil && mayBeHTTP(p) {
+				want = len(p) + 1 // tell an HTTP client, once its method is in
+				continue
+			}
+			p, _ = br.Peek(br.Buffered())
+			return p, errNotSnail
+		}
+		switch {
+		case len(p) == encoder.HeaderSize:
+			return p, nil
+		case len(p) == 0 && errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("%w: closed before hello", netlog.ErrProtocol)
+		case errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("%w: closed after %d bytes of a hello", netlog.ErrProtocol, len(p))
+		case err != nil:
+			return nil, err
+		case len(p) >= len(magic):
+			want = encoder.HeaderSize // the rest is checked whole
+		default:
+			want = len(p) + 1
+		}
+	}
+}
+
+// turnAway refuses a client whose first bytes p are not snail's, in terms
+// it may understand: an HTTP client (a scraper pointed at this port rather
+// than the metrics listener, a browser) gets an HTTP answer, a client with
+// TLS on is told this collector does not speak it, and anything else gets a
+// refusing Welcome.
+func (k *codec) turnAway(conn net.Conn, p []byte, refuse func(uint64, encoder.Status, error) error) error {
+	if p[0] == 0x16 { // a TLS handshake record
+		return refuse(0, encoder.StatusBadFrame, fmt.Errorf("%w: the client speaks TLS, and this collector does not (--tls-cert)", netlog.ErrTLSHandshake))
+	}
+	if line, ok := httpRequestLine(p); ok {
+		_, _ = conn.Write([]byte(httpRefusal))
+		return fmt.Errorf("%w: an HTTP request (%q) on the log port", netlog.ErrProtocol, line)
+	}
+	return refuse(0, encoder.StatusBadFrame, fmt.Errorf("%w: % x, not a snail client", encoder.ErrBadMagic, p[:min(len(p), 4)]))
+}
+
+// httpRefusal answers an HTTP request made to the log port.
+var httpRefusal = "HTTP/1.1 400 Bad Request\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\n" +
+	"Content-Length: " + strconv.Itoa(len(httpRefusalBody)) + "\r\n" +
+	"\r\n" + httpRefusalBody
+
+const httpRefusalBody = "This port speaks snail's log protocol, not HTTP. /metrics, /healthz and\n" +
+	"/readyz are on the collector's metrics listener (snail collector --metrics).\n"
+
+var httpMethods = []string{"GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE ", "PRI * "}
+
+// httpRequestLine reports whether p begins like an HTTP/1 request, and
+// returns its request line (cut short) for the log.
+func httpRequestLine(p []byte) (string, bool) {
+	for _, m := range httpMethods {
+		if bytes.HasPrefix(p, []byte(m)) {
+			line, _, _ := bytes.Cut(p[:min(len(p), 80)], []byte("\r\n"))
+			return string(line), true
+		}
+	}
+	return "", false
+}
+
+// mayBeHTTP reports whether p is the start of an HTTP method, not yet
+// whole.
+func mayBeHTTP(p []byte) bool {
+	for _, m := range httpMethods {
+		if len(p) < len(m) && strings.HasPrefix(m, string(p)) {
+			return true
+		}
+	}
+	return false
 }
 
 // statusOf maps a decoding error to the status a client is told.

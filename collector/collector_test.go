@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -542,6 +543,60 @@ func TestHandshakeRejections(t *testing.T) {
 	}
 }
 
+// A client of another protocol is turned away as soon as its first bytes
+// say so, in terms it may understand, and counted; it is not left to wait
+// for a handshake timeout (an hour here: an answer at all proves it) while
+// the collector waits for 40 bytes of a hello.
+func TestStrangersTurnedAwayAtOnce(t *testing.T) {
+	c, addr := start(t, Config{HandshakeTimeout: time.Hour})
+	cases := []struct {
+		name, send string
+		closeWrite bool   // then shut down the sending side
+		reply      string // a Welcome refusing with this text; "" for none
+		reason     string
+	}{
+		{"noise", "hi\n", false, "not a snail client", "bad_frame"},
+		{"TLS", "\x16\x03\x01", false, "speaks TLS", "tls"},
+		{"part of a hello", encoder.Magic[:3], true, "", "protocol"},
+		{"whole magic", encoder.Magic, true, "", "protocol"},
+	}
+	for _, tc := range cases {
+		before := c.Stats().Rejects[tc.reason]
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(tc.send))
+		if tc.closeWrite {
+			conn.(*net.TCPConn).CloseWrite()
+		}
+		if tc.reply != "" {
+			if f := readFrame(t, conn); f.Kind != netlog.KindWelcome || encoder.Status(f.Flags) != encoder.StatusBadFrame || !strings.Contains(string(f.Payload), tc.reply) {
+				t.Errorf("%s: got %v status %d %q", tc.name, f.Kind, f.Flags, f.Payload)
+			}
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if n, err := io.Copy(io.Discard, conn); err != nil || n != 0 {
+			t.Errorf("%s: after the answer, %d bytes and %v; want the connection closed", tc.name, n, err)
+		}
+		conn.Close()
+		waitFor(t, func() bool { return c.Stats().Rejects[tc.reason] == before+1 })
+	}
+	// An HTTP client (a scraper given the log port) gets an HTTP answer.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	hc.CloseIdleConnections()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "snail's log protocol") || !strings.Contains(string(body), "--metrics") {
+		t.Errorf("HTTP client got %s %q", resp.Status, body)
+	}
+	waitFor(t, func() bool { return c.Stats().Rejects["protocol"] == 3 })
+}
+
 // TestTokenRotation replaces a token without a stop: the collector takes
 // the old and the new one, the clients move over, then the old one goes.
 // Connections made before a change carry on.
@@ -708,7 +763,7 @@ func TestHostileClients(t *testing.T) {
 		attack(func() { // garbage instead of a hello
 			conn, err := net.Dial("tcp", addr)
 			if err == nil {
-				conn.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 10))
+				conn.Write(bytes.Repeat([]byte("garbage\x00\xff\r\n"), 10))
 				drain(conn)
 			}
 		})

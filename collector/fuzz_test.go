@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
@@ -52,6 +53,15 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReader(bytes.NewReader(data))
 		sc, err := (&codec{c: c}).Accept(fakeConn{}, br)
+		// The same bytes one at a time (the hello's first bytes are
+		// checked as they arrive) come to the same end.
+		sc1, err1 := (&codec{c: c}).Accept(fakeConn{}, bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data))))
+		if sc1 != nil {
+			sc1.Close(nil)
+		}
+		if (err == nil) != (err1 == nil) || reasonOf(err) != reasonOf(err1) {
+			t.Fatalf("whole: %v; a byte at a time: %v", err, err1)
+		}
 		if err != nil {
 			return
 		}

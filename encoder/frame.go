@@ -26,7 +26,11 @@ const (
 	DefaultMaxDecompressedSize = 64 << 20
 )
 
-var magic = [4]byte{'S', 'N', 'L', 'F'}
+// Magic is the four bytes every frame begins with: a reader that finds
+// others at the start of a stream knows at once it is not snail's.
+const Magic = "SNLF"
+
+var magic = [4]byte{Magic[0], Magic[1], Magic[2], Magic[3]}
 
 // Kind says what a frame carries.
 type Kind uint8
