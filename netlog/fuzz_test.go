@@ -5,11 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 )
@@ -205,4 +208,116 @@ func sealSpool(data []byte) {
 		binary.LittleEndian.PutUint32(h[28:], crc32.Update(crc32.Checksum(h[:28], crcTable), crcTable, h[spoolRecHeader:spoolRecHeader+n]))
 		off += spoolRecHeader + n
 	}
+}
+
+// replayConn is a connection whose peer's bytes are fixed: reads come from
+// r, writes go nowhere.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c replayConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c replayConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// sealFrames makes the CRC of each frame in data right, frame after frame,
+// as far as the payload lengths in the headers lead.
+func sealFrames(data []byte) {
+	for o := 0; len(data)-o >= encoder.HeaderSize; {
+		h := data[o:]
+		n := min(int(binary.LittleEndian.Uint32(h[32:36])), len(h)-encoder.HeaderSize)
+		binary.LittleEndian.PutUint32(h[36:40], crc32.Update(crc32.Checksum(h[:36], crcTable), crcTable, h[encoder.HeaderSize:encoder.HeaderSize+n]))
+		o += encoder.HeaderSize + n
+	}
+}
+
+// FuzzReplies gives a Stream arbitrary bytes as the collector's answers (a
+// collector with a bug, a forger on a link without TLS, another server):
+// the handshake takes them as the answer to its hello, and the two readers
+// of acks (the one on the connection, and ParseResponse, the poll after
+// each write) read them frame by frame. Nothing panics; the handshake
+// succeeds only on a welcome with status ok for the client's own stream;
+// the two readers agree on every answer and on where the bytes stop
+// making sense. With sealed, every frame's CRC is made right first, so
+// that the fuzzer explores the fields rather than the CRC check.
+func FuzzReplies(f *testing.F) {
+	const id = 9
+	welcome := AppendWelcome(nil, Welcome{Status: encoder.StatusOK, Stream: id, Written: 3, MaxFrame: 1 << 20, MaxRaw: 4 << 20, Idle: time.Minute})
+	acks := encoder.AppendAck(nil, id, 1, 3, encoder.StatusOK, "")
+	acks = encoder.AppendAck(acks, id, 4, 4, encoder.StatusBadFrame, "no")
+	acks = encoder.AppendAck(acks, id+1, 5, 5, encoder.StatusOK, "")
+	f.Add(welcome, false)
+	f.Add(append(bytes.Clone(welcome), acks...), false)
+	f.Add(append(acks, AppendPing(nil)...), false)
+	f.Add(AppendRefusal(nil, id, 7, 1<<10, 1<<12, encoder.StatusTooLarge, "too large"), false)
+	f.Add(AppendGoodbye(nil, encoder.StatusUnavailable, "shutting down"), false)
+	f.Add(AppendWelcome(nil, Welcome{Status: encoder.StatusUnauthorized, Stream: id, Reason: "token"}), false)
+	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"), false)
+	f.Add(acks[:50], true)
+	dec, err := encoder.NewDecoder(encoder.WithMaxFrameSize(encoder.MaxAckReason))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, sealed bool) {
+		if sealed {
+			data = bytes.Clone(data)
+			sealFrames(data)
+		}
+		s := &Stream{id: id, dec: dec}
+		s.cfg.stream = "app"
+		codec := &streamCodec{s: s}
+
+		if err := codec.Handshake(replayConn{r: bytes.NewReader(data)}); err == nil {
+			fr, _, derr := dec.Decode(data, nil)
+			w, werr := ParseWelcome(fr)
+			if derr != nil || werr != nil || w.Status != encoder.StatusOK || w.Stream != id {
+				t.Fatalf("handshake took %+v (%v, %v)", w, derr, werr)
+			}
+		}
+
+		type answer struct {
+			first, last uint64
+			a           ack
+		}
+		var polled, read []answer
+		var pollErr, readErr error
+		for b := data; ; {
+			n, first, last, a, err := codec.ParseResponse(b)
+			if err != nil {
+				pollErr = err
+				break
+			}
+			if n == 0 {
+				break // wants more bytes
+			}
+			polled = append(polled, answer{first, last, a})
+			b = b[n:]
+		}
+		rr := codec.NewResponseReader(bytes.NewReader(data))
+		for range len(data)/encoder.HeaderSize + 1 {
+			first, last, a, err := rr.ReadResponse()
+			if err != nil {
+				readErr = err
+				break
+			}
+			read = append(read, answer{first, last, a})
+		}
+		if readErr == nil {
+			t.Fatalf("read %d answers from %d bytes", len(read), len(data))
+		}
+		if !slices.Equal(polled, read) {
+			t.Fatalf("polled %+v, read %+v", polled, read)
+		}
+		// Where the poll wants more bytes the reader meets their end, and
+		// where the poll finds an error so does the reader.
+		ended := errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF) || errors.Is(readErr, encoder.ErrTruncated)
+		if (pollErr == nil) != ended {
+			t.Fatalf("poll ended with %v, the reader with %v", pollErr, readErr)
+		}
+		for _, a := range polled {
+			if a.first > a.last && a.a.status == encoder.StatusOK {
+				t.Fatalf("answer %d..%d taken", a.first, a.last)
+			}
+		}
+	})
 }
