@@ -342,7 +342,7 @@ func (c *Collector) ListenAndServe() error {
 			l.Close()
 			return fmt.Errorf("collector: metrics: %w", err)
 		}
-		hs := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		hs := c.metricsServer()
 		c.mu.Lock()
 		c.http = hs
 		c.mu.Unlock()
@@ -354,6 +354,23 @@ func (c *Collector) ListenAndServe() error {
 		c.log.Info("metrics serving", "addr", ml.Addr().String())
 	}
 	return c.Serve(l)
+}
+
+// metricsServer is the HTTP server of the metrics listener. Its timeouts
+// are the log port's, so that a scraper or a stranger cannot hold a
+// connection and its goroutine for good: the request's headers within the
+// handshake timeout, the answer within the frame timeout, and a kept-alive
+// connection closed after the idle timeout.
+func (c *Collector) metricsServer() *http.Server {
+	return &http.Server{
+		Handler:           c.Handler(),
+		ReadHeaderTimeout: c.cfg.HandshakeTimeout,
+		ReadTimeout:       c.cfg.FrameTimeout,
+		WriteTimeout:      c.cfg.FrameTimeout,
+		IdleTimeout:       c.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+	}
 }
 
 // Addr returns the address of the first listener served, or nil.

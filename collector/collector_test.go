@@ -1172,6 +1172,45 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 }
 
+// The metrics listener does not keep a connection for good: one that
+// sends nothing is closed after the handshake timeout, and a scraper's
+// kept-alive connection after the idle timeout.
+func TestMetricsConnectionsTimeOut(t *testing.T) {
+	c, _ := start(t, Config{HandshakeTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	hs := c.metricsServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	defer func() {
+		hs.Close()
+		<-served
+	}()
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	kept, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	fmt.Fprintf(kept, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	for name, conn := range map[string]net.Conn{"silent": silent, "kept alive": kept} {
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // far above the timeouts
+		got, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("%s connection: %v after %q; want it closed", name, err, got)
+		}
+		if name == "kept alive" && !strings.HasPrefix(string(got), "HTTP/1.1 200") {
+			t.Errorf("kept-alive connection was answered %q", got)
+		}
+	}
+}
+
 // TestStreamMetricsAreBounded: streams get series of their own up to
 // maxStreamSeries, and share one past it, so that clients that make up
 // stream names cannot grow the metrics without bound. A stream's counters

@@ -73,7 +73,10 @@ type Config struct {
 	// is created if missing. Defaults to ./logs.
 	Dir string
 	// MetricsListen, if set, is the address of the HTTP listener that
-	// serves /metrics (Prometheus) and /healthz.
+	// serves /metrics (Prometheus) and /healthz. It keeps the log port's
+	// timeouts: a request's headers must come within HandshakeTimeout, the
+	// request and its answer within FrameTimeout each, and a kept-alive
+	// connection is closed after IdleTimeout.
 	MetricsListen string
 	// Tokens, if any, are the shared secrets a client may present: it must
 	// present one of them. Several let a token be replaced without a
