@@ -63,6 +63,9 @@ func TestNewOptions(t *testing.T) {
 		{"max buffers 5000", []Option{WithMaxBuffers(5000)}, false},
 		{"max buffers below buffers", []Option{WithBuffers(4), WithMaxBuffers(3)}, false},
 		{"max buffers equal to buffers", []Option{WithBuffers(4), WithMaxBuffers(4)}, true},
+		{"shrink after a second", []Option{WithMaxBuffers(8), WithShrinkAfter(time.Second)}, true},
+		{"shrink never", []Option{WithShrinkAfter(0)}, true},
+		{"shrink period negative", []Option{WithShrinkAfter(-time.Second)}, false},
 		{"window 0", []Option{WithWindow(0)}, true},
 		{"window negative", []Option{WithWindow(-time.Second)}, false},
 		{"overflow drop", []Option{WithOverflow(DropNewest)}, true},
@@ -663,6 +666,89 @@ func TestMaxBuffersGrowsThenBounds(t *testing.T) {
 	got := col.all()
 	if uint64(len(got)) != accepted {
 		t.Fatalf("delivered %d, accepted %d", len(got), accepted)
+	}
+	for i, v := range got {
+		if v != uint64(i) {
+			t.Fatalf("item %d is %d: out of order or lost", i, v)
+		}
+	}
+}
+
+// Buffers made for a burst are given back once a whole shrink period goes
+// by without needing them, down to WithBuffers' count; the next burst makes
+// them again, and nothing is lost on the way.
+func TestShrinkAfterBurst(t *testing.T) {
+	const size, buffers, most = 10, 2, 6
+	gate := make(chan struct{}, 1000)
+	var col collector[uint64]
+	b, err := New(func(batch []uint64) error {
+		<-gate
+		return col.out(batch)
+	}, WithBatchSize(size), WithBuffers(buffers), WithMaxBuffers(most), WithWindow(0), WithShrinkAfter(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next uint64
+	burst := func() {
+		t.Helper()
+		for range size*(most-1) + 1 { // every buffer taken with the output stuck
+			if err := b.Add(next); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		if got := b.Stats().Buffers; got != most {
+			t.Fatalf("%d buffers after a burst, want %d", got, most)
+		}
+		for range most {
+			gate <- struct{}{}
+		}
+		if err := b.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBuffers := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second) // far above the period
+		for b.Stats().Buffers != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d buffers, want %d", b.Stats().Buffers, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	burst()
+	waitBuffers(buffers)
+	burst() // they come back when needed
+	waitBuffers(buffers)
+
+	// Steady use across many periods, shrinking and growing as the
+	// periods fall: every batch still leaves whole and in order.
+	stop := time.Now().Add(150 * time.Millisecond)
+	for time.Now().Before(stop) {
+		for range 3*size + 1 { // one batch in the output, two queued, one begun
+			if err := b.Add(next); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		if got := b.Stats().Buffers; got != 4 {
+			t.Fatalf("%d buffers while 4 are in use", got)
+		}
+		for range 4 {
+			gate <- struct{}{}
+		}
+		if err := b.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := col.all()
+	if uint64(len(got)) != next {
+		t.Fatalf("delivered %d of %d", len(got), next)
 	}
 	for i, v := range got {
 		if v != uint64(i) {

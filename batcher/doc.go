@@ -36,7 +36,8 @@
 // Memory is bounded by the number of buffers times the batch size. The
 // buffers are made by New; with [WithMaxBuffers] the batcher makes more, up
 // to that count, when a batch is full and none is free, rather than make
-// producers wait, and keeps them. When every buffer is full and the output
+// producers wait, and gives back those a whole period of [WithShrinkAfter]
+// (a minute) did not need. When every buffer is full and the output
 // is slow, the overflow policy decides: [Block] (the default) makes
 // producers wait; [DropNewest] makes them return [ErrDropped] at once and
 // counts the item as dropped.

@@ -140,8 +140,12 @@ type engine[E any, P interface {
 	waiters     int
 	closed      bool
 	free        []P
-	nBufs       int // buffers made so far; under mu
+	nBufs       int // buffers held; under mu
 	maxBufs     int // most buffers grow may bring nBufs to
+	baseBufs    int // buffers made by New: shrinking stops there
+	shrinkEvery int64
+	shrinkAt    int64 // end of the shrink period (engine clock); 0 while nBufs is baseBufs; under mu
+	minFree     int   // fewest buffers free at once in the shrink period; under mu
 	queue       []job[P]
 	queuedItems int
 	emitting    bool          // a goroutine is running the output; under mu
@@ -189,6 +193,7 @@ func (e *engine[E, P]) init(c *config, bufs []P, closed P, emitBig func([]byte) 
 	bufs[0].begin(e.nextID())
 	e.cur.Store((*E)(bufs[0]))
 	e.nBufs, e.maxBufs = len(bufs), max(c.maxBuffers, len(bufs))
+	e.baseBufs, e.shrinkEvery = len(bufs), int64(c.shrinkAfter)
 	e.grow = grow
 	e.free = append(make([]P, 0, e.maxBufs), bufs[1:]...)
 	e.queue = make([]job[P], 0, e.maxBufs+1)
@@ -248,6 +253,9 @@ func (e *engine[E, P]) installLocked() {
 		b.ln().sealed.Store(true)
 		e.free = append(e.free, b)
 		e.nBufs++
+		if e.shrinkAt == 0 && e.shrinkEvery > 0 {
+			e.shrinkAt = e.now() + e.shrinkEvery
+		}
 	}
 	switch {
 	case e.closed:
@@ -256,6 +264,7 @@ func (e *engine[E, P]) installLocked() {
 	case len(e.free) > 0:
 		b := e.free[len(e.free)-1]
 		e.free = e.free[:len(e.free)-1]
+		e.minFree = min(e.minFree, len(e.free))
 		b.begin(e.nextID())
 		e.cur.Store((*E)(b))
 		e.needInstall.Store(false)
@@ -468,6 +477,9 @@ func (e *engine[E, P]) run() {
 	for {
 		e.mu.Lock()
 		e.awakeLocked()
+		if e.shrinkAt != 0 && e.now() >= e.shrinkAt {
+			e.shrinkLocked()
+		}
 		if e.emitting {
 			// ShipHere's caller is running the output: it takes every
 			// batch queued meanwhile too.
@@ -501,12 +513,22 @@ func (e *engine[E, P]) run() {
 			return
 		}
 		e.outIdle = true
+		shrinkAt := e.shrinkAt
 		e.mu.Unlock()
 
 		c := P(e.cur.Load())
 		st := c.ln().start.Load()
 		if e.window == 0 || st == 0 {
-			<-e.wake
+			if shrinkAt == 0 {
+				<-e.wake
+				continue
+			}
+			timer.Reset(time.Duration(max(shrinkAt-e.now(), 0)))
+			select {
+			case <-e.wake:
+			case <-timer.C:
+			}
+			timer.Stop()
 			continue
 		}
 		if d := st + e.window - e.now(); d > 0 {
@@ -528,6 +550,24 @@ func (e *engine[E, P]) run() {
 		if !sealed {
 			runtime.Gosched() // a producer is queuing it right now
 		}
+	}
+}
+
+// shrinkLocked ends a shrink period: the buffers past baseBufs that stayed
+// free all through it are given back to the garbage collector. They are
+// the bottom of the free list, which is used from its top (the buffers
+// most recently used, likeliest in a cache).
+func (e *engine[E, P]) shrinkLocked() {
+	if k := min(e.minFree, e.nBufs-e.baseBufs); k > 0 {
+		n := copy(e.free, e.free[k:])
+		clear(e.free[n:])
+		e.free = e.free[:n]
+		e.nBufs -= k
+	}
+	e.minFree = len(e.free)
+	e.shrinkAt = 0
+	if e.nBufs > e.baseBufs {
+		e.shrinkAt = e.now() + e.shrinkEvery
 	}
 }
 
@@ -812,7 +852,8 @@ type Stats struct {
 	// full (back-pressure: the output was behind), once per wait.
 	Stalls uint64
 	// Buffers is the number of batch buffers the batcher holds: WithBuffers'
-	// count, plus those made since under WithMaxBuffers.
+	// count, plus those made under WithMaxBuffers and not given back yet
+	// (WithShrinkAfter).
 	Buffers int
 }
 

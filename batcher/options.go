@@ -30,10 +30,11 @@ func (o Overflow) String() string {
 
 // Defaults and limits of the options.
 const (
-	DefaultBatchSize  = 4096             // items per batch for Batcher
-	DefaultBatchBytes = 1 << 20          // bytes per batch for Bytes
-	DefaultBuffers    = 3                // triple buffering
-	DefaultWindow     = time.Millisecond // time a batch may wait for more items
+	DefaultBatchSize   = 4096             // items per batch for Batcher
+	DefaultBatchBytes  = 1 << 20          // bytes per batch for Bytes
+	DefaultBuffers     = 3                // triple buffering
+	DefaultWindow      = time.Millisecond // time a batch may wait for more items
+	DefaultShrinkAfter = time.Minute      // period after which buffers made and not needed are given back
 
 	maxBatchSize  = 1 << 24 // items (Batcher) or entries (Bytes) per batch
 	maxBatchBytes = 1 << 30 // bytes per batch (Bytes)
@@ -49,6 +50,7 @@ type config struct {
 	buffers      int
 	buffersSet   bool
 	maxBuffers   int
+	shrinkAfter  time.Duration
 	window       time.Duration
 	overflow     Overflow
 	onError      func(error)
@@ -106,9 +108,10 @@ func WithBuffers(n int) Option {
 // WithMaxBuffers lets the batcher make more buffers when producers would
 // otherwise wait, up to n in all: when a batch is sealed and no buffer is
 // free (the output is busy, or its goroutine not yet scheduled), the batcher
-// allocates one more instead of making producers wait. Buffers it made are
-// kept for the life of the batcher. Memory is then bounded by n x batch
-// size, and the overflow policy applies once n buffers are full. Defaults
+// allocates one more instead of making producers wait. Memory is then
+// bounded by n x batch size, and the overflow policy applies once n
+// buffers are full; buffers made for a burst are given back once it is
+// over (WithShrinkAfter). Defaults
 // to WithBuffers' count (no growth); at least 2, at most 1024. Given alone
 // below the default count of buffers, it lowers that count to n.
 func WithMaxBuffers(n int) Option {
@@ -117,6 +120,21 @@ func WithMaxBuffers(n int) Option {
 			return fmt.Errorf("max buffers %d out of range [2, %d]", n, maxBuffers)
 		}
 		c.maxBuffers = n
+		return nil
+	}
+}
+
+// WithShrinkAfter sets the period over which a batcher that made buffers
+// past WithBuffers' count (WithMaxBuffers) checks whether it still needs
+// them: the buffers that stayed free for a whole period are given back at
+// its end, down to WithBuffers' count, so that a burst does not keep its
+// memory for the life of the batcher. Defaults to 1 minute; 0 keeps them.
+func WithShrinkAfter(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("shrink period %v is negative", d)
+		}
+		c.shrinkAfter = d
 		return nil
 	}
 }
@@ -245,7 +263,7 @@ func WithAbort(f func() error) Option {
 }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{buffers: DefaultBuffers, window: DefaultWindow, overflow: Block}
+	c := config{buffers: DefaultBuffers, window: DefaultWindow, overflow: Block, shrinkAfter: DefaultShrinkAfter}
 	for _, o := range opts {
 		if o == nil {
 			continue

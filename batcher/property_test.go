@@ -41,7 +41,7 @@ func TestPropertyDelivery(t *testing.T) {
 				out[id>>32]++
 			}
 			return nil
-		}, WithBatchSize(size), WithBuffers(buffers), WithWindow(window))
+		}, WithBatchSize(size), WithBuffers(buffers), WithWindow(window), growShrink(rt, buffers))
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestPropertyBytes(t *testing.T) {
 		flushEvery := rapid.IntRange(0, 300).Draw(rt, "flushEvery")
 		bigPct := rapid.IntRange(0, 5).Draw(rt, "bigPercent")
 		mode := rapid.SampledFrom([]string{"tail", "lanes"}).Draw(rt, "mode")
-		opts := []Option{WithBatchBytes(capBytes), WithBuffers(buffers), WithWindow(50 * time.Microsecond)}
+		opts := []Option{WithBatchBytes(capBytes), WithBuffers(buffers), WithWindow(50 * time.Microsecond), growShrink(rt, buffers)}
 		switch mode {
 		case "lanes":
 			// More lanes than cores, so that goroutines share cores and
@@ -166,4 +166,18 @@ func TestPropertyBytes(t *testing.T) {
 		}
 		checkLines(t, col.lines, producers, per)
 	})
+}
+
+// growShrink draws whether the batcher makes buffers past its count, up to
+// how many, and how soon it gives them back (down to every 10 µs, so that
+// shrinking runs between and during the producers' claims).
+func growShrink(rt *rapid.T, buffers int) Option {
+	most := rapid.IntRange(buffers, buffers+6).Draw(rt, "maxBuffers")
+	shrink := time.Duration(rapid.IntRange(0, 2000).Draw(rt, "shrinkMicros")) * time.Microsecond
+	return func(c *config) error {
+		if err := WithMaxBuffers(most)(c); err != nil {
+			return err
+		}
+		return WithShrinkAfter(shrink)(c)
+	}
 }

@@ -337,3 +337,70 @@ func echoHello(t *testing.T, c net.Conn) {
 		t.Fatalf("handshake: %q, %v", ok, err)
 	}
 }
+
+// A Stream's spare buffers from a burst are given back once a whole period
+// goes by without needing them; those in use each period stay, and a
+// closed stack keeps nothing.
+func TestSpareBuffersShrink(t *testing.T) {
+	b := &bufStack{max: 8, every: 20 * time.Millisecond}
+	size := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.free)
+	}
+	waitSize := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second) // far above the period
+		for size() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d spare buffers, want %d", size(), want)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	burst := func() {
+		var held []*[]byte
+		for range 6 {
+			p := b.get()
+			if *p == nil {
+				*p = make([]byte, 0, 1<<10)
+			}
+			held = append(held, p)
+		}
+		for _, p := range held {
+			b.put(p)
+		}
+	}
+	burst()
+	if got := size(); got != 6 {
+		t.Fatalf("%d spare buffers after a burst of 6, want 6", got)
+	}
+	waitSize(0)
+	burst() // a new period begins with the next buffer put back
+	waitSize(0)
+
+	// Used in every period, a buffer stays: the bottom of the stack goes,
+	// the top (taken and put back) is kept.
+	burst()
+	start := time.Now()
+	for size() > 1 && time.Since(start) < 10*time.Second {
+		b.put(b.get())
+		time.Sleep(time.Millisecond)
+	}
+	if got := size(); got != 1 {
+		t.Fatalf("%d spare buffers while one is used each period, want 1", got)
+	}
+	p := b.get()
+	if cap(*p) != 1<<10 {
+		t.Fatalf("the buffer kept has cap %d: not one put back", cap(*p))
+	}
+	b.put(p)
+	b.close()
+	if got := size(); got != 0 {
+		t.Fatalf("%d spare buffers after close", got)
+	}
+	b.put(p)
+	if got := size(); got != 0 {
+		t.Fatalf("%d spare buffers put after close kept", got)
+	}
+}

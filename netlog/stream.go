@@ -137,7 +137,7 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stream{cfg: cfg, enc: enc, dec: dec, bufs: bufStack{max: cfg.maxFrames + 1}}
+	s := &Stream{cfg: cfg, enc: enc, dec: dec, bufs: bufStack{max: cfg.maxFrames + 1, every: spareShrinkEvery}}
 	if cfg.spoolDir != "" {
 		if s.sp, err = openSpool(cfg.spoolDir, cfg.spoolMax, cfg.spoolFull); err != nil {
 			return nil, err
@@ -807,6 +807,7 @@ func (s *Stream) Close() error {
 		}
 		s.enc.Close()
 		s.dec.Close()
+		s.bufs.close()
 		if s.cfg.rep != nil {
 			s.cfg.rep.close() // the handler has had every error when Close returns
 		}
@@ -1051,14 +1052,24 @@ func ackOf(f encoder.Frame, id uint64, batch func(seq uint64) (*outBatch, bool))
 // bufStack keeps the payload buffers of acked batches for the next ones,
 // most recently freed on top: that one is the likeliest to still be in a
 // cache. Unlike a sync.Pool, garbage collections do not empty it, so a
-// Stream allocates its buffers once, up to the window, and then reuses
-// them. It holds at most one buffer more than the window has frames, each
-// of at most 8 MiB.
+// Stream under load allocates its buffers once, up to the window, and then
+// reuses them. It holds at most one buffer more than the window has frames,
+// each of at most 8 MiB, and gives back the buffers a whole period
+// (spareShrinkEvery) did not need, so that a burst does not keep them for
+// the life of the Stream.
 type bufStack struct {
-	mu   sync.Mutex
-	free []*[]byte
-	max  int
+	mu      sync.Mutex
+	free    []*[]byte
+	max     int
+	every   time.Duration // the shrink period
+	minFree int           // fewest buffers free at once in this period
+	t       *time.Timer   // ends the period; nil while the stack is empty
+	closed  bool
 }
+
+// spareShrinkEvery is the period over which a Stream's spare buffers that
+// were not needed are given back.
+const spareShrinkEvery = time.Minute
 
 func (b *bufStack) get() *[]byte {
 	b.mu.Lock()
@@ -1067,6 +1078,7 @@ func (b *bufStack) get() *[]byte {
 		p := b.free[n-1]
 		b.free[n-1] = nil
 		b.free = b.free[:n-1]
+		b.minFree = min(b.minFree, n-1)
 		return p
 	}
 	return new([]byte)
@@ -1077,8 +1089,45 @@ func (b *bufStack) put(p *[]byte) {
 		return
 	}
 	b.mu.Lock()
-	if len(b.free) < b.max {
-		b.free = append(b.free, p)
+	defer b.mu.Unlock()
+	if len(b.free) >= b.max || b.closed {
+		return
 	}
-	b.mu.Unlock()
+	b.free = append(b.free, p)
+	if b.t == nil && b.every > 0 {
+		b.minFree = len(b.free)
+		b.t = time.AfterFunc(b.every, b.shrink)
+	}
+}
+
+// shrink ends a period: the buffers that stayed in the stack all through
+// it, at its bottom, are given back to the garbage collector.
+func (b *bufStack) shrink() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	k := b.minFree
+	n := copy(b.free, b.free[k:])
+	clear(b.free[n:])
+	b.free = b.free[:n]
+	b.minFree = n
+	if n == 0 {
+		b.t = nil
+		return
+	}
+	b.t.Reset(b.every)
+}
+
+// close gives every buffer back and ends the periods.
+func (b *bufStack) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	clear(b.free)
+	b.free = nil
+	if b.t != nil {
+		b.t.Stop()
+	}
 }

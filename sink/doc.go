@@ -10,7 +10,8 @@
 // Close drains everything and stops every goroutine.
 //
 // When writers outpace the destination, the Writer first takes more batch
-// buffers, up to WithMaxBuffers (16 MiB by default); once all are full the
+// buffers, up to WithMaxBuffers (16 MiB by default; those not needed for a
+// minute are given back); once all are full the
 // overflow policy decides per level: by default every level blocks;
 // WithDropBelow(WarnLevel) drops Debug and Info entries while the buffers
 // are full but still blocks for Warn and above. Dropped entries are counted

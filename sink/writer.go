@@ -152,7 +152,9 @@ func WithBuffers(n int) Option {
 // batch is full and no buffer is free, because the destination is behind
 // or the Writer's goroutine has not been scheduled yet, the Writer
 // allocates one more buffer, up to this count, instead of making writers
-// wait; buffers made are kept until Close. Defaults to 16 (16 MiB with
+// wait; buffers made and then not needed for a minute are given back
+// (down to WithBuffers' count), so that a burst does not keep its memory
+// until Close. Defaults to 16 (16 MiB with
 // 1 MiB batches, 4 of them allocated by New); at least 2, and not below
 // WithBuffers. The overflow policy applies once every buffer is full.
 func WithMaxBuffers(n int) Option {
