@@ -487,6 +487,15 @@ func (s *sconn) AppendResponses(dst []byte, resps []ackResp) []byte {
 	return dst
 }
 
+// AppendFarewell makes a connection a netlog.Farewell: on Shutdown, after
+// its last ack, its client is told the collector is stopping rather than
+// finding the connection closed.
+func (s *sconn) AppendFarewell(dst []byte) []byte {
+	return netlog.AppendGoodbye(dst, encoder.StatusShuttingDown, "")
+}
+
+var _ netlog.Farewell = (*sconn)(nil)
+
 func (s *sconn) Close(cause error) {
 	s.c.metrics.conns.Dec()
 	s.c.release(s.out)

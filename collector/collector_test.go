@@ -1279,7 +1279,14 @@ func TestShutdownUnderLoad(t *testing.T) {
 	addr := l.Addr().String()
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(l) }()
-	s, err := netlog.Dial(addr, netlog.WithStreamName("load"), netlog.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	var told atomic.Bool // the client heard the collector was stopping
+	s, err := netlog.Dial(addr, netlog.WithStreamName("load"), netlog.WithBackoff(5*time.Millisecond, 20*time.Millisecond),
+		netlog.WithErrorHandler(func(err error) {
+			var se *netlog.StatusError
+			if errors.As(err, &se) && se.Status == encoder.StatusShuttingDown && strings.Contains(err.Error(), "the collector is shutting down") {
+				told.Store(true)
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1324,6 +1331,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 	checkIDs(t, filepath.Join(dir, "load.log"), n)
 	if st := s.Stats(); st.Reconnects == 0 {
 		t.Fatalf("the client never moved to the second collector: %+v", st)
+	}
+	if !told.Load() {
+		t.Fatal("the client was not told the first collector was shutting down")
 	}
 }
 

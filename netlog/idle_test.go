@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -402,5 +403,67 @@ func TestSpareBuffersShrink(t *testing.T) {
 	b.put(p)
 	if got := size(); got != 0 {
 		t.Fatalf("%d spare buffers put after close kept", got)
+	}
+}
+
+// farewellEcho is the echo server with a farewell: "BYE!".
+type farewellEcho struct{ echoServer }
+
+type farewellConn struct{ *echoConn }
+
+func (farewellConn) AppendFarewell(dst []byte) []byte { return append(dst, "BYE!"...) }
+
+func (s *farewellEcho) Accept(conn net.Conn, r *bufio.Reader) (ServerConn[echoReq, echoResp], error) {
+	sc, err := s.echoServer.Accept(conn, r)
+	if err != nil {
+		return nil, err
+	}
+	return farewellConn{sc.(*echoConn)}, nil
+}
+
+// On Shutdown, a connection gets its codec's farewell after its last
+// answer, and a quiet one gets it alone; Close says nothing.
+func TestShutdownSaysFarewell(t *testing.T) {
+	for _, shutdown := range []bool{true, false} {
+		hold := make(chan struct{})
+		srv, addr := startEcho(t, &farewellEcho{echoServer{hold: hold}})
+		busy, quiet := dialEcho(t, addr), dialEcho(t, addr)
+		req := binary.LittleEndian.AppendUint64(nil, 1)
+		req = binary.LittleEndian.AppendUint32(req, 3)
+		busy.Write(append(req, "abc"...))
+		deadline := time.Now().Add(10 * time.Second)
+		for _, ok := srv.codec.(*farewellEcho).seen.Load(uint64(1)); !ok; _, ok = srv.codec.(*farewellEcho).seen.Load(uint64(1)) {
+			if time.Now().After(deadline) {
+				t.Fatal("the request never reached the server")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		stopped := make(chan error, 1)
+		go func() {
+			if shutdown {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				stopped <- srv.Shutdown(ctx)
+			} else {
+				stopped <- srv.Close()
+			}
+		}()
+		close(hold)
+		conns := []net.Conn{busy, quiet}
+		want := []string{string(appendEchoAnswer(nil, 1, 1, "cba")) + "BYE!", "BYE!"}
+		for i, conn := range conns {
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(conn)
+			conn.Close()
+			switch {
+			case shutdown && (err != nil || string(got) != want[i]):
+				t.Errorf("Shutdown: read %q, %v; want %q, then the end", got, err, want[i])
+			case !shutdown && strings.Contains(string(got), "BYE!"):
+				t.Errorf("Close: read %q; want no farewell", got)
+			}
+		}
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

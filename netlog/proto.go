@@ -230,10 +230,14 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	if e.Reason == "" {
-		return fmt.Sprintf("netlog: rejected: %v", e.Status)
+	what := "netlog: rejected: " + e.Status.String()
+	if e.Status == encoder.StatusShuttingDown {
+		what = "netlog: the collector is shutting down" // not a refusal of anything
 	}
-	return fmt.Sprintf("netlog: rejected: %v: %s", e.Status, e.Reason)
+	if e.Reason == "" {
+		return what
+	}
+	return what + ": " + e.Reason
 }
 
 // Unwrap makes errors.Is(err, ErrRejected) true.

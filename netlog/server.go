@@ -46,6 +46,16 @@ type Refuser interface {
 	Refuse(conn net.Conn, reason error)
 }
 
+// Farewell is a ServerConn that can tell its client, in its protocol's own
+// terms, that the Server is shutting down. On Shutdown, once a
+// connection's last reply is written, the Server writes the farewell
+// (under the write deadline) before it closes the connection: the client
+// then knows it met no network fault, and may go to another server at
+// once. Not on Close, which does not wait for replies either.
+type Farewell interface {
+	AppendFarewell(dst []byte) []byte
+}
+
 // ServerCodec speaks a protocol's server half for a Server.
 type ServerCodec[Req, Resp any] interface {
 	// Accept runs the handshake on a new connection, reading from r (a
@@ -635,6 +645,7 @@ func (c *srvConn[Req, Resp]) serve() {
 		}
 	}
 	var cause error
+	stopped := false // by Shutdown
 	shipped := time.Now()
 	// Not under TLS, whose reader may hold bytes of the next request.
 	parkable := canAwait && s.cfg.tls == nil
@@ -658,7 +669,8 @@ func (c *srvConn[Req, Resp]) serve() {
 			continue // a ping: the connection is idle again
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, ErrServerClosed) {
+			stopped = errors.Is(err, ErrServerClosed)
+			if !errors.Is(err, io.EOF) && !stopped {
 				cause = err
 			}
 			break
@@ -683,6 +695,15 @@ func (c *srvConn[Req, Resp]) serve() {
 	}
 	if cause != nil {
 		s.connError(c.conn.RemoteAddr(), cause)
+	}
+	if f, ok := state.(Farewell); ok && stopped && cause == nil {
+		c.imu.Lock()
+		abandoned := c.abandoned
+		c.imu.Unlock()
+		if !abandoned {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+			_, _ = c.conn.Write(f.AppendFarewell(nil))
+		}
 	}
 	state.Close(cause)
 	c.lingerClose()
