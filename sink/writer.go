@@ -596,7 +596,7 @@ type Stats struct {
 	Stalls  uint64
 	Failing bool // the destination's last write failed
 	// Buffers is the number of batch buffers held: those allocated by New
-	// and those made since, up to WithMaxBuffers.
+	// and those made since, up to WithMaxBuffers, and not given back yet.
 	Buffers int
 }
 
