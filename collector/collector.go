@@ -359,14 +359,15 @@ func (c *Collector) ListenAndServe() error {
 // metricsServer is the HTTP server of the metrics listener. Its timeouts
 // are the log port's, so that a scraper or a stranger cannot hold a
 // connection and its goroutine for good: the request's headers within the
-// handshake timeout, the answer within the frame timeout, and a kept-alive
-// connection closed after the idle timeout.
+// handshake timeout, the request within the frame timeout, the answer
+// within the write timeout, and a kept-alive connection closed after the
+// idle timeout.
 func (c *Collector) metricsServer() *http.Server {
 	return &http.Server{
 		Handler:           c.Handler(),
 		ReadHeaderTimeout: c.cfg.HandshakeTimeout,
 		ReadTimeout:       c.cfg.FrameTimeout,
-		WriteTimeout:      c.cfg.FrameTimeout,
+		WriteTimeout:      c.cfg.WriteTimeout,
 		IdleTimeout:       c.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),

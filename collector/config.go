@@ -75,8 +75,9 @@ type Config struct {
 	// MetricsListen, if set, is the address of the HTTP listener that
 	// serves /metrics (Prometheus) and /healthz. It keeps the log port's
 	// timeouts: a request's headers must come within HandshakeTimeout, the
-	// request and its answer within FrameTimeout each, and a kept-alive
-	// connection is closed after IdleTimeout.
+	// request within FrameTimeout, its answer must leave within
+	// WriteTimeout, and a kept-alive connection is closed after
+	// IdleTimeout.
 	MetricsListen string
 	// Tokens, if any, are the shared secrets a client may present: it must
 	// present one of them. Several let a token be replaced without a
