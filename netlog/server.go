@@ -51,7 +51,8 @@ type Refuser interface {
 // connection's last reply is written, the Server writes the farewell
 // (under the write deadline) before it closes the connection: the client
 // then knows it met no network fault, and may go to another server at
-// once. Not on Close, which does not wait for replies either.
+// once. It is a courtesy: a client that does not take it within a second
+// does not get it. Not on Close, which does not wait for replies either.
 type Farewell interface {
 	AppendFarewell(dst []byte) []byte
 }
@@ -701,7 +702,9 @@ func (c *srvConn[Req, Resp]) serve() {
 		abandoned := c.abandoned
 		c.imu.Unlock()
 		if !abandoned {
-			_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+			// A courtesy: a client whose socket takes no more bytes
+			// now does not read, and does not hold up the Shutdown.
+			_ = c.conn.SetWriteDeadline(time.Now().Add(min(s.cfg.writeTimeout, lingerTimeout)))
 			_, _ = c.conn.Write(f.AppendFarewell(nil))
 		}
 	}
