@@ -663,9 +663,15 @@ func TestMaxBuffersGrowsThenBounds(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := col.all()
-	if uint64(len(got)) != accepted {
-		t.Fatalf("delivered %d, accepted %d", len(got), accepted)
+	checkSequence(t, col.all(), accepted)
+}
+
+// checkSequence fails t unless got is 0, 1, ... n-1: every item delivered,
+// once, in order.
+func checkSequence(t *testing.T, got []uint64, n uint64) {
+	t.Helper()
+	if uint64(len(got)) != n {
+		t.Fatalf("delivered %d of %d", len(got), n)
 	}
 	for i, v := range got {
 		if v != uint64(i) {
@@ -746,15 +752,7 @@ func TestShrinkAfterBurst(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := col.all()
-	if uint64(len(got)) != next {
-		t.Fatalf("delivered %d of %d", len(got), next)
-	}
-	for i, v := range got {
-		if v != uint64(i) {
-			t.Fatalf("item %d is %d: out of order or lost", i, v)
-		}
-	}
+	checkSequence(t, col.all(), next)
 }
 
 func TestTryAddNeverWaits(t *testing.T) {
