@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -523,6 +524,7 @@ func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
 		}
 	})
 	const g, n = 8, 25_000
+	var hung atomic.Bool
 	var writers sync.WaitGroup
 	for i := range g {
 		writers.Go(func() {
@@ -535,7 +537,9 @@ func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
 						break
 					}
 					if k == 10_000 {
-						t.Errorf("id %d refused for 10 s", i*n+j)
+						if !hung.Load() { // else the test has ended, and said why
+							t.Errorf("id %d refused for 10 s", i*n+j)
+						}
 						return
 					}
 					time.Sleep(time.Millisecond)
@@ -556,7 +560,11 @@ func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("hung: %d errors reported, %d of the handlers' entries refused; client %+v", reported.Load(), refused.Load(), s.Stats())
+		hung.Store(true)
+		var stacks bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("hung: %d errors reported, %d of the handlers' entries refused; client %+v, writer %+v; goroutines:\n%s",
+			reported.Load(), refused.Load(), s.Stats(), w.Stats(), stacks.String())
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "handlers.log"))
 	if err != nil {

@@ -286,6 +286,10 @@ func (c *Client[Req, Resp]) sendNow() {
 	c.Poll()
 }
 
+// testHookAfterPoll, set by tests only, runs in reserveLocked after its
+// Poll, with the mutex free.
+var testHookAfterPoll func()
+
 // reserveLocked waits for room in the window for one request of size bytes.
 func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll bool) error {
 	var stopWait func() bool
@@ -294,6 +298,7 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 			stopWait()
 		}
 	}()
+	polled := false // since the last wait
 	for {
 		if c.closed {
 			return ErrClosed
@@ -324,14 +329,24 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if poll {
+		if poll && !polled {
+			// Then check everything again before waiting: while the
+			// mutex was free, the reader may have answered every
+			// request, and its broadcast, which came before this wait,
+			// is not heard again (the sink's output, waiting here,
+			// waited for good, with an empty window).
+			polled = true
 			c.mu.Unlock()
-			answered := c.Poll()
-			c.mu.Lock()
-			if answered {
-				continue
+			if c.Poll() {
+				polled = false // answers came: more may have
 			}
+			if testHookAfterPoll != nil {
+				testHookAfterPoll()
+			}
+			c.mu.Lock()
+			continue
 		}
+		polled = false
 		if stopWait == nil && ctx.Done() != nil {
 			stopWait = context.AfterFunc(ctx, func() {
 				c.mu.Lock()

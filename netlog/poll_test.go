@@ -490,3 +490,45 @@ func fakePeer(t *testing.T, handle func(net.Conn)) (addr string) {
 	})
 	return l.Addr().String()
 }
+
+// A sender waiting for room polls for answers with the mutex free; if the
+// reader goroutine answers every request then, its broadcast comes before
+// the sender waits. The sender must see the room anyway: it waited for
+// good before (the sink's output, in a test where the error handlers log
+// through the same Stream, hung once in a few hundred loaded runs).
+func TestRoomFreedWhileSenderPolls(t *testing.T) {
+	hold := make(chan struct{})
+	_, addr := startEcho(t, &echoServer{hold: hold})
+	c, err := NewClient(&parsingEcho{}, WithAddrs(addr), WithWindow(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := make(chan struct{})
+	if err := c.Send(context.Background(), "one", 3, func(string, error) { close(first) }); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	testHookAfterPoll = func() {
+		once.Do(func() {
+			close(hold) // the answer comes now, read by the reader goroutine
+			<-first
+		})
+	}
+	defer func() { testHookAfterPoll = nil }()
+	sent := make(chan error, 1)
+	go func() {
+		sent <- c.send(context.Background(), &call[string, string]{req: "two", size: 3}, true) // the window is full: it polls
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender waits for room the answer freed while it polled")
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
