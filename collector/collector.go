@@ -129,6 +129,15 @@ type output struct {
 	// failing is the error of a write being retried now, or nil: a new
 	// client of the stream is turned away meanwhile instead of waiting.
 	failing atomic.Pointer[string]
+	// gaps are, per client stream id, sequence numbers below its seen
+	// mark that were never written: a batch came with a number past the
+	// next one. A correct client over TCP never skips one its window
+	// still holds, but if one comes late after all (a link that lost a
+	// whole frame, a client's bug), it is written, not taken for a
+	// duplicate and lost. In memory only, at most maxGaps an id, newest
+	// kept; a gap a client gave up (a batch refused for good) stays until
+	// pushed out.
+	gaps map[uint64][]uint64
 
 	// With AckFsync, what a failed fsync leaves to do (under mu). Linux
 	// reports a failed writeback once and may have dropped the pages it
@@ -838,8 +847,48 @@ func (o *output) forget(c *Collector) {
 	for _, id := range ids[:n] {
 		delete(o.seen, id)
 		delete(o.used, id)
+		delete(o.gaps, id)
 	}
 	c.log.Info("forgot the client stream ids that wrote least lately", "stream", o.name, "forgotten", n, "kept", len(o.seen))
+}
+
+// maxGaps bounds the sequence numbers an output remembers as skipped, per
+// client stream id.
+const maxGaps = 16
+
+// noteGaps records that stream id skipped first..last: up to maxGaps of
+// them, the newest. Called with o.mu held.
+func (o *output) noteGaps(id, first, last uint64) {
+	first = max(first, last-min(last-first, maxGaps-1))
+	g := o.gaps[id]
+	for seq := first; seq <= last; seq++ {
+		g = append(g, seq)
+	}
+	if len(g) > maxGaps {
+		g = append(g[:0], g[len(g)-maxGaps:]...)
+	}
+	if o.gaps == nil {
+		o.gaps = make(map[uint64][]uint64)
+	}
+	o.gaps[id] = g
+}
+
+// filledGap reports whether seq of stream id was skipped and never
+// written, and forgets it if fill. Called with o.mu held.
+func (o *output) filledGap(id, seq uint64, fill bool) bool {
+	g := o.gaps[id]
+	i := slices.Index(g, seq)
+	if i < 0 {
+		return false
+	}
+	if fill {
+		if g = slices.Delete(g, i, i+1); len(g) == 0 {
+			delete(o.gaps, id)
+		} else {
+			o.gaps[id] = g
+		}
+	}
+	return true
 }
 
 // inRedo reports whether seq of stream id is to be written again. Called
@@ -906,7 +955,8 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	redo := o.inRedo(r.stream, r.seq)
-	if r.seq <= o.seen[r.stream] && !redo {
+	late := !redo && r.seq <= o.seen[r.stream] && o.filledGap(r.stream, r.seq, false)
+	if r.seq <= o.seen[r.stream] && !redo && !late {
 		return true, o.writes, nil
 	}
 	// Several clients may share the file: a batch that does not end its
@@ -947,8 +997,15 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 		}
 		return false, 0, err
 	}
-	if !known {
+	switch {
+	case !known:
 		o.forget(c)
+	case late:
+		o.filledGap(r.stream, r.seq, true)
+		c.log.Warn("a batch came after later ones of its client stream, and was written (a link that lost a frame, or a client's bug)",
+			"stream", o.name, "client", fmt.Sprintf("%016x", r.stream), "seq", r.seq, "highest", prev)
+	case r.seq > prev+1:
+		o.noteGaps(r.stream, prev+1, r.seq-1)
 	}
 	o.writes++
 	if o.scond != nil {

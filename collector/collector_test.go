@@ -242,6 +242,47 @@ func TestResentFrameWrittenOnce(t *testing.T) {
 	}
 }
 
+// A batch that comes after a later one of its stream (a link that lost a
+// whole frame) is written when it comes, not taken for a duplicate; sent
+// again, it is a duplicate. Of a wide gap, the newest maxGaps numbers are
+// remembered.
+func TestLateBatchAfterGapWritten(t *testing.T) {
+	dir := t.TempDir()
+	c, addr := start(t, Config{Dir: dir})
+	var stream uint64 = 91
+	conn := handshake(t, addr, stream, "gap", "")
+	writeSeqs(t, conn, stream, 1, 1)
+	writeSeqs(t, conn, stream, 3, 4) // 2 lost on the way
+	readAcks(t, conn, stream, 4)
+	conn.Close()
+	for range 2 { // late, then again
+		conn = handshake(t, addr, stream, "gap", "")
+		writeSeqs(t, conn, stream, 2, 2)
+		readAcks(t, conn, stream, 2)
+		conn.Close()
+	}
+	checkIDs(t, filepath.Join(dir, "gap.log"), 4)
+	if st := c.Stats(); st.Duplicates != 1 {
+		t.Fatalf("duplicates = %d, want 1", st.Duplicates)
+	}
+
+	// 5..44 skipped: 29..44 are remembered, 5..28 are not.
+	conn = handshake(t, addr, stream, "gap", "")
+	writeSeqs(t, conn, stream, 45, 45)
+	writeSeqs(t, conn, stream, 44, 44)
+	writeSeqs(t, conn, stream, 29, 29)
+	writeSeqs(t, conn, stream, 28, 28)
+	readAcks(t, conn, stream, 28)
+	conn.Close()
+	data, err := os.ReadFile(filepath.Join(dir, "gap.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(data), "id=0\nid=2\nid=3\nid=1\nid=44\nid=43\nid=28\n"; got != want {
+		t.Fatalf("file holds %q, want %q", got, want)
+	}
+}
+
 // A batch larger than the collector takes is refused by name in the
 // goodbye: its client gives it up (counted lost, its error reported and
 // returned by Sync) and delivers the batches around it, instead of sending

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -482,7 +483,7 @@ func TestFaultyNetwork(t *testing.T) {
 // arrives once, and each of the handlers' entries arrives or is refused.
 func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := start(t, Config{Dir: dir})
+	c, addr := start(t, Config{Dir: dir})
 	p := newProxy(t, addr, true)
 	var wp atomic.Pointer[sink.Writer]
 	var reported, refused atomic.Int64
@@ -583,10 +584,37 @@ func TestErrorHandlersThatLogThroughTheStream(t *testing.T) {
 	if err := os.WriteFile(only, ids.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d errors reported: %d of the handlers' entries written, %d refused (some reported before the Writer existed or after Close); client %+v; writer %+v; collector %+v",
+		reported.Load(), fromHandlers, refused.Load(), s.Stats(), w.Stats(), c.Stats())
+	if missing := missingIDs(ids.Bytes(), g*n); missing != "" {
+		t.Logf("missing: %s", missing)
+	}
 	checkIDs(t, only, g*n)
 	if reported.Load() == 0 {
 		t.Fatal("no error was reported: the test did not test")
 	}
-	t.Logf("%d errors reported: %d of the handlers' entries written, %d refused (some reported before the Writer existed or after Close)",
-		reported.Load(), fromHandlers, refused.Load())
+}
+
+// missingIDs describes the ids below n that lines "id=K" of data lack, as
+// ranges, or returns "" if none is missing.
+func missingIDs(data []byte, n int) string {
+	seen := make([]bool, n)
+	for line := range strings.Lines(string(data)) {
+		if k, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "id="))); err == nil && k >= 0 && k < n {
+			seen[k] = true
+		}
+	}
+	var b strings.Builder
+	for k := 0; k < n; k++ {
+		if seen[k] {
+			continue
+		}
+		j := k
+		for j+1 < n && !seen[j+1] {
+			j++
+		}
+		fmt.Fprintf(&b, "%d-%d ", k, j)
+		k = j
+	}
+	return b.String()
 }
