@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/snail-log/snail/batcher"
 )
@@ -16,7 +15,11 @@ func ExampleNew() {
 	b, err := batcher.New(func(batch []int) error {
 		total += len(batch) // one call per batch; batch is reused after return
 		return nil
-	}, batcher.WithBatchSize(1000), batcher.WithWindow(5*time.Millisecond))
+	}, batcher.WithBatchSize(1000),
+		// Batches leave when full, or at Close; with a window
+		// (WithWindow(5*time.Millisecond)) also that long after their
+		// first item, which makes their count here depend on timing.
+		batcher.WithWindow(0))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -467,3 +467,44 @@ func TestShutdownSaysFarewell(t *testing.T) {
 		}
 	}
 }
+
+// A connection accepted just before Shutdown, whose goroutine had not run
+// yet, is closed at once: its goroutine used to push the deadline
+// Shutdown had set back to the handshake's, and Shutdown waited that long.
+func TestShutdownBeforeAConnectionRuns(t *testing.T) {
+	release := make(chan struct{})
+	hook := func() { <-release }
+	testHookServeStart.Store(&hook)
+	t.Cleanup(func() { testHookServeStart.Store(nil) })
+	srv, addr := startEcho(t, &echoServer{}, WithServerHandshakeTimeout(time.Hour))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitConns(t, srv, 1) // accepted; its goroutine waits in the hook
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown(ctx) }()
+	stopping := func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for sc := range srv.conns {
+			sc.dmu.Lock()
+			st := sc.stopping
+			sc.dmu.Unlock()
+			if !st {
+				return false
+			}
+		}
+		return true
+	}
+	for !stopping() {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown = %v: it waited for the handshake timeout", err)
+	}
+}

@@ -471,6 +471,10 @@ func (c *srvConn[Req, Resp]) slowerThanMark(err error) bool {
 	return true
 }
 
+// testHookServeStart, set by tests only, runs first in each connection's
+// goroutine.
+var testHookServeStart atomic.Pointer[func()]
+
 // testHookServerRead, set by tests only, sees the size of each read of a
 // Server's connection that got bytes.
 var testHookServerRead atomic.Pointer[func(n int)]
@@ -538,8 +542,20 @@ func (c *srvConn[Req, Resp]) serve() {
 		s.wg.Done()
 	}()
 
+	if h := testHookServeStart.Load(); h != nil {
+		(*h)()
+	}
 	hsDeadline := time.Now().Add(s.cfg.handshakeTimeout)
+	c.dmu.Lock()
+	if c.stopping {
+		// Shutdown came before this goroutine ran: its deadline of now
+		// must not be pushed back to the handshake's (Shutdown waited
+		// the handshake timeout for such a connection).
+		c.dmu.Unlock()
+		return
+	}
 	_ = c.conn.SetDeadline(hsDeadline)
+	c.dmu.Unlock()
 	// No buffer (TLS's nor ours) for a client that has said nothing yet.
 	// Whatever ended the wait (a byte, the deadline, Shutdown, Close), the
 	// handshake's first read meets it and reports it.
