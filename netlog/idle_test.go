@@ -251,7 +251,9 @@ func TestQuietConnectionsGiveTheirBufferBack(t *testing.T) {
 	if _, err := conns[0].Read(one[:]); err == nil {
 		t.Fatal("read a byte from the server")
 	}
-	if d := time.Since(quietFrom); d < idle || d > idle+3*idle/4 { // twice would be 3 s
+	// The server's clock starts when it has answered, a little before
+	// quietFrom: some slack below.
+	if d := time.Since(quietFrom); d < idle*9/10 || d > idle+3*idle/4 { // twice would be 3 s
 		t.Errorf("connection cut %v after it fell quiet, idle timeout %v", d, idle)
 	}
 }
