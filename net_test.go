@@ -18,6 +18,7 @@ import (
 
 	"github.com/snail-log/snail/collector"
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/internal/testnet"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 	"go.uber.org/zap"
@@ -264,7 +265,7 @@ func checkNumbered(t *testing.T, path string, n int) {
 // returns once the drain timeout has ended, counts every entry lost, and
 // says why once.
 func TestCloseGivesUpAtTheDrainTimeout(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testnet.RefusedAddr(t)
 	w, err := Dial(addr, []netlog.ClientOption{
 		netlog.WithWindow(2, 1<<20), netlog.WithReportAfter(50 * time.Millisecond),
 		netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond), netlog.WithDrainTimeout(time.Second),

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snail-log/snail/internal/testnet"
 	"github.com/snail-log/snail/netlog"
 )
 
@@ -130,9 +131,7 @@ func checkOrder(t *testing.T, path string) {
 
 func TestSpoolDropOldest(t *testing.T) {
 	spoolDir := t.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	addr := testnet.RefusedAddr(t)
 	s, err := netlog.Dial(addr, netlog.WithWindow(1, 1<<20), netlog.WithSpool(spoolDir, 4<<20, netlog.SpoolDropOldest),
 		netlog.WithDrainTimeout(100*time.Millisecond))
 	if err != nil {

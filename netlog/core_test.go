@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/snail-log/snail/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -517,9 +519,7 @@ func TestGracefulShutdownAnswersEverything(t *testing.T) {
 // With no server at all, Wait reports ErrUnavailable after the report delay
 // and Close answers what is pending with ErrClosed.
 func TestUnavailable(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := testnet.RefusedAddr(t)
 	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr), WithReportAfter(50*time.Millisecond),
 		WithBackoff(5*time.Millisecond, 20*time.Millisecond))
 	if err != nil {
@@ -538,9 +538,7 @@ func TestUnavailable(t *testing.T) {
 
 // Failover: the first address refuses connections, the second serves.
 func TestFailover(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testnet.RefusedAddr(t)
 	_, addr := startEcho(t, &echoServer{})
 	c, err := NewClient[string, string](&echoClient{}, WithAddrs(dead+","+addr), WithBackoff(time.Millisecond, 5*time.Millisecond))
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/snail-log/snail/internal/testnet"
 )
 
 // parsingEcho is the echo client with ResponseParser: its connections are
@@ -362,12 +364,7 @@ func TestHeldHandshake(t *testing.T) {
 // The report comes at the report delay also while the client waits out a
 // long backoff between two refused attempts, not at the next attempt.
 func TestReportDuringBackoff(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // connections are refused
+	addr := testnet.RefusedAddr(t)
 	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithReportAfter(100*time.Millisecond),
 		WithBackoff(time.Minute, time.Minute), WithErrorHandler(func(error) {}))
 	if err != nil {

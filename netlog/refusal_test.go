@@ -1,13 +1,16 @@
 package netlog
 
 import (
+	"bytes"
 	"errors"
 	"net"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/internal/testnet"
 )
 
 // A goodbye that names a batch makes the client give it up only when
@@ -171,12 +174,7 @@ func TestCutAt(t *testing.T) {
 // for the give-up time, long before the drain timeout; a collector that is
 // connected but does not ack still gets the whole drain timeout.
 func TestGiveUpEndsTheDrain(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := l.Addr().String()
-	l.Close()
+	closedPort := testnet.RefusedAddr(t)
 	silent := fakePeer(t, func(conn net.Conn) {
 		d, _ := encoder.NewDecoder()
 		f, err := readOne(conn, d)
@@ -216,7 +214,9 @@ func TestGiveUpEndsTheDrain(t *testing.T) {
 					t.Errorf("Sync: %v, want an error with %q", err, tc.want)
 				}
 			case <-time.After(time.Minute):
-				t.Fatal("Sync still waits")
+				var stacks bytes.Buffer
+				pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Fatalf("Sync still waits: down for %v, stats %+v; goroutines:\n%s", s.c.downFor(), s.Stats(), stacks.String())
 			}
 			s.Close() // says nothing more: Sync said it
 			if lost := s.Stats().Lost; lost != 2 {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/internal/goid"
+	"github.com/snail-log/snail/internal/testnet"
 )
 
 // TestReporter: errors reach the handler in order from its own goroutine;
@@ -70,12 +70,7 @@ func TestReporter(t *testing.T) {
 // shows at once, not only when the window is full and Write fails), and
 // WithErrorHandler(nil) discards them.
 func TestDefaultErrorHandlerPrints(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nobody listens there now
+	addr := testnet.RefusedAddr(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -118,17 +113,12 @@ func TestCloseFromErrorHandler(t *testing.T) {
 	if !goid.Supported {
 		t.Skip("no goroutine identity on this architecture")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testnet.RefusedAddr(t)
 	var s *Stream
 	var once sync.Once
 	closed := make(chan error, 1)
 	ready := make(chan struct{})
-	s, err = Dial(addr, WithReportAfter(20*time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond),
+	s, err := Dial(addr, WithReportAfter(20*time.Millisecond), WithBackoff(5*time.Millisecond, 10*time.Millisecond),
 		WithDrainTimeout(100*time.Millisecond), WithErrorHandler(func(error) {
 			<-ready
 			once.Do(func() { closed <- s.Close() })

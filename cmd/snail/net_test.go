@@ -23,6 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/snail-log/snail"
+	"github.com/snail-log/snail/internal/testnet"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
 )
@@ -409,7 +410,7 @@ func TestSendGivesUpALineTooLarge(t *testing.T) {
 // could not deliver and exits 1 after its drain timeout.
 func TestSendWithoutCollectorFails(t *testing.T) {
 	var o, e bytes.Buffer
-	err := sendCmd(context.Background(), []string{"--to", freeAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
+	err := sendCmd(context.Background(), []string{"--to", testnet.RefusedAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
 	if err == nil {
 		t.Fatalf("send to nobody succeeded: %s", e.String())
 	}
@@ -505,7 +506,7 @@ func TestSendGivesUpAfter(t *testing.T) {
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 600_000)
 	var errb bytes.Buffer
-	err := sendCmd(context.Background(), []string{"--to", freeAddr(t), "--give-up-after", "300ms", "--drain-timeout", "1s", in}, nil, io.Discard, &errb)
+	err := sendCmd(context.Background(), []string{"--to", testnet.RefusedAddr(t), "--give-up-after", "300ms", "--drain-timeout", "1s", in}, nil, io.Discard, &errb)
 	if err == nil {
 		t.Fatalf("send to nobody succeeded:\n%s", errb.String())
 	}
@@ -520,8 +521,9 @@ func TestSendGivesUpAfter(t *testing.T) {
 func TestSendGivesUpAfterInTheDrain(t *testing.T) {
 	var errb bytes.Buffer
 	done := make(chan error, 1)
+	addr := testnet.RefusedAddr(t)
 	go func() {
-		done <- sendCmd(context.Background(), []string{"--to", freeAddr(t), "--give-up-after", "300ms", "--drain-timeout", "10m"},
+		done <- sendCmd(context.Background(), []string{"--to", addr, "--give-up-after", "300ms", "--drain-timeout", "10m"},
 			strings.NewReader("one\ntwo\n"), io.Discard, &errb)
 	}()
 	select {
