@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/snail-log/snail/batcher"
@@ -43,6 +44,16 @@ type ClientCodec[Req, Resp any] interface {
 // every KeepAlive(), if that is shorter; 0 leaves the keep-alive as it is.
 type KeepAliver interface {
 	KeepAlive() time.Duration
+}
+
+// A Finisher is a ClientCodec whose peer may close a connection on purpose
+// right after an answer that says why (a refusal): Final reports whether
+// resp is such an answer. The end of that connection (the peer's close,
+// or a reset) is then not reported as a lost connection, which would read
+// as a fault after the answer already said what happened; the client
+// connects again as after any loss.
+type Finisher[Resp any] interface {
+	Final(resp Resp) bool
 }
 
 // ResponseReader reads the responses on one connection.
@@ -99,6 +110,7 @@ type Client[Req, Resp any] struct {
 	inBytes   int64
 	conn      net.Conn
 	connGen   uint64
+	finalGen  uint64         // the connection whose peer gave a final answer (Finisher)
 	src       *respBuf[Resp] // conn's responses, if Poll can read them
 	downSince time.Time      // zero while connected
 	ackSeen   uint64         // bytes conn's peer had acknowledged at the last look (stretchAckWait)
@@ -642,12 +654,31 @@ func (c *Client[Req, Resp]) broken(gen uint64, err error) {
 	c.conn, c.src = nil, nil
 	c.downSince = time.Now()
 	c.lastErr = err
+	quiet := c.finalGen == gen && peerClosed(err)
 	c.mu.Unlock()
-	c.cfg.report(fmt.Errorf("netlog: connection to %s lost: %w", conn.RemoteAddr(), err))
+	if !quiet {
+		c.cfg.report(fmt.Errorf("netlog: connection to %s lost: %w", conn.RemoteAddr(), err))
+	}
 	conn.Close()
 	select {
 	case c.wakeSup <- struct{}{}:
 	default:
+	}
+}
+
+// peerClosed reports whether err is the peer's end of a connection: its
+// close, or a reset.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// final notes that resp, on connection generation gen, is a final answer
+// (Finisher): the peer closes that connection on purpose.
+func (c *Client[Req, Resp]) final(gen uint64, resp Resp) {
+	if f, ok := c.codec.(Finisher[Resp]); ok && f.Final(resp) {
+		c.mu.Lock()
+		c.finalGen = gen
+		c.mu.Unlock()
 	}
 }
 
@@ -943,6 +974,7 @@ func (c *Client[Req, Resp]) readLoop(conn net.Conn, gen uint64) {
 			c.broken(gen, readErr(err, c.cfg.ackTimeout))
 			return
 		}
+		c.final(gen, resp)
 		c.answer(first, last, resp, nil)
 		c.rearm(conn)
 	}

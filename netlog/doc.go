@@ -19,7 +19,10 @@
 //     uses the room of the request it answers rather than waiting for room
 //     only its own goroutine could free. The error handler runs on a
 //     goroutine of its own, so it may block (log through a sink.Writer
-//     over this very client) without stopping the client.
+//     over this very client) without stopping the client. A codec whose
+//     peer closes a connection on purpose after an answer that says why (a
+//     refusal) marks that answer final (Finisher), and the close is not
+//     reported as a lost connection.
 //   - On the server, each connection is read by one goroutine that passes
 //     requests to the codec's handler; replies go through a batcher per
 //     connection and leave together, as soon as the connection has nothing

@@ -110,6 +110,7 @@ func (c *Client[Req, Resp]) parseLocked(s *respBuf[Resp]) bool {
 			break
 		}
 		off += n
+		c.final(s.gen, resp)
 		c.answer(first, last, resp, nil)
 		any = true
 	}

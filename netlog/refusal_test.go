@@ -1,11 +1,15 @@
 package netlog
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"runtime/pprof"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,5 +227,95 @@ func TestGiveUpEndsTheDrain(t *testing.T) {
 				t.Errorf("%d entries lost, want 2", lost)
 			}
 		})
+	}
+}
+
+// finishing and parsingFinishing are the echo codecs as Finishers: the
+// answer "bye" is final, and the peer closes the connection after it.
+type finishing struct{ echoClient }
+
+func (*finishing) Final(resp string) bool { return resp == "bye" }
+
+type parsingFinishing struct{ parsingEcho }
+
+func (*parsingFinishing) Final(resp string) bool { return resp == "bye" }
+
+// A peer that closes the connection right after a final answer (a
+// Finisher's) closes it on purpose: the client reconnects without
+// reporting a lost connection, through the reader goroutine and through
+// Poll alike. After any other answer the same close is reported.
+func TestFinalAnswerEndsTheConnectionQuietly(t *testing.T) {
+	for _, codec := range []struct {
+		name string
+		c    ClientCodec[string, string]
+	}{
+		{"reader", &finishing{}},
+		{"poll", &parsingFinishing{}},
+	} {
+		for _, answer := range []string{"bye", "ok"} {
+			t.Run(codec.name+"/"+answer, func(t *testing.T) {
+				addr := rawEcho(t, func(n int, conn net.Conn, r *bufio.Reader) {
+					id, _, err := readEchoFrame(r)
+					if err != nil {
+						return
+					}
+					body := "ok"
+					if n == 0 { // the first connection ends after its answer
+						body = answer
+					}
+					conn.Write(appendEchoAnswer(nil, id, id, body))
+					if n == 0 {
+						conn.Close()
+						return
+					}
+					for { // later ones answer on
+						id, _, err := readEchoFrame(r)
+						if err != nil {
+							return
+						}
+						if id != 0 {
+							conn.Write(appendEchoAnswer(nil, id, id, "ok"))
+						}
+					}
+				})
+				var mu sync.Mutex
+				var reported []string
+				c, err := NewClient(codec.c, WithAddrs(addr), WithBackoff(time.Millisecond, 5*time.Millisecond),
+					WithErrorHandler(func(err error) {
+						mu.Lock()
+						reported = append(reported, err.Error())
+						mu.Unlock()
+					}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 2 { // the second goes on a new connection
+					got := make(chan string, 1)
+					if err := c.Send(context.Background(), "q", 1, func(resp string, _ error) { got <- resp }); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.Wait(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					if r := <-got; i == 1 && r != "ok" {
+						t.Fatalf("second answer %q", r)
+					}
+					for deadline := time.Now().Add(10 * time.Second); i == 0 && c.Stats().Reconnects == 0 && c.downFor() == 0; {
+						if time.Now().After(deadline) {
+							t.Fatal("the connection did not end")
+						}
+						time.Sleep(time.Millisecond)
+					}
+				}
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if lost := slices.ContainsFunc(reported, func(r string) bool { return strings.Contains(r, "lost") }); lost != (answer != "bye") {
+					t.Fatalf("reported %q; want the close reported: %v", reported, answer != "bye")
+				}
+			})
+		}
 	}
 }

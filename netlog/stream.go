@@ -101,6 +101,7 @@ type ack struct {
 	status encoder.Status
 	reason string
 	limits uint64 // a refusal by size: the collector's frame limits, as in a welcome
+	bye    bool   // a refusal in a goodbye: the collector closes the connection after it
 }
 
 // StreamStats are a Stream's counters since Dial.
@@ -966,6 +967,10 @@ func (c *streamCodec) AppendRequest(dst []byte, id uint64, b *outBatch) ([]byte,
 
 func (c *streamCodec) AppendPing(dst []byte) []byte { return AppendPing(dst) }
 
+// Final makes the codec a Finisher: after a refusal in a goodbye the
+// collector closes the connection, and the refusal is reported already.
+func (c *streamCodec) Final(a ack) bool { return a.bye }
+
 func (c *streamCodec) NewResponseReader(r io.Reader) ResponseReader[ack] {
 	return &ackReader{r: encoder.NewReader(r, c.s.dec), id: c.s.id, batch: c.pending}
 }
@@ -1042,7 +1047,7 @@ func ackOf(f encoder.Frame, id uint64, batch func(seq uint64) (*outBatch, bool))
 			// The collector names a batch it can never take (see
 			// AppendRefusal): it is refused, and the connection that
 			// ends with this goodbye is made again for the others.
-			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload), limits: f.LastSeq}, nil
+			return f.Seq, f.Seq, ack{status: st, reason: string(f.Payload), limits: f.LastSeq, bye: true}, nil
 		}
 		return 0, 0, ack{}, &StatusError{Status: st, Reason: string(f.Payload)}
 	}
