@@ -407,15 +407,17 @@ func TestSendGivesUpALineTooLarge(t *testing.T) {
 }
 
 // With the collector gone, `snail send` does not hang: it reports what it
-// could not deliver and exits 1 after its drain timeout.
+// could not deliver and exits 1 after its drain timeout, the summary last.
 func TestSendWithoutCollectorFails(t *testing.T) {
 	var o, e bytes.Buffer
 	err := sendCmd(context.Background(), []string{"--to", testnet.RefusedAddr(t), "--drain-timeout", "300ms"}, strings.NewReader("id=0 end\n"), &o, &e)
 	if err == nil {
 		t.Fatalf("send to nobody succeeded: %s", e.String())
 	}
-	if !strings.Contains(e.String(), "1 not delivered") {
-		t.Fatalf("summary: %q", e.String())
+	// The errors come first, and the summary ends the output.
+	lines := strings.Split(strings.TrimSpace(e.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "1 not delivered") || !strings.Contains(e.String(), "drain timeout (300ms) ended") {
+		t.Fatalf("want the drain's end reported, then the summary: %q", e.String())
 	}
 }
 
@@ -543,7 +545,7 @@ func TestSendGivesUpAfterInTheDrain(t *testing.T) {
 func summary(t *testing.T, stderr string) (read, lost int) {
 	t.Helper()
 	for _, line := range strings.Split(stderr, "\n") {
-		if strings.Contains(line, "not delivered") {
+		if strings.Contains(line, " lines, ") && strings.Contains(line, "not delivered") {
 			var bytes int
 			if _, err := fmt.Sscanf(line, "snail send: %d lines, %d bytes to", &read, &bytes); err != nil {
 				t.Fatalf("summary %q: %v", line, err)

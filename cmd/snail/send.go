@@ -218,6 +218,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		lost += nst.Lost
 		kept = nst.Spooled
 	}
+	endErr := errors.Join(readErr, closeErr)
+	if endErr != nil {
+		rep.report(endErr) // before the summary, which ends the output; what the handlers printed already is not repeated
+	}
 	if !quiet {
 		var left string
 		if spool != "" { // counts the lines an earlier run left in it too
@@ -228,8 +232,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		rep.note(fmt.Sprintf("%d lines, %d bytes to %s; %d not delivered%s", lines.Load(), bytes.Load(), dest, lost, left))
 	}
-	if err := errors.Join(readErr, closeErr); err != nil {
-		rep.report(err) // what the handlers printed already is not repeated
+	if endErr != nil {
 		return errReported
 	}
 	if lost > 0 { // lines dropped for their length: reported as they went
