@@ -121,14 +121,14 @@ func (d *Decoder) finish(h Header, hdr, payload, buf []byte) (Frame, error) {
 	case S2:
 		n, err := s2.DecodedLen(payload)
 		if err != nil {
-			return f, fmt.Errorf("%w: s2: %w", ErrCorrupt, err)
+			return f, fmt.Errorf("%w: s2: %v", ErrCorrupt, err)
 		}
 		if n != raw {
 			return f, fmt.Errorf("%w: s2 payload decodes to %d bytes, frame says %d", ErrCorrupt, n, raw)
 		}
 		out, err := s2.Decode(buf[:raw], payload)
 		if err != nil {
-			return f, fmt.Errorf("%w: s2: %w", ErrCorrupt, err)
+			return f, fmt.Errorf("%w: s2: %v", ErrCorrupt, err)
 		}
 		f.Payload = out
 	case Zstd:
@@ -141,7 +141,7 @@ func (d *Decoder) finish(h Header, hdr, payload, buf []byte) (Frame, error) {
 		}
 		out, err := z.DecodeAll(payload, buf[:0:raw])
 		if err != nil {
-			return f, fmt.Errorf("%w: zstd: %w", ErrCorrupt, err)
+			return f, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}
 		if len(out) != raw {
 			return f, fmt.Errorf("%w: zstd payload decodes to %d bytes, frame says %d", ErrCorrupt, len(out), raw)

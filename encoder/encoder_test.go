@@ -196,6 +196,8 @@ func TestDecodeRejects(t *testing.T) {
 			return reCRC(f)
 		}, ErrCorrupt},
 		{"zstd bomb", bomb, ErrCorrupt},
+		{"zstd payload cut short", func() []byte { return cutPayload(good(Zstd), 5) }, ErrCorrupt},
+		{"s2 payload cut short", func() []byte { return cutPayload(good(S2), 5) }, ErrCorrupt},
 		{"ack of one batch", func() []byte { return AppendAck(nil, 1, 10, 10, 0, "") }, nil},
 		{"ack range backwards", func() []byte {
 			f := AppendAck(nil, 1, 10, 10, 0, "")
@@ -214,6 +216,11 @@ func TestDecodeRejects(t *testing.T) {
 			_, _, err := d.Decode(frame, nil)
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 				t.Fatalf("Decode = %v, want %v", err, tc.want)
+			}
+			if tc.want != ErrTruncated && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+				// A whole frame is never an end of input, which readers
+				// take for a connection that ended mid-frame.
+				t.Fatalf("Decode = %v: matches an end of input", err)
 			}
 			// The streaming reader agrees, and its error is final.
 			r := NewReader(bytes.NewReader(frame), d)
@@ -235,6 +242,14 @@ func TestDecodeRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cutPayload drops the last n bytes of frame f's payload, whole frame
+// still: its payload length and CRC say the shorter payload.
+func cutPayload(f []byte, n int) []byte {
+	f = f[:len(f)-n]
+	binary.LittleEndian.PutUint32(f[32:], binary.LittleEndian.Uint32(f[32:])-uint32(n))
+	return reCRC(f)
 }
 
 func TestOptions(t *testing.T) {

@@ -25,7 +25,11 @@ var (
 	// ErrTruncated: the input ended inside a frame.
 	ErrTruncated = errors.New("encoder: truncated frame")
 	// ErrCorrupt: the header's fields contradict each other, or the payload
-	// does not decompress to its announced length.
+	// does not decompress to its announced length. The decompressor's own
+	// error is kept as text only: a compressed payload cut short inside a
+	// whole frame is corrupt, not an end of input, and must not match
+	// io.ErrUnexpectedEOF, which readers take for a connection that ended
+	// mid-frame.
 	ErrCorrupt = errors.New("encoder: corrupt frame")
 	// ErrInvalidOption wraps every configuration error of NewEncoder and
 	// NewDecoder.
