@@ -873,22 +873,21 @@ func (o *output) noteGaps(id, first, last uint64) {
 	o.gaps[id] = g
 }
 
-// filledGap reports whether seq of stream id was skipped and never
-// written, and forgets it if fill. Called with o.mu held.
-func (o *output) filledGap(id, seq uint64, fill bool) bool {
-	g := o.gaps[id]
-	i := slices.Index(g, seq)
-	if i < 0 {
-		return false
+// inGap reports whether seq of stream id was skipped and never written.
+// Called with o.mu held.
+func (o *output) inGap(id, seq uint64) bool {
+	return slices.Contains(o.gaps[id], seq)
+}
+
+// fillGap forgets that seq of stream id was skipped: it is written now.
+// Called with o.mu held.
+func (o *output) fillGap(id, seq uint64) {
+	g := slices.DeleteFunc(o.gaps[id], func(s uint64) bool { return s == seq })
+	if len(g) == 0 {
+		delete(o.gaps, id)
+	} else {
+		o.gaps[id] = g
 	}
-	if fill {
-		if g = slices.Delete(g, i, i+1); len(g) == 0 {
-			delete(o.gaps, id)
-		} else {
-			o.gaps[id] = g
-		}
-	}
-	return true
 }
 
 // inRedo reports whether seq of stream id is to be written again. Called
@@ -955,7 +954,7 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	redo := o.inRedo(r.stream, r.seq)
-	late := !redo && r.seq <= o.seen[r.stream] && o.filledGap(r.stream, r.seq, false)
+	late := !redo && r.seq <= o.seen[r.stream] && o.inGap(r.stream, r.seq)
 	if r.seq <= o.seen[r.stream] && !redo && !late {
 		return true, o.writes, nil
 	}
@@ -1001,7 +1000,7 @@ func (c *Collector) write(o *output, r *request) (dup bool, n uint64, err error)
 	case !known:
 		o.forget(c)
 	case late:
-		o.filledGap(r.stream, r.seq, true)
+		o.fillGap(r.stream, r.seq)
 		c.log.Warn("a batch came after later ones of its client stream, and was written (a link that lost a frame, or a client's bug)",
 			"stream", o.name, "client", fmt.Sprintf("%016x", r.stream), "seq", r.seq, "highest", prev)
 	case r.seq > prev+1:

@@ -30,10 +30,7 @@ func RefusedAddr(tb testing.TB) string {
 	defer l.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			c = nil
-		}
+		c, _ := l.Accept() // nil on an error
 		accepted <- c
 	}()
 	c, err := net.Dial("tcp", l.Addr().String())
