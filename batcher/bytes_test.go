@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,6 +312,73 @@ func TestBytesFlushWhileOutputRetries(t *testing.T) {
 	}
 	if err := b.Close(); err != nil || out.String() != "a\nb\n" {
 		t.Fatalf("Close = %v, output %q; want a and b", err, out.String())
+	}
+}
+
+// TestFlushWhileOutputRetries is TestBytesFlushWhileOutputRetries for the
+// generic Batcher, whose output also learns that it runs there (InOutput).
+func TestFlushWhileOutputRetries(t *testing.T) {
+	down := errors.New("down")
+	up, resumed := make(chan struct{}), make(chan struct{})
+	var got []int
+	var inOutput atomic.Bool
+	var b *Batcher[int]
+	b, err := New(func(batch []int) error {
+		inOutput.Store(b.InOutput())
+		select {
+		case <-up:
+		default:
+			b.OutputFailing(down)
+			<-up
+			b.OutputFailing(nil)
+			close(resumed)
+		}
+		got = append(got, batch...)
+		return nil
+	}, WithBatchSize(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Add(1)
+	if err := b.Flush(); !errors.Is(err, down) {
+		t.Fatalf("Flush while the output retries = %v, want %v", err, down)
+	}
+	close(up)
+	<-resumed
+	_ = b.Add(2)
+	if err := b.Flush(); err != nil {
+		t.Fatalf("Flush after the output succeeded = %v", err)
+	}
+	if err := b.Close(); err != nil || !slices.Equal(got, []int{1, 2}) {
+		t.Fatalf("Close = %v, output %v; want 1 and 2", err, got)
+	}
+	if !inOutput.Load() || b.InOutput() {
+		t.Errorf("InOutput: %v in the output function, %v outside; want true, false", inOutput.Load(), b.InOutput())
+	}
+}
+
+// TestBytesLimits: what one batch of a Bytes holds, as its options set it.
+func TestBytesLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		opts              []Option
+		bytes, maxEntries int
+	}{
+		{"defaults", nil, DefaultBatchBytes, DefaultBatchBytes / 32},
+		{"batch bytes", []Option{WithBatchBytes(4096)}, 4096, 128},
+		{"tiny batch", []Option{WithBatchBytes(16)}, 16, 1},
+		{"batch size", []Option{WithBatchBytes(4096), WithBatchSize(10)}, 4096, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := NewBytes(func([]byte, int) error { return nil }, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if n, m := b.Limits(); n != tc.bytes || m != tc.maxEntries {
+				t.Fatalf("Limits() = %d bytes, %d entries; want %d, %d", n, m, tc.bytes, tc.maxEntries)
+			}
+		})
 	}
 }
 

@@ -216,12 +216,13 @@ func TestCloseDrainsABatchThatFailedAsItStarted(t *testing.T) {
 
 // stalledWriter returns a Writer with two 512-byte buffers that drops below
 // level, over a destination stalled until gate is closed, and a 100-byte
-// line to fill it with.
-func stalledWriter(t *testing.T, below Level) (*Writer, *memDest, chan struct{}, []byte) {
+// line to fill it with; opts come after those.
+func stalledWriter(t *testing.T, below Level, opts ...Option) (*Writer, *memDest, chan struct{}, []byte) {
 	t.Helper()
 	gate := make(chan struct{})
 	d := &memDest{gate: gate}
-	w := newTestWriter(t, d, WithDropBelow(below), WithBatchBytes(512), WithBuffers(2), WithWindow(0))
+	opts = append([]Option{WithDropBelow(below), WithBatchBytes(512), WithBuffers(2), WithWindow(0)}, opts...)
+	w := newTestWriter(t, d, opts...)
 	return w, d, gate, []byte(strings.Repeat("i", 99) + "\n")
 }
 
@@ -344,6 +345,41 @@ func TestDropNoticeAtClose(t *testing.T) {
 	}
 	if got := int(dropped) + len(ls) - 1; got != 50 {
 		t.Fatalf("written + dropped = %d, want 50", got)
+	}
+}
+
+// TestDropNoticeOff: WithDropNotice(false) keeps the drops out of the
+// stream (a destination whose reader takes only the application's own
+// records) while still counting them.
+func TestDropNoticeOff(t *testing.T) {
+	w, d, gate, line := stalledWriter(t, WarnLevel, WithDropNotice(false))
+	const n = 50
+	for range n {
+		w.WriteEntry(InfoLevel, line)
+	}
+	dropped := w.Stats().Dropped
+	if dropped == 0 {
+		t.Fatal("nothing dropped with the destination stalled")
+	}
+	close(gate)
+	w.WriteEntry(WarnLevel, []byte("after\n")) // waits for room: never dropped
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ls := d.lines()
+	for _, l := range ls {
+		if strings.Contains(l, "snail dropped entries") {
+			t.Fatalf("a notice was written with WithDropNotice(false): %s", l)
+		}
+	}
+	if ls[len(ls)-1] != "after" {
+		t.Fatalf("last line %q, want the entry written after the stall", ls[len(ls)-1])
+	}
+	if st := w.Stats(); st.Dropped != dropped || st.DroppedByLevel[InfoLevel.index()] != dropped {
+		t.Fatalf("stats %+v: want the %d drops still counted, all Info", st, dropped)
+	}
+	if got := int(dropped) + len(ls); got != n+1 {
+		t.Fatalf("written %d + dropped %d = %d, want %d", len(ls), dropped, got, n+1)
 	}
 }
 
