@@ -49,6 +49,7 @@ type Collector struct {
 	mu      sync.Mutex
 	outputs map[string]*output
 	addr    net.Addr
+	maddr   net.Addr // the metrics listener's (ListenAndServe)
 	http    *http.Server
 	stopped bool
 
@@ -339,22 +340,44 @@ func (c *Collector) checkFileLimit() {
 }
 
 // ListenAndServe listens on cfg.Listen (and cfg.MetricsListen, if set) and
-// serves until Shutdown or Close.
+// serves until Shutdown or Close, and returns netlog.ErrServerClosed then
+// (at once if they came first). Addr and MetricsAddr name the listeners
+// from then on (with port 0, the ports the system chose).
 func (c *Collector) ListenAndServe() error {
 	l, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
+	var ml net.Listener
 	if c.cfg.MetricsListen != "" {
-		ml, err := net.Listen("tcp", c.cfg.MetricsListen)
-		if err != nil {
+		if ml, err = net.Listen("tcp", c.cfg.MetricsListen); err != nil {
 			l.Close()
 			return fmt.Errorf("collector: metrics: %w", err)
 		}
-		hs := c.metricsServer()
-		c.mu.Lock()
-		c.http = hs
+	}
+	var hs *http.Server
+	if ml != nil {
+		hs = c.metricsServer()
+	}
+	c.mu.Lock()
+	if isClosed(c.stopping) {
+		// Shutdown or Close ran before the listeners were known: they
+		// would stay open, the metrics server's goroutine with them.
 		c.mu.Unlock()
+		l.Close()
+		if ml != nil {
+			ml.Close()
+		}
+		return netlog.ErrServerClosed
+	}
+	if c.addr == nil {
+		c.addr = l.Addr()
+	}
+	if ml != nil {
+		c.maddr, c.http = ml.Addr(), hs
+	}
+	c.mu.Unlock()
+	if ml != nil {
 		go func() {
 			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				c.log.Error("metrics listener", "err", err)
@@ -388,6 +411,14 @@ func (c *Collector) Addr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.addr
+}
+
+// MetricsAddr returns the address of the metrics listener that
+// ListenAndServe opened (Config.MetricsListen), or nil.
+func (c *Collector) MetricsAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maddr
 }
 
 // Handler returns the HTTP handler of /metrics, /healthz (200 while the

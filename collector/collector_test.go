@@ -1711,3 +1711,72 @@ func TestFileLimitWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestListenAndServe: ListenAndServe binds Config.Listen and
+// Config.MetricsListen; Addr and MetricsAddr name them (port 0 chosen by
+// the system) once it serves; a client's batch is written, /healthz
+// answers, and Shutdown ends both listeners. A Shutdown racing the start
+// of ListenAndServe leaves no listener or goroutine behind (goleak in
+// TestMain): each is closed, and ListenAndServe returns ErrServerClosed.
+func TestListenAndServe(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr() != nil || c.MetricsAddr() != nil {
+		t.Fatalf("Addr %v, MetricsAddr %v before serving; want nil", c.Addr(), c.MetricsAddr())
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.ListenAndServe() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Addr() == nil || c.MetricsAddr() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("ListenAndServe never gave its addresses")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s, err := netlog.Dial(c.Addr().String(), netlog.WithStreamName("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, 100, 10)
+	if body, err := httpGet("http://" + c.MetricsAddr().String() + "/healthz"); err != nil || !strings.Contains(body, "ok") {
+		t.Fatalf("/healthz: %q, %v", body, err)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, netlog.ErrServerClosed) {
+		t.Fatalf("ListenAndServe = %v, want ErrServerClosed", err)
+	}
+	for id, n := range countIDs(t, filepath.Join(dir, "app.log"), 100) {
+		if n != 1 {
+			t.Fatalf("id %d written %d times, want once", id, n)
+		}
+	}
+	for _, a := range []net.Addr{c.Addr(), c.MetricsAddr()} {
+		if conn, err := net.DialTimeout("tcp", a.String(), time.Second); err == nil {
+			conn.Close()
+			t.Fatalf("%v still accepts connections after Shutdown", a)
+		}
+	}
+
+	for i := range 50 {
+		c, err := New(Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- c.ListenAndServe() }()
+		if i%2 == 1 {
+			runtime.Gosched()
+		}
+		if err := c.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-served; !errors.Is(err, netlog.ErrServerClosed) {
+			t.Fatalf("round %d: ListenAndServe = %v, want ErrServerClosed", i, err)
+		}
+	}
+}
