@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +83,74 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 			}
 			checkDelivered(t, s2, filepath.Join(dir, "kept.log"), spoolDir, n)
 		})
+	}
+}
+
+// TestSpoolRecordDamagedWhileSpooled: a record damaged in place while it
+// waits in the spool (a bad sector under a running client) fails its CRC
+// when it is read back to be sent: its batch is counted lost and reported,
+// never sent as it reads, and the batches after it are delivered.
+func TestSpoolRecordDamagedWhileSpooled(t *testing.T) {
+	dir, spoolDir := t.TempDir(), t.TempDir()
+	addr := unusedAddr(t) // nobody listens yet
+	var mu sync.Mutex
+	var reports []string
+	s, err := netlog.Dial(addr, netlog.WithStreamName("damaged"), netlog.WithWindow(1, 1<<20),
+		netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
+		netlog.WithErrorHandler(func(err error) {
+			mu.Lock()
+			reports = append(reports, err.Error())
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, per = 1000, 100
+	send(t, s, 0, n, per) // the first batch waits in the window, the others in the spool
+	segs, _ := filepath.Glob(filepath.Join(spoolDir, "seg-*.spool"))
+	damaged := false
+	for _, seg := range segs {
+		data, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(string(data), "id=450\n"); i >= 0 {
+			f, err := os.OpenFile(seg, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("9"), int64(i+3)); err != nil { // id=950: a batch that would be written twice
+				t.Fatal(err)
+			}
+			f.Close()
+			damaged = true
+		}
+	}
+	if !damaged {
+		t.Fatalf("id 450 is not in the spool (%v)", segs)
+	}
+	serveAt(t, addr, Config{Dir: dir}) // the collector comes up
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Lost != per {
+		t.Fatalf("lost %d, want the damaged batch's %d", st.Lost, per)
+	}
+	counts := countIDs(t, filepath.Join(dir, "damaged.log"), n)
+	for id, c := range counts {
+		if want := map[bool]int{true: 0, false: 1}[id >= 400 && id < 500]; c != want {
+			t.Fatalf("id %d written %d times, want %d", id, c, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(reports, func(r string) bool {
+		return strings.Contains(r, "batch 5 of 100 entries") && strings.Contains(r, "fails its CRC")
+	}) {
+		t.Fatalf("the damaged record was not reported: %q", reports)
 	}
 }
 

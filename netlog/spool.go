@@ -522,14 +522,18 @@ func (sp *spool) next() (*spoolRec, []byte, error) {
 	sp.handing = true
 	payload := make([]byte, r.n)
 	hdr := make([]byte, spoolRecHeader)
+	lost := func(what string) error {
+		return fmt.Errorf("netlog: spool %s: batch %d of %d entries at byte %d %s: the entries in it are lost",
+			filepath.Base(r.seg.name), r.seq, r.entries, r.off-spoolRecHeader, what)
+	}
 	if _, err := r.seg.f.ReadAt(hdr, r.off-spoolRecHeader); err != nil {
-		return r, nil, err
+		return r, nil, lost(fmt.Sprintf("cannot be read (%v)", err))
 	}
 	if _, err := r.seg.f.ReadAt(payload, r.off); err != nil {
-		return r, nil, err
+		return r, nil, lost(fmt.Sprintf("cannot be read (%v)", err))
 	}
 	if crc32.Update(crc32.Checksum(hdr[:28], crcTable), crcTable, payload) != binary.LittleEndian.Uint32(hdr[28:]) {
-		return r, nil, fmt.Errorf("netlog: spool: record %d fails its CRC", r.seq)
+		return r, nil, lost("fails its CRC, damaged since it was spooled")
 	}
 	return r, payload, nil
 }
