@@ -287,6 +287,37 @@ func TestLateBatchAfterGapWritten(t *testing.T) {
 	if got, want := string(data), "id=0\nid=2\nid=3\nid=1\nid=44\nid=43\nid=28\n"; got != want {
 		t.Fatalf("file holds %q, want %q", got, want)
 	}
+
+	// Many narrow gaps: 2, 4, ..., 40 skipped one at a time; the newest
+	// maxGaps (10..40) are remembered, 2..8 are not.
+	dups := c.Stats().Duplicates
+	stream = 92
+	conn = handshake(t, addr, stream, "gaps", "")
+	for seq := uint64(1); seq <= 41; seq += 2 {
+		writeSeqs(t, conn, stream, seq, seq)
+	}
+	readAcks(t, conn, stream, 41)
+	writeSeqs(t, conn, stream, 8, 8)
+	writeSeqs(t, conn, stream, 10, 10)
+	for acked := false; !acked; {
+		f := readFrame(t, conn)
+		if f.Kind != encoder.KindAck || f.Status != encoder.StatusOK {
+			t.Fatalf("got %v status %v", f.Kind, f.Status)
+		}
+		acked = f.Seq <= 10 && 10 <= f.LastSeq
+	}
+	conn.Close()
+	var want strings.Builder
+	for seq := 1; seq <= 41; seq += 2 {
+		fmt.Fprintf(&want, "id=%d\n", seq-1)
+	}
+	want.WriteString("id=9\n") // 10, remembered; 8 was forgotten: a duplicate
+	if data, _ := os.ReadFile(filepath.Join(dir, "gaps.log")); string(data) != want.String() {
+		t.Fatalf("file holds %q, want %q", data, want.String())
+	}
+	if st := c.Stats(); st.Duplicates != dups+1 {
+		t.Fatalf("duplicates = %d, want %d", st.Duplicates, dups+1)
+	}
 }
 
 // A batch larger than the collector takes is refused by name in the
@@ -1777,6 +1808,37 @@ func TestListenAndServe(t *testing.T) {
 		}
 		if err := <-served; !errors.Is(err, netlog.ErrServerClosed) {
 			t.Fatalf("round %d: ListenAndServe = %v, want ErrServerClosed", i, err)
+		}
+	}
+}
+
+// TestProbesWhileShuttingDown: from the start of Shutdown, /healthz and
+// /readyz answer 503, so that a load balancer stops sending clients to a
+// collector that is finishing its connections; /metrics still answers.
+func TestProbesWhileShuttingDown(t *testing.T) {
+	c, _ := start(t, Config{})
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/healthz", http.StatusServiceUnavailable, "shutting down\n"},
+		{"/readyz", http.StatusServiceUnavailable, "shutting down\n"},
+		{"/metrics", http.StatusOK, "snail_collector_connections"},
+	} {
+		resp, err := http.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.body) {
+			t.Errorf("%s after Shutdown: %d %q, want %d %q", tc.path, resp.StatusCode, b, tc.code, tc.body)
 		}
 	}
 }
