@@ -66,6 +66,14 @@ type panicText struct{}
 
 func (panicText) MarshalText() ([]byte, error) { panic("text boom") }
 
+type panicError struct{}
+
+func (panicError) Error() string { panic("error boom") }
+
+type ptrJSON struct{ n int }
+
+func (p *ptrJSON) MarshalJSON() ([]byte, error) { return []byte(strconv.Itoa(p.n)), nil }
+
 type ptrErr struct{ msg string }
 
 func (e *ptrErr) Error() string { return e.msg }
@@ -114,6 +122,10 @@ func TestSlogSameBytesAsJSONHandler(t *testing.T) {
 		{name: "panics", msg: "values whose methods panic", attrs: []slog.Attr{
 			slog.Any("json", panicJSON{}), slog.Any("nilerr", (*ptrErr)(nil)), slog.Any("nilerr2", error((*ptrErr)(nil))),
 			slog.Any("text", panicText{}), slog.Float64("inf", math.Inf(-1)), slog.Any("ok", ptrErr{"fine"})}},
+		{name: "not JSON", msg: "values JSON cannot hold, or that marshal badly", attrs: []slog.Attr{
+			slog.Any("chan", make(chan int)), slog.Any("func", func() {}), slog.Any("complex", complex(1, 2)),
+			slog.Any("map", map[string]any{"c": make(chan int)}), slog.Any("badtext", badText{}), slog.Any("badjson", badJSON{}),
+			slog.Any("errpanic", panicError{}), slog.Any("nilptr", (*ptrJSON)(nil))}},
 		{name: "escaping", msg: "quote \" backslash \\ newline \n tab \t ctrl \x01 html <&> bad \xff utf8 é ls \u2028 ps \u2029", attrs: []slog.Attr{
 			slog.String("k\"ey", "v\nal"), slog.String("", "empty key")}},
 		{name: "levels", level: slog.LevelWarn + 2, msg: "offset"},
