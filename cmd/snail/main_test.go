@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -125,5 +127,47 @@ func TestBackupsFlag(t *testing.T) {
 		if err := (backupsFlag{&n}).Set(bad); err == nil {
 			t.Errorf("Set(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestCollectorFlagErrors: a collector that cannot start as asked says why
+// and exits 1 at once, before it serves anything.
+func TestCollectorFlagErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-backups", "0"}, "--max-backups 0 would delete every rotated file"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert and --tls-key"},
+		{[]string{"--listen", "127.0.0.1:99999"}, "invalid port"},
+		{[]string{"--listen", busy.Addr().String()}, "address already in use"},
+		{[]string{"--metrics", busy.Addr().String()}, "metrics: listen"},
+		{[]string{"--dir", file}, "not a directory"},
+		{[]string{"--cpu-profile", filepath.Join(file, "cpu.prof")}, "--cpu-profile"},
+		{[]string{"--max-frame", "0"}, "--max-frame 0: must be positive"},
+		{[]string{"--ack", "sometimes"}, `ack level "sometimes"`},
+		{[]string{"--compress", "lz4"}, `--compress "lz4"`},
+		{[]string{"--file-mode", "999"}, `"999": want permission bits in octal`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := append([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, tc.args...)
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errb.String(), tc.want)
+			}
+			if lines := strings.Split(strings.TrimSpace(errb.String()), "\n"); !strings.Contains(lines[len(lines)-1], tc.want) {
+				t.Errorf("the error is not the last line: %q", errb.String())
+			}
+		})
 	}
 }
