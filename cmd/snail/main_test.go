@@ -158,6 +158,15 @@ func TestCollectorFlagErrors(t *testing.T) {
 		{[]string{"--ack", "sometimes"}, `ack level "sometimes"`},
 		{[]string{"--compress", "lz4"}, `--compress "lz4"`},
 		{[]string{"--file-mode", "999"}, `"999": want permission bits in octal`},
+		{[]string{"--file-mode", "rw-r--r--"}, `"rw-r--r--": want permission bits in octal`},
+		{[]string{"--file-mode", "1777"}, `"1777": want permission bits in octal`},
+		{[]string{"--max-backups", "-2"}, "want a count of files, or unlimited"},
+		{[]string{"--max-backups", "all"}, "want a count of files, or unlimited"},
+		{[]string{"--listen", "nope"}, "missing port in address"},
+		{[]string{"--max-frame", "lots"}, `bad size "lots"`},
+		{[]string{"--max-conns", "0"}, "--max-conns 0: must be positive"},
+		{[]string{"--idle-timeout", "0s"}, "--idle-timeout 0s: must be positive"},
+		{[]string{"stray"}, `unexpected arguments ["stray"]`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, tc.args...)
@@ -169,5 +178,10 @@ func TestCollectorFlagErrors(t *testing.T) {
 				t.Errorf("the error is not the last line: %q", errb.String())
 			}
 		})
+	}
+	t.Setenv("SNAIL_ACK", "never")
+	var out, errb bytes.Buffer
+	if code := run([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `ack level "never"`) {
+		t.Errorf("bad SNAIL_ACK: exit %d, %q", code, errb.String())
 	}
 }
