@@ -195,6 +195,11 @@ func TestDecodeRejects(t *testing.T) {
 			binary.LittleEndian.PutUint32(f[28:], uint32(len(logs)+1))
 			return reCRC(f)
 		}, ErrCorrupt},
+		{"zstd raw length 0", func() []byte {
+			f := good(Zstd)
+			binary.LittleEndian.PutUint32(f[28:], 0)
+			return reCRC(f)
+		}, ErrCorrupt},
 		{"zstd bomb", bomb, ErrCorrupt},
 		{"zstd payload cut short", func() []byte { return cutPayload(good(Zstd), 5) }, ErrCorrupt},
 		{"s2 payload cut short", func() []byte { return cutPayload(good(S2), 5) }, ErrCorrupt},
