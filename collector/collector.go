@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/snail-log/snail/encoder"
@@ -595,6 +596,32 @@ func (c *Collector) output(name string) (*output, error) {
 		c.janitorDone = make(chan struct{})
 		go c.closeIdle()
 	}
+	o, err := c.openOutput(name)
+	if tooManyFiles(err) && c.closeIdleLocked(true) > 0 {
+		// The open-file limit is reached while outputs that no
+		// connection uses hold two descriptors each: without them
+		// closed now, rather than when they have been idle for
+		// outputIdle, every new stream would be turned away meanwhile
+		// (and the descriptors freed by those taken by the next
+		// connections, which fail the same way).
+		o, err = c.openOutput(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.outputs[name] = o
+	return o, nil
+}
+
+// tooManyFiles reports whether err is the process's (EMFILE) or the
+// system's (ENFILE) limit on open files.
+func tooManyFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// openOutput opens the file and journal of stream name, recovering them
+// after a crash. Called with c.mu held.
+func (c *Collector) openOutput(name string) (*output, error) {
 	path := filepath.Join(c.cfg.Dir, name+outputExt)
 	seen, used := make(map[uint64]uint64), make(map[uint64]uint64)
 	j, found, err := openJournal(c.cfg.Dir, name, seen, used)
@@ -644,7 +671,6 @@ func (c *Collector) output(name string) (*output, error) {
 		o.sdone = make(chan struct{})
 		go o.syncLoop(c)
 	}
-	c.outputs[name] = o
 	return o, nil
 }
 
@@ -679,24 +705,35 @@ func (c *Collector) closeIdle() {
 		// files, still there, would not tell.
 		c.restoreDir()
 		c.mu.Lock()
-		var idle []*output // closable: no connection, no compression
-		for _, o := range c.outputs {
-			if o.refs == 0 && !o.f.Compressing() {
-				idle = append(idle, o)
-			}
-		}
-		slices.SortFunc(idle, func(a, b *output) int { return a.idle.Compare(b.idle) })
-		for i, o := range idle {
-			if time.Since(o.idle) < outputIdle && len(idle)-i <= maxIdleOutputs {
-				break // the rest are younger and within the bound
-			}
-			delete(c.outputs, o.name)
-			if err := o.close(); err != nil {
-				c.log.Error("close output", "stream", o.name, "err", err)
-			}
-		}
+		c.closeIdleLocked(false)
 		c.mu.Unlock()
 	}
+}
+
+// closeIdleLocked closes the outputs that no connection uses and that
+// compress nothing: those idle for outputIdle and the oldest past
+// maxIdleOutputs, or all of them. It returns how many it closed. Called
+// with c.mu held.
+func (c *Collector) closeIdleLocked(all bool) int {
+	var idle []*output
+	for _, o := range c.outputs {
+		if o.refs == 0 && !o.f.Compressing() {
+			idle = append(idle, o)
+		}
+	}
+	slices.SortFunc(idle, func(a, b *output) int { return a.idle.Compare(b.idle) })
+	n := 0
+	for i, o := range idle {
+		if !all && time.Since(o.idle) < outputIdle && len(idle)-i <= maxIdleOutputs {
+			break // the rest are younger and within the bound
+		}
+		delete(c.outputs, o.name)
+		if err := o.close(); err != nil {
+			c.log.Error("close output", "stream", o.name, "err", err)
+		}
+		n++
+	}
+	return n
 }
 
 // close sends the last fsynced acks, syncs and closes the file and journal.
