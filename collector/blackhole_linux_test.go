@@ -56,7 +56,8 @@ func inNetns(t *testing.T, name string) bool {
 	return false
 }
 
-// cmd runs a command and fails the test if it fails.
+// cmd runs a command of the network namespace's setup; the test is skipped
+// if it fails (no iptables support in the kernel, say).
 func cmd(t *testing.T, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
