@@ -157,3 +157,30 @@ func TestBlackholedCollector(t *testing.T) {
 		})
 	}
 }
+
+// TestFailoverPastABlackholedCollector: of two collectors, the first one's
+// packets are all dropped from the start (its host is gone, so connecting
+// times out instead of being refused); the client gives up on it at its
+// dial timeout and delivers everything to the second.
+func TestFailoverPastABlackholedCollector(t *testing.T) {
+	if !inNetns(t, "TestFailoverPastABlackholedCollector") {
+		return
+	}
+	gone, goneAddr := start(t, Config{Dir: t.TempDir()})
+	_, port, _ := net.SplitHostPort(goneAddr)
+	cmd(t, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", port, "-j", "DROP")
+	dir := t.TempDir()
+	_, addr := start(t, Config{Dir: dir})
+	s, err := netlog.Dial(goneAddr+","+addr, netlog.WithStreamName("fo"), netlog.WithDialTimeout(300*time.Millisecond),
+		netlog.WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	deliver(t, s, 1000, 100)
+	t.Logf("delivered after %v", time.Since(began).Round(time.Millisecond))
+	checkIDs(t, filepath.Join(dir, "fo.log"), 1000)
+	if st := gone.Stats(); st.Frames != 0 {
+		t.Fatalf("the blackholed collector got %d frames", st.Frames)
+	}
+}
