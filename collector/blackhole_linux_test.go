@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,16 +89,10 @@ func TestBlackholedCollector(t *testing.T) {
 			dir := t.TempDir()
 			c, addr := start(t, Config{Dir: dir})
 			_, port, _ := net.SplitHostPort(addr)
-			var mu sync.Mutex
-			var reports []string
+			var rep reports
 			s, err := netlog.Dial(addr, netlog.WithStreamName("bh"), netlog.WithAckTimeout(time.Second),
 				netlog.WithDialTimeout(300*time.Millisecond), netlog.WithReportAfter(500*time.Millisecond),
-				netlog.WithBackoff(20*time.Millisecond, 200*time.Millisecond),
-				netlog.WithErrorHandler(func(err error) {
-					mu.Lock()
-					reports = append(reports, err.Error())
-					mu.Unlock()
-				}))
+				netlog.WithBackoff(20*time.Millisecond, 200*time.Millisecond), netlog.WithErrorHandler(rep.add))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,11 +116,8 @@ func TestBlackholedCollector(t *testing.T) {
 				t.Fatalf("Sync with packets dropped = %v, want ErrUnavailable", err)
 			}
 			t.Logf("Sync returned %v after %v", err, time.Since(began).Round(time.Millisecond))
-			mu.Lock()
-			lost := slices.ContainsFunc(reports, func(r string) bool { return strings.Contains(r, "lost") && strings.Contains(r, "no answer") })
-			mu.Unlock()
-			if !lost {
-				t.Fatalf("the connection's loss was not reported: %q", reports)
+			if !rep.has("lost", "no answer") {
+				t.Fatalf("the connection's loss was not reported: %q", rep.list())
 			}
 			if st := s.Stats(); st.Lost != 0 {
 				t.Fatalf("stats %+v: nothing may be given up while the collector is away", st)

@@ -327,14 +327,9 @@ func TestLateBatchAfterGapWritten(t *testing.T) {
 func TestTooLargeBatchGivenUp(t *testing.T) {
 	dir := t.TempDir()
 	_, addr := start(t, Config{Dir: dir, MaxFrameSize: 64 << 10})
-	var mu sync.Mutex
-	var reported []string
+	var rep reports
 	s, err := netlog.Dial(addr, netlog.WithStreamName("big"), netlog.WithBackoff(time.Millisecond, 10*time.Millisecond),
-		netlog.WithErrorHandler(func(err error) {
-			mu.Lock()
-			reported = append(reported, err.Error())
-			mu.Unlock()
-		}))
+		netlog.WithErrorHandler(rep.add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,8 +357,7 @@ func TestTooLargeBatchGivenUp(t *testing.T) {
 	// The refusal is reported; the end of the connection that follows it
 	// is not reported as a loss (it read "connection lost: EOF", as if the
 	// collector had failed).
-	mu.Lock()
-	defer mu.Unlock()
+	reported := rep.list()
 	refusals := 0
 	for _, r := range reported {
 		if strings.Contains(r, "lost") && !strings.Contains(r, "not delivered") {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -225,14 +224,9 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 	dir := t.TempDir()
 	_, addr := start(t, Config{Dir: dir})
 	spoolDir := filepath.Join(spoolDisk, "spool")
-	var mu sync.Mutex
-	var reports []string
+	var rep reports
 	s, err := netlog.Dial(addr, netlog.WithStreamName("spooled"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
-		netlog.WithSpoolAll(), netlog.WithErrorHandler(func(err error) {
-			mu.Lock()
-			reports = append(reports, err.Error())
-			mu.Unlock()
-		}))
+		netlog.WithSpoolAll(), netlog.WithErrorHandler(rep.add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +239,9 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	if len(reports) != 1 || !strings.Contains(reports[0], "no space left") || !strings.Contains(reports[0], "without it") {
-		t.Fatalf("reports %q: want one, about the spool that cannot be written", reports)
+	if got := rep.list(); len(got) != 1 || !rep.has("no space left", "without it") {
+		t.Fatalf("reports %q: want one, about the spool that cannot be written", got)
 	}
-	mu.Unlock()
 	os.Remove(filler)
 	send(t, s, n/2, n/2, per)
 	checkDelivered(t, s, filepath.Join(dir, "spooled.log"), spoolDir, n)

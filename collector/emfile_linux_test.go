@@ -1,13 +1,12 @@
 package collector
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/snail-log/snail/internal/testfd"
 	"github.com/snail-log/snail/netlog"
 )
 
@@ -37,37 +36,20 @@ func TestIdleOutputsGiveWayAtTheFileLimit(t *testing.T) {
 	if n := open(); n != idle {
 		t.Fatalf("%d outputs open, want the %d idle ones", n, idle)
 	}
+	waitFor(t, func() bool { // the collector has seen every connection end
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, o := range c.outputs {
+			if o.refs > 0 {
+				return false
+			}
+		}
+		return true
+	})
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Skip("no RLIMIT_NOFILE:", err)
-	}
-	limit := old
-	limit.Cur = uint64(highestFD(t) + 16)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &limit); err != nil {
-		t.Skip("cannot lower RLIMIT_NOFILE:", err)
-	}
-	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	// Every descriptor below the limit taken but 3: the client's socket,
-	// the collector's end of it, and one of the several a new output
-	// needs.
-	var fillers []*os.File
-	for {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			break
-		}
-		fillers = append(fillers, f)
-	}
-	for _, f := range fillers[len(fillers)-3:] {
-		f.Close()
-	}
-	fillers = fillers[:len(fillers)-3]
-	defer func() {
-		for _, f := range fillers {
-			f.Close()
-		}
-	}()
+	// Every descriptor taken but 3: the client's socket, the collector's
+	// end of it, and one of the several a new output needs.
+	release := testfd.Exhaust(t, 3)
 
 	s, err := netlog.Dial(addr, netlog.WithStreamName("new"), netlog.WithErrorHandler(func(error) {}))
 	if err != nil {
@@ -88,11 +70,7 @@ func TestIdleOutputsGiveWayAtTheFileLimit(t *testing.T) {
 	if n := open(); n != 1 {
 		t.Errorf("%d outputs open, want the new stream's alone", n)
 	}
-	for _, f := range fillers {
-		f.Close()
-	}
-	fillers = nil
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	release()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,20 +78,4 @@ func TestIdleOutputsGiveWayAtTheFileLimit(t *testing.T) {
 	for i := range idle {
 		checkIDs(t, filepath.Join(dir, "idle"+strconv.Itoa(i)+".log"), 10)
 	}
-}
-
-// highestFD returns the highest file descriptor open in the process.
-func highestFD(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	top := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > top {
-			top = n
-		}
-	}
-	return top
 }

@@ -3,6 +3,9 @@ package collector
 import (
 	"io"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 )
 
 func httpGet(url string) (string, error) {
@@ -13,4 +16,35 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// reports gathers what a client reports to its error handler (add).
+type reports struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *reports) add(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err.Error())
+	r.mu.Unlock()
+}
+
+// list returns the reports so far.
+func (r *reports) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.errs)
+}
+
+// has reports whether a report holds every one of subs.
+func (r *reports) has(subs ...string) bool {
+	return slices.ContainsFunc(r.list(), func(e string) bool {
+		for _, s := range subs {
+			if !strings.Contains(e, s) {
+				return false
+			}
+		}
+		return true
+	})
 }

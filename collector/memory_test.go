@@ -392,15 +392,9 @@ func TestRefusedBatchesSentAgainCut(t *testing.T) {
 		t.Run(comp.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			addr := unusedAddr(t)
-			var reports []string
-			var mu sync.Mutex
+			var rep reports
 			s, err := netlog.Dial(addr, netlog.WithStreamName("redo"), netlog.WithCompression(comp),
-				netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
-				netlog.WithErrorHandler(func(err error) {
-					mu.Lock()
-					reports = append(reports, err.Error())
-					mu.Unlock()
-				}))
+				netlog.WithBackoff(10*time.Millisecond, 50*time.Millisecond), netlog.WithErrorHandler(rep.add))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -417,11 +411,9 @@ func TestRefusedBatchesSentAgainCut(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkIDs(t, filepath.Join(dir, "redo.log"), per*(batches+1))
-			mu.Lock()
-			said := strings.Count(strings.Join(reports, "\n"), "goes again cut to fit")
-			mu.Unlock()
+			said := strings.Count(strings.Join(rep.list(), "\n"), "goes again cut to fit")
 			if st.Lost != 0 || said != 1 {
-				t.Fatalf("stats %+v; said %d times that refused batches go again: %q", st, said, reports)
+				t.Fatalf("stats %+v; said %d times that refused batches go again: %q", st, said, rep.list())
 			}
 		})
 	}

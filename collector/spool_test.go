@@ -10,10 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,15 +91,10 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 func TestSpoolRecordDamagedWhileSpooled(t *testing.T) {
 	dir, spoolDir := t.TempDir(), t.TempDir()
 	addr := unusedAddr(t) // nobody listens yet
-	var mu sync.Mutex
-	var reports []string
+	var rep reports
 	s, err := netlog.Dial(addr, netlog.WithStreamName("damaged"), netlog.WithWindow(1, 1<<20),
 		netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
-		netlog.WithErrorHandler(func(err error) {
-			mu.Lock()
-			reports = append(reports, err.Error())
-			mu.Unlock()
-		}))
+		netlog.WithErrorHandler(rep.add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +138,8 @@ func TestSpoolRecordDamagedWhileSpooled(t *testing.T) {
 			t.Fatalf("id %d written %d times, want %d", id, c, want)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.ContainsFunc(reports, func(r string) bool {
-		return strings.Contains(r, "batch 5 of 100 entries") && strings.Contains(r, "fails its CRC")
-	}) {
-		t.Fatalf("the damaged record was not reported: %q", reports)
+	if !rep.has("batch 5 of 100 entries", "fails its CRC") {
+		t.Fatalf("the damaged record was not reported: %q", rep.list())
 	}
 }
 
@@ -304,24 +293,17 @@ func TestSpoolSurvivesClientSIGKILL(t *testing.T) {
 	f.Close()
 
 	c2, addr2 := start(t, Config{Dir: dir})
-	var mu sync.Mutex
-	var reported []string
+	var rep reports
 	s, err := netlog.Dial(addr2, netlog.WithStreamName("crash"), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
-		netlog.WithErrorHandler(func(err error) {
-			mu.Lock()
-			reported = append(reported, err.Error())
-			mu.Unlock()
-		}))
+		netlog.WithErrorHandler(rep.add))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The cut is reported, from Dial (to the handler's goroutine).
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) > 0 })
-	mu.Lock()
-	if len(reported) != 1 || !strings.Contains(reported[0], "cut 21 bytes") || !strings.Contains(reported[0], "torn by a crash") {
-		t.Errorf("reported at Dial: %q, want the cut of the half record", reported)
+	waitFor(t, func() bool { return len(rep.list()) > 0 })
+	if got := rep.list(); len(got) != 1 || !rep.has("cut 21 bytes", "torn by a crash") {
+		t.Errorf("reported at Dial: %q, want the cut of the half record", got)
 	}
-	mu.Unlock()
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -392,13 +374,8 @@ func TestSpoolThatWentBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	var reports []string
-	s = dial(func(err error) {
-		mu.Lock()
-		reports = append(reports, err.Error())
-		mu.Unlock()
-	})
+	var rep reports
+	s = dial(rep.add)
 	// Batches numbered before the welcome arrives cannot be told from the
 	// old ones; the report says so. Here the welcome comes first.
 	waitFor(t, func() bool { return s.Stats().Connected })
@@ -407,9 +384,7 @@ func TestSpoolThatWentBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkIDs(t, filepath.Join(dir, "back.log"), 200)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 1 || !strings.Contains(reports[0], "went back") {
-		t.Fatalf("reported %q, want the spool going back", reports)
+	if got := rep.list(); len(got) != 1 || !rep.has("went back") {
+		t.Fatalf("reported %q, want the spool going back", got)
 	}
 }

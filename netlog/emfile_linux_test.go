@@ -3,11 +3,10 @@ package netlog
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snail-log/snail/internal/testfd"
 )
 
 // TestServeWaitsOutTooManyOpenFiles: with the process out of file
@@ -17,43 +16,9 @@ import (
 // open-file limit for its duration: no other test runs meanwhile.
 func TestServeWaitsOutTooManyOpenFiles(t *testing.T) {
 	srv, addr := startEcho(t, &echoServer{})
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Skip("no RLIMIT_NOFILE:", err)
-	}
-	top := highestFD(t)
-	limit := old
-	limit.Cur = uint64(top + 8)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &limit); err != nil {
-		t.Skip("cannot lower RLIMIT_NOFILE:", err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	defer restore()
-	// Take every descriptor below the limit but one, which the client's
-	// socket takes: the server's accept then has none.
-	var fillers []*os.File
-	defer func() {
-		for _, f := range fillers {
-			f.Close()
-		}
-	}()
-	for {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			break // EMFILE: full
-		}
-		fillers = append(fillers, f)
-	}
-	fillers[len(fillers)-1].Close()
-	fillers = fillers[:len(fillers)-1]
+	// Every descriptor taken but one, which the client's socket takes:
+	// the server's accept then has none.
+	release := testfd.Exhaust(t, 1)
 	c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
 	if err != nil {
 		t.Fatal(err)
@@ -84,11 +49,7 @@ func TestServeWaitsOutTooManyOpenFiles(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, f := range fillers {
-		f.Close()
-	}
-	fillers = nil
-	restore()
+	release()
 	select {
 	case err := <-answered:
 		if err != nil {
@@ -97,20 +58,4 @@ func TestServeWaitsOutTooManyOpenFiles(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the client was never served once descriptors came back")
 	}
-}
-
-// highestFD returns the highest file descriptor open in the process.
-func highestFD(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	top := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > top {
-			top = n
-		}
-	}
-	return top
 }
