@@ -22,10 +22,12 @@ package snail
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,8 +205,9 @@ var errUnknownParam = errors.New("unknown parameter")
 // Writer's into options, the others through other.
 func params(u *url.URL, other func(key, v string) error) ([]sink.Option, error) {
 	var sopts []sink.Option
-	for key, vals := range u.Query() {
-		v := vals[len(vals)-1]
+	q := u.Query()
+	for _, key := range slices.Sorted(maps.Keys(q)) { // the same error first, every time
+		v := q[key][len(q[key])-1]
 		if o, ok, err := sinkParam(key, v); ok {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", key, err)

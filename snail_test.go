@@ -68,6 +68,13 @@ func TestParseURL(t *testing.T) {
 			t.Fatalf("ParseURL(%s) accepted", bad)
 		}
 	}
+	// Of several bad parameters, the same one is named every time.
+	u, _ = url.Parse("snail:///x.log?zeta=1&maxsize=lots&compress=lz4")
+	for range 20 {
+		if _, _, _, err := ParseURL(u); err == nil || !strings.Contains(err.Error(), "compress") {
+			t.Fatalf("ParseURL(%s) = %v, want the error of compress, the first by name", u, err)
+		}
+	}
 	for in, want := range map[string]int64{"3KB": 3000, "5 MiB": 5 << 20, "8": 8, "8191PiB": -1, "1.5MiB": -1, "-1": -1,
 		"9999999999GiB": -1, "17179869184GiB": -1, "8589934591GiB": 8589934591 << 30} {
 		n, err := ParseSize(in)
