@@ -79,7 +79,7 @@ type stringer struct{ s string }
 func (s stringer) String() string { return s.s }
 
 func (p *prog) value(depth int) slog.Value {
-	switch p.byte() % 22 {
+	switch p.byte() % 27 {
 	case 0:
 		return slog.StringValue(p.str())
 	case 1:
@@ -131,6 +131,16 @@ func (p *prog) value(depth int) slog.Value {
 		return slog.AnyValue(fmt.Errorf("wrapped: %w", errors.New(p.str())))
 	case 20:
 		return slog.AnyValue(math.Float32frombits(uint32(p.u64())))
+	case 21:
+		return slog.AnyValue(make(chan int))
+	case 22:
+		return slog.AnyValue(func() {})
+	case 23:
+		return slog.AnyValue(complex(math.Float64frombits(p.u64()), 1))
+	case 24:
+		return slog.AnyValue(panicError{})
+	case 25:
+		return slog.AnyValue((*ptrJSON)(nil))
 	default:
 		var lv slog.LevelVar
 		lv.Set(slog.Level(int8(p.byte())))
