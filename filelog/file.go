@@ -43,6 +43,7 @@ type File struct {
 	nextRotate time.Time
 	lastSync   time.Time
 	lastBackup time.Time
+	renamed    string    // a rotation moved the live file to this name and has no new one yet: finishRotation
 	lastFollow time.Time // when WithFollowPath last looked at the path
 	closed     bool
 	isClosed   atomic.Bool // closed, for Sync to read without the lock
@@ -741,6 +742,9 @@ func (l *File) Reopen() error {
 	}
 	if l.std {
 		return nil
+	}
+	if l.renamed != "" {
+		return l.finishRotation() // the path is empty: a rotation of ours moved the file
 	}
 	old := l.f
 	if err := l.open(); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/snail-log/snail/internal/testfd"
 )
 
 func mustOpen(t *testing.T, path string, opts ...Option) *File {
@@ -588,6 +589,50 @@ func TestCrashDuringCompressionLosesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(backup); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("original kept after compression")
+	}
+}
+
+// TestRotationThatCannotOpenTheNewFile: a rotation renamed the live file
+// and then could not open a new one at the path (the open-file limit; a
+// full disk with no inode left would do the same). The batch fails and
+// nothing is written into the backup meanwhile; once the open succeeds the
+// rotation is finished: the batch goes to the new file and the backup is
+// compressed, as after any rotation.
+func TestRotationThatCannotOpenTheNewFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	batch := func(k int) []byte { return lines(100, 100*k) }
+	f := mustOpen(t, path, WithMaxSize(int64(len(batch(0))+10)), WithCompression(Zstd), WithErrorHandler(func(error) {}))
+	for k := range 2 { // the second rotates the first away
+		if err := f.WriteBatch(batch(k), 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.comp.waitIdle()
+
+	release := testfd.Exhaust(t, 0)
+	for range 3 {
+		if err := f.WriteBatch(batch(2), 100); !errors.Is(err, syscall.EMFILE) {
+			release()
+			t.Fatalf("WriteBatch with no descriptor free = %v, want EMFILE", err)
+		}
+	}
+	release()
+	if err := f.WriteBatch(batch(2), 100); err != nil {
+		t.Fatalf("WriteBatch once descriptors are back = %v", err)
+	}
+	f.comp.waitIdle()
+	bs := f.backups()
+	if len(bs) != 2 || !bs[0].compressed || !bs[1].compressed {
+		t.Fatalf("backups %+v: want two, both compressed", bs)
+	}
+	for i, want := range [][]byte{batch(0), batch(1)} {
+		if got := readFile(t, bs[i].name); !bytes.Equal(got, want) {
+			t.Errorf("backup %d holds %d bytes, want batch %d alone", i, len(got), i)
+		}
+	}
+	if got := readFile(t, path); !bytes.Equal(got, batch(2)) {
+		t.Errorf("the live file holds %d bytes, want the batch that waited, once", len(got))
 	}
 }
 

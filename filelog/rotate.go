@@ -207,6 +207,9 @@ func (l *File) maybeRotate(n int) error {
 	if l.device {
 		return nil
 	}
+	if l.renamed != "" {
+		return l.finishRotation()
+	}
 	if err := l.follow(); err != nil {
 		return err
 	}
@@ -302,6 +305,9 @@ func (l *File) follow() error {
 }
 
 func (l *File) rotateLocked() error {
+	if l.renamed != "" {
+		return l.finishRotation()
+	}
 	t := l.cfg.now()
 	if l.lastBackup.IsZero() { // this File's first rotation: see backupTime
 		if bs := l.backups(); len(bs) > 0 {
@@ -341,13 +347,25 @@ func (l *File) rotateLocked() error {
 	}
 	l.lastBackup = t
 	l.stats.Rotations++
+	l.renamed = name
+	return l.finishRotation()
+}
+
+// finishRotation opens the new file at the path after a rotation renamed
+// the live one to l.renamed, retires the old one, queues it for
+// compression and applies retention. When the open fails (the open-file
+// limit, a full disk with no inode left), the rotation stays half done
+// and the batch fails: it is tried again, and this again first, so that
+// no entry goes into the backup and the backup is still compressed.
+func (l *File) finishRotation() error {
 	old := l.f
 	if err := l.open(); err != nil {
-		// Writing goes on into the renamed file; the next batch retries.
 		return fmt.Errorf("filelog: rotate: %w", err)
 	}
+	name := l.renamed
+	l.renamed = ""
 	l.scheduleRotation()
-	err = l.retire(old, name)
+	err := l.retire(old, name)
 	if l.comp != nil {
 		l.comp.add(name)
 	}
