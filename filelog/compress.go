@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -38,8 +39,13 @@ func newCompressor(codec Compression, onError func(error)) *compressor {
 	return c
 }
 
+// add queues name, unless it is queued or in progress already.
 func (c *compressor) add(name string) {
 	c.mu.Lock()
+	if slices.Contains(c.queue, name) {
+		c.mu.Unlock()
+		return
+	}
 	c.queue = append(c.queue, name)
 	c.mu.Unlock()
 	select {

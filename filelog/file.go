@@ -127,11 +127,7 @@ func Open(path string, opts ...Option) (*File, error) {
 		if c.compression != NoCompression {
 			l.comp = newCompressor(c.compression, c.onError)
 			l.comp.cleanStale(l.backupGlob())
-			for _, b := range l.backups() {
-				if filepath.Ext(b.name) != c.compression.ext() && !b.compressed {
-					l.comp.add(b.name)
-				}
-			}
+			l.queueUncompressed("")
 		}
 	}
 	if !l.device && c.every > 0 && !c.fakeClock {

@@ -636,6 +636,48 @@ func TestRotationThatCannotOpenTheNewFile(t *testing.T) {
 	}
 }
 
+// TestFailedCompressionTriedAgain: a backup whose compression failed (here
+// its .tmp path is taken; a full disk does the same) is compressed with the
+// next rotation's, not left as it is until the next Open.
+func TestFailedCompressionTriedAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	var errs []error
+	f := mustOpen(t, path, WithMaxSize(600), WithCompression(Zstd), WithClock(func() time.Time { return now }),
+		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+	first := f.backupName(now)
+	if err := os.Mkdir(first+".zst.tmp", 0o750); err != nil { // in the way of the compressor's output
+		t.Fatal(err)
+	}
+	for k := range 2 {
+		if err := f.WriteBatch(lines(20, 20*k), 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.comp.waitIdle()
+	mu.Lock()
+	failed := len(errs)
+	mu.Unlock()
+	if failed != 1 || !exists(first) {
+		t.Fatalf("%d errors, %s there: %v; want the compression's failure and the backup kept", failed, first, exists(first))
+	}
+	os.Remove(first + ".zst.tmp")
+	now = now.Add(time.Minute)
+	if err := f.WriteBatch(lines(20, 40), 20); err != nil {
+		t.Fatal(err)
+	}
+	f.comp.waitIdle()
+	bs := f.backups()
+	if len(bs) != 2 || !bs[0].compressed || !bs[1].compressed {
+		t.Fatalf("backups %+v: want two, both compressed", bs)
+	}
+	if got := readAll(t, f); !bytes.Equal(got, lines(60, 0)) {
+		t.Fatalf("backups and live file hold %d bytes, want the 60 lines in order", len(got))
+	}
+}
+
 func TestCloseAbandonsCompression(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")

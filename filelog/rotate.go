@@ -367,9 +367,30 @@ func (l *File) finishRotation() error {
 	l.scheduleRotation()
 	err := l.retire(old, name)
 	if l.comp != nil {
-		l.comp.add(name)
+		// With it, the backups whose compression failed (a full disk,
+		// the open-file limit) are tried again, oldest first, rather
+		// than left as they are until the next Open.
+		l.queueUncompressed(name)
 	}
 	return errors.Join(err, l.retention())
+}
+
+// queueUncompressed queues for compression the backups that are not
+// compressed yet, oldest first, and name (a backup just made: listing the
+// directory may fail) if it is not among them.
+func (l *File) queueUncompressed(name string) {
+	var names []string
+	for _, b := range l.backups() {
+		if !b.compressed && filepath.Ext(b.name) != l.cfg.compression.ext() {
+			names = append(names, b.name)
+		}
+	}
+	if name != "" && !slices.Contains(names, name) {
+		names = append(names, name)
+	}
+	for _, n := range names {
+		l.comp.add(n)
+	}
 }
 
 func exists(name string) bool {
