@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,10 +41,7 @@ func startCollector(t *testing.T, addr string, cfg collector.Config) (*collector
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testnet.Listen(t, addr)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -140,15 +136,11 @@ func TestZapOutputPathToCollector(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address that nothing listens on.
+// freeAddr returns a loopback address that nothing listens on until
+// startCollector takes it (testnet.Reserve).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testnet.Reserve(t)
 }
 
 // writeNumbered writes n lines of 196 bytes to w, numbered from 0000.

@@ -329,10 +329,7 @@ func newProxy(t *testing.T, target string, faulty bool) *proxy {
 // rate bytes a second (0: at full speed).
 func newProxyAt(t *testing.T, addr, target string, faulty bool, rate int) *proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenAt(t, addr)
 	p := &proxy{l: l, target: target, faulty: faulty, rate: rate}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)

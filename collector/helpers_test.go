@@ -2,10 +2,14 @@ package collector
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"testing"
+
+	"github.com/snail-log/snail/internal/testnet"
 )
 
 func httpGet(url string) (string, error) {
@@ -47,4 +51,19 @@ func (r *reports) has(subs ...string) bool {
 		}
 		return true
 	})
+}
+
+// unusedAddr returns a loopback address nobody listens on, that refuses
+// connections until a server of the test takes it (listenAt): a collector
+// down when its clients start.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	return testnet.Reserve(t)
+}
+
+// listenAt listens on addr: an address of unusedAddr's is taken from its
+// reservation.
+func listenAt(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	return testnet.Listen(t, addr)
 }

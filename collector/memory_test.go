@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -545,10 +544,7 @@ func serveAt(t *testing.T, addr string, cfg Config) *Collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenAt(t, addr)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -667,12 +663,7 @@ func TestSlowLinkWriteTimeout(t *testing.T) {
 				opts = append(opts, netlog.WithTLS(cli))
 			}
 			c, addr := start(t, cfg)
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			away := l.Addr().String() // nobody listens there, for now
-			l.Close()
+			away := unusedAddr(t) // nobody listens there, for now
 			s, err := netlog.Dial(away, opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -689,12 +680,13 @@ func TestSlowLinkWriteTimeout(t *testing.T) {
 	}
 }
 
-// tlsPair returns a collector's TLS config and a client's that trusts it,
-// for 127.0.0.1.
+// tlsPair returns a collector's TLS config and a client's that trusts it:
+// a certificate for 127.0.0.1, which the client verifies whatever loopback
+// address it dials (unusedAddr's are on 127.0.0.2).
 func tlsPair(t *testing.T) (server, client *tls.Config) {
 	ca := testcert.NewCA(t)
 	cert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: ca.Pool()}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
 }
 
 // TestSlowLinkAckTimeout: a batch that takes longer than the client's ack

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,17 +140,6 @@ func TestSpoolRecordDamagedWhileSpooled(t *testing.T) {
 	if !rep.has("batch 5 of 100 entries", "fails its CRC") {
 		t.Fatalf("the damaged record was not reported: %q", rep.list())
 	}
-}
-
-// unusedAddr returns a loopback address nobody listens on (yet).
-func unusedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // checkDelivered syncs and closes s, then checks that ids 0..n-1 are in
