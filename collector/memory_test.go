@@ -493,19 +493,6 @@ func testRefusedThroughASink(t *testing.T, comp encoder.Compression) {
 	}
 	const writers, per = 8, 20_000
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var syncer sync.WaitGroup
-	syncer.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			w.Sync()
-			time.Sleep(time.Millisecond)
-		}
-	})
 	for g := range writers {
 		wg.Go(func() {
 			var b []byte
@@ -518,9 +505,24 @@ func testRefusedThroughASink(t *testing.T, comp encoder.Compression) {
 			}
 		})
 	}
-	// Batches are queued before the collector is up, its limits unknown.
-	waitFor(t, func() bool { return s.Stats().Batches > 0 })
+	// Batches are queued before the collector is up, its limits unknown,
+	// and one at least is over them (more than 16 KiB on average; with
+	// nothing syncing yet, they leave full or after the sink's window).
+	waitFor(t, func() bool { st := s.Stats(); return st.Batches > 0 && st.RawBytes > st.Batches*(16<<10) })
 	c := serveAt(t, addr, Config{Dir: dir, MaxFrameSize: 16 << 10, MaxDecompressedSize: 16 << 10})
+	stop := make(chan struct{})
+	var syncer sync.WaitGroup
+	syncer.Go(func() { // Syncs meanwhile, while refused batches go again
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.Sync()
+			time.Sleep(time.Millisecond)
+		}
+	})
 	wg.Wait()
 	close(stop)
 	syncer.Wait()
