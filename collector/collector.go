@@ -356,6 +356,15 @@ func (c *Collector) ListenAndServe() error {
 			return fmt.Errorf("collector: metrics: %w", err)
 		}
 	}
+	return c.ServeWithMetrics(l, ml)
+}
+
+// ServeWithMetrics is ListenAndServe on listeners the caller made: the log
+// protocol on l, and /metrics, /healthz and /readyz on ml unless it is nil
+// (cfg.Listen and cfg.MetricsListen are not used); metrics are served by
+// one call only. It is how a collector serves sockets it was handed, as by
+// systemd's socket activation.
+func (c *Collector) ServeWithMetrics(l, ml net.Listener) error {
 	var hs *http.Server
 	if ml != nil {
 		hs = c.metricsServer()
@@ -370,6 +379,12 @@ func (c *Collector) ListenAndServe() error {
 			ml.Close()
 		}
 		return netlog.ErrServerClosed
+	}
+	if ml != nil && c.http != nil {
+		c.mu.Unlock()
+		l.Close()
+		ml.Close()
+		return fmt.Errorf("collector: metrics served already on %v", c.MetricsAddr())
 	}
 	if c.addr == nil {
 		c.addr = l.Addr()

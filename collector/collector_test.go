@@ -1836,3 +1836,46 @@ func TestProbesWhileShuttingDown(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWithMetrics: the listeners a program made (sockets handed over
+// by systemd, say) serve the log protocol and the metrics; metrics are
+// served by one call only.
+func TestServeWithMetrics(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []net.Listener
+	for range 4 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.ServeWithMetrics(ls[0], ls[1]) }()
+	waitFor(t, func() bool { return c.MetricsAddr() != nil })
+	if err := c.ServeWithMetrics(ls[2], ls[3]); err == nil || !strings.Contains(err.Error(), "metrics served already") {
+		t.Fatalf("a second ServeWithMetrics with metrics = %v", err)
+	}
+	s, err := netlog.Dial(ls[0].Addr().String(), netlog.WithStreamName("given"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, 10, 10)
+	checkIDs(t, filepath.Join(dir, "given.log"), 10)
+	if got := get(t, "http://"+ls[1].Addr().String()+"/healthz"); got != "ok\n" {
+		t.Fatalf("/healthz = %q", got)
+	}
+	if c.Addr().String() != ls[0].Addr().String() || c.MetricsAddr().String() != ls[1].Addr().String() {
+		t.Fatalf("Addr %v, MetricsAddr %v; want the listeners given", c.Addr(), c.MetricsAddr())
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, netlog.ErrServerClosed) {
+		t.Fatalf("ServeWithMetrics = %v, want ErrServerClosed", err)
+	}
+}

@@ -135,9 +135,9 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	minRate := int64(collector.DefaultMinFrameRate)
 	var shutdownTimeout time.Duration
 	var cpuProfile string
-	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on [SNAIL_LISTEN]")
+	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "address to accept clients on, or systemd (systemd#N): the first (Nth) socket of systemd's socket activation [SNAIL_LISTEN]")
 	fs.StringVar(&cfg.Dir, "dir", collector.DefaultDir, "output directory: stream NAME goes to DIR/NAME.log [SNAIL_DIR]")
-	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics, /healthz (200 while serving) and /readyz (503 also while an output file cannot be written); empty: none [SNAIL_METRICS]")
+	fs.StringVar(&cfg.MetricsListen, "metrics", "", "address of the HTTP listener for /metrics, /healthz (200 while serving) and /readyz (503 also while an output file cannot be written), or systemd#N (a socket of systemd's socket activation); empty: none [SNAIL_METRICS]")
 	fs.StringVar(&token, "token", "", "shared token every client must present; empty: none (ps shows it to every user: prefer --token-file) [SNAIL_TOKEN]")
 	fs.StringVar(&tokenFile, "token-file", "", "file of tokens, one per line (# comments): a client must present one; read again on SIGHUP, so that a token is replaced without a stop (add the new one, move the clients, remove the old) [SNAIL_TOKEN_FILE]")
 	fs.StringVar(&ack, "ack", "write", "ack a batch after it is written (write: survives a crash of the collector) or fsynced (fsync: survives power loss) [SNAIL_ACK]")
@@ -238,6 +238,21 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 
+	// A socket from systemd has no address for collector.New to check.
+	listen, metrics := cfg.Listen, cfg.MetricsListen
+	for _, f := range []struct {
+		name string
+		spec *string
+	}{{"listen", &cfg.Listen}, {"metrics", &cfg.MetricsListen}} {
+		n, err := activationSpec(f.name, *f.spec)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			*f.spec = ""
+		}
+	}
+
 	c, err := collector.New(cfg)
 	if err != nil {
 		return err
@@ -258,9 +273,14 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 			f.Close()
 		}()
 	}
+	l, ml, err := listeners(listen, metrics)
+	if err != nil {
+		c.Close()
+		return err
+	}
 	cfg.Logger.Info("snail collector starting", "version", version())
 	served := make(chan error, 1)
-	go func() { served <- c.ListenAndServe() }()
+	go func() { served <- c.ServeWithMetrics(l, ml) }()
 	for {
 		select {
 		case err := <-served:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -167,6 +168,10 @@ func TestCollectorFlagErrors(t *testing.T) {
 		{[]string{"--max-conns", "0"}, "--max-conns 0: must be positive"},
 		{[]string{"--idle-timeout", "0s"}, "--idle-timeout 0s: must be positive"},
 		{[]string{"stray"}, `unexpected arguments ["stray"]`},
+		{[]string{"--listen", "systemd"}, "--listen systemd: no socket was passed to this process"},
+		{[]string{"--metrics", "systemd#2"}, "--metrics systemd: no socket was passed to this process"},
+		{[]string{"--listen", "systemd#0"}, `--listen "systemd#0": want systemd or systemd#N`},
+		{[]string{"--listen", "systemd", "--metrics", "systemd#1"}, "name the same socket"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, tc.args...)
@@ -179,8 +184,17 @@ func TestCollectorFlagErrors(t *testing.T) {
 			}
 		})
 	}
-	t.Setenv("SNAIL_ACK", "never")
+	// Sockets passed, but fewer than named (descriptors are not touched).
+	t.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	t.Setenv("LISTEN_FDS", "1")
 	var out, errb bytes.Buffer
+	if code := run([]string{"collector", "--dir", t.TempDir(), "--listen", "systemd#3"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `--listen: socket 3 wanted, "1" passed`) {
+		t.Errorf("--listen systemd#3 with one socket: exit %d, %q", code, errb.String())
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	errb.Reset()
+	t.Setenv("SNAIL_ACK", "never")
 	if code := run([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `ack level "never"`) {
 		t.Errorf("bad SNAIL_ACK: exit %d, %q", code, errb.String())
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,22 +55,45 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// freeAddr returns a loopback address nobody listens on right now.
+// freeAddr returns a loopback address that refuses connections until a
+// daemon of the test serves it (startDaemon), for a collector that is
+// down when its clients start, or that restarts.
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Helper()
+	return testnet.Reserve(t)
 }
 
-// startDaemon runs the test binary as `snail collector --listen ADDR --dir
-// DIR extra...` and waits until it accepts connections.
+// held maps the addresses of freeAddr that a daemon served to their
+// listeners, which the test keeps for the daemons that follow.
+var held sync.Map // string -> *net.TCPListener
+
+// startDaemon runs the test binary as `snail collector --dir DIR extra...`
+// and waits until it serves. With addr "", the daemon listens on
+// 127.0.0.1:0 and says where in its log. Otherwise addr is freeAddr's, and
+// the daemon is handed its socket as systemd's socket activation does
+// (--listen systemd), so that no other process can take the port before
+// it serves, and a restarted daemon finds the connections made while it
+// was down waiting (the test keeps the socket).
 func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{"collector", "--listen", addr, "--dir", dir}, extra...)
-	cmd := exec.Command(os.Args[0], args...)
+	args := []string{"collector", "--dir", dir}
+	var cmd *exec.Cmd
+	if addr == "" {
+		args = append(append(args, "--listen", "127.0.0.1:0"), extra...)
+		cmd = exec.Command(os.Args[0], args...)
+	} else {
+		l, ok := held.Load(addr)
+		if !ok {
+			l = testnet.Listen(t, addr)
+			held.Store(addr, l)
+			t.Cleanup(func() {
+				held.Delete(addr)
+				l.(net.Listener).Close()
+			})
+		}
+		args = append(append(args, "--listen", "systemd"), extra...)
+		cmd = activatedCmd(t, []net.Listener{l.(net.Listener)}, args...)
+	}
 	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
 	d := &daemon{cmd: cmd, addr: addr, stderr: new(syncBuffer)}
 	cmd.Stderr = d.stderr
@@ -84,16 +108,49 @@ func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
+		if served := d.logged("collector serving", "addr"); served != "" {
+			d.addr = served
 			return d
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("collector not listening: %v\n%s", err, d.stderr)
+			t.Fatalf("collector not serving after 20 s:\n%s", d.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// activatedCmd is the command that runs the test binary with args, handed
+// the listeners as systemd's socket activation hands its sockets over:
+// from descriptor 3, with LISTEN_FDS their count and LISTEN_PID the pid of
+// the process (the shell's, which exec keeps).
+func activatedCmd(t *testing.T, ls []net.Listener, args ...string) *exec.Cmd {
+	t.Helper()
+	var files []*os.File
+	for _, l := range ls {
+		f, err := l.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() }) // the child has its own once started
+		files = append(files, f)
+	}
+	script := fmt.Sprintf(`LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"`, len(ls))
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, os.Args[0]}, args...)...)
+	cmd.ExtraFiles = files
+	return cmd
+}
+
+// logged returns field key of the first line of the daemon's JSON log
+// whose message is msg, or "".
+func (d *daemon) logged(msg, key string) string {
+	for _, line := range strings.Split(d.stderr.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			v, _ := rec[key].(string)
+			return v
+		}
+	}
+	return ""
 }
 
 func (d *daemon) signal(t *testing.T, sig os.Signal) {
@@ -167,7 +224,7 @@ func TestSendToCollectorProcess(t *testing.T) {
 	}
 	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, n)
-	d := startDaemon(t, freeAddr(t), dir, "--metrics", freeAddr(t), "--file-mode", "0600")
+	d := startDaemon(t, "", dir, "--metrics", "127.0.0.1:0", "--file-mode", "0600")
 	var out, errb bytes.Buffer
 	if err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "app", "--compress", "s2", in}, nil, &out, &errb); err != nil {
 		t.Fatalf("send: %v\n%s", err, errb.String())
@@ -370,7 +427,7 @@ func TestSendErrors(t *testing.T) {
 // arrive, instead of the batch going again on every new connection.
 func TestSendGivesUpALineTooLarge(t *testing.T) {
 	dir := t.TempDir()
-	d := startDaemon(t, freeAddr(t), dir, "--max-frame", "64KiB")
+	d := startDaemon(t, "", dir, "--max-frame", "64KiB")
 	in := "id=0 end\n" + strings.Repeat("x", 3<<19) + "\nid=1 end\n"
 	var out, errb bytes.Buffer
 	err := sendCmd(context.Background(), []string{"--to", d.addr, "--stream", "big"}, strings.NewReader(in), &out, &errb)
@@ -541,7 +598,7 @@ func summary(t *testing.T, stderr string) (read, lost int) {
 func TestSendEndsOnARefusal(t *testing.T) {
 	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 600_000)
-	d := startDaemon(t, freeAddr(t), dir, "--token", "good")
+	d := startDaemon(t, "", dir, "--token", "good")
 	out, err := sendEnds(t, "--to", d.addr, "--token", "bad", "--drain-timeout", "2s", in)
 	if err == nil || !strings.Contains(out, "wrong or missing token") {
 		t.Fatalf("send: %v\n%s", err, out)
@@ -704,6 +761,68 @@ func TestSendSpoolKeepsLinesForTheNextRun(t *testing.T) {
 	checkLines(t, filepath.Join(dir, "sp.log"), 1001)
 	if err := sendCmd(context.Background(), []string{"--file", filepath.Join(dir, "x"), "--spool", spool}, strings.NewReader(""), &o, &e); err == nil {
 		t.Fatal("--spool with --file accepted")
+	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t)
+}
+
+// TestSocketActivation: `snail collector --listen systemd#1 --metrics
+// systemd#2` serves the two sockets systemd's socket activation hands it
+// (a .socket unit with two ListenStream=). A client that connected before
+// the daemon started, as happens while systemd starts it on the first
+// connection or restarts it, is served once it runs.
+func TestSocketActivation(t *testing.T) {
+	var ls []net.Listener
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+	}
+	dir := t.TempDir()
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 1000)
+	sent := make(chan error, 1)
+	var errb bytes.Buffer
+	go func() { // connects at once: the socket is there, nobody serves it yet
+		sent <- sendCmd(context.Background(), []string{"--to", ls[0].Addr().String(), "--stream", "act", "-q", in}, nil, io.Discard, &errb)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cmd := activatedCmd(t, ls, "collector", "--dir", dir, "--listen", "systemd#1", "--metrics", "systemd#2")
+	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
+	d := &daemon{cmd: cmd, stderr: new(syncBuffer)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("send: %v\n%s\ncollector:\n%s", err, errb.String(), d.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("send not done within 30 s\ncollector:\n%s", d.stderr)
+	}
+	checkLines(t, filepath.Join(dir, "act.log"), 1000)
+	resp, err := http.Get("http://" + ls[1].Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Fatalf("/healthz on the second socket: %d %q", resp.StatusCode, body)
+	}
+	if got := d.logged("collector serving", "addr"); got != ls[0].Addr().String() {
+		t.Errorf("serving %q, want the first socket's %s", got, ls[0].Addr())
 	}
 	d.signal(t, syscall.SIGTERM)
 	d.wait(t)

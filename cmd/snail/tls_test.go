@@ -29,7 +29,7 @@ func TestCollectorReloadsTLSOnSIGHUP(t *testing.T) {
 	first := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
 	testcert.WritePEM(t, first, certFile, keyFile)
 	dir := t.TempDir()
-	d := startDaemon(t, freeAddr(t), dir, "--tls-cert", certFile, "--tls-key", keyFile)
+	d := startDaemon(t, "", dir, "--tls-cert", certFile, "--tls-key", keyFile)
 	served := func() *big.Int {
 		t.Helper()
 		c, err := tls.Dial("tcp", d.addr, &tls.Config{RootCAs: ca.Pool()})
@@ -90,7 +90,7 @@ func TestSendWithClientCertificate(t *testing.T) {
 	testcert.WritePEM(t, ca.Issue(t, "collector.test", x509.ExtKeyUsageServerAuth), file("server.pem"), file("server.key"))
 	testcert.WritePEM(t, ca.Issue(t, "app", x509.ExtKeyUsageClientAuth), file("client.pem"), file("client.key"))
 	dir := t.TempDir()
-	d := startDaemon(t, freeAddr(t), dir, "--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem"))
+	d := startDaemon(t, "", dir, "--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--tls-client-ca", file("ca.pem"))
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 1000)
 	var errb strings.Builder

@@ -29,7 +29,7 @@ func TestTokenFileRotation(t *testing.T) {
 	write(tokens, "# the fleet's token\nold\n")
 	write(oldTok, "old\n")
 	write(newTok, "new\n")
-	d := startDaemon(t, freeAddr(t), dir, "--token-file", tokens)
+	d := startDaemon(t, "", dir, "--token-file", tokens)
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 100)
 	send := func(tokenFile string) error {
