@@ -50,7 +50,7 @@ type Collector struct {
 	mu      sync.Mutex
 	outputs map[string]*output
 	addr    net.Addr
-	maddr   net.Addr // the metrics listener's (ListenAndServe)
+	maddr   net.Addr // the metrics listener's (ServeWithMetrics)
 	http    *http.Server
 	stopped bool
 
@@ -429,8 +429,8 @@ func (c *Collector) Addr() net.Addr {
 	return c.addr
 }
 
-// MetricsAddr returns the address of the metrics listener that
-// ListenAndServe opened (Config.MetricsListen), or nil.
+// MetricsAddr returns the address of the metrics listener served
+// (ListenAndServe's Config.MetricsListen, or ServeWithMetrics's), or nil.
 func (c *Collector) MetricsAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
