@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -85,6 +87,7 @@ func (c *compressor) run() {
 		c.idle.Broadcast()
 		c.mu.Unlock()
 	}()
+	retries := 0
 	for {
 		c.mu.Lock()
 		var name string
@@ -101,6 +104,23 @@ func (c *compressor) run() {
 			}
 		}
 		err := c.compress(name)
+		if transient(err) && retries < maxCompressRetries {
+			// Out of descriptors or space for now: the file stays first
+			// in line, and the File open (a collector keeps an output
+			// open while it compresses), rather than wait for the next
+			// rotation or Open.
+			if retries == 0 {
+				c.onError(fmt.Errorf("%w (trying again)", err))
+			}
+			retries++
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(min(compressRetryDelay<<(retries-1), time.Minute)):
+			}
+			continue
+		}
+		retries = 0
 		c.mu.Lock()
 		c.queue = c.queue[1:]
 		if len(c.queue) == 0 {
@@ -117,6 +137,27 @@ func (c *compressor) run() {
 }
 
 var errStopped = errors.New("filelog: compressor stopped")
+
+// A compression that fails for want of descriptors or space is tried again
+// after compressRetryDelay, doubling up to a minute, maxCompressRetries
+// times (about 6 minutes in all); then the file waits for the next
+// rotation, or the next Open.
+var compressRetryDelay = time.Second
+
+const maxCompressRetries = 10
+
+// transient reports whether err is a lack of file descriptors (EMFILE,
+// ENFILE) or of space (ENOSPC, EDQUOT), which time may cure.
+func transient(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// createTemp creates the compressed copy's temporary file (a variable for
+// tests).
+var createTemp = func(name string) (*os.File, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+}
 
 // stopReader stops a copy when the compressor is told to stop.
 type stopReader struct {
@@ -144,7 +185,7 @@ func (c *compressor) compress(name string) (err error) {
 	defer src.Close()
 	final := name + c.codec.ext()
 	tmp := final + ".tmp"
-	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	dst, err := createTemp(tmp)
 	if err != nil {
 		return fmt.Errorf("filelog: compress: %w", err)
 	}

@@ -678,6 +678,47 @@ func TestFailedCompressionTriedAgain(t *testing.T) {
 	}
 }
 
+// TestCompressionTriedAgainAfterEMFILE: a compression that fails for want
+// of descriptors (or space) is tried again shortly, without waiting for
+// the next rotation, and reported once.
+func TestCompressionTriedAgainAfterEMFILE(t *testing.T) {
+	orig, origDelay := createTemp, compressRetryDelay
+	t.Cleanup(func() { createTemp, compressRetryDelay = orig, origDelay }) // after the File's Close
+	var fails atomic.Int32
+	fails.Store(2)
+	createTemp = func(name string) (*os.File, error) {
+		if fails.Add(-1) >= 0 {
+			return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EMFILE}
+		}
+		return orig(name)
+	}
+	compressRetryDelay = 10 * time.Millisecond
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	var mu sync.Mutex
+	var errs []error
+	f := mustOpen(t, path, WithMaxSize(600), WithCompression(Zstd),
+		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+	for k := range 2 {
+		if err := f.WriteBatch(lines(20, 20*k), 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.comp.waitIdle()
+	bs := f.backups()
+	if len(bs) != 1 || !bs[0].compressed {
+		t.Fatalf("backups %+v: want the one, compressed after the failures", bs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) != 1 || !errors.Is(errs[0], syscall.EMFILE) || !strings.Contains(errs[0].Error(), "trying again") {
+		t.Fatalf("reported %v: want the first failure, once", errs)
+	}
+	if got := readAll(t, f); !bytes.Equal(got, lines(40, 0)) {
+		t.Fatalf("backup and live file hold %d bytes, want the 40 lines", len(got))
+	}
+}
+
 func TestCloseAbandonsCompression(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")
