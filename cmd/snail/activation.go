@@ -50,33 +50,32 @@ func activated(flag string, n int) (net.Listener, error) {
 // listened on, or the socket it names taken from systemd. ml is nil
 // without --metrics. The addresses are checked by collector.New before.
 func listeners(listen, metrics string) (l, ml net.Listener, err error) {
-	open := func(flag, spec string) (net.Listener, error) {
-		n, err := activationSpec(flag, spec)
-		switch {
-		case err != nil:
-			return nil, err
-		case n > 0:
+	ln, err := activationSpec("listen", listen)
+	if err != nil {
+		return nil, nil, err
+	}
+	mn, err := activationSpec("metrics", metrics)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ln > 0 && ln == mn {
+		return nil, nil, fmt.Errorf("--listen %s and --metrics %s name the same socket", listen, metrics)
+	}
+	open := func(flag, spec string, n int, prefix string) (net.Listener, error) {
+		if n > 0 {
 			return activated(flag, n)
 		}
 		l, err := net.Listen("tcp", spec)
 		if err != nil {
-			if flag == "metrics" {
-				return nil, fmt.Errorf("collector: metrics: %w", err)
-			}
-			return nil, fmt.Errorf("collector: %w", err)
+			return nil, fmt.Errorf("%s%w", prefix, err)
 		}
 		return l, nil
 	}
-	ln, _ := activationSpec("listen", listen)
-	mn, _ := activationSpec("metrics", metrics)
-	if ln > 0 && ln == mn {
-		return nil, nil, fmt.Errorf("--listen %s and --metrics %s name the same socket", listen, metrics)
-	}
-	if l, err = open("listen", listen); err != nil {
+	if l, err = open("listen", listen, ln, "collector: "); err != nil {
 		return nil, nil, err
 	}
 	if metrics != "" {
-		if ml, err = open("metrics", metrics); err != nil {
+		if ml, err = open("metrics", metrics, mn, "collector: metrics: "); err != nil {
 			l.Close()
 			return nil, nil, err
 		}

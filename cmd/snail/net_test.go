@@ -24,6 +24,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/snail-log/snail"
+	"github.com/snail-log/snail/encoder"
 	"github.com/snail-log/snail/internal/testnet"
 	"github.com/snail-log/snail/netlog"
 	"github.com/snail-log/snail/sink"
@@ -770,7 +771,7 @@ func TestSendSpoolKeepsLinesForTheNextRun(t *testing.T) {
 // systemd#2` serves the two sockets systemd's socket activation hands it
 // (a .socket unit with two ListenStream=). A client that connected before
 // the daemon started, as happens while systemd starts it on the first
-// connection or restarts it, is served once it runs.
+// connection or restarts it, is welcomed once it runs.
 func TestSocketActivation(t *testing.T) {
 	var ls []net.Listener
 	for range 2 {
@@ -784,12 +785,26 @@ func TestSocketActivation(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	writeLines(t, in, 0, 1000)
+	// A client connected, its hello sent, before the daemon runs: the
+	// socket is there and the kernel takes the connection; nobody answers
+	// yet.
+	early, err := net.Dial("tcp", ls[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	hello, err := netlog.AppendHello(nil, netlog.Hello{Version: netlog.ProtocolVersion, StreamID: 7, Name: "early"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := early.Write(hello); err != nil {
+		t.Fatal(err)
+	}
 	sent := make(chan error, 1)
 	var errb bytes.Buffer
-	go func() { // connects at once: the socket is there, nobody serves it yet
+	go func() {
 		sent <- sendCmd(context.Background(), []string{"--to", ls[0].Addr().String(), "--stream", "act", "-q", in}, nil, io.Discard, &errb)
 	}()
-	time.Sleep(200 * time.Millisecond)
 	cmd := activatedCmd(t, ls, "collector", "--dir", dir, "--listen", "systemd#1", "--metrics", "systemd#2")
 	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
 	d := &daemon{cmd: cmd, stderr: new(syncBuffer)}
@@ -812,6 +827,19 @@ func TestSocketActivation(t *testing.T) {
 		t.Fatalf("send not done within 30 s\ncollector:\n%s", d.stderr)
 	}
 	checkLines(t, filepath.Join(dir, "act.log"), 1000)
+	dec, err := encoder.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	early.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := encoder.NewReader(early, dec).Next()
+	if err != nil {
+		t.Fatalf("the client connected before the daemon: %v", err)
+	}
+	if w, err := netlog.ParseWelcome(f); err != nil || w.Status != encoder.StatusOK {
+		t.Fatalf("the client connected before the daemon got %+v, %v; want a welcome", w, err)
+	}
 	resp, err := http.Get("http://" + ls[1].Addr().String() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
