@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -89,18 +90,47 @@ func TestPseudoTerminal(t *testing.T) {
 	}
 }
 
-// TestDiskFull fills a small tmpfs: the error names ENOSPC, no entry is left
-// half-written, and writing resumes once space is freed.
+// TestDiskFull fills a small disk: the error names ENOSPC, no entry is left
+// half-written, and writing resumes once space is freed. On tmpfs, and on
+// ext4 with batches small and large (whose blocks File.allocate allocates
+// before it writes them).
 func TestDiskFull(t *testing.T) {
-	for _, wm := range writeModes {
-		t.Run(wm.name, func(t *testing.T) { testDiskFull(t, wm.write) })
+	for _, tc := range []struct {
+		disk    string
+		mount   func(*testing.T) string
+		entries int // per batch: 37 make about 1 KB, 11000 about 300 KB
+		filler  int
+		alloc   bool // File.allocate runs, and meets the full disk first
+	}{
+		{"tmpfs", func(t *testing.T) string { return mountSmallTmpfs(t, 256<<10) }, 37, 64 << 10, false},
+		{"ext4", func(t *testing.T) string { return mountSmallExt4(t, "ext4", 4<<20) }, 37, 1 << 20, false},
+		{"ext4/large batches", func(t *testing.T) string { return mountSmallExt4(t, "ext4", 4<<20) }, 11_000, 1 << 20, true},
+	} {
+		for _, wm := range writeModes {
+			t.Run(tc.disk+"/"+wm.name, func(t *testing.T) {
+				dir := tc.mount(t)
+				var allocs, full int
+				testHookAllocate = func(_, _ int64, err error) {
+					allocs++
+					if errors.Is(err, syscall.ENOSPC) {
+						full++
+					}
+				}
+				t.Cleanup(func() { testHookAllocate = nil })
+				testDiskFull(t, dir, tc.filler, tc.entries, wm.write)
+				if tc.alloc != (allocs > 0) || tc.alloc != (full > 0) {
+					t.Fatalf("%d allocations, %d of them refused for want of space; want both (%v) or neither", allocs, full, tc.alloc)
+				}
+			})
+		}
 	}
 }
 
-func testDiskFull(t *testing.T, write func(*File, []byte, int) error) {
-	dir := mountSmallTmpfs(t, 256<<10)
-	filler := filepath.Join(dir, "filler")
-	if err := os.WriteFile(filler, make([]byte, 64<<10), 0o600); err != nil {
+// testDiskFull fills the disk at dir, a filler file of filler bytes first,
+// with batches of entries entries, written by write.
+func testDiskFull(t *testing.T, dir string, filler, entries int, write func(*File, []byte, int) error) {
+	fill := filepath.Join(dir, "filler")
+	if err := os.WriteFile(fill, make([]byte, filler), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "app.log")
@@ -108,8 +138,8 @@ func testDiskFull(t *testing.T, write func(*File, []byte, int) error) {
 	var written []byte
 	var werr error
 	for i := 0; i < 10000; i++ {
-		b := lines(37, i*37) // ~1 KB batches that do not divide the space
-		if werr = write(f, b, 37); werr != nil {
+		b := lines(entries, i*entries) // sizes that do not divide the space
+		if werr = write(f, b, entries); werr != nil {
 			break
 		}
 		written = append(written, b...)
@@ -122,14 +152,31 @@ func testDiskFull(t *testing.T, write func(*File, []byte, int) error) {
 		t.Fatalf("file holds %d bytes, the successful batches %d: a failed batch left bytes behind", len(got), len(written))
 	}
 	// Free space: the next batch goes through.
-	os.Remove(filler)
-	b := lines(37, 1_000_000)
-	if err := write(f, b, 37); err != nil {
+	os.Remove(fill)
+	b := lines(entries, 100_000_000)
+	if err := write(f, b, entries); err != nil {
 		t.Fatalf("after freeing space: %v", err)
 	}
 	got, _ = os.ReadFile(path)
 	if !bytes.Equal(got, append(written, b...)) {
 		t.Fatal("content after recovery is not the successful batches in order")
+	}
+	checkNoBlocksPastEnd(t, path)
+}
+
+// checkNoBlocksPastEnd fails the test if the file at path holds more blocks
+// than its size needs: blocks allocated for bytes never written. Up to 64
+// KiB more are the file system's own (ext4's extent tree), less than a
+// batch File.allocate allocates.
+func checkNoBlocksPastEnd(t *testing.T, path string) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	bs := int64(st.Blksize)
+	if need := (st.Size + bs - 1) / bs * bs; st.Blocks*512 > need+64<<10 {
+		t.Fatalf("%s: %d bytes in %d bytes of blocks (%d needed): blocks allocated past its end", path, st.Size, st.Blocks*512, need)
 	}
 }
 
@@ -145,6 +192,41 @@ func mountSmallTmpfs(t *testing.T, size int) string {
 		t.Skipf("skipped: cannot mount a tmpfs here (%v)", err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// mountSmallExt4 makes a file system of size bytes in a file (mkfs.ext4,
+// or mkfs.ext2 for kind "ext2", whose files have no extents), mounts it
+// with the ext4 driver through a loop device on a new directory and
+// returns that, or skips the test where that cannot be done here (not
+// root, no loop devices, no e2fsprogs). No blocks are reserved for root
+// (the tests run as root) and there is no journal, so that the space the
+// test sees is the space there is.
+func mountSmallExt4(t *testing.T, kind string, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: mounting a small ext4 file system needs root")
+	}
+	img := filepath.Join(t.TempDir(), kind+".img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs."+kind, "-q", "-F", "-m", "0", "-O", "^has_journal", img).CombinedOutput(); err != nil {
+		t.Skipf("skipped: cannot make an %s file system here (%v: %s)", kind, err, bytes.TrimSpace(out))
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+		t.Skipf("skipped: cannot mount a loop device here (%v: %s)", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmounting the test's %s: %v", kind, err)
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	})
 	return dir
 }
 

@@ -30,6 +30,7 @@ type File struct {
 	records    bool    // one write() per entry: WithRecordPerWrite, a record device, or a datagram socket
 	peerGone   bool    // the device's reader left: open it again before the next write
 	torn       bool    // the live file ends inside a line: the next batch starts with a newline
+	fallocate  bool    // large batches get their blocks before they are written: allocate
 	refused    []error // records a device refused, for the error handler once the lock is released
 	std        bool    // os.Stdout or os.Stderr: never closed by us
 	size       int64
@@ -208,6 +209,7 @@ func (l *File) open() error {
 		}
 		l.size, l.ino = st.Size(), Inode(st)
 		l.torn = endsInsideLine(l.path, l.size)
+		l.fallocate = !l.records && allocates(f)
 	}
 	return nil
 }
@@ -341,7 +343,9 @@ func (l *File) writeBatchVec(pieces [][]byte) error {
 	start := l.size
 	if l.torn {
 		pieces = append([][]byte{newline}, pieces...)
+		total++
 	}
+	l.allocate(total)
 	n, calls, err := writev(l.f, pieces, &l.iov)
 	clear(l.iov[:cap(l.iov)]) // hold no reference to the caller's buffers
 	if err := l.account(n, calls, err); err != nil {
@@ -384,6 +388,7 @@ func (l *File) writeBatch(batch []byte) error {
 	if l.torn {
 		// One write() still: the newline and the batch together, so that
 		// a failure cuts both back.
+		l.allocate(len(batch) + 1)
 		n, calls, err := writev(l.f, [][]byte{newline, batch}, &l.iov)
 		clear(l.iov[:cap(l.iov)])
 		if err := l.account(n, calls, err); err != nil {
@@ -392,6 +397,7 @@ func (l *File) writeBatch(batch []byte) error {
 		return l.untorn(l.durable(start))
 	}
 	if !l.records {
+		l.allocate(len(batch))
 		if err := l.write(batch); err != nil {
 			return err
 		}
@@ -401,6 +407,32 @@ func (l *File) writeBatch(batch []byte) error {
 		return err
 	}
 	return l.durable(start)
+}
+
+// allocateMin is the smallest batch allocate gives its blocks first: below
+// it the call costs more than the write saves (measured on ext4: a loss at
+// 16 KiB, even at 64 KiB, a gain from 256 KiB).
+const allocateMin = 256 << 10
+
+// allocate gives the n bytes about to be appended their blocks before
+// they are written, where the file system makes the write cheaper for it
+// (ext4: see allocates). On ext4 a write() into blocks allocated but not
+// yet written costs the kernel less than one that leaves the allocation
+// for later (delayed allocation): in 1 MiB batches, 0.21-0.22 against
+// 0.12-0.15 s of the writer's CPU per GB written, 0.25-0.29 against
+// 0.17-0.21 s of both cores' with the writeback counted
+// (benchmarks/NOTES.md, session 35). Exactly the batch is allocated, not
+// more, so that no block is left allocated past the end once it is
+// written and nothing is to be given back at Close. Failures are left to
+// the write, which reports them (a full disk) or does without; blocks that
+// a refused allocation took all the same are the next batch's.
+func (l *File) allocate(n int) {
+	if !l.fallocate || n < allocateMin {
+		return
+	}
+	if err := allocateEnd(l.f, int64(n)); errors.Is(err, errors.ErrUnsupported) {
+		l.fallocate = false
+	}
 }
 
 // writeRecords writes batch one entry per write(). On a regular file a
@@ -609,6 +641,10 @@ func SyncDir(dir string) error {
 
 // testHookFsync, set by tests only, can fail a file's fsync after it ran.
 var testHookFsync func(path string) error
+
+// testHookAllocate, set by tests only, sees each allocation allocateEnd
+// asks for: where, how many bytes, and the error.
+var testHookAllocate func(off, n int64, err error)
 
 // testHookSyncDir, set by tests only, sees each directory SyncDir fsyncs,
 // and makes that fsync fail with the error it returns.

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package filelog
+
+import (
+	"errors"
+	"os"
+)
+
+// allocates reports false: off Linux, batches are written without their
+// blocks allocated first.
+func allocates(*os.File) bool { return false }
+
+func allocateEnd(*os.File, int64) error { return errors.ErrUnsupported }
