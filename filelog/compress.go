@@ -23,10 +23,11 @@ type compressor struct {
 	codec   Compression
 	onError func(error)
 
-	mu      sync.Mutex
-	idle    sync.Cond // broadcast when the queue empties or the compressor stops
-	queue   []string  // queue[0] is in progress
-	stopped bool
+	mu        sync.Mutex
+	idle      sync.Cond // broadcast when the queue empties or the compressor stops
+	queue     []string  // queue[0] is in progress
+	reporting bool      // the last file's failure is with onError: not idle yet
+	stopped   bool
 
 	wake chan struct{}
 	stop chan struct{}
@@ -62,18 +63,23 @@ func (c *compressor) close() {
 	<-c.done
 }
 
-// busy reports whether a rotated file is queued or being compressed.
+// busy reports whether a rotated file is queued or being compressed (or
+// its failure being reported).
 func (c *compressor) busy() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue) > 0 && !c.stopped
+	return c.busyLocked()
 }
 
-// waitIdle waits until nothing is queued or in progress, or the
-// compressor has stopped.
+func (c *compressor) busyLocked() bool {
+	return (len(c.queue) > 0 || c.reporting) && !c.stopped
+}
+
+// waitIdle waits until nothing is queued or in progress, and every failure
+// reported, or the compressor has stopped.
 func (c *compressor) waitIdle() {
 	c.mu.Lock()
-	for len(c.queue) > 0 && !c.stopped {
+	for c.busyLocked() {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
@@ -121,18 +127,25 @@ func (c *compressor) run() {
 			continue
 		}
 		retries = 0
-		c.mu.Lock()
-		c.queue = c.queue[1:]
-		if len(c.queue) == 0 {
-			c.idle.Broadcast()
-		}
-		c.mu.Unlock()
 		if errors.Is(err, errStopped) {
 			return
 		}
+		// Out of the queue before the report, so that the file can be
+		// queued again meanwhile (by the next rotation); idle only after
+		// it, so that whoever waits for idle also sees the failure.
+		c.mu.Lock()
+		c.queue = c.queue[1:]
+		c.reporting = err != nil
+		c.mu.Unlock()
 		if err != nil {
 			c.onError(err)
 		}
+		c.mu.Lock()
+		c.reporting = false
+		if !c.busyLocked() {
+			c.idle.Broadcast()
+		}
+		c.mu.Unlock()
 	}
 }
 
