@@ -156,6 +156,7 @@ func stdStream(path string) *os.File {
 
 // open opens (or reopens) l.path. Called with l.mu held, or before l is shared.
 func (l *File) open() error {
+	l.fallocate = false // until the new file is known to be on ext4
 	if s := stdStream(l.path); s != nil {
 		l.f, l.std, l.device = s, true, true
 		return nil
