@@ -127,3 +127,54 @@ func TestAllocationRefusedOnce(t *testing.T) {
 		t.Fatalf("the file holds %d bytes, want the 3 batches' %d", len(data), 3*len(large))
 	}
 }
+
+// A path reopened as something else than a regular file on ext4 (here a
+// FIFO, once the file was moved away) gets no allocation.
+func TestNoAllocationAfterReopenOnAFIFO(t *testing.T) {
+	dir := ext4Dir(t)
+	path := filepath.Join(dir, "app.log")
+	got := recordAllocations(t)
+	f := mustOpen(t, path)
+	large := lines(11_000, 0)
+	if err := f.WriteBatch(large, 11_000); err != nil {
+		t.Fatal(err)
+	}
+	if len(*got) != 1 {
+		t.Fatalf("allocations %+v, want one for the regular file", *got)
+	}
+	if err := os.Rename(path, path+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(path, os.O_RDWR, 0) // a reader, which never blocks opening
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	read := make(chan int)
+	go func() {
+		n, buf := 0, make([]byte, 64<<10)
+		for n < len(large) {
+			k, err := r.Read(buf)
+			if err != nil {
+				break
+			}
+			n += k
+		}
+		read <- n
+	}()
+	if err := f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(large, 11_000); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-read; n != len(large) {
+		t.Fatalf("the FIFO's reader got %d bytes, want %d", n, len(large))
+	}
+	if len(*got) != 1 {
+		t.Fatalf("allocations %+v: one for the FIFO", *got)
+	}
+}
