@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -36,74 +37,142 @@ func recordAllocations(t *testing.T) *[]allocation {
 	return &got
 }
 
-// On ext4, a batch of 256 KiB or more has its blocks allocated just before
-// it is written, exactly the batch's, at the file's real end: after
-// another process appended, and after logrotate's copytruncate emptied the
-// file (where the File's own count of bytes would leave blocks allocated
-// past the end, for good). Smaller batches are written as they are.
+// On ext4, a batch of 256 KiB or more has its blocks allocated before it
+// is written, up to the next multiple of 8 MiB (allocateChunk) from the
+// file's real end, or to the rotation size; smaller batches are written as
+// they are. What no write filled is given back when the File lets go of
+// the file (Close, rotation), unless another process appended to it or
+// emptied it: then the File's count is not the file's end, and cutting
+// there would delete their lines or pad the file with zeros.
 func TestLargeBatchesAllocatedFirst(t *testing.T) {
-	path := filepath.Join(ext4Dir(t), "app.log")
-	got := recordAllocations(t)
-	f := mustOpen(t, path)
-	var want []allocation
-	var content []byte
-	end := func() int64 { return int64(len(content)) }
 	small, large := lines(37, 0), lines(11_000, 0) // about 1 KB and 300 KB
-	other, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	steps := []struct {
-		name string
-		do   func() error
-	}{
-		{"a small batch", func() error { content = append(content, small...); return f.WriteBatch(small, 37) }},
-		{"a large batch", func() error {
-			want = append(want, allocation{end(), int64(len(large)), nil})
-			content = append(content, large...)
-			return f.WriteBatch(large, 11_000)
-		}},
-		{"a large batch in pieces", func() error {
-			want = append(want, allocation{end(), int64(len(large)), nil})
-			content = append(content, large...)
-			return f.WriteBatchVec(split(large, 3), 11_000)
-		}},
-		{"another process appends, then a large batch", func() error {
-			if _, err := other.Write([]byte("theirs\n")); err != nil {
-				return err
-			}
-			content = append(content, "theirs\n"...)
-			want = append(want, allocation{end(), int64(len(large)), nil})
-			content = append(content, large...)
-			return f.WriteBatch(large, 11_000)
-		}},
-		{"copytruncate, then a large batch", func() error {
-			if err := os.Truncate(path, 0); err != nil {
-				return err
-			}
-			content = content[:0]
-			want = append(want, allocation{0, int64(len(large)), nil})
-			content = append(content, large...)
-			return f.WriteBatchVec(split(large, 2), 11_000)
-		}},
-	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			t.Fatalf("%s: %v", s.name, err)
-		}
-		if len(*got) != len(want) || (len(want) > 0 && (*got)[len(want)-1] != want[len(want)-1]) {
-			t.Fatalf("after %s: allocations %+v, want %+v", s.name, *got, want)
-		}
+	const chunk = allocateChunk
+	up := func(n int64) int64 { return (n + chunk - 1) / chunk * chunk }
+	check := func(t *testing.T, path string, want []byte) {
+		t.Helper()
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(data, content) {
-			t.Fatalf("after %s: the file holds %d bytes, want %d", s.name, len(data), len(content))
+		if !bytes.Equal(data, want) {
+			t.Fatalf("%s holds %d bytes (%d zero bytes), want %d", path, len(data), bytes.Count(data, []byte{0}), len(want))
 		}
-		checkNoBlocksPastEnd(t, path)
 	}
+	t.Run("one writer", func(t *testing.T) {
+		path := filepath.Join(ext4Dir(t), "app.log")
+		got := recordAllocations(t)
+		f := mustOpen(t, path)
+		content := append([]byte(nil), small...)
+		if err := f.WriteBatch(small, 37); err != nil {
+			t.Fatal(err)
+		}
+		var want []allocation
+		for i := range 30 { // past the first 8 MiB
+			end := int64(len(content))
+			if end+int64(len(large)) > up(end) || end == int64(len(small)) {
+				want = append(want, allocation{end, up(end+int64(len(large))) - end, nil})
+			}
+			var err error
+			if i%2 == 0 {
+				err = f.WriteBatch(large, 11_000)
+			} else {
+				err = f.WriteBatchVec(split(large, 3), 11_000)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			content = append(content, large...)
+		}
+		if !slices.Equal(*got, want) {
+			t.Fatalf("allocations %+v, want %+v", *got, want)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		check(t, path, content)
+		checkNoBlocksPastEnd(t, path)
+	})
+	t.Run("another appender", func(t *testing.T) {
+		path := filepath.Join(ext4Dir(t), "app.log")
+		f := mustOpen(t, path)
+		if err := f.WriteBatch(large, 11_000); err != nil {
+			t.Fatal(err)
+		}
+		other, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		if _, err := other.Write([]byte("theirs\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Write([]byte("theirs again\n")); err != nil {
+			t.Fatal(err)
+		}
+		check(t, path, slices.Concat(large, []byte("theirs\ntheirs again\n")))
+	})
+	t.Run("copytruncate", func(t *testing.T) {
+		path := filepath.Join(ext4Dir(t), "app.log")
+		got := recordAllocations(t)
+		f := mustOpen(t, path)
+		for range 2 {
+			if err := f.WriteBatch(large, 11_000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WriteBatch(large, 11_000); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		check(t, path, large)         // not padded to the File's count of bytes
+		checkNoBlocksPastEnd(t, path) // the truncation gave them back
+		if len(*got) != 1 || (*got)[0] != (allocation{0, chunk, nil}) {
+			t.Fatalf("allocations %+v, want one chunk from 0", *got)
+		}
+	})
+	t.Run("rotation", func(t *testing.T) {
+		dir := ext4Dir(t)
+		path := filepath.Join(dir, "app.log")
+		got := recordAllocations(t)
+		const max = 1 << 20
+		f := mustOpen(t, path, WithMaxSize(max))
+		var content []byte
+		for range 7 { // 3 a file
+			if err := f.WriteBatch(large, 11_000); err != nil {
+				t.Fatal(err)
+			}
+			content = append(content, large...)
+		}
+		for _, a := range *got {
+			if a.off != 0 || a.n != max || a.err != nil {
+				t.Fatalf("allocations %+v, want each from 0 to the rotation size", *got)
+			}
+		}
+		if len(*got) != 3 {
+			t.Fatalf("allocations %+v, want one a file", *got)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		bs := f.backups()
+		if len(bs) != 2 {
+			t.Fatalf("backups %+v, want 2", bs)
+		}
+		for _, name := range []string{bs[0].name, bs[1].name, path} {
+			checkNoBlocksPastEnd(t, name)
+		}
+		if data := readAll(t, f); !bytes.Equal(data, content) {
+			t.Fatalf("backups and live file hold %d bytes, want %d", len(data), len(content))
+		}
+	})
 }
 
 // On a file system that takes the ext4 driver but whose files have no

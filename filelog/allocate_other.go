@@ -11,4 +11,4 @@ import (
 // blocks allocated first.
 func allocates(*os.File) bool { return false }
 
-func allocateEnd(*os.File, int64) error { return errors.ErrUnsupported }
+func allocateAt(*os.File, int64, int64) error { return errors.ErrUnsupported }

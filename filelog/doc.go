@@ -7,9 +7,10 @@
 // A File is a destination for snail's sink: it takes whole batches, never
 // splits an entry across files, and never leaves half an entry behind when
 // a write fails (a short write on a full disk is cut back). On ext4, a
-// batch of 256 KiB or more has its blocks allocated just before it is
-// written (fallocate, the file's size unchanged), which makes the write
-// cheaper for the kernel than ext4's delayed allocation.
+// batch of 256 KiB or more finds its blocks allocated (fallocate, 8 MiB at
+// a time, the file's size unchanged; what no write filled is given back
+// when the file is let go of), which makes the write cheaper for the
+// kernel than ext4's delayed allocation.
 //
 // Character devices, FIFOs, sockets and stdout/stderr are written the same
 // way but never rotated, and Sync on them never fails with EINVAL or

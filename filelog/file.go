@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -31,6 +32,8 @@ type File struct {
 	peerGone   bool    // the device's reader left: open it again before the next write
 	torn       bool    // the live file ends inside a line: the next batch starts with a newline
 	fallocate  bool    // large batches get their blocks before they are written: allocate
+	allocated  bool    // allocate ran on the live file: blocks may lie past its end
+	allocEnd   int64   // where the blocks allocate allocated end
 	refused    []error // records a device refused, for the error handler once the lock is released
 	std        bool    // os.Stdout or os.Stderr: never closed by us
 	size       int64
@@ -156,6 +159,9 @@ func stdStream(path string) *os.File {
 
 // open opens (or reopens) l.path. Called with l.mu held, or before l is shared.
 func (l *File) open() error {
+	if l.f != nil {
+		l.trimAllocated() // the file being let go of
+	}
 	l.fallocate = false // until the new file is known to be on ext4
 	if s := stdStream(l.path); s != nil {
 		l.f, l.std, l.device = s, true, true
@@ -410,29 +416,75 @@ func (l *File) writeBatch(batch []byte) error {
 	return l.durable(start)
 }
 
-// allocateMin is the smallest batch allocate gives its blocks first: below
-// it the call costs more than the write saves (measured on ext4: a loss at
-// 16 KiB, even at 64 KiB, a gain from 256 KiB).
+// allocateMin is the smallest batch allocate allocates for: below it the
+// call costs more than the write saves (measured on ext4: a loss at 16
+// KiB, even at 64 KiB, a gain from 256 KiB), and a writer that fills
+// batches this large is busy.
 const allocateMin = 256 << 10
 
-// allocate gives the n bytes about to be appended their blocks before
-// they are written, where the file system makes the write cheaper for it
-// (ext4: see allocates). On ext4 a write() into blocks allocated but not
+// allocateChunk is how far allocate allocates at a time: far enough that
+// a file written side by side with others (a collector's streams) gets
+// extents of this size, where allocating each batch alone gave it one
+// extent per batch (185 extents in 90 MB, against 1-2 with ext4's delayed
+// allocation, in benchmarks/NOTES.md, session 35).
+const allocateChunk = 8 << 20
+
+// allocate gives the blocks of a batch of n bytes about to be appended
+// before it is written, where the file system makes the write cheaper for
+// it (ext4: see allocates). On ext4 a write() into blocks allocated but not
 // yet written costs the kernel less than one that leaves the allocation
 // for later (delayed allocation): in 1 MiB batches, 0.21-0.22 against
 // 0.12-0.15 s of the writer's CPU per GB written, 0.25-0.29 against
 // 0.17-0.21 s of both cores' with the writeback counted
-// (benchmarks/NOTES.md, session 35). Exactly the batch is allocated, not
-// more, so that no block is left allocated past the end once it is
-// written and nothing is to be given back at Close. Failures are left to
-// the write, which reports them (a full disk) or does without; blocks that
-// a refused allocation took all the same are the next batch's.
+// (benchmarks/NOTES.md, session 35). The blocks are allocated up to the
+// next multiple of allocateChunk (not past the rotation size), from where
+// the file really ends (another process may have appended to it); what
+// no write filled is given back when the File lets go of the file
+// (trimAllocated). A failure is left to the write, which reports it (a
+// full disk) or does without, and what it allocated is given back at once,
+// so that a file on a disk nearly full does not take the last of its
+// space from other files.
 func (l *File) allocate(n int) {
-	if !l.fallocate || n < allocateMin {
+	if !l.fallocate || n < allocateMin || l.size+int64(n) <= l.allocEnd {
 		return
 	}
-	if err := allocateEnd(l.f, int64(n)); errors.Is(err, errors.ErrUnsupported) {
+	end, err := l.f.Seek(0, io.SeekEnd)
+	if err != nil {
+		if testHookAllocate != nil {
+			testHookAllocate(-1, int64(n), err)
+		}
+		return
+	}
+	want := (end + int64(n) + allocateChunk - 1) / allocateChunk * allocateChunk
+	if m := l.cfg.maxSize; m > 0 {
+		want = min(want, max(end+int64(n), m))
+	}
+	l.allocated = true
+	switch err := allocateAt(l.f, end, want-end); {
+	case err == nil:
+		l.allocEnd = want
+	case errors.Is(err, errors.ErrUnsupported):
 		l.fallocate = false
+	default:
+		l.trimAllocated()
+	}
+}
+
+// trimAllocated gives back the blocks allocate took past the end of the
+// live file that no write filled, when the File lets go of it (a
+// rotation, a reopen, Close) or an allocation failed. Only when the file
+// ends where this File's writes left it: if another process appended to
+// it, or emptied it (logrotate's copytruncate), cutting it at this File's
+// count would delete that process's lines or pad the file with zero bytes,
+// so those blocks stay allocated (up to allocateChunk) and a later
+// allocation fills them.
+func (l *File) trimAllocated() {
+	if !l.allocated || l.device {
+		return
+	}
+	l.allocated, l.allocEnd = false, 0
+	if st, err := l.f.Stat(); err == nil && st.Size() == l.size {
+		_ = l.f.Truncate(l.size) // gives back the blocks past the end; on failure they stay
 	}
 }
 
@@ -531,6 +583,7 @@ func (l *File) cutLast(n int64) error {
 		return err
 	}
 	l.size = end
+	l.allocated, l.allocEnd = false, 0 // the truncation gave back every block past the end
 	return nil
 }
 
@@ -643,8 +696,9 @@ func SyncDir(dir string) error {
 // testHookFsync, set by tests only, can fail a file's fsync after it ran.
 var testHookFsync func(path string) error
 
-// testHookAllocate, set by tests only, sees each allocation allocateEnd
-// asks for: where, how many bytes, and the error.
+// testHookAllocate, set by tests only, sees each allocation allocateAt
+// asks for: where, how many bytes, and the error (at -1: the file's end
+// could not be read).
 var testHookAllocate func(off, n int64, err error)
 
 // testHookSyncDir, set by tests only, sees each directory SyncDir fsyncs,
@@ -833,6 +887,7 @@ func (l *File) Close() error {
 		errs = append(errs, l.fsync())
 	}
 	if !l.std {
+		l.trimAllocated()
 		errs = append(errs, l.retire(l.f, l.path))
 	}
 	l.mu.Unlock()
