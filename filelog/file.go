@@ -425,7 +425,7 @@ const allocateMin = 256 << 10
 // allocateChunk is how far allocate allocates at a time: far enough that
 // a file written side by side with others (a collector's streams) gets
 // extents of this size, where allocating each batch alone gave it one
-// extent per batch (185 extents in 90 MB, against 1-2 with ext4's delayed
+// extent per batch (185 extents in 90 MB, against 1-3 with ext4's delayed
 // allocation, in benchmarks/NOTES.md, session 35).
 const allocateChunk = 8 << 20
 
