@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,4 +29,17 @@ func allocateAt(f *os.File, off, n int64) error {
 		testHookAllocate(off, n, err)
 	}
 	return err
+}
+
+// blocksPastEnd reports whether the file fi describes holds more blocks
+// than its size needs, beyond what the file system keeps for itself (64
+// KiB: ext4's extent tree): blocks allocated and never written, as a
+// process killed between its allocation and its writes leaves them.
+func blocksPastEnd(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Blksize <= 0 {
+		return false
+	}
+	bs := int64(st.Blksize)
+	return st.Blocks*512 > (fi.Size()+bs-1)/bs*bs+64<<10
 }

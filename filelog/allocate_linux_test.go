@@ -247,3 +247,33 @@ func TestNoAllocationAfterReopenOnAFIFO(t *testing.T) {
 		t.Fatalf("allocations %+v: one for the FIFO", *got)
 	}
 }
+
+// Blocks allocated past the end and never written, as a process killed
+// between its allocation and its writes leaves them, are given back when
+// the next File lets go of the file, even if it wrote no large batch.
+func TestBlocksLeftPastTheEndGivenBack(t *testing.T) {
+	path := filepath.Join(ext4Dir(t), "app.log")
+	if err := os.WriteFile(path, lines(10, 0), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, allocateChunk)
+	fd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, path)
+	if err := f.WriteBatch(lines(37, 10), 37); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoBlocksPastEnd(t, path)
+	if data, _ := os.ReadFile(path); !bytes.Equal(data, lines(47, 0)) {
+		t.Fatalf("the file holds %d bytes, want the 47 lines", len(data))
+	}
+}

@@ -12,3 +12,5 @@ import (
 func allocates(*os.File) bool { return false }
 
 func allocateAt(*os.File, int64, int64) error { return errors.ErrUnsupported }
+
+func blocksPastEnd(os.FileInfo) bool { return false }

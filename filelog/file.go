@@ -217,6 +217,9 @@ func (l *File) open() error {
 		l.size, l.ino = st.Size(), Inode(st)
 		l.torn = endsInsideLine(l.path, l.size)
 		l.fallocate = !l.records && allocates(f)
+		// Blocks an earlier process allocated and did not fill (it was
+		// killed) are given back too, when this File lets go of the file.
+		l.allocated = l.fallocate && blocksPastEnd(st)
 	}
 	return nil
 }
