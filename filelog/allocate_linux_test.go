@@ -67,10 +67,12 @@ func TestLargeBatchesAllocatedFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		var want []allocation
+		var allocEnd int64  // where the blocks allocated so far end
 		for i := range 30 { // past the first 8 MiB
 			end := int64(len(content))
-			if end+int64(len(large)) > up(end) || end == int64(len(small)) {
-				want = append(want, allocation{end, up(end+int64(len(large))) - end, nil})
+			if end+int64(len(large)) > allocEnd {
+				allocEnd = up(end + int64(len(large)))
+				want = append(want, allocation{end, allocEnd - end, nil})
 			}
 			var err error
 			if i%2 == 0 {
