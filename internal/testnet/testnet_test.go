@@ -3,6 +3,8 @@ package testnet
 import (
 	"errors"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +70,7 @@ func TestReserveWhileDialed(t *testing.T) {
 	for range 100 {
 		addr := Reserve(t)
 		stop, done := make(chan struct{}), make(chan struct{})
+		var dials atomic.Int32
 		go func() {
 			defer close(done)
 			for {
@@ -79,10 +82,13 @@ func TestReserveWhileDialed(t *testing.T) {
 				if c, err := net.Dial("tcp", addr); err == nil {
 					c.Close()
 				}
-				time.Sleep(time.Millisecond)
+				dials.Add(1)
+				time.Sleep(time.Millisecond) // a client's retry pace
 			}
 		}()
-		time.Sleep(5 * time.Millisecond)
+		for dials.Load() < 3 { // refused a few times before Listen
+			runtime.Gosched()
+		}
 		l := Listen(t, addr)
 		close(stop)
 		<-done
