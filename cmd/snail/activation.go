@@ -47,17 +47,10 @@ func activated(flag string, n int) (net.Listener, error) {
 }
 
 // listeners makes the collector's listeners: each flag's address is
-// listened on, or the socket it names taken from systemd. ml is nil
-// without --metrics. The addresses are checked by collector.New before.
-func listeners(listen, metrics string) (l, ml net.Listener, err error) {
-	ln, err := activationSpec("listen", listen)
-	if err != nil {
-		return nil, nil, err
-	}
-	mn, err := activationSpec("metrics", metrics)
-	if err != nil {
-		return nil, nil, err
-	}
+// listened on, or socket ln (mn) taken from systemd when it is above 0 (as
+// activationSpec read the flag). ml is nil without --metrics. The
+// addresses are checked by collector.New before.
+func listeners(listen string, ln int, metrics string, mn int) (l, ml net.Listener, err error) {
 	if ln > 0 && ln == mn {
 		return nil, nil, fmt.Errorf("--listen %s and --metrics %s name the same socket", listen, metrics)
 	}

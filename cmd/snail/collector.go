@@ -240,17 +240,19 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 
 	// A socket from systemd has no address for collector.New to check.
 	listen, metrics := cfg.Listen, cfg.MetricsListen
-	for _, f := range []struct {
-		name string
-		spec *string
-	}{{"listen", &cfg.Listen}, {"metrics", &cfg.MetricsListen}} {
-		n, err := activationSpec(f.name, *f.spec)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			*f.spec = ""
-		}
+	ln, err := activationSpec("listen", listen)
+	if err != nil {
+		return err
+	}
+	mn, err := activationSpec("metrics", metrics)
+	if err != nil {
+		return err
+	}
+	if ln > 0 {
+		cfg.Listen = ""
+	}
+	if mn > 0 {
+		cfg.MetricsListen = ""
 	}
 
 	c, err := collector.New(cfg)
@@ -273,7 +275,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 			f.Close()
 		}()
 	}
-	l, ml, err := listeners(listen, metrics)
+	l, ml, err := listeners(listen, ln, metrics, mn)
 	if err != nil {
 		c.Close()
 		return err
