@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -114,7 +115,10 @@ type Client[Req, Resp any] struct {
 	src       *respBuf[Resp] // conn's responses, if Poll can read them
 	downSince time.Time      // zero while connected
 	ackSeen   uint64         // bytes conn's peer had acknowledged at the last look (stretchAckWait)
-	rejection string         // the last rejection reported in this down time
+	// Per address, in this down time: the last rejection reported, and
+	// whether its last attempt ended in a Permanent one.
+	rejected  []string
+	refusedBy []bool
 	lastErr   error
 	failing   bool            // down for longer than reportAfter
 	outCtx    context.Context // set by WaitOutages: Send and Wait wait through an outage until it ends
@@ -207,6 +211,8 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 		cfg:       cfg,
 		wakeSup:   make(chan struct{}, 1),
 		downSince: time.Now(),
+		rejected:  make([]string, len(cfg.addrs)),
+		refusedBy: make([]bool, len(cfg.addrs)),
 	}
 	if cfg.onError != nil && cfg.rep == nil {
 		c.cfg.rep = newReporter(cfg.onError)
@@ -242,7 +248,8 @@ func newClient[Req, Resp any](codec ClientCodec[Req, Resp], cfg clientConfig) (*
 // of the Client, with the response or the error that ends the request
 // (the codec's rejection, ErrClosed). While the window is full Send waits
 // for space, for ctx, or returns ErrUnavailable once the peer has been
-// unreachable for longer than the report delay.
+// unreachable for longer than the report delay (or every address has
+// refused the client for good: Permanent).
 //
 // done runs on the goroutine that reads the responses, which it holds up
 // while it runs: it should be short. It may call Send (a follow-up
@@ -332,7 +339,7 @@ func (c *Client[Req, Resp]) reserveLocked(ctx context.Context, size int64, poll 
 			c.inBytes += size
 			return nil
 		}
-		if c.failing && c.outCtx == nil {
+		if c.failing && (c.outCtx == nil || c.refusedLocked()) {
 			return fmt.Errorf("%w: window full: %w", ErrUnavailable, c.lastErr)
 		}
 		if err := c.outEnded(); err != nil {
@@ -733,8 +740,8 @@ func (c *Client[Req, Resp]) supervise() {
 			} else {
 				c.stats.dialErrors.Add(1)
 			}
+			c.failed(addr%len(c.cfg.addrs), err)
 			addr++
-			c.failed(err)
 			d := backoff(c.cfg.backoffMin, c.cfg.backoffMax, attempt)
 			attempt++
 			t := time.NewTimer(d)
@@ -819,16 +826,24 @@ func (c *Client[Req, Resp]) overdue() {
 	}
 	err := c.lastErr
 	c.failing = true
-	c.cond.Broadcast() // Send and Wait return ErrUnavailable from now on
+	c.cond.Broadcast()                                   // Send and Wait return ErrUnavailable from now on
+	reported := slices.Contains(c.rejected, err.Error()) // failed said it already
 	c.mu.Unlock()
-	c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
+	if !reported {
+		c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
+	}
 }
 
-// failed records a failed connection attempt: its error is what the watch
-// (watchDown) reports once the peer has been down for the report delay. A
-// rejection that will not go away by trying again (a configuration
-// problem: a wrong token, a bad stream name) is reported at once.
-func (c *Client[Req, Resp]) failed(err error) {
+// failed records a failed connection attempt to the address at index
+// addr: its error is what the watch (watchDown) reports once the peer has
+// been down for the report delay. A rejection that will not go away by
+// trying again (a configuration problem: a wrong token, a bad stream name,
+// TLS on one side only) is reported at once, and once every address has
+// answered so, the peer counts as unavailable at once, without the report
+// delay: Send and Wait return ErrUnavailable, and a drain (WaitOutages) or
+// Shutdown stops waiting for a peer that would only take the client back
+// if its operator, or ours, changed something.
+func (c *Client[Req, Resp]) failed(addr int, err error) {
 	c.mu.Lock()
 	c.lastErr = err
 	down := time.Since(c.downSince)
@@ -837,16 +852,53 @@ func (c *Client[Req, Resp]) failed(err error) {
 	// is not reported again. One that says to come back later (too many
 	// connections, a full disk) waits for the report delay, as a peer that
 	// does not answer does.
-	se, isStatus := errors.AsType[*StatusError](err)
-	passing := isStatus && se.Retryable()
-	report := errors.Is(err, ErrRejected) && !passing && !c.failing && err.Error() != c.rejection
+	refused := Permanent(err)
+	report := refused && err.Error() != c.rejected[addr]
 	if report {
-		c.rejection = err.Error()
+		c.rejected[addr] = err.Error()
+	}
+	c.refusedBy[addr] = refused
+	if c.refusedLocked() && !c.failing {
+		c.failing = true
+		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
 	if report {
 		c.cfg.report(fmt.Errorf("%w: no connection for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err))
 	}
+}
+
+// refusedLocked reports whether the last attempt on every address ended in
+// a rejection that trying again will not change (Permanent). Called with
+// mu held.
+func (c *Client[Req, Resp]) refusedLocked() bool {
+	return c.conn == nil && !slices.Contains(c.refusedBy, false)
+}
+
+// refused returns ErrUnavailable, wrapping the last rejection, once every
+// address has refused the client for good (refusedLocked), and nil
+// otherwise.
+func (c *Client[Req, Resp]) refused() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refusedLocked() {
+		return fmt.Errorf("%w: %w", ErrUnavailable, c.lastErr)
+	}
+	return nil
+}
+
+// Permanent reports whether err is, or wraps, a refusal by the peer that
+// trying again will not change: a handshake or request it rejected for
+// good (a wrong token, a bad stream name, a frame over its limits), or a
+// TLS handshake that failed on a disagreement (the peer does not speak
+// TLS, a certificate that does not verify). A StatusError that says to come
+// back later (Retryable) is not.
+func Permanent(err error) bool {
+	if !errors.Is(err, ErrRejected) {
+		return false
+	}
+	se, ok := errors.AsType[*StatusError](err)
+	return !ok || !se.Retryable()
 }
 
 func (c *Client[Req, Resp]) dial(addr string) (net.Conn, error) {
@@ -867,13 +919,55 @@ func (c *Client[Req, Resp]) dial(addr string) (net.Conn, error) {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
-				return nil, fmt.Errorf("TLS handshake: the peer does not answer in TLS (is TLS on at its end?): %w", err)
+				return nil, fmt.Errorf("%w: TLS handshake: the peer does not answer in TLS (is TLS on at its end?): %w", ErrRejected, err)
+			}
+			if tlsRefusal(err) {
+				return nil, fmt.Errorf("%w: TLS handshake: %w", ErrRejected, err)
 			}
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		conn = tc
 	}
 	return conn, nil
+}
+
+// tlsRefusal reports whether err, from a TLS handshake, is a disagreement
+// that trying again will not settle: the peer's certificate does not
+// verify, or the peer refused ours (or our TLS versions, or ciphers).
+// Only its operator, or ours, can change that.
+func tlsRefusal(err error) bool {
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return true
+	}
+	code, ok := tlsAlert(err)
+	if !ok {
+		return false
+	}
+	switch code {
+	case 40, // handshake_failure
+		42, 43, 44, 45, 46, // bad, unsupported, revoked, expired, unknown certificate
+		48, 49, // unknown_ca, access_denied
+		70, 71, // protocol_version, insufficient_security
+		116: // certificate_required
+		return true
+	}
+	return false
+}
+
+// tlsAlert returns the code of the TLS alert the peer sent, if err is one.
+// crypto/tls gives a peer's alert over TCP as a net.OpError "remote error"
+// around a value of its unexported alert type, a uint8 (tls.AlertError is
+// for QUIC only).
+func tlsAlert(err error) (uint8, bool) {
+	if a, ok := errors.AsType[tls.AlertError](err); ok {
+		return uint8(a), true
+	}
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "remote error" && op.Err != nil {
+		if v := reflect.ValueOf(op.Err); v.Kind() == reflect.Uint8 {
+			return uint8(v.Uint()), true
+		}
+	}
+	return 0, false
 }
 
 // connect makes one connection to addr, runs the handshake, sends the
@@ -905,6 +999,9 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 			// same stall reads the same on every attempt.
 			return fmt.Errorf("netlog: handshake with %s: no answer within %v (the peer accepts connections but does not answer: stopped, overloaded, or not a snail collector): %w",
 				addr, c.cfg.handshakeTimeout, os.ErrDeadlineExceeded)
+		}
+		if tlsRefusal(err) { // TLS 1.3: the peer refused our certificate after our side of the TLS handshake
+			return fmt.Errorf("netlog: handshake with %s: %w: %w", addr, ErrRejected, err)
 		}
 		return fmt.Errorf("netlog: handshake with %s: %w", addr, err)
 	}
@@ -944,7 +1041,8 @@ func (c *Client[Req, Resp]) connect(addr string) error {
 	c.downSince = time.Time{}
 	c.failing = false
 	c.lastErr = nil
-	c.rejection = ""
+	clear(c.rejected)
+	clear(c.refusedBy)
 	if len(c.pending) > 0 {
 		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.ackTimeout))
 	}
@@ -1084,7 +1182,8 @@ func (c *Client[Req, Resp]) noAnswerYet() error {
 // been unreachable for the report delay: for a close that drains, whose
 // peer may yet come back. Those waiting already wait on, and every Send
 // that finds the window full, and every Wait, ends with ctx's error when
-// ctx ends, whatever their own ctx.
+// ctx ends, whatever their own ctx. A peer that refuses the client for good
+// on every address (Permanent) is not waited for: that takes its operator.
 func (c *Client[Req, Resp]) WaitOutages(ctx context.Context) {
 	c.mu.Lock()
 	c.outCtx = ctx
@@ -1106,7 +1205,7 @@ func (c *Client[Req, Resp]) outEnded() error {
 
 // Wait returns once every request sent before the call is answered, or
 // returns ErrUnavailable while the peer is unreachable past the report
-// delay, ErrClosed after Close, ctx's error, or ErrReentry from a
+// delay (or refuses the client for good on every address), ErrClosed after Close, ctx's error, or ErrReentry from a
 // response callback.
 func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 	if c.inCallbackNow() {
@@ -1139,7 +1238,7 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 		switch {
 		case c.stopped:
 			return ErrClosed
-		case c.failing && c.outCtx == nil:
+		case c.failing && (c.outCtx == nil || c.refusedLocked()):
 			return fmt.Errorf("%w: %d requests waiting: %w", ErrUnavailable, len(c.pending), c.lastErr)
 		case c.outEnded() != nil:
 			return fmt.Errorf("netlog: %d requests waiting: %w", len(c.pending), c.outEnded())
@@ -1154,7 +1253,9 @@ func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 // Shutdown stops taking requests, waits until every request is answered
 // or ctx ends, then closes the client. On ctx's end it returns ctx's cause
 // (context.Cause: ctx.Err() unless one was given) with the number of
-// requests left unanswered, which are answered with ErrClosed.
+// requests left unanswered, which are answered with ErrClosed; it stops
+// waiting as early, with ErrUnavailable, once every address has refused
+// the client for good (Permanent).
 func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
 	if c.inCallbackNow() {
 		return fmt.Errorf("%w: Shutdown", ErrReentry)
@@ -1174,6 +1275,10 @@ func (c *Client[Req, Resp]) Shutdown(ctx context.Context) error {
 	for c.inflight > 0 && !c.stopped {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("netlog: %d requests not answered: %w", c.inflight, context.Cause(ctx))
+			break
+		}
+		if c.refusedLocked() {
+			err = fmt.Errorf("netlog: %d requests not answered: %w: %w", c.inflight, ErrUnavailable, c.lastErr)
 			break
 		}
 		c.cond.Wait()

@@ -263,7 +263,9 @@ func WithBackoff(min, max time.Duration) ClientOption {
 // delay holds even while an attempt to connect is under way (a peer may
 // hold a handshake up to WithHandshakeTimeout). A connection that is lost
 // (a write or read deadline, a reset), while it resends the pending
-// requests included, is reported to the error handler at once.
+// requests included, is reported to the error handler at once, and so is
+// a refusal that trying again will not change (Permanent): once every
+// address has refused so, the client is unavailable without the delay.
 func WithReportAfter(d time.Duration) ClientOption {
 	return func(c *clientConfig) error { return positive("report delay", d, &c.reportAfter) }
 }

@@ -429,6 +429,44 @@ func TestRejectionReportedOnce(t *testing.T) {
 	}
 }
 
+// Two addresses that reject every handshake, each with its own reason,
+// are reported once each, not once per attempt as the client goes from one
+// to the other.
+func TestRejectionsOfTwoAddressesReportedOnce(t *testing.T) {
+	var accepted atomic.Int64
+	peer := func(reason string) string {
+		return fakePeer(t, func(conn net.Conn) {
+			accepted.Add(1)
+			var hello [4]byte
+			io.ReadFull(conn, hello[:])
+			io.WriteString(conn, reason)
+			conn.Close()
+		})
+	}
+	var mu sync.Mutex
+	var reports []string
+	c, err := NewClient(&echoClient{}, WithAddrs(peer("NO"), peer("NA")), WithReportAfter(time.Minute),
+		WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
+			mu.Lock()
+			reports = append(reports, err.Error())
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); accepted.Load() < 40; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections in 10s, want 40", accepted.Load())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
+		t.Fatalf("%d reports over 40 rejections, want one per address: %q", len(reports), reports)
+	}
+}
+
 // A peer that accepts connections and never answers the handshake (a
 // stopped collector: the kernel still accepts) is reported as such, in
 // words that are the same on every attempt: no local port in them.

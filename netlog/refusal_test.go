@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"runtime/pprof"
 	"slices"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/internal/testcert"
 	"github.com/snail-log/snail/internal/testnet"
 )
 
@@ -316,6 +320,114 @@ func TestFinalAnswerEndsTheConnectionQuietly(t *testing.T) {
 					t.Fatalf("reported %q; want the close reported: %v", reported, answer != "bye")
 				}
 			})
+		}
+	}
+}
+
+// A peer that refuses the client for good (a wrong token, TLS on one side
+// only, a certificate either side does not accept) is not waited for
+// through the drain timeout: Sync and Close end at once with
+// ErrUnavailable, the entries counted as lost, and the error is
+// Permanent. With another address that is only down, the drain waits for
+// it as for any outage, to its end.
+func TestPermanentRefusalEndsTheDrain(t *testing.T) {
+	ca := testcert.NewCA(t)
+	serverCert := ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	tlsPeer := func(cfg *tls.Config) string {
+		return fakePeer(t, func(conn net.Conn) {
+			tc := tls.Server(conn, cfg)
+			tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if tc.Handshake() == nil {
+				tc.Read(make([]byte, 4096)) // the hello, for a peer that refuses after the handshake
+			}
+			tc.Close()
+		})
+	}
+	unauthorized := fakePeer(t, func(conn net.Conn) {
+		conn.Read(make([]byte, 4096)) // the hello
+		conn.Write(AppendWelcome(nil, Welcome{Status: encoder.StatusUnauthorized, Reason: "wrong token"}))
+		conn.Close()
+	})
+	plain := fakePeer(t, func(conn net.Conn) {
+		conn.Read(make([]byte, 4096)) // a ClientHello
+		conn.Write(AppendWelcome(nil, Welcome{Status: encoder.StatusBadFrame, Reason: "not TLS here"}))
+		conn.Close()
+	})
+	verified := &tls.Config{RootCAs: ca.Pool()}
+	for _, tc := range []struct {
+		name   string
+		addrs  string
+		tls    *tls.Config
+		want   string
+		atOnce bool
+	}{
+		{"wrong token", unauthorized, nil, "wrong token", true},
+		{"the peer does not speak TLS", plain, verified, "does not answer in TLS", true},
+		{"unknown authority", tlsPeer(&tls.Config{Certificates: []tls.Certificate{serverCert}}),
+			&tls.Config{}, "certificate signed by unknown authority", true},
+		{"client certificate required", tlsPeer(&tls.Config{Certificates: []tls.Certificate{serverCert},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}), verified, "certificate required", true},
+		{"another address is down", unauthorized + "," + testnet.RefusedAddr(t), nil, "deadline exceeded", false},
+		{"wrong token, batches in the spool", unauthorized, nil, "wrong token", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const drain = 2 * time.Second
+			opts := []ClientOption{WithDrainTimeout(drain), WithReportAfter(time.Minute),
+				WithBackoff(time.Millisecond, 5*time.Millisecond), WithErrorHandler(func(error) {})}
+			if tc.tls != nil {
+				opts = append(opts, WithTLS(tc.tls))
+			}
+			spool := strings.Contains(tc.name, "spool")
+			batches := 1
+			if spool { // more than the window holds: the rest wait in the spool
+				opts = append(opts, WithSpool(t.TempDir(), 1<<20, SpoolBlock), WithSpoolAll(), WithWindow(1, 1<<20))
+				batches = 5
+			}
+			s, err := Dial(tc.addrs, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range batches {
+				if err := s.WriteBatch([]byte("a\nb\n"), 2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			err = s.Close()
+			took := time.Since(start)
+			if err == nil || errors.Is(err, ErrUnavailable) != tc.atOnce || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Close: %v, want an error with %q (ErrUnavailable: %v)", err, tc.want, tc.atOnce)
+			}
+			if tc.atOnce != (took < drain) {
+				t.Errorf("Close took %v (drain timeout %v), want at once: %v", took, drain, tc.atOnce)
+			}
+			if tc.atOnce && !Permanent(err) {
+				t.Errorf("Close: %v, not Permanent", err)
+			}
+			if st := s.Stats(); spool && (st.Lost != 0 || st.Spooled != 2*uint64(batches)) || !spool && st.Lost != 2 {
+				t.Errorf("%d entries lost, %d kept in the spool; want the %d written in the spool, or lost without one",
+					st.Lost, st.Spooled, 2*batches)
+			}
+		})
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{ErrUnavailable, false},
+		{fmt.Errorf("%w: %w", ErrUnavailable, &StatusError{Status: encoder.StatusUnauthorized}), true},
+		{&StatusError{Status: encoder.StatusBadStream}, true},
+		{&StatusError{Status: encoder.StatusUnavailable}, false},
+		{&StatusError{Status: encoder.StatusShuttingDown}, false},
+		{fmt.Errorf("%w: TLS handshake: x", ErrRejected), true},
+		{ErrProtocol, false},
+	} {
+		if got := Permanent(tc.err); got != tc.want {
+			t.Errorf("Permanent(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

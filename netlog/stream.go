@@ -729,7 +729,8 @@ func (s *Stream) drainEnded(err error) error {
 
 // waitSpool waits until every batch spooled so far has left the spool for
 // the window, or returns ErrUnavailable while the collector is down (after
-// Drain: context.DeadlineExceeded when the drain timeout ends).
+// Drain: context.DeadlineExceeded when the drain timeout ends, or
+// ErrUnavailable at once if the collector refuses the client for good).
 func (s *Stream) waitSpool() error {
 	if s.sp == nil {
 		return nil
@@ -741,6 +742,9 @@ func (s *Stream) waitSpool() error {
 	for s.sp.pendingUpTo(target) {
 		if draining {
 			if err := s.drainCtx.Err(); err != nil {
+				return err
+			}
+			if err := s.c.refused(); err != nil {
 				return err
 			}
 		} else if err := s.c.Unavailable(); err != nil {

@@ -593,19 +593,36 @@ func summary(t *testing.T, stderr string) (read, lost int) {
 	return 0, 0
 }
 
-// A collector that refuses this client (here a wrong token) is not waited
-// for as one that is down: once the window is full, snail send stops
-// reading and exits 1, counting every line it read as not delivered.
+// A collector that refuses this client (a wrong token, TLS on one side
+// only) is not waited for as one that is down: once the window is full,
+// snail send stops reading and exits 1, counting every line it read as not
+// delivered; with fewer lines than the window holds, it exits as soon as
+// the collector refuses, not at the end of the drain timeout.
 func TestSendEndsOnARefusal(t *testing.T) {
-	dir, in := t.TempDir(), filepath.Join(t.TempDir(), "lines.txt")
-	writeLines(t, in, 0, 600_000)
-	d := startDaemon(t, "", dir, "--token", "good")
-	out, err := sendEnds(t, "--to", d.addr, "--token", "bad", "--drain-timeout", "2s", in)
-	if err == nil || !strings.Contains(out, "wrong or missing token") {
-		t.Fatalf("send: %v\n%s", err, out)
-	}
-	if read, lost := summary(t, out); read == 0 || read >= 600_000 || lost != read {
-		t.Fatalf("read %d lines, %d not delivered:\n%s", read, lost, out)
+	many, few := filepath.Join(t.TempDir(), "many.txt"), filepath.Join(t.TempDir(), "few.txt")
+	writeLines(t, many, 0, 600_000)
+	writeLines(t, few, 0, 3)
+	d := startDaemon(t, "", t.TempDir(), "--token", "good")
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		input string
+		want  string
+	}{
+		{"wrong token, window full", []string{"--token", "bad"}, many, "wrong or missing token"},
+		{"wrong token, a few lines", []string{"--token", "bad"}, few, "wrong or missing token"},
+		{"TLS to a collector without", []string{"--token", "good", "--tls"}, few, "does not answer in TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			out, err := sendEnds(t, append(append([]string{"--to", d.addr, "--drain-timeout", "50s"}, tc.args...), tc.input)...)
+			if took := time.Since(start); err == nil || !strings.Contains(out, tc.want) || took > 25*time.Second {
+				t.Fatalf("send: %v after %v (drain timeout 50s)\n%s", err, took, out)
+			}
+			if read, lost := summary(t, out); read == 0 || (tc.input == many && read >= 600_000) || lost != read {
+				t.Fatalf("read %d lines, %d not delivered:\n%s", read, lost, out)
+			}
+		})
 	}
 	d.signal(t, syscall.SIGTERM)
 	d.wait(t)

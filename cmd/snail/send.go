@@ -33,7 +33,8 @@ disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
 (--give-up-after bounds that wait, and the wait for the last acks too).
 A collector that refuses this client
-(a wrong token, or TLS required and not spoken) is not waited for.
+(a wrong token, TLS on one side only, a certificate that does not verify)
+is not waited for, at the end either.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
 signal ends it at once.
@@ -351,10 +352,10 @@ type input struct {
 // transient reports whether err may go away by itself: the collector is
 // unreachable or cannot write for now, or the disk is full. Others end
 // the input at once: a collector that refuses this client (a wrong token,
-// TLS required and not spoken, a stream name it rejects), a pipe whose
-// reader left, a device that refuses.
+// TLS on one side only, a certificate that does not verify, a stream name
+// it rejects), a pipe whose reader left, a device that refuses.
 func transient(err error) bool {
-	if se, ok := errors.AsType[*netlog.StatusError](err); ok && !se.Retryable() {
+	if netlog.Permanent(err) {
 		return false
 	}
 	return errors.Is(err, netlog.ErrUnavailable) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
