@@ -385,30 +385,20 @@ func TestReportDuringBackoff(t *testing.T) {
 
 // A peer that rejects every handshake with the same reason is reported
 // once, at the first rejection, not once per attempt; a different reason
-// is reported too.
+// is reported too. Two addresses that reject with their own reasons are
+// reported once each, not once per attempt as the client goes from one to
+// the other.
 func TestRejectionReportedOnce(t *testing.T) {
 	var accepted atomic.Int64
-	var reason atomic.Value
-	reason.Store("NO")
-	addr := fakePeer(t, func(conn net.Conn) {
-		accepted.Add(1)
-		var hello [4]byte
-		io.ReadFull(conn, hello[:])
-		io.WriteString(conn, reason.Load().(string))
-		conn.Close()
-	})
-	var mu sync.Mutex
-	var reports []string
-	c, err := NewClient(&echoClient{}, WithAddrs(addr), WithReportAfter(time.Minute),
-		WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
-			mu.Lock()
-			reports = append(reports, err.Error())
-			mu.Unlock()
-		}))
-	if err != nil {
-		t.Fatal(err)
+	peer := func(reason *atomic.Value) string {
+		return fakePeer(t, func(conn net.Conn) {
+			accepted.Add(1)
+			var hello [4]byte
+			io.ReadFull(conn, hello[:])
+			io.WriteString(conn, reason.Load().(string))
+			conn.Close()
+		})
 	}
-	defer c.Close()
 	waitFor := func(n int64) {
 		t.Helper()
 		start, deadline := accepted.Load(), time.Now().Add(10*time.Second)
@@ -419,51 +409,42 @@ func TestRejectionReportedOnce(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	waitFor(20)
-	reason.Store("NA")
-	waitFor(20)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
-		t.Fatalf("%d reports over 40 rejections, want one per reason: %q", len(reports), reports)
-	}
-}
-
-// Two addresses that reject every handshake, each with its own reason,
-// are reported once each, not once per attempt as the client goes from one
-// to the other.
-func TestRejectionsOfTwoAddressesReportedOnce(t *testing.T) {
-	var accepted atomic.Int64
-	peer := func(reason string) string {
-		return fakePeer(t, func(conn net.Conn) {
-			accepted.Add(1)
-			var hello [4]byte
-			io.ReadFull(conn, hello[:])
-			io.WriteString(conn, reason)
-			conn.Close()
-		})
-	}
-	var mu sync.Mutex
-	var reports []string
-	c, err := NewClient(&echoClient{}, WithAddrs(peer("NO"), peer("NA")), WithReportAfter(time.Minute),
-		WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
+	var first, second atomic.Value
+	first.Store("NO")
+	second.Store("NA")
+	for _, tc := range []struct {
+		name   string
+		addrs  []string
+		change bool // the first address's reason, half way
+	}{
+		{"one address, its reason changes", []string{peer(&first)}, true},
+		{"two addresses", []string{peer(&first), peer(&second)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first.Store("NO")
+			var mu sync.Mutex
+			var reports []string
+			c, err := NewClient(&echoClient{}, WithAddrs(tc.addrs...), WithReportAfter(time.Minute),
+				WithBackoff(time.Millisecond, 2*time.Millisecond), WithErrorHandler(func(err error) {
+					mu.Lock()
+					reports = append(reports, err.Error())
+					mu.Unlock()
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			waitFor(20)
+			if tc.change {
+				first.Store("NA")
+			}
+			waitFor(20)
 			mu.Lock()
-			reports = append(reports, err.Error())
-			mu.Unlock()
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for deadline := time.Now().Add(10 * time.Second); accepted.Load() < 40; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections in 10s, want 40", accepted.Load())
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
-		t.Fatalf("%d reports over 40 rejections, want one per address: %q", len(reports), reports)
+			defer mu.Unlock()
+			if len(reports) != 2 || !strings.Contains(reports[0], `"NO"`) || !strings.Contains(reports[1], `"NA"`) {
+				t.Fatalf("%d reports over 40 rejections, want one per reason: %q", len(reports), reports)
+			}
+		})
 	}
 }
 
