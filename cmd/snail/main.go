@@ -56,9 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		return exit("collector", collectorCmd(ctx, args[1:], hup, stdout, stderr), stderr)
 	case "send":
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		ctx, stop := interrupts()
 		defer stop()
-		context.AfterFunc(ctx, stop) // a second signal ends the process at once
 		return exit("send", sendCmd(ctx, args[1:], os.Stdin, stdout, stderr), stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version())
@@ -69,6 +68,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "snail: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// interrupts returns a context that ends at the first SIGINT or SIGTERM;
+// the second ends the process at once, with the status a shell gives a
+// death by that signal (128 + its number). It is handled here, not left to
+// the default action once the first has come: a process started with
+// SIGINT ignored (in the background of a script) takes the first through
+// signal.Notify, and would ignore the second. stop lets the signals be.
+func interrupts() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		cancel()
+		select {
+		case s := <-sigs:
+			n, _ := s.(syscall.Signal)
+			os.Exit(128 + int(n))
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 // exit turns a command's error into an exit status: 0 for none or -h, 2 for

@@ -37,7 +37,7 @@ A collector that refuses this client
 is not waited for, at the end either.
 SIGINT or SIGTERM stops the reading: every whole line read before it is
 still delivered (waiting up to --drain-timeout for the acks); a second
-signal ends it at once.
+signal ends it at once (exit status 128 + the signal's number).
 
   tail -F app.log | snail send --to collector:7777 --stream app
   snail send --file /var/log/app.log < lines.txt

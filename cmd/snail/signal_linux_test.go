@@ -84,3 +84,93 @@ func TestSendStopsOnSignal(t *testing.T) {
 	d.signal(t, syscall.SIGTERM)
 	d.wait(t)
 }
+
+// A second SIGINT or SIGTERM ends `snail send` at once while the first
+// waits for a destination that takes nothing (a FIFO whose reader does not
+// read), with the status of a death by that signal; also when it was
+// started with SIGINT ignored, as a background job of a script is, where
+// the default action the first signal left in place ignored the second.
+func TestSecondSignalEndsSend(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "lines.txt")
+	writeLines(t, in, 0, 100_000) // several MB: more than the FIFO holds
+	for _, tc := range []struct {
+		name    string
+		sig     syscall.Signal
+		ignored bool // started with it ignored
+	}{
+		{"SIGTERM", syscall.SIGTERM, false},
+		{"SIGINT", syscall.SIGINT, false},
+		{"SIGINT ignored at start", syscall.SIGINT, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Held open to read, and never read: snail send's writes
+			// block once the pipe is full.
+			r, err := os.OpenFile(fifo, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			args := []string{"send", "--file", fifo, in}
+			cmd := exec.Command(os.Args[0], args...)
+			if tc.ignored {
+				// exec keeps an ignored signal ignored.
+				cmd = exec.Command("sh", append([]string{"-c", `trap "" INT; exec "$0" "$@"`, os.Args[0]}, args...)...)
+			}
+			cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
+			var errb syncBuffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if cmd.ProcessState == nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+			})
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ) // FIONREAD
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n >= 64<<10 { // full: snail send waits in its write
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d bytes in the FIFO after 20 s\n%s", n, errb.String())
+				}
+			}
+			// Signals of one kind sent at once are delivered once: send
+			// it again until snail send ends, each one after the first
+			// the second.
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			deadline := time.After(20 * time.Second)
+			for sent := 0; ; sent++ {
+				select {
+				case err := <-done:
+					if sent < 2 {
+						t.Fatalf("snail send ended after %d signals: %v, want it to wait for its destination after the first\n%s", sent, err, errb.String())
+					}
+					ee, ok := err.(*exec.ExitError)
+					if !ok || ee.ExitCode() != 128+int(tc.sig) {
+						t.Fatalf("snail send: %v, want exit status %d\n%s", err, 128+int(tc.sig), errb.String())
+					}
+					return
+				case <-tick.C:
+					if err := cmd.Process.Signal(tc.sig); err != nil {
+						t.Fatal(err)
+					}
+				case <-deadline:
+					t.Fatalf("snail send still runs after %d %vs in 20 s\n%s", sent, tc.sig, errb.String())
+				}
+			}
+		})
+	}
+}
