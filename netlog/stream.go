@@ -767,7 +767,7 @@ func (s *Stream) Close() error {
 		close(s.redoStop)
 		<-s.redoDone // within the drain timeout: its sends wait with it
 		var errs []error
-		var redoErr error
+		var redoErr, spoolErr error
 		for {
 			// Batches refused as over the collector's limits while the
 			// others were acked go again, cut to them, until none is left
@@ -776,9 +776,9 @@ func (s *Stream) Close() error {
 				break
 			}
 			if s.sp != nil {
-				// At the drain timeout's end what is left stays in the
-				// spool, which is said below.
-				_ = s.waitSpool()
+				// At the drain timeout's end (or a refusal's) what is
+				// left stays in the spool, which is said below.
+				spoolErr = s.waitSpool()
 			}
 			if s.c.Wait(s.drainCtx) != nil || s.redoN.Load() == 0 {
 				break
@@ -804,7 +804,11 @@ func (s *Stream) Close() error {
 			left := s.sp.close()
 			<-s.spDone
 			if left > 0 {
-				errs = append(errs, fmt.Errorf("netlog: %d batches stay in the spool %s for the next run", left, s.cfg.spoolDir))
+				err := fmt.Errorf("netlog: %d batches stay in the spool %s for the next run", left, s.cfg.spoolDir)
+				if spoolErr != nil { // why they did not leave it
+					err = fmt.Errorf("%w: %w", err, s.drainEnded(spoolErr))
+				}
+				errs = append(errs, err)
 			}
 		}
 		if rerr := s.takeErr(); rerr != nil && !errors.Is(rerr, ErrClosed) {
