@@ -120,7 +120,7 @@ type Client[Req, Resp any] struct {
 	rejected  []string
 	refusedBy []bool
 	lastErr   error
-	failing   bool            // down for longer than reportAfter
+	failing   bool            // down for longer than reportAfter, or refused for good by every address
 	outCtx    context.Context // set by WaitOutages: Send and Wait wait through an outage until it ends
 	closed    bool            // no more Sends
 	stopped   bool            // Close: no more connections
@@ -1205,8 +1205,8 @@ func (c *Client[Req, Resp]) outEnded() error {
 
 // Wait returns once every request sent before the call is answered, or
 // returns ErrUnavailable while the peer is unreachable past the report
-// delay (or refuses the client for good on every address), ErrClosed after Close, ctx's error, or ErrReentry from a
-// response callback.
+// delay (or refuses the client for good on every address), ErrClosed
+// after Close, ctx's error, or ErrReentry from a response callback.
 func (c *Client[Req, Resp]) Wait(ctx context.Context) error {
 	if c.inCallbackNow() {
 		return fmt.Errorf("%w: Wait", ErrReentry)
