@@ -75,8 +75,11 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		"front": "SNAIL_BENCH_FRONT", "compress": "SNAIL_BENCH_COMPRESS"}); err != nil {
 		return err
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if c.entries < 1 || c.goroutines < 1 {
 		return fmt.Errorf("-entries and -goroutines must be at least 1")

@@ -176,11 +176,11 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	}); err != nil {
 		return err
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	var err error
 	if cfg.Ack, err = collector.ParseAckLevel(ack); err != nil {

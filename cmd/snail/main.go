@@ -43,14 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "bench":
-		if err := bench(args[1:], stdout, stderr); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			fmt.Fprintln(stderr, "snail bench:", err)
-			return 1
-		}
-		return 0
+		return exit("bench", bench(args[1:], stdout, stderr), stderr)
 	case "collector":
 		ctx, stop, hup := signals()
 		defer stop()
@@ -102,8 +95,28 @@ func interrupts() (ctx context.Context, stop func()) {
 	}
 }
 
+// usageError is an error of the command line itself (a flag the command
+// does not have, a flag without its value, arguments it does not take):
+// exit status 2, as the flag package gives its own.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// parseFlags parses args into fs, its errors usage errors (the flag
+// package has printed them, with the usage, already).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
 // exit turns a command's error into an exit status: 0 for none or -h, 2 for
-// a usage error, 1 otherwise.
+// a usage error, 1 otherwise. The error is printed last, below the usage a
+// flag error printed.
 func exit(cmd string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -112,5 +125,8 @@ func exit(cmd string, err error, stderr io.Writer) int {
 		return 1
 	}
 	newReporter(stderr, "snail "+cmd+": ").report(err)
+	if _, ok := errors.AsType[usageError](err); ok {
+		return 2
+	}
 	return 1
 }

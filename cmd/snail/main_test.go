@@ -72,6 +72,17 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"bench", "-entries", "0"}, &out, &errb); code != 1 {
 		t.Fatalf("bad flag value: exit %d", code)
 	}
+	// A command line the command cannot take exits 2, as the flag
+	// package's own errors do, with the error last (below the usage).
+	for _, bad := range [][]string{{"send", "--bogus"}, {"send", "--window"}, {"send", "--to", "a:1", "--file", "b"},
+		{"bench", "extra"}, {"bench", "-entries", "many"}, {"collector", "--bogus"}} {
+		errb.Reset()
+		code := run(bad, &out, &errb)
+		lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+		if code != 2 || !strings.HasPrefix(lines[len(lines)-1], "snail "+bad[0]+": ") {
+			t.Errorf("%q: exit %d, stderr ending %q; want 2 and the error", bad, code, lines[len(lines)-1])
+		}
+	}
 	for _, bad := range [][]string{{"-front", "log4j"}, {"-compress", "lz4"}, {"-goroutines", "100000000"}, {"-goroutines", "20", "-entries", "10"}} {
 		if code := run(append([]string{"bench"}, bad...), &out, &errb); code != 1 {
 			t.Fatalf("bench %v: exit %d", bad, code)
@@ -146,38 +157,39 @@ func TestCollectorFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
+		code int // 2: the command line itself (flag.Parse)
 	}{
-		{[]string{"--max-backups", "0"}, "--max-backups 0 would delete every rotated file"},
-		{[]string{"--log-level", "loud"}, "--log-level"},
-		{[]string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert and --tls-key"},
-		{[]string{"--listen", "127.0.0.1:99999"}, "invalid port"},
-		{[]string{"--listen", busy.Addr().String()}, "address already in use"},
-		{[]string{"--metrics", busy.Addr().String()}, "metrics: listen"},
-		{[]string{"--dir", file}, "not a directory"},
-		{[]string{"--cpu-profile", filepath.Join(file, "cpu.prof")}, "--cpu-profile"},
-		{[]string{"--max-frame", "0"}, "--max-frame 0: must be positive"},
-		{[]string{"--ack", "sometimes"}, `ack level "sometimes"`},
-		{[]string{"--compress", "lz4"}, `--compress "lz4"`},
-		{[]string{"--file-mode", "999"}, `"999": want permission bits in octal`},
-		{[]string{"--file-mode", "rw-r--r--"}, `"rw-r--r--": want permission bits in octal`},
-		{[]string{"--file-mode", "1777"}, `"1777": want permission bits in octal`},
-		{[]string{"--max-backups", "-2"}, "want a count of files, or unlimited"},
-		{[]string{"--max-backups", "all"}, "want a count of files, or unlimited"},
-		{[]string{"--listen", "nope"}, "missing port in address"},
-		{[]string{"--max-frame", "lots"}, `bad size "lots"`},
-		{[]string{"--max-conns", "0"}, "--max-conns 0: must be positive"},
-		{[]string{"--idle-timeout", "0s"}, "--idle-timeout 0s: must be positive"},
-		{[]string{"stray"}, `unexpected arguments ["stray"]`},
-		{[]string{"--listen", "systemd"}, "--listen systemd: no socket was passed to this process"},
-		{[]string{"--metrics", "systemd#2"}, "--metrics systemd: no socket was passed to this process"},
-		{[]string{"--listen", "systemd#0"}, `--listen "systemd#0": want systemd or systemd#N`},
-		{[]string{"--listen", "systemd", "--metrics", "systemd#1"}, "name the same socket"},
+		{[]string{"--max-backups", "0"}, "--max-backups 0 would delete every rotated file", 1},
+		{[]string{"--log-level", "loud"}, "--log-level", 1},
+		{[]string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert and --tls-key", 1},
+		{[]string{"--listen", "127.0.0.1:99999"}, "invalid port", 1},
+		{[]string{"--listen", busy.Addr().String()}, "address already in use", 1},
+		{[]string{"--metrics", busy.Addr().String()}, "metrics: listen", 1},
+		{[]string{"--dir", file}, "not a directory", 1},
+		{[]string{"--cpu-profile", filepath.Join(file, "cpu.prof")}, "--cpu-profile", 1},
+		{[]string{"--max-frame", "0"}, "--max-frame 0: must be positive", 1},
+		{[]string{"--ack", "sometimes"}, `ack level "sometimes"`, 1},
+		{[]string{"--compress", "lz4"}, `--compress "lz4"`, 1},
+		{[]string{"--file-mode", "999"}, `"999": want permission bits in octal`, 2},
+		{[]string{"--file-mode", "rw-r--r--"}, `"rw-r--r--": want permission bits in octal`, 2},
+		{[]string{"--file-mode", "1777"}, `"1777": want permission bits in octal`, 2},
+		{[]string{"--max-backups", "-2"}, "want a count of files, or unlimited", 2},
+		{[]string{"--max-backups", "all"}, "want a count of files, or unlimited", 2},
+		{[]string{"--listen", "nope"}, "missing port in address", 1},
+		{[]string{"--max-frame", "lots"}, `bad size "lots"`, 2},
+		{[]string{"--max-conns", "0"}, "--max-conns 0: must be positive", 1},
+		{[]string{"--idle-timeout", "0s"}, "--idle-timeout 0s: must be positive", 1},
+		{[]string{"stray"}, `unexpected arguments ["stray"]`, 2},
+		{[]string{"--listen", "systemd"}, "--listen systemd: no socket was passed to this process", 1},
+		{[]string{"--metrics", "systemd#2"}, "--metrics systemd: no socket was passed to this process", 1},
+		{[]string{"--listen", "systemd#0"}, `--listen "systemd#0": want systemd or systemd#N`, 1},
+		{[]string{"--listen", "systemd", "--metrics", "systemd#1"}, "name the same socket", 1},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"collector", "--listen", "127.0.0.1:0", "--dir", t.TempDir()}, tc.args...)
 			var out, errb bytes.Buffer
-			if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), tc.want) {
-				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errb.String(), tc.want)
+			if code := run(args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errb.String(), tc.code, tc.want)
 			}
 			if lines := strings.Split(strings.TrimSpace(errb.String()), "\n"); !strings.Contains(lines[len(lines)-1], tc.want) {
 				t.Errorf("the error is not the last line: %q", errb.String())

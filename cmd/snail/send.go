@@ -90,11 +90,11 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	fromEnv := setFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if (to == "") == (file == "") {
-		return errors.New("give exactly one of --to ADDR and --file PATH")
+		return usageError{errors.New("give exactly one of --to ADDR and --file PATH")}
 	}
 	if file != "" {
 		// Flags of the way to a collector mean nothing with --file: say
