@@ -75,6 +75,20 @@ var held sync.Map // string -> *net.TCPListener
 // (--listen systemd), so that no other process can take the port before
 // it serves, and a restarted daemon finds the connections made while it
 // was down waiting (the test keeps the socket).
+// startChild starts cmd, and kills it when the test ends if it still runs.
+func startChild(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+}
+
 func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 	t.Helper()
 	args := []string{"collector", "--dir", dir}
@@ -98,15 +112,7 @@ func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
 	d := &daemon{cmd: cmd, addr: addr, stderr: new(syncBuffer)}
 	cmd.Stderr = d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	startChild(t, cmd)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if served := d.logged("collector serving", "addr"); served != "" {
@@ -826,15 +832,7 @@ func TestSocketActivation(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
 	d := &daemon{cmd: cmd, stderr: new(syncBuffer)}
 	cmd.Stderr = d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}()
+	startChild(t, cmd)
 	select {
 	case err := <-sent:
 		if err != nil {

@@ -31,16 +31,8 @@ func TestSendStopsOnSignal(t *testing.T) {
 	cmd.Stdin = pr
 	var errb syncBuffer
 	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startChild(t, cmd)
 	pr.Close()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
 	var b bytes.Buffer
 	for k := range 1000 {
 		fmt.Fprintf(&b, "id=%d end\n", k)
@@ -123,15 +115,7 @@ func TestSecondSignalEndsSend(t *testing.T) {
 			cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
 			var errb syncBuffer
 			cmd.Stderr = &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					cmd.Wait()
-				}
-			})
+			startChild(t, cmd)
 			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 				n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ) // FIONREAD
 				if err != nil {
