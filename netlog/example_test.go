@@ -36,6 +36,26 @@ func ExampleDial() {
 	logger.Info("order paid", zap.String("order", "A-17"))
 }
 
+// A collector that refuses this client for good (a wrong token, TLS on one
+// side only, a certificate that does not verify) is not waited for: Sync
+// returns at once, and Permanent tells that from an outage, through which
+// the entries stay queued for the collector's return.
+func ExamplePermanent() {
+	stream, err := netlog.Dial("collector:7777", netlog.WithStreamName("checkout"), netlog.WithToken("s3cret"))
+	if err != nil {
+		panic(err) // configuration errors only
+	}
+	w, err := sink.New(stream)
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, `{"level":"info","msg":"order paid"}`)
+	if err := w.Sync(); netlog.Permanent(err) {
+		fmt.Println("the collector refuses this client; check its token and TLS settings:", err)
+	}
+}
+
 // The request-response core carries any protocol given its codecs. Here a
 // toy one: the client sends "id word" lines, the server answers "id WORD".
 // Many goroutines may Send at once; their requests leave together in one
