@@ -431,3 +431,60 @@ func TestPermanent(t *testing.T) {
 		}
 	}
 }
+
+// A batch waiting for room in a full spool (SpoolBlock) stops waiting as
+// one waiting for room in the window does: with ErrUnavailable once the
+// collector has been down for the report delay or refuses the client for
+// good, and after Drain at the drain's end. It used to wait until the
+// spool had room, however long the collector stayed down, holding the
+// sink's writers (and snail send, deaf to SIGTERM) with it.
+func TestFullSpoolWaitEnds(t *testing.T) {
+	unauthorized := fakePeer(t, func(conn net.Conn) {
+		conn.Read(make([]byte, 4096)) // the hello
+		conn.Write(AppendWelcome(nil, Welcome{Status: encoder.StatusUnauthorized, Reason: "wrong token"}))
+		conn.Close()
+	})
+	down := testnet.RefusedAddr(t)
+	for _, tc := range []struct {
+		name  string
+		addr  string
+		drain bool
+		want  string
+	}{
+		{"down past the report delay", down, false, "peer unavailable"},
+		{"down, draining", down, true, "drain timeout (300ms) ended"},
+		{"refused for good", unauthorized, false, "wrong token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Dial(tc.addr, WithSpool(t.TempDir(), 1<<20, SpoolBlock), WithSpoolAll(),
+				WithReportAfter(200*time.Millisecond), WithDrainTimeout(300*time.Millisecond),
+				WithBackoff(time.Millisecond, 5*time.Millisecond), WithErrorHandler(func(error) {}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			batch := bytes.Repeat([]byte("0123456789abcdef0123456789abcde\n"), 8<<10) // 256 KiB
+			for range 3 { // the spool's 1 MiB holds 3 with their headers
+				if err := s.WriteBatch(batch, 8<<10); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.drain {
+				s.Drain()
+			}
+			written := make(chan error, 1)
+			go func() { written <- s.WriteBatch(batch, 8<<10) }()
+			select {
+			case err := <-written:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("WriteBatch into a full spool: %v, want an error with %q", err, tc.want)
+				}
+				if tc.addr == unauthorized && !Permanent(err) {
+					t.Fatalf("WriteBatch: %v, not Permanent", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("WriteBatch into a full spool still waits after 20 s")
+			}
+		})
+	}
+}

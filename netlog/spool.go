@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/snail-log/snail/encoder"
 )
@@ -20,7 +21,10 @@ type SpoolFull int
 
 const (
 	// SpoolBlock makes WriteBatch wait for room (the sink's overflow
-	// policy then applies). The default.
+	// policy then applies), as for room in the window: until the
+	// collector has been unavailable for the report delay or refuses the
+	// client for good (ErrUnavailable, and the sink retries the batch),
+	// and after Drain until the drain ends. The default.
 	SpoolBlock SpoolFull = iota
 	// SpoolDropOldest deletes the oldest spooled batches not yet sent to
 	// make room, and counts their entries in Stats().Lost.
@@ -402,13 +406,40 @@ func (sp *spool) reserve(next uint64) error {
 // straight to the connection. Called with mu held.
 func (sp *spool) idle() bool { return len(sp.queue) == 0 && !sp.handing }
 
+// spoolRecheck is how often a batch waiting for room in a full spool asks
+// over whether to stop waiting: nothing signals the collector's going
+// down, or the drain's end, to the spool.
+const spoolRecheck = 100 * time.Millisecond
+
 // append writes a batch to the spool, waiting for room or dropping the
-// oldest batches as configured. Called with mu held.
-func (sp *spool) append(r *spoolRec, payload []byte) error {
+// oldest batches as configured. While it waits for room it returns over's
+// error once there is one: the window's waits end the same way (the
+// collector unavailable past the report delay, the drain's end), and a
+// wait without end would hold the sink's writers, a signal to snail send
+// included, for as long as the collector is down. Called with mu held.
+func (sp *spool) append(r *spoolRec, payload []byte, over func() error) error {
 	need := int64(spoolRecHeader + len(payload))
+	var recheck *time.Timer
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
 	for sp.bytes+need > sp.max && !sp.closed {
 		if sp.full == SpoolDropOldest && sp.dropOldest() {
 			continue
+		}
+		if err := over(); err != nil {
+			return err
+		}
+		if recheck == nil {
+			recheck = time.AfterFunc(spoolRecheck, func() {
+				sp.mu.Lock()
+				sp.cond.Broadcast()
+				sp.mu.Unlock()
+			})
+		} else {
+			recheck.Reset(spoolRecheck)
 		}
 		sp.cond.Wait()
 	}

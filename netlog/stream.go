@@ -443,12 +443,27 @@ func (s *Stream) spoolOrSendNow(ob *outBatch, seq uint64, size int, done func(ac
 			return false, err
 		}
 	}
-	if err := sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload); err != nil {
+	if err := sp.append(&spoolRec{seq: seq, entries: ob.entries, raw: ob.raw, comp: ob.comp}, ob.payload, s.spoolWaitOver); err != nil {
 		return false, err // the caller still owns ob.buf
 	}
 	s.bufs.put(ob.buf) // the spool has a copy
 	ob.buf, ob.pooled = nil, false
 	return true, nil
+}
+
+// spoolWaitOver says when a batch waiting for room in a full spool stops
+// waiting, as one waiting for room in the window does: with
+// ErrUnavailable once the collector has been down for the report delay (or
+// refuses this client for good), and after Drain, only at the drain's end
+// (or that refusal).
+func (s *Stream) spoolWaitOver() error {
+	if s.draining.Load() {
+		if err := s.drainCtx.Err(); err != nil {
+			return err
+		}
+		return s.c.refused()
+	}
+	return s.c.Unavailable()
 }
 
 // nowCtx is a context that has ended: SendID with it takes room in the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snail-log/snail/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,5 +157,49 @@ func TestSecondSignalEndsSend(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// SIGTERM stops `snail send` whose spool is full while the collector is
+// down: the batch waiting for room in the spool stops waiting, as one
+// waiting for the window does, and the first signal is enough. It used to
+// wait for room until the collector came back, deaf to the signal.
+func TestSignalStopsSendWithAFullSpool(t *testing.T) {
+	in, spool := filepath.Join(t.TempDir(), "lines.txt"), t.TempDir()
+	writeLines(t, in, 0, 300_000) // about 10 MB: past the spool, the window and the sink's buffers
+	cmd := exec.Command(os.Args[0], "send", "--to", testnet.RefusedAddr(t), "--spool", spool, "--spool-size", "1MiB",
+		"--drain-timeout", "2s", in)
+	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
+	var errb syncBuffer
+	cmd.Stderr = &errb
+	startChild(t, cmd)
+	spooled := func() (n int64) {
+		des, _ := os.ReadDir(spool)
+		for _, de := range des {
+			if fi, err := de.Info(); err == nil && strings.HasSuffix(de.Name(), ".spool") {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(20 * time.Second); spooled() < 900<<10; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes in the spool after 20 s\n%s", spooled(), errb.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "stopped by a signal") ||
+			!strings.Contains(errb.String(), "kept in the spool") {
+			t.Fatalf("snail send: %v, want exit status 1, the lines in the spool kept\n%s", err, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("snail send still runs 20 s after SIGTERM (drain timeout 2s)\n%s", errb.String())
 	}
 }
