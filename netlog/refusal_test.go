@@ -464,7 +464,8 @@ func TestFullSpoolWaitEnds(t *testing.T) {
 			}
 			defer s.Close()
 			batch := bytes.Repeat([]byte("0123456789abcdef0123456789abcde\n"), 8<<10) // 256 KiB
-			for range 3 {                                                             // the spool's 1 MiB holds 3 with their headers
+			// The spool's 1 MiB holds 3 with their headers.
+			for range 3 {
 				if err := s.WriteBatch(batch, 8<<10); err != nil {
 					t.Fatal(err)
 				}
