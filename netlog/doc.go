@@ -46,8 +46,10 @@
 // an acked batch in exchange. It sends each frame at once, without a
 // window timer, then polls for acks. At the sink's Close it waits for a
 // collector that is down, up to its drain timeout, instead of failing fast
-// (sink.Drainer). The handshake (Hello, Welcome) and control frames are defined in
-// proto.go; the collector package implements the server half.
+// (sink.Drainer); a collector that refuses the client for good (a wrong
+// token, TLS on one side only: Permanent) is not waited for. The handshake
+// (Hello, Welcome) and control frames are defined in proto.go; the
+// collector package implements the server half.
 //
 // With WithSpool a Stream spills batches to disk when its window is full,
 // and keeps its identity (stream id, sequence numbers, what was acked) on
