@@ -451,8 +451,8 @@ func (s *Stream) spoolOrSendNow(ob *outBatch, seq uint64, size int, done func(ac
 	return true, nil
 }
 
-// spoolWaitOver says when a batch waiting for room in a full spool stops
-// waiting, as one waiting for room in the window does: with
+// spoolWaitOver says when a wait on the spool (for room in it, or for its
+// batches to leave it) ends, as one for room in the window does: with
 // ErrUnavailable once the collector has been down for the report delay (or
 // refuses this client for good), and after Drain, only at the drain's end
 // (or that refusal).
@@ -753,16 +753,8 @@ func (s *Stream) waitSpool() error {
 	s.sp.mu.Lock()
 	target := s.sp.nextSeq - 1
 	s.sp.mu.Unlock()
-	draining := s.draining.Load()
 	for s.sp.pendingUpTo(target) {
-		if draining {
-			if err := s.drainCtx.Err(); err != nil {
-				return err
-			}
-			if err := s.c.refused(); err != nil {
-				return err
-			}
-		} else if err := s.c.Unavailable(); err != nil {
+		if err := s.spoolWaitOver(); err != nil {
 			return err
 		}
 		time.Sleep(2 * time.Millisecond)
