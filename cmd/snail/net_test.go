@@ -75,20 +75,6 @@ var held sync.Map // string -> *net.TCPListener
 // (--listen systemd), so that no other process can take the port before
 // it serves, and a restarted daemon finds the connections made while it
 // was down waiting (the test keeps the socket).
-// startChild starts cmd, and kills it when the test ends if it still runs.
-func startChild(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-}
-
 func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 	t.Helper()
 	args := []string{"collector", "--dir", dir}
@@ -124,6 +110,20 @@ func startDaemon(t *testing.T, addr, dir string, extra ...string) *daemon {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startChild starts cmd, and kills it when the test ends if it still runs.
+func startChild(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 }
 
 // activatedCmd is the command that runs the test binary with args, handed
