@@ -326,8 +326,8 @@ func TestFinalAnswerEndsTheConnectionQuietly(t *testing.T) {
 
 // A peer that refuses the client for good (a wrong token, TLS on one side
 // only, a certificate either side does not accept) is not waited for
-// through the drain timeout: Sync and Close end at once with
-// ErrUnavailable, the entries counted as lost, and the error is
+// through the drain timeout: Close ends at once with ErrUnavailable, the
+// entries counted as lost (or kept in the spool), and the error is
 // Permanent. With another address that is only down, the drain waits for
 // it as for any outage, to its end.
 func TestPermanentRefusalEndsTheDrain(t *testing.T) {
