@@ -59,16 +59,8 @@ func TestSendStopsOnSignal(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("snail send: %v\n%s", err, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("snail send did not stop\n%s", errb.String())
+	if err := waitExit(t, cmd, 30*time.Second, &errb); err != nil {
+		t.Fatalf("snail send: %v\n%s", err, errb.String())
 	}
 	if !strings.Contains(errb.String(), "stopped by a signal") || !strings.Contains(errb.String(), "1000 lines") {
 		t.Fatalf("stderr: %s", errb.String())
@@ -190,16 +182,25 @@ func TestSignalStopsSendWithAFullSpool(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	err := waitExit(t, cmd, 20*time.Second, &errb) // the drain timeout is 2 s
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "stopped by a signal") ||
+		!strings.Contains(errb.String(), "kept in the spool") {
+		t.Fatalf("snail send: %v, want exit status 1, the lines in the spool kept\n%s", err, errb.String())
+	}
+}
+
+// waitExit waits up to d for the started cmd to end and returns its error;
+// if it still runs then, the test fails with what it printed.
+func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, errb *syncBuffer) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		ee, ok := err.(*exec.ExitError)
-		if !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "stopped by a signal") ||
-			!strings.Contains(errb.String(), "kept in the spool") {
-			t.Fatalf("snail send: %v, want exit status 1, the lines in the spool kept\n%s", err, errb.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("snail send still runs 20 s after SIGTERM (drain timeout 2s)\n%s", errb.String())
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s still runs after %v\n%s", cmd.Args, d, errb.String())
+		return nil
 	}
 }
