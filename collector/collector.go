@@ -527,8 +527,9 @@ func (c *Collector) snapshot() []*output {
 
 // Shutdown stops accepting, stops reading on every connection, waits for
 // the batches being written to be written and acked, then fsyncs and
-// closes every file. If ctx ends first it closes the connections at once
-// and returns ctx's error; the files are still synced and closed.
+// closes every file. If ctx ends first it closes the connections at once,
+// and returns ctx's error if that cut a batch unacked (its client sends it
+// again); the files are still synced and closed.
 func (c *Collector) Shutdown(ctx context.Context) error {
 	c.stopOnce.Do(func() { close(c.stopping) })
 	c.mem.abort()

@@ -485,6 +485,51 @@ func TestServerShutdown(t *testing.T) {
 	}
 }
 
+// A Shutdown whose deadline has passed already, with nothing left to
+// answer, cuts what is left and succeeds: only a request cut unanswered
+// makes it return the context's error (a collector stopped with
+// --shutdown-timeout 0 exited 1 with nothing cut).
+func TestShutdownPastDeadlineWithNothingInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		conns int
+	}{
+		{"no connection", 0},
+		{"idle connections", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 5 {
+				es := &echoServer{}
+				srv, addr := startEcho(t, es)
+				for range tc.conns {
+					c, err := NewClient[string, string](&echoClient{}, WithAddrs(addr))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					if err := c.Send(context.Background(), "q", 1, nil); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.Wait(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := srv.Conns(); got != tc.conns {
+					t.Fatalf("%d connections, want %d", got, tc.conns)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				if err := srv.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown past its deadline, nothing in flight = %v", err)
+				}
+				if srv.Conns() != 0 {
+					t.Fatalf("%d connections left", srv.Conns())
+				}
+			}
+		})
+	}
+}
+
 func TestGracefulShutdownAnswersEverything(t *testing.T) {
 	es := &echoServer{shuffle: true}
 	srv, addr := startEcho(t, es)

@@ -218,7 +218,7 @@ func (s *Server[Req, Resp]) connError(addr net.Addr, err error) {
 // (a request arriving is abandoned unanswered: its client sends it again),
 // waits until every request read has been answered and every connection is
 // closed, like http.Server.Shutdown. If ctx ends first it closes what is
-// left and returns ctx's error.
+// left, and returns ctx's error if that cut a request unanswered.
 func (s *Server[Req, Resp]) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting = true
@@ -238,10 +238,29 @@ func (s *Server[Req, Resp]) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		cut := s.busy()
 		s.Close()
 		<-done
+		if !cut {
+			return nil // only idle or closing connections were cut
+		}
 		return ctx.Err()
 	}
+}
+
+// busy reports whether a connection has a request read and not answered.
+func (s *Server[Req, Resp]) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.imu.Lock()
+		b := c.inflight > 0 || c.serving
+		c.imu.Unlock()
+		if b {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes every listener and connection at once, without waiting for

@@ -321,6 +321,9 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err = c.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("not stopped within --shutdown-timeout %s: connections cut with batches unacked, which their clients send again: %w", shutdownTimeout, err)
+	}
 	if serr := <-served; !errors.Is(serr, netlog.ErrServerClosed) && err == nil {
 		err = serr
 	}
