@@ -21,7 +21,7 @@ func activationSpec(flag, spec string) (n int, err error) {
 		return 0, nil
 	}
 	if n, err = strconv.Atoi(rest); err != nil || n < 1 {
-		return 0, fmt.Errorf("--%s %q: want systemd or systemd#N, N from 1", flag, spec)
+		return 0, flagError("--%s %q: want systemd or systemd#N, N from 1", flag, spec)
 	}
 	return n, nil
 }
@@ -52,7 +52,7 @@ func activated(flag string, n int) (net.Listener, error) {
 // addresses are checked by collector.New before.
 func listeners(listen string, ln int, metrics string, mn int) (l, ml net.Listener, err error) {
 	if ln > 0 && ln == mn {
-		return nil, nil, fmt.Errorf("--listen %s and --metrics %s name the same socket", listen, metrics)
+		return nil, nil, flagError("--listen %s and --metrics %s name the same socket", listen, metrics)
 	}
 	open := func(flag, spec string, n int, prefix string) (net.Listener, error) {
 		if n > 0 {

@@ -82,19 +82,19 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if c.entries < 1 || c.goroutines < 1 {
-		return fmt.Errorf("-entries and -goroutines must be at least 1")
+		return flagError("-entries and -goroutines must be at least 1")
 	}
 	if c.goroutines > min(c.entries, maxBenchGoroutines) {
 		// Each goroutine has a stack: 100 million of them would take
 		// the machine's memory before the first entry.
-		return fmt.Errorf("-goroutines %d: at most -entries (%d) and %d", c.goroutines, c.entries, maxBenchGoroutines)
+		return flagError("-goroutines %d: at most -entries (%d) and %d", c.goroutines, c.entries, maxBenchGoroutines)
 	}
 	if !slices.Contains(benchFronts, c.front) {
-		return fmt.Errorf("-front %q: want one of %s", c.front, strings.Join(benchFronts, ", "))
+		return flagError("-front %q: want one of %s", c.front, strings.Join(benchFronts, ", "))
 	}
 	var err error
 	if c.comp, err = encoder.ParseCompression(comp); err != nil {
-		return fmt.Errorf("-compress: %w", err)
+		return flagError("-compress: %w", err)
 	}
 	if c.dir == "" {
 		d, err := os.MkdirTemp("", "snail-bench-")

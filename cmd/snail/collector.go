@@ -33,7 +33,7 @@ func envFlags(fs *flag.FlagSet, env map[string]string) error {
 				} else if kind == "" {
 					kind = "value"
 				}
-				return fmt.Errorf("%s=%q: not a valid %s for --%s: %w", key, v, kind, name, err)
+				return flagError("%s=%q: not a valid %s for --%s: %w", key, v, kind, name, err)
 			}
 		}
 	}
@@ -184,10 +184,10 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	}
 	var err error
 	if cfg.Ack, err = collector.ParseAckLevel(ack); err != nil {
-		return err
+		return usageError{fmt.Errorf("--ack: %w", err)}
 	}
 	if err := oneToken(args, &token, &tokenFile); err != nil {
-		return err
+		return usageError{err}
 	}
 	switch {
 	case token != "":
@@ -199,7 +199,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	}
 	var ok bool
 	if cfg.Compression, ok = map[string]filelog.Compression{"none": filelog.NoCompression, "gzip": filelog.Gzip, "zstd": filelog.Zstd}[compress]; !ok {
-		return fmt.Errorf("--compress %q: want none, gzip or zstd", compress)
+		return flagError("--compress %q: want none, gzip or zstd", compress)
 	}
 	// In collector.Config zero means the default; given here, it would
 	// read as "none" or "no limit", which it is not.
@@ -208,7 +208,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		switch f.Name {
 		case "max-conns", "max-frame", "max-memory", "handshake-timeout", "idle-timeout", "frame-timeout":
 			if v := f.Value.String(); zero == nil && (v == "0" || v == "0s") {
-				zero = fmt.Errorf("--%s %s: must be positive (leave it out for the default)", f.Name, v)
+				zero = flagError("--%s %s: must be positive (leave it out for the default)", f.Name, v)
 			}
 		}
 	})
@@ -216,7 +216,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		return zero
 	}
 	if cfg.MaxBackups == 0 {
-		return fmt.Errorf("--max-backups 0 would delete every rotated file; use unlimited to keep all")
+		return flagError("--max-backups 0 would delete every rotated file; use unlimited to keep all")
 	}
 	cfg.MaxFrameSize, cfg.MaxMemory = int(maxFrame), maxMem
 	if cfg.MinFrameRate = minRate; minRate == 0 {
@@ -224,10 +224,13 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return flagError("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	var stls *serverTLS
+	if (tlsCert == "") != (tlsKey == "") {
+		return flagError("--tls-cert and --tls-key go together")
+	}
 	if tlsCert != "" || tlsKey != "" {
 		var err error
 		if stls, err = newServerTLS(tlsCert, tlsKey, tlsClientCA); err != nil {
@@ -235,7 +238,7 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 		}
 		cfg.TLS = stls.config()
 	} else if tlsClientCA != "" {
-		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
+		return flagError("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 
 	// A socket from systemd has no address for collector.New to check.

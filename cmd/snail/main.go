@@ -12,6 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/snail-log/snail/batcher"
+	"github.com/snail-log/snail/collector"
+	"github.com/snail-log/snail/encoder"
+	"github.com/snail-log/snail/filelog"
+	"github.com/snail-log/snail/netlog"
+	"github.com/snail-log/snail/sink"
 )
 
 const usage = `snail: high-throughput structured logging
@@ -96,11 +103,35 @@ func interrupts() (ctx context.Context, stop func()) {
 }
 
 // usageError is an error of the command line itself (a flag the command
-// does not have, a flag without its value, arguments it does not take):
-// exit status 2, as the flag package gives its own.
+// does not have, a flag without its value or with one it cannot take,
+// arguments it does not take): exit status 2, as the flag package gives
+// its own.
 type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
+
+// flagError is a usageError of a flag's value.
+func flagError(format string, a ...any) error {
+	return usageError{fmt.Errorf(format, a...)}
+}
+
+// invalidConfig are the errors of the packages' options and configs: from
+// them, of a value the command line gave (the commands build their options
+// from flags only).
+var invalidConfig = []error{collector.ErrInvalidConfig, netlog.ErrInvalidOption, sink.ErrInvalidOption,
+	encoder.ErrInvalidOption, filelog.ErrInvalidOption, batcher.ErrInvalidOption}
+
+func isUsage(err error) bool {
+	if _, ok := errors.AsType[usageError](err); ok {
+		return true
+	}
+	for _, e := range invalidConfig {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // parseFlags parses args into fs, its errors usage errors (the flag
 // package has printed them, with the usage, already).
@@ -125,7 +156,7 @@ func exit(cmd string, err error, stderr io.Writer) int {
 		return 1
 	}
 	newReporter(stderr, "snail "+cmd+": ").report(err)
-	if _, ok := errors.AsType[usageError](err); ok {
+	if isUsage(err) {
 		return 2
 	}
 	return 1

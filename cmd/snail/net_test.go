@@ -395,22 +395,31 @@ func TestSendReportsAnErrorOnce(t *testing.T) {
 // TestSendErrors: `snail send` refuses what it cannot do as asked.
 func TestSendErrors(t *testing.T) {
 	var o, e bytes.Buffer
-	for _, args := range [][]string{
-		{},                             // neither --to nor --file
-		{"--to", "x:1", "--file", "y"}, // both
-		{"--to", "127.0.0.1:1", "--compress", "lz4"},
-		{"--to", "127.0.0.1:1", "--stream", "../etc"},
-		{"--file", "/nonexistent-dir/x.log"},
-		{"--to", "127.0.0.1:1", "--file-mode", "644"}, // a file's, not a collector's
-		{"--file", "y", "--file-mode", "999"},
-		{"--file", "y", "--file-mode", "444"},             // not writable by snail itself
-		{"--to", "127.0.0.1:1", "--tls-cert", "cert.pem"}, // without its key
-		{"--to", "127.0.0.1:1", "--give-up-after", "-1s"},
-		{"--to", "127.0.0.1:1", "--drain-timeout", "0s"},
-		{"--file", "y", "--max-line", "-1"},
+	for _, tc := range []struct {
+		args  []string
+		usage bool // exit status 2: a value the command cannot take
+	}{
+		{[]string{}, true}, // neither --to nor --file
+		{[]string{"--to", "x:1", "--file", "y"}, true}, // both
+		{[]string{"--to", "127.0.0.1:1", "--compress", "lz4"}, true},
+		{[]string{"--to", "127.0.0.1:1", "--stream", "../etc"}, true},
+		{[]string{"--to", "127.0.0.1:1", "--stream", strings.Repeat("a", 300)}, true},
+		{[]string{"--to", "nohost"}, true},
+		{[]string{"--to", "127.0.0.1:1", "--window", "-1s"}, true},
+		{[]string{"--to", "127.0.0.1:1", "--spool", t.TempDir(), "--spool-size", "1KiB"}, true},
+		{[]string{"--file", "/nonexistent-dir/x.log"}, false},
+		{[]string{"--to", "127.0.0.1:1", "--file-mode", "644"}, true}, // a file's, not a collector's
+		{[]string{"--file", "y", "--file-mode", "999"}, true},
+		{[]string{"--file", "y", "--file-mode", "444"}, true},               // not writable by snail itself
+		{[]string{"--to", "127.0.0.1:1", "--tls-cert", "cert.pem"}, true},   // without its key
+		{[]string{"--to", "127.0.0.1:1", "--tls-ca", "missing.pem"}, false}, // a file the machine does not have
+		{[]string{"--to", "127.0.0.1:1", "--give-up-after", "-1s"}, true},
+		{[]string{"--to", "127.0.0.1:1", "--drain-timeout", "0s"}, true},
+		{[]string{"--file", "y", "--max-line", "-1"}, true},
 	} {
-		if err := sendCmd(context.Background(), args, strings.NewReader(""), &o, &e); err == nil {
-			t.Errorf("send %q succeeded", args)
+		err := sendCmd(context.Background(), tc.args, strings.NewReader(""), &o, &e)
+		if err == nil || isUsage(err) != tc.usage {
+			t.Errorf("send %q: %v; want an error, usage %v", tc.args, err, tc.usage)
 		}
 	}
 	// The way to a collector has no meaning with --file: said, not

@@ -27,7 +27,8 @@ const sendHelp = `Usage: snail send [flags] [FILE...]
 Reads lines from the FILEs (or stdin, also as "-") and ships them, batched,
 to a collector (--to) or into a file or device (--file). Each line is one
 entry; a missing final newline is added. It exits once every line is acked
-by the collector (or written to the file), with status 1 if any was not.
+by the collector (or written to the file), with status 1 if any was not
+(2 for a flag or a value it cannot take).
 While the collector is unreachable or the file cannot be written (a full
 disk), reading waits and lines back up in the input, with the error
 reported once; it resumes when they can be delivered again
@@ -103,14 +104,17 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		set := setFlags(fs)
 		for _, name := range []string{"spool", "spool-size", "token", "token-file", "compress", "tls", "tls-ca", "tls-server-name", "tls-cert", "tls-key", "stream", "drain-timeout"} {
 			if set[name] && !fromEnv[name] {
-				return fmt.Errorf("--%s goes with --to, not --file", name)
+				return flagError("--%s goes with --to, not --file", name)
 			}
 		}
 	} else if set := setFlags(fs); set["file-mode"] && !fromEnv["file-mode"] {
-		return errors.New("--file-mode goes with --file, not --to")
+		return flagError("--file-mode goes with --file, not --to")
+	}
+	if maxLine == 0 {
+		maxLine = defaultMaxLine
 	}
 	if giveUp < 0 {
-		return fmt.Errorf("--give-up-after %v: must not be negative", giveUp)
+		return flagError("--give-up-after %v: must not be negative", giveUp)
 	}
 	rep := newReporter(stderr, "snail send: ")
 	sopts := []sink.Option{sink.WithWindow(window), sink.WithErrorHandler(rep.report)}
@@ -122,10 +126,10 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if to != "" {
 		comp, err := encoder.ParseCompression(compress)
 		if err != nil {
-			return err
+			return usageError{fmt.Errorf("--compress: %w", err)}
 		}
 		if err := oneToken(args, &token, &tokenFile); err != nil {
-			return err
+			return usageError{err}
 		}
 		if tokenFile != "" {
 			if token, err = netlog.ReadToken(tokenFile); err != nil {
@@ -136,7 +140,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		// a collector that is down too. Unavailability is reported after
 		// half of it (at most netlog's default report delay).
 		if drain <= 0 {
-			return fmt.Errorf("--drain-timeout %v: must be positive", drain)
+			return flagError("--drain-timeout %v: must be positive", drain)
 		}
 		report := max(min(drain/2, netlog.DefaultReportAfter), time.Nanosecond)
 		nopts := []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithToken(token), netlog.WithCompression(comp),
@@ -147,6 +151,9 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				spoolSize = netlog.DefaultSpoolBytes
 			}
 			nopts = append(nopts, netlog.WithSpool(spool, spoolSize, netlog.SpoolBlock), netlog.WithSpoolAll())
+		}
+		if (tlsCert == "") != (tlsKey == "") {
+			return flagError("--tls-cert and --tls-key go together")
 		}
 		if useTLS || tlsCA != "" || tlsName != "" || tlsCert != "" || tlsKey != "" {
 			tc, err := snail.ClientTLS(tlsCA, tlsCert, tlsKey, tlsName)
@@ -181,12 +188,6 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	inputs := fs.Args()
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
-	}
-	if maxLine == 0 {
-		maxLine = defaultMaxLine
-	}
-	if maxLine < 0 {
-		return fmt.Errorf("--max-line %d: must not be negative", maxLine)
 	}
 	in := &input{stopped: make(chan struct{}), giveUp: giveUp, maxLine: int(min(maxLine, math.MaxInt32)), resumed: func(waited time.Duration) {
 		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
