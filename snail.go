@@ -275,7 +275,7 @@ func sinkParam(key, v string) (o sink.Option, ok bool, err error) {
 //	buffers=16         most batch buffers held (4 are allocated up front)
 func ParseURL(u *url.URL) (string, []filelog.Option, []sink.Option, error) {
 	bad := func(format string, args ...any) (string, []filelog.Option, []sink.Option, error) {
-		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", u.String(), fmt.Sprintf(format, args...))
+		return "", nil, nil, fmt.Errorf("snail: URL %q: %s", redact(u), fmt.Sprintf(format, args...))
 	}
 	if u.Scheme != Scheme {
 		return bad("scheme is not %q", Scheme)

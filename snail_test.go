@@ -249,3 +249,45 @@ func field(line []byte, key string) int {
 	}
 	return n
 }
+
+// FuzzParseURL: any URL is read into options or refused with an error,
+// never a panic; what is read names a file or an address; and an error
+// never shows the token the URL carries (zap repeats its errors whole, in
+// logs that others read).
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"snail:///var/log/app.log?maxsize=100MiB&every=24h&maxbackups=10&compress=zstd&fsync=1s&mode=0640",
+		"snail:rel/app.log?follow=1s&drop_below=warn&window=10ms&batch=1MiB&buffers=16",
+		"snail://collector:7777/app?compress=s2&spool_size=64MiB&tls=true&tls_server_name=x",
+		"snail://[::1]:7777/?window=1h&buffers=-1", "snail:///x?maxbackups=unlimited&maxage=-1h",
+		"snail://host:7777/app?colour=blue", "snail:///tmp/x.log?tokens=1", "snail://localhost/x",
+	} {
+		f.Add(s)
+	}
+	const token = "Zq8xK3pTm9wV"
+	f.Fuzz(func(t *testing.T, raw string) {
+		withToken := raw + "&token=" + token
+		if !strings.Contains(raw, "?") {
+			withToken = raw + "?token=" + token
+		}
+		for _, s := range []string{raw, withToken} {
+			u, err := url.Parse(s)
+			if err != nil {
+				return
+			}
+			if path, _, _, err := ParseURL(u); err == nil && path == "" {
+				t.Fatalf("ParseURL(%q): no path", s)
+			} else if err != nil && strings.Contains(err.Error(), token) && !strings.Contains(raw, token) {
+				t.Fatalf("ParseURL(%q): the error shows the token: %v", s, err)
+			}
+			// The address itself is Dial's to check (netlog.Dial).
+			if addr, _, _, err := ParseNetURL(u); err == nil {
+				if !strings.HasSuffix(addr, ":"+u.Port()) || u.Port() == "" {
+					t.Fatalf("ParseNetURL(%q): address %q", s, addr)
+				}
+			} else if strings.Contains(err.Error(), token) && !strings.Contains(raw, token) {
+				t.Fatalf("ParseNetURL(%q): the error shows the token: %v", s, err)
+			}
+		}
+	})
+}
