@@ -3,6 +3,7 @@ package collector
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -81,6 +82,54 @@ func TestSpoolAllKeepsTheWindowAtClose(t *testing.T) {
 			checkDelivered(t, s2, filepath.Join(dir, "kept.log"), spoolDir, n)
 		})
 	}
+}
+
+// A spool's batches belong to the stream that spooled them: a client of
+// another stream on the same directory is refused while they wait (it
+// would deliver them into its own file), and takes the spool once they
+// are delivered.
+func TestSpoolKeepsToItsStream(t *testing.T) {
+	dir, spoolDir := t.TempDir(), t.TempDir()
+	addr := unusedAddr(t) // nobody listens yet
+	opts := func(stream string) []netlog.ClientOption {
+		return []netlog.ClientOption{netlog.WithStreamName(stream), netlog.WithSpool(spoolDir, 64<<20, netlog.SpoolBlock),
+			netlog.WithSpoolAll(), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
+			netlog.WithDrainTimeout(100 * time.Millisecond), netlog.WithErrorHandler(func(error) {})}
+	}
+	s, err := netlog.Dial(addr, opts("a")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, per = 1000, 100
+	send(t, s, 0, n, per)
+	if err := s.Close(); err == nil {
+		t.Fatal("Close with the collector down returned nil")
+	}
+	if st := s.Stats(); st.Spooled != n {
+		t.Fatalf("spooled %d, want %d", st.Spooled, n)
+	}
+	serveAt(t, addr, Config{Dir: dir}) // the collector comes up
+	if s, err := netlog.Dial(addr, opts("b")...); !errors.Is(err, netlog.ErrInvalidOption) || !strings.Contains(err.Error(), `batches of stream "a" not acked yet (10)`) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("stream b on a spool holding stream a's batches: %v", err)
+	}
+	s, err = netlog.Dial(addr, opts("a")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, s, filepath.Join(dir, "a.log"), spoolDir, n)
+	if _, err := os.Stat(filepath.Join(dir, "b.log")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("b.log: %v, want none", err)
+	}
+	s, err = netlog.Dial(addr, opts("b")...) // empty now: it changes hands
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, 0, n, per)
+	checkDelivered(t, s, filepath.Join(dir, "b.log"), spoolDir, n)
+	checkIDs(t, filepath.Join(dir, "a.log"), n)
 }
 
 // TestSpoolRecordDamagedWhileSpooled: a record damaged in place while it

@@ -147,7 +147,7 @@ func FuzzSpool(f *testing.F) {
 			}
 		}
 
-		sp, err := openSpool(dir, 1<<30, SpoolBlock)
+		sp, err := openSpool(dir, 1<<30, SpoolBlock, DefaultStreamName)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}

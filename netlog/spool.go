@@ -59,7 +59,9 @@ const DefaultSpoolBytes = 1 << 30
 // sequence numbers (the collector skips what it already wrote), and never
 // sends again what was acked. Each record carries a CRC; a record torn by a
 // crash is detected and dropped, never sent, and reported to the error
-// handler (WithErrorHandler) when Dial opens the spool. A record damaged in
+// handler (WithErrorHandler) when Dial opens the spool. A spool belongs to
+// the stream whose batches it holds: while they wait, Dial refuses it to
+// another stream name (ErrInvalidOption). A record damaged in
 // place is dropped and reported the same way, and the records after it
 // are still sent when its length field is intact. Entries a client
 // crash can still lose: those in the sink's buffers and in the window in
@@ -157,9 +159,10 @@ type spool struct {
 	buf       []byte
 }
 
-// openSpool opens (or creates) the spool in dir and recovers what a previous
-// process left: its identity, and the records not acked, in order.
-func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
+// openSpool opens (or creates) the spool in dir for the stream named
+// stream and recovers what a previous process left: its identity, and the
+// records not acked, in order.
+func openSpool(dir string, maxBytes int64, full SpoolFull, stream string) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("netlog: spool: %w", err)
 	}
@@ -196,12 +199,57 @@ func openSpool(dir string, maxBytes int64, full SpoolFull) (*spool, error) {
 			return nil, err
 		}
 	}
+	if err := sp.claimStream(stream); err != nil {
+		sp.closeFiles()
+		return nil, err
+	}
 	sp.reserved = sp.nextSeq // what take gives out next is reserved (and fsynced) there
 	if err := sp.saveState(); err != nil {
 		sp.closeFiles()
 		return nil, err
 	}
 	return sp, nil
+}
+
+// spoolStreamFile names the stream whose batches the spool holds.
+const spoolStreamFile = "stream"
+
+// claimStream makes the spool the stream's. Its records carry no stream
+// name, the stream's handshake gives it: records left by a client of
+// another stream would go to this one's file at the collector, so they
+// refuse it, until they are delivered. An empty spool changes hands (its
+// stream id goes on: sequence numbers only grow, so the collector's marks
+// for either stream stay true). A spool of an earlier version, without the
+// file, is taken as it is.
+func (sp *spool) claimStream(stream string) error {
+	path := filepath.Join(sp.dir, spoolStreamFile)
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(old) == stream:
+		return nil
+	case err == nil && len(sp.queue) > 0:
+		return fmt.Errorf("%w: spool %s holds batches of stream %q not acked yet (%d), not of stream %q: "+
+			"use it for stream %q until they are delivered", ErrInvalidOption, sp.dir, old, len(sp.queue), stream, old)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(stream), 0o640); err != nil {
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("netlog: spool: %w", err)
+	}
+	return nil
 }
 
 // recoverSegment reads one segment left by a previous process: valid

@@ -68,7 +68,7 @@ func TestCutNote(t *testing.T) {
 // client reuse a number the collector has seen.
 func TestSpoolReservesAhead(t *testing.T) {
 	dir := t.TempDir()
-	sp, err := openSpool(dir, 1<<20, SpoolBlock)
+	sp, err := openSpool(dir, 1<<20, SpoolBlock, DefaultStreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSpoolReservesAhead(t *testing.T) {
 		}
 	}
 	sp.closeFiles()
-	sp, err = openSpool(dir, 1<<20, SpoolBlock)
+	sp, err = openSpool(dir, 1<<20, SpoolBlock, DefaultStreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestSpoolSkipsADamagedRecord(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "seg-00000000000000000001.spool"), data, 0o640); err != nil {
 			t.Fatal(err)
 		}
-		sp, err := openSpool(dir, 1<<20, SpoolBlock)
+		sp, err := openSpool(dir, 1<<20, SpoolBlock, DefaultStreamName)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -140,7 +140,7 @@ func Dial(addr string, opts ...ClientOption) (*Stream, error) {
 	}
 	s := &Stream{cfg: cfg, enc: enc, dec: dec, bufs: bufStack{max: cfg.maxFrames + 1, every: spareShrinkEvery}}
 	if cfg.spoolDir != "" {
-		if s.sp, err = openSpool(cfg.spoolDir, cfg.spoolMax, cfg.spoolFull); err != nil {
+		if s.sp, err = openSpool(cfg.spoolDir, cfg.spoolMax, cfg.spoolFull, cfg.stream); err != nil {
 			return nil, err
 		}
 		s.id = s.sp.id

@@ -74,7 +74,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.DurationVar(&window, "window", 100*time.Millisecond, "longest a line waits for others before its batch leaves [SNAIL_WINDOW]")
 	fs.DurationVar(&giveUp, "give-up-after", 0, "while the collector is unreachable (or the file cannot be written), reading waits and the line is offered again; after failing this long, stop reading and exit 1 (and end the wait for the acks at the end once the collector has been unreachable this long); 0: wait until stopped [SNAIL_GIVE_UP_AFTER]")
 	fs.DurationVar(&drain, "drain-timeout", netlog.DefaultDrainTimeout, "at the end, how long to wait for the collector's acks [SNAIL_DRAIN_TIMEOUT]")
-	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool [SNAIL_SPOOL]")
+	fs.StringVar(&spool, "spool", "", "disk spool directory: every batch is written there before it is sent, and what the collector has not acked when snail send ends (or is killed) is sent first by the next snail send with the same spool (and --stream: a spool holding another stream's lines is refused) [SNAIL_SPOOL]")
 	fs.Var(sizeFlag{&spoolSize}, "spool-size", "most bytes the spool holds (a `size`); when full, reading waits (default 1GiB) [SNAIL_SPOOL_SIZE]")
 	fs.Var(sizeFlag{&maxLine}, "max-line", "longest line taken (a `size`); a longer one is dropped, reported and counted as not delivered, so that a line without an end does not take all memory; 0: the collector's default frame limit (default 16MiB) [SNAIL_MAX_LINE]")
 	fs.BoolVar(&quiet, "q", false, "do not print the summary line")
