@@ -313,6 +313,76 @@ func TestSendSkipsAMissingInput(t *testing.T) {
 	checkLines(t, out, 20)
 }
 
+// The output file among the inputs (or as stdin, or through a link) is
+// refused and skipped, as cat refuses it: read while it is written, it
+// grew without end (4.7 GB in 10 s) until the disk was full.
+func TestSendRefusesItsOutputAsInput(t *testing.T) {
+	dir := t.TempDir()
+	a, b, out, link := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "out.log"), filepath.Join(dir, "link")
+	writeLines(t, a, 0, 10)
+	writeLines(t, b, 10, 10)
+	if err := os.Symlink(out, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		stdin bool // out.log as stdin
+	}{
+		{"an argument", []string{"--file", out, a, out, b}, false},
+		{"through a link", []string{"--file", out, a, link, b}, false},
+		{"stdin", []string{"--file", out, a, "-", b}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(out)
+			writeLines(t, out, 20, 1000)
+			var stdin io.Reader
+			if tc.stdin {
+				f, err := os.Open(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				stdin = f
+			}
+			// Should it loop again, a signal stops it past 1 MiB.
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer cancel()
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(10 * time.Millisecond):
+						if fi, err := os.Stat(out); err == nil && fi.Size() > 1<<20 {
+							return
+						}
+					}
+				}
+			}()
+			var e bytes.Buffer
+			err := sendCmd(ctx, tc.args, stdin, io.Discard, &e)
+			close(done)
+			if err == nil || !strings.Contains(e.String(), ": input file is output file") {
+				t.Fatalf("send: %v\n%s", err, e.String())
+			}
+			data, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1000 + 20 // its own lines, then a's and b's
+			if got := strings.Count(string(data), "\n"); got != want {
+				t.Fatalf("%d lines in the output, want %d", got, want)
+			}
+		})
+	}
+	// A device is not a file that grows: /dev/null in and out is fine.
+	if err := sendCmd(context.Background(), []string{"--file", os.DevNull, os.DevNull}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatalf("send --file /dev/null /dev/null: %v", err)
+	}
+}
+
 // A line over --max-line is read through and dropped, not held in memory
 // whole: the lines around it arrive, the drop is reported and counted, and
 // the exit status is 1.

@@ -191,7 +191,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	in := &input{stopped: make(chan struct{}), giveUp: giveUp, maxLine: int(min(maxLine, math.MaxInt32)), resumed: func(waited time.Duration) {
 		rep.note(fmt.Sprintf("delivering again after waiting %v", waited.Round(time.Millisecond)))
-	}, report: rep.report}
+	}, report: rep.report, outPath: file}
 	var lines, bytes atomic.Int64
 	readDone := make(chan error, 1)
 	in.busy.Lock() // held by the reader except while it waits in a read
@@ -315,6 +315,10 @@ func readInput(in *input, name string, stdin io.Reader, w io.Writer, lines, byte
 		defer f.Close()
 		r = f
 	}
+	if f, ok := r.(*os.File); ok && in.outPath != "" && sameRegular(f, in.outPath) {
+		// Read while it is written, it would never end (cat refuses too).
+		return fmt.Errorf("%s: input file is output file", name)
+	}
 	in.r = r
 	if err := copyLines(w, in, lines, bytes); err != nil {
 		if errors.Is(err, errStopped) {
@@ -323,6 +327,16 @@ func readInput(in *input, name string, stdin io.Reader, w io.Writer, lines, byte
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// sameRegular reports whether f is the regular file at path.
+func sameRegular(f *os.File, path string) bool {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	out, err := os.Stat(path)
+	return err == nil && os.SameFile(fi, out)
 }
 
 // deliverError is an error of the destination, not of an input: it ends
@@ -348,6 +362,7 @@ type input struct {
 	untaken uint64                     // lines read and never taken, set before the reader ends
 	resumed func(waited time.Duration) // called when lines are taken again after a wait
 	report  func(error)                // called with the error of an input that is skipped
+	outPath string                     // the --file written, "" for a collector
 }
 
 // transient reports whether err may go away by itself: the collector is
