@@ -1091,6 +1091,69 @@ func TestConcurrentWritersAndRotation(t *testing.T) {
 	}
 }
 
+// Writers, rotations by size and by call, and logrotate's move plus
+// Reopen, all at once (and the path followed): every line is in exactly
+// one file at the end, the moved ones included.
+func TestConcurrentRotationAndReopen(t *testing.T) {
+	for round := range 5 {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "app.log")
+		f := mustOpen(t, path, WithMaxSize(8192), WithMaxBackups(Unlimited), WithCompression(Zstd), WithFollowPath(time.Millisecond))
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		wg.Go(func() { // logrotate, pacing its moves
+			for i := 0; !stop.Load(); i++ {
+				_ = os.Rename(path, filepath.Join(dir, fmt.Sprintf("moved.%d", i)))
+				if err := f.Reopen(); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+		wg.Go(func() {
+			for !stop.Load() {
+				if err := f.Rotate(); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(700 * time.Microsecond)
+			}
+		})
+		var writers sync.WaitGroup
+		for g := range 8 {
+			writers.Go(func() {
+				for i := range 200 {
+					if err := f.WriteBatch(lines(3, (g*200+i)*3), 3); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		writers.Wait()
+		stop.Store(true)
+		wg.Wait()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*"))
+		seen := map[string]int{}
+		for _, name := range names {
+			sc := bufio.NewScanner(bytes.NewReader(readFile(t, name)))
+			for sc.Scan() {
+				seen[sc.Text()]++
+			}
+		}
+		if len(seen) != 8*200*3 {
+			t.Fatalf("round %d: %d distinct lines, want %d (files %v)", round, len(seen), 8*200*3, names)
+		}
+		for l, n := range seen {
+			if n != 1 {
+				t.Fatalf("round %d: line %q seen %d times", round, l, n)
+			}
+		}
+	}
+}
+
 func TestPositionAndFsync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pos.log")
 	f, err := Open(path)
