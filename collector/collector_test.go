@@ -1197,10 +1197,16 @@ func TestTLSMismatchIsExplained(t *testing.T) {
 			}
 			s.Close()
 			waitFor(t, func() bool { return c.Stats().Rejects["tls"] > 0 })
-			if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
-				return strings.Contains(l, "reason=tls") && strings.Contains(l, tc.collector)
-			}) {
-				t.Errorf("collector logged\n%s\nwant a tls reject with %q", logs, tc.collector)
+			// The reject is counted, then logged.
+			logged := func() bool {
+				return slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+					return strings.Contains(l, "reason=tls") && strings.Contains(l, tc.collector)
+				})
+			}
+			for deadline := time.Now().Add(10 * time.Second); !logged(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("collector logged\n%s\nwant a tls reject with %q", logs, tc.collector)
+				}
 			}
 		})
 	}
