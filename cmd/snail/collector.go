@@ -334,10 +334,14 @@ func collectorCmd(ctx context.Context, args []string, hup <-chan os.Signal, stdo
 }
 
 // signals returns the context that SIGTERM and SIGINT end, and the channel
-// of SIGHUPs, for the daemon.
+// of SIGHUPs, for the daemon. It also ignores SIGPIPE, so that the daemon
+// outlives the reader of its log (snail collector 2>&1 | logger, the
+// logger restarted): Go otherwise ends a process whose write to standard
+// error meets a closed pipe; now that write fails, and the line is lost.
 func signals() (context.Context, context.CancelFunc, chan os.Signal) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	return ctx, func() { stop(); signal.Stop(hup) }, hup
+	signal.Ignore(syscall.SIGPIPE)
+	return ctx, func() { stop(); signal.Stop(hup); signal.Reset(syscall.SIGPIPE) }, hup
 }

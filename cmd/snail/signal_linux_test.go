@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,5 +203,54 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, errb *syncBuffer) er
 	case <-time.After(d):
 		t.Fatalf("%s still runs after %v\n%s", cmd.Args, d, errb.String())
 		return nil
+	}
+}
+
+// The collector outlives the reader of its log (snail collector 2>&1 |
+// logger, the logger restarted): with SIGPIPE not ignored, Go ends a
+// process whose write to standard error meets a closed pipe, and the
+// collector died at its next log line. Now the line is lost, not the
+// daemon: it logs a SIGHUP's reopen into the closed pipe, serves a client,
+// and stops on SIGTERM with status 0.
+func TestCollectorOutlivesItsLogReader(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "collector", "--dir", dir, "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SNAIL_TEST_MAIN=1")
+	pr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startChild(t, cmd)
+	var addr string
+	var seen bytes.Buffer
+	buf := make([]byte, 4096)
+	for addr == "" {
+		n, err := pr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("collector log ended before it served: %v\n%s", err, seen.String())
+		}
+		d := &daemon{stderr: new(syncBuffer)}
+		d.stderr.Write(seen.Bytes())
+		addr = d.logged("collector serving", "addr")
+	}
+	pr.Close() // the log's reader goes away
+	for range 3 {
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil { // each logs "reopened output files"
+			t.Fatal(err)
+		}
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	writeLines(t, in, 0, 100)
+	var errb bytes.Buffer
+	if err := sendCmd(t.Context(), []string{"--to", addr, "--stream", "after", "--drain-timeout", "10s", in}, nil, io.Discard, &errb); err != nil {
+		t.Fatalf("send after the log's reader left: %v\n%s", err, errb.String())
+	}
+	checkLines(t, filepath.Join(dir, "after.log"), 100)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 30*time.Second, new(syncBuffer)); err != nil {
+		t.Fatalf("collector exited with %v", err)
 	}
 }
