@@ -93,7 +93,8 @@ func newConfig(opts []Option) (config, error) {
 func printError(err error) { fmt.Fprintln(os.Stderr, err) }
 
 // Open opens path for appending, creating it (not its directory) with the
-// configured mode. Errors (missing directory, permission denied, a
+// configured mode. A relative path is taken from the working directory at
+// Open, also for the rotations and reopens after a change of directory. Errors (missing directory, permission denied, a
 // directory at path, a FIFO without a reader) are returned here, with the
 // path, not at the first write. The names "stdout", "stderr", "-",
 // /dev/stdout and /dev/stderr write to the process's standard streams.
@@ -107,6 +108,15 @@ func Open(path string, opts ...Option) (*File, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
+	}
+	if stdStream(path) == nil && !filepath.IsAbs(path) {
+		// Rotation, following and Reopen open the path again: from the
+		// directory of now, not the one the program may move to.
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("filelog: open %s: %w", path, err)
+		}
+		path = abs
 	}
 	l := &File{path: path, cfg: c}
 	if err := l.open(); err != nil {

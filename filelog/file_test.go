@@ -1154,6 +1154,45 @@ func TestConcurrentRotationAndReopen(t *testing.T) {
 	}
 }
 
+// A relative path is taken from the working directory at Open: a program
+// that changes directory afterwards (a daemon's chdir to /) still rotates,
+// follows and reopens the file it opened, and never renames another file
+// of the same name in its new working directory.
+func TestRelativePathSurvivesChdir(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	decoy := filepath.Join(elsewhere, "app.log")
+	if err := os.WriteFile(decoy, []byte("not snail's\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	f := mustOpen(t, "app.log", WithMaxSize(1<<20), WithFollowPath(time.Millisecond))
+	if err := f.WriteBatch(lines(3, 0), 3); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(elsewhere)
+	if err := f.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteBatch(lines(3, 3), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(decoy); err != nil || string(got) != "not snail's\n" {
+		t.Fatalf("the other directory's app.log: %q, %v", got, err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(elsewhere, "*")); len(names) != 1 {
+		t.Fatalf("files in the other directory: %v", names)
+	}
+	if got := string(readAll(t, f)); got != string(lines(6, 0)) {
+		t.Fatalf("the files opened hold %q, want %q", got, lines(6, 0))
+	}
+}
+
 func TestPositionAndFsync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pos.log")
 	f, err := Open(path)
