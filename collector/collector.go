@@ -182,6 +182,13 @@ func New(cfg Config) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Streams' files are opened as clients come: from the directory of
+	// now, not the one the program may move to.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("collector: output directory: %w", err)
+	}
+	cfg.Dir = dir
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o750); err != nil {
 		return nil, fmt.Errorf("collector: output directory: %w", err)
 	}

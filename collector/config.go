@@ -70,7 +70,8 @@ type Config struct {
 	// ListenAndServe. Defaults to 127.0.0.1:7777.
 	Listen string
 	// Dir is the output directory: stream NAME goes to Dir/NAME.log. It
-	// is created if missing. Defaults to ./logs.
+	// is created if missing. Defaults to ./logs. A relative one is taken
+	// from the working directory at New.
 	Dir string
 	// MetricsListen, if set, is the address of the HTTP listener that
 	// serves /metrics (Prometheus) and /healthz. It keeps the log port's

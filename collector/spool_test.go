@@ -132,6 +132,30 @@ func TestSpoolKeepsToItsStream(t *testing.T) {
 	checkIDs(t, filepath.Join(dir, "a.log"), n)
 }
 
+// A relative spool directory and a relative output directory are taken
+// from the working directory at Dial and New: after the program changes
+// directory, new spool segments and new streams' files still go there.
+func TestRelativeDirectoriesSurviveChdir(t *testing.T) {
+	base, elsewhere := t.TempDir(), t.TempDir()
+	t.Chdir(base)
+	addr := unusedAddr(t) // nobody listens yet
+	opts := []netlog.ClientOption{netlog.WithStreamName("rel"), netlog.WithSpool("spool", 64<<20, netlog.SpoolBlock),
+		netlog.WithSpoolAll(), netlog.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
+		netlog.WithDrainTimeout(100 * time.Millisecond), netlog.WithErrorHandler(func(error) {})}
+	s, err := netlog.Dial(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveAt(t, addr, Config{Dir: "logs"})
+	t.Chdir(elsewhere) // before the stream's file is opened, and the spool's first segment
+	const n, per = 1000, 100
+	send(t, s, 0, n, per)
+	checkDelivered(t, s, filepath.Join(base, "logs", "rel.log"), filepath.Join(base, "spool"), n)
+	if names, _ := filepath.Glob(filepath.Join(elsewhere, "*")); len(names) != 0 {
+		t.Fatalf("files in the new working directory: %v", names)
+	}
+}
+
 // TestSpoolRecordDamagedWhileSpooled: a record damaged in place while it
 // waits in the spool (a bad sector under a running client) fails its CRC
 // when it is read back to be sent: its batch is counted lost and reported,

@@ -47,7 +47,8 @@ var (
 // unless told otherwise.
 const DefaultSpoolBytes = 1 << 30
 
-// WithSpool gives the Stream a disk spool in dir, holding at most maxBytes:
+// WithSpool gives the Stream a disk spool in dir (a relative one from the
+// working directory at Dial), holding at most maxBytes:
 // when the window of unacked batches is full (the collector is slow or
 // down), batches go to disk instead of waiting, and are sent from there, in
 // order and before newer batches, as the window frees. While the collector
@@ -163,6 +164,12 @@ type spool struct {
 // stream and recovers what a previous process left: its identity, and the
 // records not acked, in order.
 func openSpool(dir string, maxBytes int64, full SpoolFull, stream string) (*spool, error) {
+	// Segments are made as batches come: in the directory of now, not
+	// under the one the program may move to.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("netlog: spool: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("netlog: spool: %w", err)
 	}
