@@ -48,11 +48,11 @@ var (
 const DefaultSpoolBytes = 1 << 30
 
 // WithSpool gives the Stream a disk spool in dir (a relative one from the
-// working directory at Dial), holding at most maxBytes:
-// when the window of unacked batches is full (the collector is slow or
-// down), batches go to disk instead of waiting, and are sent from there, in
-// order and before newer batches, as the window frees. While the collector
-// keeps up, nothing touches the disk.
+// working directory at Dial), holding at most maxBytes: when the window of
+// unacked batches is full (the collector is slow or down), batches go to
+// disk instead of waiting, and are sent from there, in order and before
+// newer batches, as the window frees. While the collector keeps up,
+// nothing touches the disk.
 //
 // The spool also makes the Stream's identity survive a restart: the stream
 // id and the next sequence number live in dir, so a client restarted with
