@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 )
 
@@ -17,8 +18,9 @@ import (
 // to a collector that requires one (snail collector --tls-client-ca). The
 // certificate files are read again at each connection, so that a
 // certificate renewed on disk (cert-manager, certbot) is presented from
-// the next connection without a restart; files that do not load then leave
-// the one before in use.
+// the next connection without a restart (relative names are taken from the
+// working directory at ClientTLS); files that do not load then leave the
+// one before in use.
 func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if caFile != "" {
@@ -36,6 +38,15 @@ func ClientTLS(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 		return nil, errors.New("snail: TLS: a client certificate goes with its key file, and a key with its certificate")
 	}
 	if certFile != "" {
+		// Read again later: from the directory of now, not the one the
+		// program may move to.
+		for _, p := range []*string{&certFile, &keyFile} {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, fmt.Errorf("snail: TLS client certificate: %w", err)
+			}
+			*p = abs
+		}
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("snail: TLS client certificate: %w", err)

@@ -133,3 +133,26 @@ func TestClientTLS(t *testing.T) {
 		}
 	}
 }
+
+// Relative certificate files are taken from the working directory at
+// ClientTLS: a renewal is still read after the program changes directory.
+func TestClientTLSRelativeFiles(t *testing.T) {
+	tmp := t.TempDir()
+	ca := testcert.NewCA(t)
+	testcert.WritePEM(t, ca.Issue(t, "app", x509.ExtKeyUsageClientAuth), filepath.Join(tmp, "client.pem"), filepath.Join(tmp, "client.key"))
+	t.Chdir(tmp)
+	cfg, err := ClientTLS("", "client.pem", "client.key", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	renewed := ca.Issue(t, "app", x509.ExtKeyUsageClientAuth)
+	testcert.WritePEM(t, renewed, filepath.Join(tmp, "client.pem"), filepath.Join(tmp, "client.key"))
+	c, err := cfg.GetClientCertificate(&tls.CertificateRequestInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf, err := x509.ParseCertificate(c.Certificate[0]); err != nil || leaf.SerialNumber.Cmp(renewed.Leaf.SerialNumber) != 0 {
+		t.Fatalf("presented %v (%v), want the renewal's serial %s", leaf.SerialNumber, err, renewed.Leaf.SerialNumber)
+	}
+}
