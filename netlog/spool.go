@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,9 +231,10 @@ const spoolStreamFile = "stream"
 // file, is taken as it is.
 func (sp *spool) claimStream(stream string) error {
 	path := filepath.Join(sp.dir, spoolStreamFile)
-	old, err := os.ReadFile(path)
+	b, err := os.ReadFile(path)
+	old := strings.TrimSpace(string(b)) // an editor's newline
 	switch {
-	case err == nil && string(old) == stream:
+	case err == nil && old == stream:
 		return nil
 	case err == nil && len(sp.queue) > 0:
 		return fmt.Errorf("%w: spool %s holds batches of stream %q not acked yet (%d), not of stream %q: "+
