@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"time"
@@ -177,16 +178,19 @@ func (c *Config) Validate() error {
 	if err := defInt("MaxConns", &c.MaxConns, DefaultMaxConns, 1, 1<<20); err != nil {
 		return err
 	}
-	if err := defInt("MaxFrameSize", &c.MaxFrameSize, DefaultMaxFrameSize, 1024, encoder.MaxPayload); err != nil {
+	// What a frame can carry, and an int can count (on 32-bit platforms).
+	const maxPayload = min(encoder.MaxPayload, math.MaxInt)
+	if err := defInt("MaxFrameSize", &c.MaxFrameSize, DefaultMaxFrameSize, 1024, maxPayload); err != nil {
 		return err
 	}
-	if err := defInt("MaxDecompressedSize", &c.MaxDecompressedSize, DefaultMaxDecompressed, 1024, encoder.MaxPayload); err != nil {
+	if err := defInt("MaxDecompressedSize", &c.MaxDecompressedSize, DefaultMaxDecompressed, 1024, maxPayload); err != nil {
 		return err
 	}
+	worst := int64(c.MaxFrameSize) + int64(c.MaxDecompressedSize) + encoder.HeaderSize
 	if c.MaxMemory == 0 {
-		c.MaxMemory = max(DefaultMaxMemory, int64(c.MaxFrameSize+c.MaxDecompressedSize)+encoder.HeaderSize)
+		c.MaxMemory = max(DefaultMaxMemory, worst)
 	}
-	if need := int64(c.MaxFrameSize+c.MaxDecompressedSize) + encoder.HeaderSize; c.MaxMemory < need {
+	if need := worst; c.MaxMemory < need {
 		return bad("MaxMemory %d is below one frame's worst case (MaxFrameSize + MaxDecompressedSize + header = %d)", c.MaxMemory, need)
 	}
 	switch {

@@ -67,8 +67,8 @@ func (e *Encoder) Close() error {
 }
 
 func checkBatch(b Batch, n int) error {
-	if n > MaxPayload {
-		return fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", ErrFrameTooLarge, n, MaxPayload)
+	if int64(n) > MaxPayload {
+		return fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", ErrFrameTooLarge, n, int64(MaxPayload))
 	}
 	if b.Entries < 0 || uint64(b.Entries) > 1<<32-1 {
 		return fmt.Errorf("%w: %d entries", ErrFrameTooLarge, b.Entries)
@@ -110,8 +110,8 @@ func (e *Encoder) AppendBatch(dst []byte, b Batch, payload []byte, c Compression
 // With AppendBatchHeaderFor it lets a sender compress a batch before it knows
 // the batch's sequence number (netlog numbers frames as they leave).
 func (e *Encoder) AppendPayload(dst, payload []byte, c Compression) ([]byte, Compression, error) {
-	if len(payload) > MaxPayload {
-		return dst, c, fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", ErrFrameTooLarge, len(payload), MaxPayload)
+	if int64(len(payload)) > MaxPayload {
+		return dst, c, fmt.Errorf("%w: payload of %d bytes, a frame carries at most %d", ErrFrameTooLarge, len(payload), int64(MaxPayload))
 	}
 	body := len(dst)
 	switch c {
@@ -188,7 +188,7 @@ func AppendControl(dst []byte, kind Kind, flags uint16, stream, seq, aux uint64,
 	if kind <= KindAck || kind > MaxKind {
 		return dst, fmt.Errorf("%w: %d is not a control kind", ErrKind, kind)
 	}
-	if len(payload) > MaxPayload {
+	if int64(len(payload)) > MaxPayload {
 		return dst, fmt.Errorf("%w: payload of %d bytes", ErrFrameTooLarge, len(payload))
 	}
 	start := len(dst)

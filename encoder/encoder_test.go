@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"testing"
 	"testing/iotest"
@@ -258,7 +259,11 @@ func cutPayload(f []byte, n int) []byte {
 }
 
 func TestOptions(t *testing.T) {
-	for _, o := range []DecoderOption{WithMaxFrameSize(-1), WithMaxDecompressedSize(1 << 33)} {
+	bad := []DecoderOption{WithMaxFrameSize(-1), WithMaxDecompressedSize(-1)}
+	if over := int64(MaxPayload) + 1; over <= math.MaxInt { // not on 32-bit platforms
+		bad = append(bad, WithMaxFrameSize(int(over)), WithMaxDecompressedSize(int(over)))
+	}
+	for _, o := range bad {
 		if _, err := NewDecoder(o); !errors.Is(err, ErrInvalidOption) {
 			t.Fatalf("NewDecoder = %v, want ErrInvalidOption", err)
 		}

@@ -15,5 +15,6 @@ func recordDevice(fi os.FileInfo) bool {
 	if !ok || fi.Mode()&os.ModeCharDevice == 0 {
 		return false
 	}
-	return unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 11
+	dev := uint64(st.Rdev) // uint32 on mips
+	return unix.Major(dev) == 1 && unix.Minor(dev) == 11
 }
