@@ -1170,9 +1170,6 @@ func waitFor(t *testing.T, cond func() bool) {
 // for Close (which then closes nothing). With room it writes as any
 // producer does.
 func TestReentryFromOutput(t *testing.T) {
-	if !haveGetg {
-		t.Skip("no getg on this architecture: reentry is not detected")
-	}
 	type result struct {
 		taken                   int
 		full, big, flush, close error

@@ -157,7 +157,7 @@ func NewBytes(output func(batch []byte, entries int) error, opts ...Option) (*By
 	if c.vec != nil && c.keep != nil {
 		return nil, fmt.Errorf("%w: WithVectors does not go with WithKeep", ErrInvalidOption)
 	}
-	lanes := c.lanes && haveGetg
+	lanes := c.lanes && fastGetg
 	if lanes {
 		if c.batchSizeSet {
 			return nil, fmt.Errorf("%w: WithLanes does not take WithBatchSize", ErrInvalidOption)

@@ -406,8 +406,8 @@ func TestLanes(t *testing.T) {
 }
 
 func testLanes(t *testing.T, vectors bool) {
-	if !haveGetg {
-		t.Skip("lanes need amd64 or arm64")
+	if !fastGetg {
+		t.Skip("no lanes on " + runtime.GOARCH)
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(6))
 	const capBytes, producers, per = 64 << 10, 48, 4000
@@ -473,8 +473,8 @@ func testLanes(t *testing.T, vectors bool) {
 // state of their own, and a stuck output lets producers fill every one of
 // them before the overflow policy applies.
 func TestLanesGrow(t *testing.T) {
-	if !haveGetg {
-		t.Skip("lanes need amd64 or arm64")
+	if !fastGetg {
+		t.Skip("no lanes on " + runtime.GOARCH)
 	}
 	const capBytes, most = 4 << 10, 5
 	gate := make(chan struct{})
@@ -514,7 +514,7 @@ func TestLanesGrow(t *testing.T) {
 
 func TestLanesOptions(t *testing.T) {
 	out := func([]byte, int) error { return nil }
-	if _, err := NewBytes(out, WithLanes(true), WithBatchSize(10)); haveGetg && !errors.Is(err, ErrInvalidOption) {
+	if _, err := NewBytes(out, WithLanes(true), WithBatchSize(10)); fastGetg && !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("Bytes: got %v, want ErrInvalidOption", err)
 	}
 	if _, err := New(func([]int) error { return nil }, WithLanes(true)); !errors.Is(err, ErrInvalidOption) {

@@ -210,7 +210,7 @@ func (e *engine[E, P]) nextID() uint64 {
 // inOutput reports whether the caller is the goroutine running the output
 // function: a producer that must not wait for the output (ErrReentry).
 func (e *engine[E, P]) inOutput() bool {
-	return haveGetg && e.emitG.Load() == getg()
+	return e.emitG.Load() == getg()
 }
 
 // now is the engine's clock: monotonic nanoseconds, never 0.
@@ -582,9 +582,7 @@ func (e *engine[E, P]) popLocked() job[P] {
 }
 
 func (e *engine[E, P]) process(j job[P]) {
-	if haveGetg {
-		e.emitG.Store(getg())
-	}
+	e.emitG.Store(getg())
 	returned := false
 	defer func() {
 		if !returned {
@@ -606,9 +604,7 @@ func (e *engine[E, P]) process(j job[P]) {
 			e.onError(err)
 		}
 	}
-	if haveGetg {
-		e.emitG.Store(0)
-	}
+	e.emitG.Store(0)
 	returned = true
 
 	e.mu.Lock()
@@ -645,9 +641,7 @@ func (e *engine[E, P]) doneLocked(j job[P], err error) {
 // not be left waiting for an output that will never return.
 // The batch counts as done, and Flush and Close report errOutputPanicked.
 func (e *engine[E, P]) outputPanicked(j job[P]) {
-	if haveGetg {
-		e.emitG.Store(0)
-	}
+	e.emitG.Store(0)
 	e.delivered.Add(uint64(j.entries))
 	e.batches.Add(1)
 	e.outErrors.Add(1)

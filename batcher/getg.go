@@ -2,9 +2,9 @@ package batcher
 
 import "github.com/snail-log/snail/internal/goid"
 
-// haveGetg reports whether getg works on this architecture: lanes and
-// ErrReentry need it.
-const haveGetg = goid.Supported
+// fastGetg reports whether getg is cheap enough for every entry (a
+// register read): lanes need it. ErrReentry works on every architecture.
+const fastGetg = goid.Fast
 
 // getg returns the calling goroutine's identity (goid.G): stable for the
 // life of the goroutine (the runtime may reuse it for a later goroutine,

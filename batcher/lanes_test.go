@@ -13,7 +13,7 @@ import (
 // producers wait asleep meanwhile instead of spinning on their claims: the
 // process must stay nearly idle while the holder is stuck.
 func TestProducersSleepWhileBatchRetires(t *testing.T) {
-	if !haveGetg {
+	if !fastGetg {
 		t.Skip("no lanes on " + runtime.GOARCH)
 	}
 	holding, release := make(chan struct{}), make(chan struct{})

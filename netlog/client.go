@@ -148,7 +148,7 @@ type callbackRun struct {
 // callbackLocked returns the index in inCallback of the calling goroutine,
 // or -1. Called with mu held.
 func (c *Client[Req, Resp]) callbackLocked() int {
-	if len(c.inCallback) == 0 || !goid.Supported {
+	if len(c.inCallback) == 0 {
 		return -1
 	}
 	g := goid.G()
@@ -609,7 +609,7 @@ func (c *Client[Req, Resp]) answer(first, last uint64, resp Resp, err error) {
 		}
 	}
 	var g uintptr
-	if len(done) > 0 && goid.Supported {
+	if len(done) > 0 {
 		// A callback that sends may use the room of the requests it
 		// answers: waiting for room, it would wait for itself.
 		g = goid.G()

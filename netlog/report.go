@@ -90,7 +90,7 @@ func (r *reporter) close() {
 	r.closed = true
 	r.cond.Signal()
 	r.mu.Unlock()
-	if goid.Supported && r.g.Load() == goid.G() {
+	if r.g.Load() == goid.G() {
 		return
 	}
 	<-r.done

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snail-log/snail/internal/goid"
 	"github.com/snail-log/snail/internal/testnet"
 )
 
@@ -110,9 +109,6 @@ func TestDefaultErrorHandlerPrints(t *testing.T) {
 // (an application that gives up on the collector) does not hang: Close
 // does not wait for the handler's own goroutine, which ends after it.
 func TestCloseFromErrorHandler(t *testing.T) {
-	if !goid.Supported {
-		t.Skip("no goroutine identity on this architecture")
-	}
 	addr := testnet.RefusedAddr(t)
 	var s *Stream
 	var once sync.Once

@@ -1,7 +1,6 @@
 package goid
 
 import (
-	"runtime"
 	"sync"
 	"testing"
 
@@ -14,9 +13,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // after its stack moved), different between goroutines alive at the same
 // time.
 func TestG(t *testing.T) {
-	if !Supported {
-		t.Skip("no G on " + runtime.GOARCH)
-	}
 	const n = 32
 	ids := make([]uintptr, n)
 	var ready, hold sync.WaitGroup
