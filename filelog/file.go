@@ -94,9 +94,10 @@ func printError(err error) { fmt.Fprintln(os.Stderr, err) }
 
 // Open opens path for appending, creating it (not its directory) with the
 // configured mode. A relative path is taken from the working directory at
-// Open, also for the rotations and reopens after a change of directory. Errors (missing directory, permission denied, a
-// directory at path, a FIFO without a reader) are returned here, with the
-// path, not at the first write. The names "stdout", "stderr", "-",
+// Open, also for the rotations and reopens after a change of directory.
+// Errors (missing directory, permission denied, a directory at path, a
+// FIFO without a reader) are returned here, with the path, not at the
+// first write. The names "stdout", "stderr", "-",
 // /dev/stdout and /dev/stderr write to the process's standard streams.
 // A File that rotates (WithMaxSize, WithRotateEvery) holds a lock on
 // .NAME.lock beside the file while open: a second rotating File on the
