@@ -514,8 +514,12 @@ func TestLanesGrow(t *testing.T) {
 
 func TestLanesOptions(t *testing.T) {
 	out := func([]byte, int) error { return nil }
-	if _, err := NewBytes(out, WithLanes(true), WithBatchSize(10)); fastGetg && !errors.Is(err, ErrInvalidOption) {
+	b, err := NewBytes(out, WithLanes(true), WithBatchSize(10))
+	if fastGetg && !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("Bytes: got %v, want ErrInvalidOption", err)
+	}
+	if err == nil { // without lanes here, the batch size holds
+		b.Close()
 	}
 	if _, err := New(func([]int) error { return nil }, WithLanes(true)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("Batcher: got %v, want ErrInvalidOption", err)
