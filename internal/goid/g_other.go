@@ -8,8 +8,9 @@ import (
 	"strings"
 )
 
-// Fast reports whether G is a read of a register: here it is not, and
-// costs a microsecond or more.
+// Fast reports whether G is a read of a register: here it is not. The
+// stack trace costs microseconds (the same code measured 2-4 µs a call on
+// amd64, 16-20 µs on js/wasm under node), once per batch and per wait.
 const Fast = false
 
 // G returns the calling goroutine's id, read from the header of its stack
