@@ -221,24 +221,20 @@ func TestCollectorOutlivesItsLogReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	startChild(t, cmd)
+	d := &daemon{cmd: cmd, stderr: new(syncBuffer)} // what was read of its log
 	var addr string
-	var seen bytes.Buffer
 	buf := make([]byte, 4096)
 	for addr == "" {
 		n, err := pr.Read(buf)
-		seen.Write(buf[:n])
+		d.stderr.Write(buf[:n])
 		if err != nil {
-			t.Fatalf("collector log ended before it served: %v\n%s", err, seen.String())
+			t.Fatalf("collector log ended before it served: %v\n%s", err, d.stderr)
 		}
-		d := &daemon{stderr: new(syncBuffer)}
-		d.stderr.Write(seen.Bytes())
 		addr = d.logged("collector serving", "addr")
 	}
 	pr.Close() // the log's reader goes away
 	for range 3 {
-		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil { // each logs "reopened output files"
-			t.Fatal(err)
-		}
+		d.signal(t, syscall.SIGHUP) // each logs "reopened output files"
 	}
 	in := filepath.Join(t.TempDir(), "in")
 	writeLines(t, in, 0, 100)
@@ -247,10 +243,6 @@ func TestCollectorOutlivesItsLogReader(t *testing.T) {
 		t.Fatalf("send after the log's reader left: %v\n%s", err, errb.String())
 	}
 	checkLines(t, filepath.Join(dir, "after.log"), 100)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitExit(t, cmd, 30*time.Second, new(syncBuffer)); err != nil {
-		t.Fatalf("collector exited with %v", err)
-	}
+	d.signal(t, syscall.SIGTERM)
+	d.wait(t) // status 0
 }
